@@ -1,0 +1,68 @@
+"""The ``arenajudge`` command line: a thin layer over the library.
+
+Data goes to stdout, logs and progress to stderr; a user error is one line
+``error: ...`` on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from arenajudge.errors import ArenaJudgeError
+
+EXIT_USER_ERROR = 2
+
+
+class _UserError(click.ClickException):
+    exit_code = EXIT_USER_ERROR
+
+    def show(self, file=None) -> None:
+        click.echo(f"error: {self.message}", err=True)
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ArenaJudgeError as exc:
+            raise _UserError(str(exc)) from exc
+        except MemoryError:
+            raise _UserError("out of memory; try a smaller file or batch size") from None
+        except Exception as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            raise _UserError(f"internal error ({type(exc).__name__}: {exc}); rerun with "
+                             "--debug for the traceback and report it") from exc
+
+
+class _WarningFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname.lower()}: {record.getMessage()}"
+
+
+def _configure_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_WarningFormatter())
+    root = logging.getLogger("arenajudge")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    root.propagate = False
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="arenajudge")
+@click.option("-v", "--verbose", is_flag=True, help="Log progress details to stderr.")
+@click.option("--debug", is_flag=True, help="Show tracebacks of internal errors.")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
+    """Predict which of two chatbot responses a person prefers."""
+    ctx.obj = {"debug": debug}
+    _configure_logging(verbose)
+
+
+from arenajudge.cli import data_commands  # noqa: E402  (commands register on `main`)
+
+__all__ = ["main", "data_commands"]

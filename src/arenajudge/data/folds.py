@@ -1,0 +1,37 @@
+"""Cross-validation folds grouped by prompt, so that no prompt leaks across folds."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+
+from arenajudge.data.schema import Battles, join_turns
+from arenajudge.errors import ConfigError
+
+
+def prompt_groups(battles: Battles) -> np.ndarray:
+    """Group number per row, shape (n,): rows with the same prompt text share one."""
+    _, groups = np.unique(np.array([join_turns(p).strip() for p in battles.prompt],
+                                   dtype=object), return_inverse=True)
+    return groups
+
+
+def folds(battles: Battles, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Assign each battle to one of ``n_folds`` folds, shape (n,), values 0..n_folds-1.
+
+    Folds are grouped by prompt (the same prompt text never lands in two folds) and
+    stratified by label where labels exist. The same seed gives the same folds.
+    """
+    if n_folds < 2:
+        raise ConfigError(f"--folds must be at least 2, got {n_folds}")
+    groups = prompt_groups(battles)
+    n_groups = int(groups.max()) + 1
+    if n_groups < n_folds:
+        raise ConfigError(f"{n_folds} folds need at least {n_folds} distinct prompts; "
+                          f"the data has {n_groups}. Use fewer --folds")
+    strata = battles.label if battles.labelled else np.zeros(len(battles), dtype=int)
+    splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    fold_of = np.empty(len(battles), dtype=np.int64)
+    for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(battles)), strata, groups)):
+        fold_of[held_out] = fold
+    return fold_of

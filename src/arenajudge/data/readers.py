@@ -1,0 +1,522 @@
+"""Readers: files in any supported layout -> validated :class:`Battles`.
+
+Three file formats (CSV incl. ``.csv.gz``, JSON lines, parquet) and three layouts:
+
+* Kaggle: ``id, prompt, response_a, response_b`` as JSON lists of turns, optional
+  ``model_a, model_b`` and labels ``winner_model_a, winner_model_b, winner_tie``
+  (or one ``winner`` column);
+* arena conversations: ``conversation_a, conversation_b`` as lists of
+  ``{role, content}`` messages and ``winner`` in {model_a, model_b, tie, tie (bothbad)};
+* preference pairs: ``prompt, chosen, rejected`` (strings or message lists), placed
+  in a seeded random A/B order so that the labels stay balanced.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import re
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from arenajudge.data.schema import LABELS, Battles, Turns
+from arenajudge.errors import ArenaJudgeError, ConfigError, DataError
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("csv", "jsonl", "json", "parquet")
+CANONICAL_COLUMNS = (
+    "id", "prompt", "response_a", "response_b", "model_a", "model_b", *LABELS,
+    "winner", "source", "conversation_a", "conversation_b", "chosen", "rejected",
+)
+KAGGLE_COLUMNS = ("prompt", "response_a", "response_b")
+ARENA_COLUMNS = ("conversation_a", "conversation_b")
+PAIR_COLUMNS = ("chosen", "rejected")
+WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
+MAX_REPORTED_ERRORS = 200
+_LABEL_TOLERANCE = 1e-6
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_EXAMPLE_CELL = '["first turn", "second turn"]'
+
+
+@dataclass
+class Problems:
+    """Errors and warnings found while reading one file.
+
+    Reading goes on after an error so that ``validate`` can list them all; only the
+    first ``MAX_REPORTED_ERRORS`` are kept, ``n_errors`` counts every one.
+    """
+
+    file: str
+    errors: list[DataError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    n_errors: int = 0
+
+    def error(self, message: str, *, row_id: str | None = None, row: int | None = None,
+              column: str | None = None) -> None:
+        self.n_errors += 1
+        if len(self.errors) < MAX_REPORTED_ERRORS:
+            self.errors.append(
+                DataError(message, file=self.file, row_id=row_id, row=row, column=column))
+
+    def warn(self, message: str) -> None:
+        logger.warning("%s: %s", self.file, message)
+        self.warnings.append(message)
+
+    def raise_first(self) -> None:
+        """Raise the first error, saying how many more there are."""
+        if not self.errors:
+            return
+        first = self.errors[0]
+        if self.n_errors > 1:
+            first.message += (f" (and {self.n_errors - 1} more errors; "
+                              f"`arenajudge validate {self.file}` lists them)")
+        raise first
+
+
+class _CellError(ValueError):
+    """A cell does not hold what its column needs; the message says what it holds."""
+
+
+# --------------------------------------------------------------------------- options
+def parse_columns_option(text: str | None) -> dict[str, str]:
+    """Parse ``--columns prompt=question,response_a=answer1`` into {canonical: actual}."""
+    if not text:
+        return {}
+    mapping = {}
+    for item in text.split(","):
+        name, sep, actual = item.partition("=")
+        name, actual = name.strip(), actual.strip()
+        if not sep or not name or not actual:
+            raise ConfigError(f"--columns item {item!r} is not NAME=COLUMN; "
+                              "write e.g. --columns prompt=question,response_a=answer1")
+        mapping[name] = actual
+    return mapping
+
+
+def detect_format(path: Path) -> str:
+    """The file format implied by ``path``'s extension (``.gz`` is looked through)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1].lstrip(".") if suffixes else ""
+    aliases = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json",
+               "parquet": "parquet", "pq": "parquet"}
+    if ext not in aliases:
+        raise DataError(f"has an unknown extension {ext or '(none)'!r}; "
+                        f"pass --format with one of {', '.join(FORMATS)}", file=path)
+    return aliases[ext]
+
+
+# --------------------------------------------------------------------------- tables
+def _open_text(path: Path):
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    return opener(path, "rt", encoding="utf-8")
+
+
+def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
+    records: list[Any]
+    with _open_text(path) as handle:
+        if fmt == "json":
+            try:
+                records = json.load(handle)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                                "a .json file must hold one list of row objects", file=path)
+            if not isinstance(records, list):
+                raise DataError("must hold a JSON list of row objects", file=path)
+        else:
+            records = []
+            for lineno, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"line {lineno} is not valid JSON ({exc.msg}); "
+                                    "each line of a JSONL file must be one JSON object",
+                                    file=path)
+    for position, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise DataError(f"row {position} is a {type(record).__name__}, not an object "
+                            "with named columns", file=path)
+    return pd.DataFrame.from_records(records)
+
+
+def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
+    """Read a file into a raw frame of Python objects, with no schema checks.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable, not UTF-8, or not of the given format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("does not exist", file=path)
+    if path.is_dir():
+        raise DataError("is a directory; give a data file", file=path)
+    fmt = format or detect_format(path)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    try:
+        if fmt == "csv":
+            return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
+                               compression="infer")
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        return _read_json_records(path, fmt)
+    except ArenaJudgeError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"is not valid UTF-8 text (bad byte at offset {exc.start} of the "
+                        "decoded stream); re-save it as UTF-8", file=path) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("is empty: it has no header and no rows", file=path) from None
+    except pd.errors.ParserError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise DataError(f"is not a readable CSV file ({reason}); check its quoting",
+                        file=path) from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot be read ({exc}); is it a complete {fmt} file?",
+                        file=path) from None
+    except Exception as exc:  # pyarrow raises its own types for corrupt parquet files
+        raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
+                        file=path) from None
+
+
+def _apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str], path: Path
+                          ) -> pd.DataFrame:
+    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+    if unknown:
+        raise ConfigError(f"--columns names unknown field(s) {', '.join(unknown)}; "
+                          f"known fields: {', '.join(CANONICAL_COLUMNS)}")
+    absent = [actual for actual in columns.values() if actual not in frame.columns]
+    if absent:
+        raise DataError(f"has no column(s) {', '.join(map(repr, absent))} named in --columns; "
+                        f"found: {', '.join(map(str, frame.columns))}", file=path)
+    renamed = frame.rename(columns={actual: name for name, actual in columns.items()})
+    if renamed.columns.duplicated().any():
+        dupes = sorted(set(renamed.columns[renamed.columns.duplicated()]))
+        raise DataError(f"has several columns called {', '.join(dupes)} after --columns; "
+                        "map each field from one column", file=path)
+    return renamed
+
+
+# --------------------------------------------------------------------------- cells
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def _as_python(value: Any) -> Any:
+    """Parquet gives numpy arrays for lists; everything else passes through."""
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
+def _repair(text: str, counter: list[int]) -> str:
+    if text.isascii():
+        return text
+    repaired, n = _SURROGATE.subn("\ufffd", text)
+    counter[0] += n
+    return repaired
+
+
+def _turn_list(value: Any, counter: list[int]) -> Turns:
+    if not isinstance(value, list):
+        raise _CellError(f"holds a JSON {type(value).__name__}, not a list of turns; "
+                         f"expected e.g. {_EXAMPLE_CELL}")
+    turns = []
+    for turn in value:
+        if turn is None:
+            turns.append("")
+        elif isinstance(turn, str):
+            turns.append(_repair(turn, counter))
+        else:
+            raise _CellError(f"has a turn that is a {type(turn).__name__}, not a string; "
+                             f"expected e.g. {_EXAMPLE_CELL}")
+    return tuple(turns)
+
+
+def _decode_json_cell(value: Any) -> Any:
+    if _is_missing(value) or value == "":
+        raise _CellError(f"is empty; expected a JSON list of turns such as {_EXAMPLE_CELL} "
+                         "([] for no turns)")
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            snippet = value[:40] + ("…" if len(value) > 40 else "")
+            raise _CellError(f"is not valid JSON ({exc.msg} at character {exc.pos}) in "
+                             f"{snippet!r}; expected a JSON list of turns such as "
+                             f"{_EXAMPLE_CELL}") from None
+    return _as_python(value)
+
+
+def _message_turns(messages: list, counter: list[int]) -> tuple[Turns, Turns]:
+    """Split ``[{role, content}, ...]`` into (user turns, assistant turns)."""
+    user, assistant = [], []
+    for message in messages:
+        if not isinstance(message, dict) or "content" not in message:
+            raise _CellError("holds a message that is not a {role, content} object")
+        content = message["content"]
+        if isinstance(content, list):  # multimodal content parts: keep the text parts
+            content = "\n".join(part.get("text", "") for part in content
+                                if isinstance(part, dict))
+        if content is not None and not isinstance(content, str):
+            raise _CellError(f"holds a message whose content is a {type(content).__name__}")
+        text = _repair(content or "", counter)
+        role = str(message.get("role", "")).lower()
+        if role in ("assistant", "gpt", "bot", "model"):
+            assistant.append(text)
+        elif role in ("user", "human"):
+            user.append(text)
+        elif role != "system":
+            raise _CellError(f"holds a message with unknown role {role!r}; "
+                             "expected user, assistant or system")
+    return tuple(user), tuple(assistant)
+
+
+def _is_message_list(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
+
+
+def _flexible_cell(value: Any, counter: list[int]) -> tuple[Turns | None, Turns]:
+    """A pair-layout cell: plain text, a JSON list of turns, or a message list.
+
+    Returns (user turns, other turns): user turns are ``None`` unless the cell is a
+    message list, whose assistant turns are then the other turns.
+    """
+    value = _as_python(value)
+    if _is_missing(value):
+        raise _CellError("is empty")
+    if isinstance(value, str):
+        if not value.lstrip().startswith("["):
+            return None, (_repair(value, counter),)
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None, (_repair(value, counter),)
+    if _is_message_list(value):
+        return _message_turns(value, counter)
+    return None, _turn_list(value, counter)
+
+
+# --------------------------------------------------------------------------- columns
+class _Reader:
+    """Parses one raw frame column by column, collecting problems."""
+
+    def __init__(self, frame: pd.DataFrame, problems: Problems):
+        self.frame = frame
+        self.problems = problems
+        self.surrogates = [0]
+        self.ids = self._ids()
+
+    def _where(self, position: int) -> dict:
+        row_id = self.ids[position]
+        return {"row_id": row_id} if row_id else {"row": position + 1}
+
+    def _ids(self) -> np.ndarray:
+        n = len(self.frame)
+        if "id" not in self.frame.columns:
+            if "question_id" in self.frame.columns:
+                return self._id_values(self.frame["question_id"], "question_id")
+            if "chosen" in self.frame.columns:
+                self.problems.warn("has no id column; rows are numbered from 1 as their ids")
+                return np.array([str(i) for i in range(1, n + 1)], dtype=object)
+            self.problems.error("is missing; every row needs a unique id "
+                                "(map another column with --columns id=NAME)", column="id")
+            return np.array([""] * n, dtype=object)
+        return self._id_values(self.frame["id"], "id")
+
+    def _id_values(self, column: pd.Series, name: str) -> np.ndarray:
+        ids = np.array(["" if _is_missing(v) else str(v).strip() for v in column], dtype=object)
+        for position in np.flatnonzero(ids == ""):
+            self.problems.error("is empty; every row needs a unique id", row=position + 1,
+                                column=name)
+        first_seen: dict[str, int] = {}
+        for position, row_id in enumerate(ids):
+            if not row_id:
+                continue
+            if row_id in first_seen:
+                self.problems.error(f"is a duplicate (first seen in row {first_seen[row_id]}); "
+                                    "ids must be unique", row_id=row_id, column=name)
+            else:
+                first_seen[row_id] = position + 1
+        return ids
+
+    def column(self, name: str, parse: Callable[[Any], Any], empty: Any = ()) -> list:
+        values = []
+        for position, raw in enumerate(self.frame[name].tolist()):
+            try:
+                values.append(parse(raw))
+            except _CellError as exc:
+                self.problems.error(str(exc), column=name, **self._where(position))
+                values.append(empty)
+        return values
+
+    def json_turns(self, name: str) -> list[Turns]:
+        return self.column(name, lambda raw: _turn_list(_decode_json_cell(raw), self.surrogates))
+
+    def optional_text(self, name: str) -> np.ndarray | None:
+        if name not in self.frame.columns:
+            return None
+        return np.array(["" if _is_missing(v) else str(v) for v in self.frame[name]],
+                        dtype=object)
+
+    def labels(self) -> np.ndarray | None:
+        present = [c for c in LABELS if c in self.frame.columns]
+        if not present:
+            return self.winner_labels() if "winner" in self.frame.columns else None
+        if len(present) < len(LABELS):
+            for missing in (c for c in LABELS if c not in present):
+                self.problems.error("is missing; give all three label columns or none",
+                                    column=missing)
+            return None
+        values = np.column_stack([
+            pd.to_numeric(self.frame[c].replace("", np.nan), errors="coerce")
+            .to_numpy(dtype=float, na_value=np.nan) for c in LABELS])
+        bad = (np.isnan(values).any(axis=1) | (values < 0).any(axis=1)
+               | (np.abs(values.sum(axis=1) - 1) > _LABEL_TOLERANCE))
+        for position in np.flatnonzero(bad):
+            raw = ", ".join(f"{c}={self.frame[c].iat[position]!r}" for c in LABELS)
+            self.problems.error(f"labels {raw} are not one winner equal to 1 nor "
+                                "non-negative probabilities summing to 1",
+                                column=",".join(LABELS), **self._where(position))
+        values[bad] = 1 / 3
+        return values
+
+    def winner_labels(self) -> np.ndarray:
+        def parse(raw):
+            key = "" if _is_missing(raw) else str(raw).strip().lower()
+            if key not in WINNER_VALUES:
+                raise _CellError(f"is {raw!r}; expected one of {', '.join(WINNER_VALUES)}")
+            return WINNER_VALUES[key]
+
+        classes = self.column("winner", parse, empty=2)
+        return np.eye(len(LABELS))[classes]
+
+
+def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
+    columns = set(frame.columns)
+    for name, required in (("kaggle", KAGGLE_COLUMNS), ("arena", ARENA_COLUMNS),
+                           ("pairs", PAIR_COLUMNS)):
+        if columns.issuperset(required):
+            return name
+    if "prompt" in columns and columns & {"response_a", "response_b"}:
+        for missing in (c for c in KAGGLE_COLUMNS if c not in columns):
+            problems.error("is missing; the Kaggle layout needs prompt, response_a and "
+                           "response_b (map yours with --columns)", column=missing)
+        return None
+    found = ", ".join(map(str, frame.columns)) or "(none)"
+    problems.error(
+        "has no battle columns: expected prompt, response_a, response_b (Kaggle layout), "
+        "conversation_a, conversation_b (arena conversations) or prompt, chosen, rejected "
+        f"(preference pairs); found {found}. Map yours with e.g. "
+        "--columns prompt=question,response_a=answer1,response_b=answer2")
+    return None
+
+
+def _kaggle(reader: _Reader) -> tuple[list, list, list]:
+    return (reader.json_turns("prompt"), reader.json_turns("response_a"),
+            reader.json_turns("response_b"))
+
+
+def _arena(reader: _Reader) -> tuple[list, list, list]:
+    def conversation(raw):
+        messages = _decode_json_cell(raw)
+        if not isinstance(messages, list):
+            raise _CellError("is not a list of {role, content} messages")
+        return _message_turns(messages, reader.surrogates)
+
+    side_a = reader.column("conversation_a", conversation, empty=((), ()))
+    side_b = reader.column("conversation_b", conversation, empty=((), ()))
+    return [a[0] for a in side_a], [a[1] for a in side_a], [b[1] for b in side_b]
+
+
+def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
+    def side(raw):
+        return _flexible_cell(raw, reader.surrogates)
+
+    def prompt_cell(raw):
+        user, turns = _flexible_cell(raw, reader.surrogates)
+        return turns if user is None else user
+
+    chosen = reader.column("chosen", side, empty=(None, ()))
+    rejected = reader.column("rejected", side, empty=(None, ()))
+    if "prompt" in reader.frame.columns:
+        prompt = reader.column("prompt", prompt_cell)
+    else:
+        prompt = [user or () for user, _ in chosen]
+    chosen_is_b = np.random.default_rng(seed).random(len(chosen)) < 0.5
+    pairs = list(zip((c[1] for c in chosen), (r[1] for r in rejected)))
+    response_a = [r if flip else c for (c, r), flip in zip(pairs, chosen_is_b)]
+    response_b = [c if flip else r for (c, r), flip in zip(pairs, chosen_is_b)]
+    return prompt, response_a, response_b, np.eye(len(LABELS))[chosen_is_b.astype(int)]
+
+
+def load_battles(path: str | Path, problems: Problems, *, format: str | None = None,
+                 columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles | None:
+    """Read ``path`` collecting every problem into ``problems``.
+
+    Returns ``None`` when the file cannot be parsed into battles at all. Unreadable
+    files raise :class:`DataError` straight away.
+    """
+    path = Path(path)
+    frame = _apply_column_mapping(read_table(path, format), columns or {}, path)
+    layout = _layout(frame, path, problems)
+    if layout is None:
+        return None
+    if len(frame) == 0:
+        problems.error("has no rows; it needs at least one battle")
+        return None
+    reader = _Reader(frame, problems)
+    target = None
+    if layout == "kaggle":
+        prompt, response_a, response_b = _kaggle(reader)
+    elif layout == "arena":
+        prompt, response_a, response_b = _arena(reader)
+    else:
+        prompt, response_a, response_b, target = _pairs(reader, seed)
+    if target is None:
+        target = reader.labels()
+    if reader.surrogates[0]:
+        problems.warn(f"replaced {reader.surrogates[0]} lone surrogate escape(s) with U+FFFD")
+    return Battles(
+        id=reader.ids, prompt=prompt, response_a=response_a, response_b=response_b,
+        model_a=reader.optional_text("model_a"), model_b=reader.optional_text("model_b"),
+        target=target, source=reader.optional_text("source"), path=str(path),
+        repaired_surrogates=reader.surrogates[0],
+    )
+
+
+def read_battles(path: str | Path, format: str | None = None,
+                 columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles:
+    """Read and validate a battles file.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.csv``, ``.csv.gz``, ``.jsonl``, ``.json`` or ``.parquet`` file.
+    format : {"csv", "jsonl", "json", "parquet"}, optional
+        Overrides the format implied by the extension.
+    columns : mapping, optional
+        ``{field: column in the file}``, e.g. ``{"prompt": "question"}``.
+    seed : int, default=0
+        Seed of the A/B order of chosen/rejected pairs.
+
+    Raises
+    ------
+    DataError
+        On the first problem found (its message counts the others).
+    """
+    problems = Problems(str(path))
+    battles = load_battles(path, problems, format=format, columns=columns, seed=seed)
+    problems.raise_first()
+    assert battles is not None  # no errors means the layout was found and rows parsed
+    return battles

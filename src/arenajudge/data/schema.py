@@ -1,0 +1,119 @@
+"""The in-memory battle representation every other module reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+LABELS = ("winner_model_a", "winner_model_b", "winner_tie")
+"""Class order of every probability array and output file: A wins, B wins, tie."""
+
+Turns = tuple[str, ...]
+
+
+def _swap_ab_columns(target: np.ndarray) -> np.ndarray:
+    return target[:, [1, 0, 2]]
+
+
+@dataclass(frozen=True, eq=False)
+class Battles:
+    """A validated set of pairwise battles.
+
+    Attributes
+    ----------
+    id : ndarray of str, shape (n,)
+        Unique row ids, as written in the input.
+    prompt, response_a, response_b : list of tuple of str, length n
+        The turns of each side; ``()`` is a side with no turns, ``""`` an empty turn.
+    model_a, model_b : ndarray of str, shape (n,), or None
+        Model names where the input has them (``""`` when unknown for a row).
+    target : ndarray of float, shape (n, 3), or None
+        Label probabilities in ``LABELS`` order: one-hot for hard labels, any
+        non-negative rows summing to 1 for soft labels. ``None`` for unlabelled input.
+    source : ndarray of str, shape (n,), or None
+        Where each row came from, when the input says.
+    path : str or None
+        The file the battles were read from, for error messages.
+    repaired_surrogates : int
+        Lone surrogate escapes replaced by U+FFFD while reading.
+    """
+
+    id: np.ndarray
+    prompt: list[Turns]
+    response_a: list[Turns]
+    response_b: list[Turns]
+    model_a: np.ndarray | None = None
+    model_b: np.ndarray | None = None
+    target: np.ndarray | None = None
+    source: np.ndarray | None = None
+    path: str | None = None
+    repaired_surrogates: int = field(default=0)
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    @property
+    def labelled(self) -> bool:
+        return self.target is not None
+
+    @property
+    def label(self) -> np.ndarray:
+        """Hard labels, shape (n,): 0 = A wins, 1 = B wins, 2 = tie (argmax of soft labels)."""
+        if self.target is None:
+            raise ValueError("these battles have no labels")
+        return self.target.argmax(axis=1)
+
+    @property
+    def has_models(self) -> bool:
+        return self.model_a is not None and self.model_b is not None
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> "Battles":
+        """The battles at ``indices`` (integer positions or a boolean mask), in that order."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            idx = np.flatnonzero(idx)
+
+        def pick(values):
+            if values is None:
+                return None
+            if isinstance(values, np.ndarray):
+                return values[idx]
+            return [values[i] for i in idx]
+
+        return replace(
+            self,
+            id=self.id[idx],
+            prompt=pick(self.prompt),
+            response_a=pick(self.response_a),
+            response_b=pick(self.response_b),
+            model_a=pick(self.model_a),
+            model_b=pick(self.model_b),
+            target=pick(self.target),
+            source=pick(self.source),
+        )
+
+    def swap(self) -> "Battles":
+        """The same battles with A and B exchanged (labels exchanged too)."""
+        return replace(
+            self,
+            response_a=self.response_b,
+            response_b=self.response_a,
+            model_a=self.model_b,
+            model_b=self.model_a,
+            target=None if self.target is None else _swap_ab_columns(self.target),
+        )
+
+    def without_labels(self) -> "Battles":
+        return replace(self, target=None)
+
+
+def swap_proba(proba: np.ndarray) -> np.ndarray:
+    """Exchange the A-wins and B-wins columns of an (n, 3) probability array."""
+    return _swap_ab_columns(np.asarray(proba))
+
+
+def join_turns(turns: Turns) -> str:
+    """One text for a side: its turns separated by blank lines."""
+    return "\n\n".join(turns)
