@@ -27,6 +27,8 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
         except ArenaJudgeError as exc:
             raise _UserError(str(exc)) from exc
         except MemoryError:
@@ -63,6 +65,8 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
     _configure_logging(verbose)
 
 
-from arenajudge.cli import data_commands  # noqa: E402  (commands register on `main`)
+# Command modules register themselves on `main` when imported.
+from arenajudge.cli import data_commands  # noqa: E402,F401
+from arenajudge.cli import model_commands  # noqa: E402,F401
 
-__all__ = ["main", "data_commands"]
+__all__ = ["main"]

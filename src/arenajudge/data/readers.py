@@ -227,6 +227,11 @@ def _repair(text: str, counter: list[int]) -> str:
     return repaired
 
 
+def repair_surrogates(text: str) -> str:
+    """``text`` with each lone surrogate (from a JSON escape such as ``"\\ud800"``) as U+FFFD."""
+    return _repair(text, [0])
+
+
 def _turn_list(value: Any, counter: list[int]) -> Turns:
     if not isinstance(value, list):
         raise _CellError(f"holds a JSON {type(value).__name__}, not a list of turns; "
@@ -468,7 +473,15 @@ def load_battles(path: str | Path, problems: Problems, *, format: str | None = N
     files raise :class:`DataError` straight away.
     """
     path = Path(path)
-    frame = _apply_column_mapping(read_table(path, format), columns or {}, path)
+    return parse_frame(read_table(path, format), path, problems, columns=columns, seed=seed)
+
+
+def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
+                columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles | None:
+    """Battles from a raw frame as :func:`read_table` gives it, e.g. one block of a file
+    read in a stream; ``path`` names the file in messages. See :func:`load_battles`."""
+    path = Path(path)
+    frame = _apply_column_mapping(frame, columns or {}, path)
     layout = _layout(frame, path, problems)
     if layout is None:
         return None

@@ -81,6 +81,8 @@ def _summarise(battles: Battles, report: ValidationReport, problems: Problems) -
     report.length_percentiles = {"prompt_chars": _char_percentiles(prompts),
                                  "response_chars": _char_percentiles(texts_a + texts_b)}
     report.repaired_surrogates = battles.repaired_surrogates
+    if problems.n_errors:
+        return  # cells that failed to parse read as empty: their warnings would mislead
     mismatched = sum(len(a) != len(b) for a, b in zip(battles.response_a, battles.response_b))
     for count, what in ((report.empty_responses, "have an empty response"),
                         (report.identical_responses, "have identical responses A and B"),

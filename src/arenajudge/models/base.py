@@ -39,8 +39,11 @@ class PreferenceModel(ABC):
         """Learn from labelled ``battles``; returns ``self``."""
 
     @abstractmethod
-    def predict_proba(self, battles: Battles) -> np.ndarray:
-        """Probabilities, shape (n, 3), in ``LABELS`` order; rows sum to 1."""
+    def predict_proba(self, battles: Battles, tie_rate: float | None = None) -> np.ndarray:
+        """Probabilities, shape (n, 3), in ``LABELS`` order; rows sum to 1.
+
+        ``tie_rate`` shifts predictions to a target share of ties (a class-prior shift).
+        """
 
     @abstractmethod
     def save(self, path: str | Path, *, force: bool = False) -> None:
@@ -163,5 +166,9 @@ def load_model(path: str | Path) -> PreferenceModel:
         from arenajudge.models.gbdt import GBDTModel
 
         return GBDTModel.load(path)
+    if backend in ("siamese", "cross", "llm"):
+        from arenajudge.models.transformer import MODELS
+
+        return MODELS[backend].load(path)
     raise ModelLoadError(f"holds an unknown backend {backend!r}; is this arenajudge too old?",
                          file=Path(path) / MANIFEST)

@@ -1,0 +1,212 @@
+"""``arenajudge train | cv | predict | evaluate``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from arenajudge.calibration import check_tie_rate
+from arenajudge.cli import main
+from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
+                                    input_options, read_options, seed_option)
+from arenajudge.data.readers import read_battles
+from arenajudge.data.schema import LABELS, Battles
+from arenajudge.errors import ConfigError
+from arenajudge.evaluate import attach_sources, cross_validate, oof_frame, scores_by_source
+from arenajudge.metrics import scores
+from arenajudge.models.base import PreferenceModel, check_labelled, load_model
+from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.outputs import check_output, write_csv
+
+logger = logging.getLogger("arenajudge.cli")
+
+PREDICT_BATCH = 4096
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="YAML or JSON file of model settings (GBDTConfig fields); flags override it.")
+encoder_option = click.option(
+    "--encoder", type=click.Path(exists=True, file_okay=False), default=None,
+    help="Local Hugging Face encoder directory to embed texts with instead of WordLlama "
+         "(needs the transformers extra).")
+sources_option = click.option(
+    "--sources", "sources_path", type=click.Path(exists=True, dir_okay=False), default=None,
+    help="CSV of id,source: also report metrics per source.")
+tie_rate_option = click.option(
+    "--tie-rate", type=float, default=None,
+    help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
+model_option = click.option("--model", "model_dir", required=True,
+                            type=click.Path(exists=True, file_okay=False),
+                            help="A model directory written by `arenajudge train`.")
+
+
+def _load_config(config_path: str | None, seed: int, encoder: str | None) -> GBDTConfig:
+    values: dict[str, Any] = {}
+    if config_path:
+        import yaml
+
+        try:
+            values = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{config_path}: is not valid YAML/JSON ({exc})") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{config_path}: must hold a mapping of setting: value")
+    values["seed"] = seed
+    if encoder:
+        values["encoder"] = encoder
+    config = GBDTConfig.from_dict(values)
+    config.validate()
+    logger.info("config: %s", json.dumps(config.__dict__))
+    return config
+
+
+def _read(data: str, input_format: str | None, columns: str | None, seed: int,
+          sources_path: str | None = None) -> Battles:
+    battles = read_battles(data, seed=seed, **read_options(input_format, columns))
+    return attach_sources(battles, sources_path) if sources_path else battles
+
+
+def predict_in_batches(model: PreferenceModel, battles: Battles, tie_rate: float | None,
+                       progress: bool = True) -> np.ndarray:
+    """``model.predict_proba`` in batches of ``PREDICT_BATCH`` rows, with a progress bar."""
+    parts = []
+    with tqdm(total=len(battles), desc="predicting", unit="pair", disable=not progress) as bar:
+        for start in range(0, len(battles), PREDICT_BATCH):
+            chunk = battles.take(np.arange(start, min(start + PREDICT_BATCH, len(battles))))
+            parts.append(model.predict_proba(chunk, tie_rate=tie_rate))
+            bar.update(len(chunk))
+    return np.vstack(parts) if parts else np.zeros((0, len(LABELS)))
+
+
+def _format_scores(title: str, values: dict[str, float]) -> str:
+    return (f"{title:<24} rows {values['rows']:>6}  log loss {values['log_loss']:.4f}  "
+            f"prior {values['prior_log_loss']:.4f}  accuracy {values['accuracy']:.3f}  "
+            f"ECE {values['ece']:.3f}")
+
+
+def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> None:
+    for fold in folds or []:
+        click.echo(_format_scores(f"fold {fold['fold']}", fold))
+    click.echo(_format_scores("overall", overall))
+    for source, values in by_source.items():
+        click.echo(_format_scores(f"source {source}", values))
+
+
+@main.command("train")
+@data_argument
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
+              help="Model directory to write.")
+@config_option
+@encoder_option
+@input_options
+@seed_option
+@force_option
+def train_command(data: str, out_dir: str, config_path: str | None, encoder: str | None,
+                  input_format: str | None, columns: str | None, seed: int,
+                  force: bool) -> None:
+    """Train the preference model on labelled DATA and save it to --out."""
+    check_output(out_dir, force)
+    config = _load_config(config_path, seed, encoder)
+    battles = _read(data, input_format, columns, seed)
+    check_labelled(battles)
+    started = time.perf_counter()
+    logger.info("training on %d battles", len(battles))
+    model = GBDTModel(config).fit(battles)
+    model.save(out_dir, force=force)
+    holdout = model.validation_
+    summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
+    if holdout:
+        summary += (f"; holdout log loss {holdout['log_loss_raw']:.4f} before calibration "
+                    f"(temperature {holdout['temperature']:.2f}, {holdout['best_iteration']} "
+                    "rounds)")
+    click.echo(f"{summary}; saved to {out_dir}", err=True)
+
+
+@main.command("cv")
+@data_argument
+@click.option("--folds", "n_folds", type=int, default=5, show_default=True,
+              help="Number of prompt-grouped folds.")
+@click.option("--oof", "oof_path", type=click.Path(dir_okay=False), default=None,
+              help="Write out-of-fold predictions (id,fold + the three probabilities).")
+@config_option
+@encoder_option
+@sources_option
+@input_options
+@format_option
+@seed_option
+@force_option
+def cv_command(data: str, n_folds: int, oof_path: str | None, config_path: str | None,
+               encoder: str | None, sources_path: str | None, input_format: str | None,
+               columns: str | None, output_format: str, seed: int, force: bool) -> None:
+    """Prompt-grouped cross-validation: per-fold, overall and per-source scores."""
+    if oof_path:
+        check_output(oof_path, force)
+    config = _load_config(config_path, seed, encoder)
+    battles = _read(data, input_format, columns, seed, sources_path)
+    result = cross_validate(lambda: GBDTModel(config), battles, n_folds=n_folds, seed=seed)
+    if oof_path:
+        write_csv(oof_frame(battles, result), oof_path, force=force)
+    if output_format == "json":
+        echo_json(result.to_dict())
+    else:
+        _print_scores(result.overall, result.by_source, result.folds)
+
+
+@main.command("predict")
+@data_argument
+@model_option
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              help="Submission CSV to write: id,winner_model_a,winner_model_b,winner_tie.")
+@tie_rate_option
+@input_options
+@seed_option
+@force_option
+def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
+                    input_format: str | None, columns: str | None, seed: int,
+                    force: bool) -> None:
+    """Write a submission: the probabilities of each battle in DATA, in input order."""
+    check_output(out_path, force)
+    check_tie_rate(tie_rate)
+    model = load_model(model_dir)
+    battles = _read(data, input_format, columns, seed).without_labels()
+    started = time.perf_counter()
+    proba = predict_in_batches(model, battles, tie_rate)
+    submission = pd.DataFrame(proba, columns=list(LABELS))
+    submission.insert(0, "id", battles.id)
+    write_csv(submission, out_path, force=force)
+    elapsed = time.perf_counter() - started
+    click.echo(f"wrote {len(battles):,} predictions to {out_path} "
+               f"({len(battles) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
+
+
+@main.command("evaluate")
+@data_argument
+@model_option
+@tie_rate_option
+@sources_option
+@input_options
+@format_option
+@seed_option
+def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
+                     sources_path: str | None, input_format: str | None, columns: str | None,
+                     output_format: str, seed: int) -> None:
+    """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
+    check_tie_rate(tie_rate)
+    model = load_model(model_dir)
+    battles = _read(data, input_format, columns, seed, sources_path)
+    check_labelled(battles)
+    proba = predict_in_batches(model, battles.without_labels(), tie_rate)
+    overall = scores(battles.target, proba)
+    by_source = scores_by_source(battles, proba)
+    if output_format == "json":
+        echo_json({"overall": overall, "by_source": by_source})
+    else:
+        _print_scores(overall, by_source)

@@ -1,0 +1,127 @@
+"""Cheap statistics of one text each: length, structure, markdown, refusals, script.
+
+Each function maps a list of n texts to an (n, k) float32 array whose columns are
+named by the matching ``*_NAMES`` tuple. The loops stay in C (``str`` methods and
+compiled regexes), which keeps them fast enough for the prediction hot path.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+
+import numpy as np
+
+_PATTERNS = {
+    "headers": re.compile(r"^#{1,6} ", re.M),
+    "bullets": re.compile(r"^\s*[-*+•] ", re.M),
+    "numbered": re.compile(r"^\s*\d+[.)] ", re.M),
+    "bold": re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__"),
+    "code_blocks": re.compile(r"^\s*```", re.M),
+    "inline_code": re.compile(r"`[^`\n]+`"),
+    "table_rows": re.compile(r"^\s*\|.*\|\s*$", re.M),
+    "links": re.compile(r"https?://|\]\("),
+}
+# Phrases are matched in the lower-cased opening of a text, where refusals and
+# apologies sit; substring tests are ~20x faster than one case-insensitive regex.
+_OPENING_CHARS = 600
+_PHRASES = {
+    "refusal": ("i'm sorry", "i am sorry", "i cannot", "i can't", "i can not", "i won't",
+                "i'm unable", "i am unable", "i'm not able", "i am not able", "as an ai",
+                "language model", "i must decline", "i'm not comfortable", "not appropriate"),
+    "apology": ("sorry", "apologi"),
+    "openers": ("sure", "certainly", "of course", "absolutely", "great question", "yes"),
+}
+_HEDGES = (" however", " although", " it depends", " may ", " might ", " generally")
+_SCRIPTS = {
+    "cyrillic": re.compile(r"[\u0400-\u04ff]"),
+    "cjk": re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]"),
+    "other_letters": re.compile(r"[\u00c0-\u024f\u0370-\u03ff\u0590-\u08ff\u0900-\u0eff]"),
+}
+_HEAD_CHARS = 2000
+_ASCII_LETTERS = string.ascii_letters.encode()
+_UPPER = string.ascii_uppercase.encode()
+_DIGITS = string.digits.encode()
+
+LENGTH_NAMES = ("log_chars", "log_words", "log_lines", "paragraphs", "mean_word_len",
+                "unique_word_share", "questions", "exclamations", "digits_share",
+                "upper_share", "empty")
+MARKDOWN_NAMES = tuple(_PATTERNS) + tuple(_PHRASES) + ("hedges",)
+SCRIPT_NAMES = ("latin_share",) + tuple(f"{name}_share" for name in _SCRIPTS) + (
+    "non_ascii_share",)
+TEXT_STAT_NAMES = LENGTH_NAMES + MARKDOWN_NAMES + SCRIPT_NAMES
+
+
+def _count_bytes(data: bytes, alphabet: bytes) -> int:
+    return len(data) - len(data.translate(None, alphabet))
+
+
+def _counts(texts: list[str], count) -> np.ndarray:
+    return np.fromiter((count(t) for t in texts), dtype=np.float32, count=len(texts))
+
+
+def length_stats(texts: list[str]) -> np.ndarray:
+    """Length and shape statistics, shape (n, len(LENGTH_NAMES))."""
+    words = [t.split() for t in texts]
+    raw = [t.encode("utf-8", "surrogatepass") for t in texts]
+    chars = _counts(texts, len)
+    safe_chars = np.maximum(chars, 1)
+    safe_words = np.maximum(_counts(words, len), 1)
+    return np.column_stack([
+        np.log1p(chars), np.log1p(_counts(words, len)),
+        np.log1p(_counts(texts, lambda t: t.count("\n"))),
+        _counts(texts, lambda t: t.count("\n\n")),
+        _counts(words, lambda ws: sum(map(len, ws))) / safe_words,
+        _counts(words, lambda ws: len(set(ws))) / safe_words,
+        _counts(texts, lambda t: t.count("?")), _counts(texts, lambda t: t.count("!")),
+        _counts(raw, lambda b: _count_bytes(b, _DIGITS)) / safe_chars,
+        _counts(raw, lambda b: _count_bytes(b, _UPPER)) / safe_chars,
+        _counts(texts, lambda t: not t.strip()),
+    ]).astype(np.float32)
+
+
+def markdown_stats(texts: list[str]) -> np.ndarray:
+    """Counts of markdown elements; refusal, apology and opener flags; hedges, shape (n, k)."""
+    openings = [t[:_OPENING_CHARS].lower() for t in texts]
+    columns = [_counts(texts, lambda t, p=p: len(p.findall(t))) for p in _PATTERNS.values()]
+    columns += [_counts(openings, lambda t, ph=ph: any(p in t for p in ph))
+                for ph in _PHRASES.values()]
+    lowered = [t.lower() for t in texts]
+    columns.append(_counts(lowered, lambda t: sum(map(t.count, _HEDGES))))
+    return np.column_stack(columns).astype(np.float32)
+
+
+def script_stats(texts: list[str]) -> np.ndarray:
+    """Share of each writing system among the first 2,000 characters, shape (n, k)."""
+    heads = [t[:_HEAD_CHARS] for t in texts]
+    sizes = np.maximum(_counts(heads, len), 1)
+    latin = _counts(heads, lambda t: _count_bytes(t.encode("utf-8", "surrogatepass"),
+                                                   _ASCII_LETTERS))
+    shares = [latin / sizes]
+    shares += [_counts(heads, lambda t, p=p: 0 if t.isascii() else len(p.findall(t))) / sizes
+               for p in _SCRIPTS.values()]
+    shares.append(_counts(heads, lambda t: 0 if t.isascii() else
+                          len(t) - len(t.encode("ascii", "ignore"))) / sizes)
+    return np.column_stack(shares).astype(np.float32)
+
+
+def text_stats(texts: list[str]) -> np.ndarray:
+    """All statistics, shape (n, len(TEXT_STAT_NAMES))."""
+    return np.hstack([length_stats(texts), markdown_stats(texts), script_stats(texts)])
+
+
+def word_sets(texts: list[str]) -> list[frozenset[str]]:
+    """Lower-cased word sets, for overlap features."""
+    return [frozenset(t.lower().split()) for t in texts]
+
+
+def jaccard(left: list[frozenset[str]], right: list[frozenset[str]]) -> np.ndarray:
+    """Jaccard similarity of paired word sets, shape (n,); 0 when both are empty."""
+    return np.fromiter((len(a & b) / len(a | b) if a or b else 0.0 for a, b in zip(left, right)),
+                       dtype=np.float32, count=len(left))
+
+
+def containment(part: list[frozenset[str]], whole: list[frozenset[str]]) -> np.ndarray:
+    """Share of ``part``'s words found in ``whole``, shape (n,)."""
+    return np.fromiter((len(a & b) / len(a) if a else 0.0 for a, b in zip(part, whole)),
+                       dtype=np.float32, count=len(part))

@@ -1,0 +1,276 @@
+"""The default CPU model: LightGBM on text statistics and WordLlama embeddings.
+
+Training sees every battle in both orders (the swapped copy with its label
+swapped); prediction averages p(A, B) with the column-swapped p(B, A), so swapping
+A and B in the input swaps the two outputs exactly. A prompt-grouped holdout picks
+the number of boosting rounds and fits the temperature; the final model is then
+refitted on all rows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arenajudge.calibration import Calibration, fit_temperature
+from arenajudge.data.folds import folds
+from arenajudge.data.schema import LABELS, Battles, swap_proba
+from arenajudge.errors import ConfigError, ModelLoadError
+from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
+from arenajudge.metrics import log_loss
+from arenajudge.models.base import (PreferenceModel, check_labelled, data_summary,
+                                    read_manifest, schema_hash, write_manifest)
+from arenajudge.outputs import atomic_path
+
+logger = logging.getLogger(__name__)
+
+BOOSTER_FILE = "model.txt"
+CALIBRATION_FILE = "calibration.json"
+FEATURES_FILE = "features.json"
+_MIN_HOLDOUT_PROMPTS = 10
+
+
+@dataclass(frozen=True)
+class GBDTConfig:
+    """Hyper-parameters of :class:`GBDTModel`; YAML/TOML keys and CLI flags map onto these."""
+
+    n_estimators: int = 2000
+    """Most boosting rounds; early stopping on the holdout usually stops far sooner."""
+    learning_rate: float = 0.03
+    num_leaves: int = 15
+    min_child_samples: int = 50
+    feature_fraction: float = 0.5
+    bagging_fraction: float = 0.8
+    lambda_l2: float = 5.0
+    early_stopping_rounds: int = 100
+    holdout_share: float = 0.15
+    """Share of prompts held out to pick the rounds and fit the temperature; 0 turns
+    early stopping and calibration off (all ``n_estimators`` rounds, temperature 1)."""
+    embedding_dim: int = 64
+    """Leading WordLlama dimensions used (Matryoshka); 1..256."""
+    encoder: str | None = None
+    """A local Hugging Face encoder directory used instead of WordLlama."""
+    n_jobs: int = 0
+    """LightGBM threads; 0 means one per core."""
+    seed: int = 0
+
+    def validate(self) -> None:
+        checks = {
+            "n_estimators": self.n_estimators >= 1,
+            "learning_rate": 0 < self.learning_rate <= 1,
+            "num_leaves": self.num_leaves >= 2,
+            "min_child_samples": self.min_child_samples >= 1,
+            "feature_fraction": 0 < self.feature_fraction <= 1,
+            "bagging_fraction": 0 < self.bagging_fraction <= 1,
+            "lambda_l2": self.lambda_l2 >= 0,
+            "early_stopping_rounds": self.early_stopping_rounds >= 1,
+            "holdout_share": 0 <= self.holdout_share < 0.5,
+            "embedding_dim": 1 <= self.embedding_dim <= 256,
+            "n_jobs": self.n_jobs >= 0,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"config {name}={getattr(self, name)!r} is out of range; "
+                                  f"see `arenajudge train --help` for allowed values")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "GBDTConfig":
+        """Build from a mapping (a YAML/TOML file), refusing unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; "
+                              f"known keys: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    @property
+    def features(self) -> FeatureSpec:
+        return FeatureSpec(embedding_dim=self.embedding_dim, encoder=self.encoder)
+
+    def lightgbm_params(self) -> dict[str, Any]:
+        return {
+            "objective": "multiclass", "num_class": len(LABELS),
+            "learning_rate": self.learning_rate, "num_leaves": self.num_leaves,
+            "min_data_in_leaf": self.min_child_samples,
+            "feature_fraction": self.feature_fraction,
+            "bagging_fraction": self.bagging_fraction, "bagging_freq": 1,
+            "lambda_l2": self.lambda_l2, "num_threads": self.n_jobs, "seed": self.seed,
+            "deterministic": True, "force_row_wise": True, "verbosity": -1,
+        }
+
+
+def _expand_targets(features: np.ndarray, target: np.ndarray, weight: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per (battle, class with probability > 0), weighted by that probability,
+    so LightGBM's multiclass loss equals the soft-label cross-entropy."""
+    rows, classes = np.nonzero(target > 0)
+    return features[rows], classes, weight[rows] * target[rows, classes]
+
+
+def _augmented(pair: PairFeatures, target: np.ndarray, weight: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Both orders of every battle: (features, class, weight)."""
+    X = np.vstack([pair.matrix(), pair.matrix(swapped=True)])
+    return _expand_targets(X, np.vstack([target, swap_proba(target)]),
+                           np.concatenate([weight, weight]))
+
+
+class GBDTModel(PreferenceModel):
+    """Swap-symmetric, calibrated LightGBM preference model.
+
+    Parameters
+    ----------
+    config : GBDTConfig, optional
+        Hyper-parameters; keyword ``overrides`` replace single fields.
+
+    Attributes
+    ----------
+    booster_ : lightgbm.Booster
+    calibration_ : Calibration
+    validation_ : dict
+        Holdout metrics of the round-picking model (rows, log loss before and after
+        temperature scaling, best round).
+    """
+
+    backend = "gbdt"
+
+    def __init__(self, config: GBDTConfig | None = None, **overrides: Any) -> None:
+        self.config = replace(config or GBDTConfig(), **overrides)
+
+    # ----------------------------------------------------------------- training
+    def _train(self, train: tuple, valid: tuple | None, rounds: int):
+        import lightgbm as lgb
+
+        dataset = lgb.Dataset(train[0], label=train[1], weight=train[2], free_raw_data=True)
+        kwargs: dict[str, Any] = {"num_boost_round": rounds}
+        if valid is not None:
+            kwargs["valid_sets"] = [lgb.Dataset(valid[0], label=valid[1], weight=valid[2],
+                                                reference=dataset)]
+            kwargs["callbacks"] = [lgb.early_stopping(self.config.early_stopping_rounds,
+                                                      verbose=False)]
+        return lgb.train(self.config.lightgbm_params(), dataset, **kwargs)
+
+    def _holdout_mask(self, battles: Battles) -> np.ndarray | None:
+        share = self.config.holdout_share
+        if share == 0:
+            return None
+        n_folds = max(2, round(1 / share))
+        n_prompts = len({p for p in battles.prompt})
+        if n_prompts < max(n_folds, _MIN_HOLDOUT_PROMPTS):
+            logger.warning("only %d distinct prompts: training %d rounds without a holdout "
+                           "and without calibration", n_prompts, self.config.n_estimators)
+            return None
+        return folds(battles, n_folds=n_folds, seed=self.config.seed) == 0
+
+    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
+            ) -> "GBDTModel":
+        """Fit on labelled ``battles`` (hard or soft labels); returns ``self``."""
+        self.config.validate()
+        check_labelled(battles)
+        weight = np.ones(len(battles)) if sample_weight is None else np.asarray(
+            sample_weight, dtype=float)
+        if weight.shape != (len(battles),) or (weight < 0).any():
+            raise ConfigError("sample_weight must be one non-negative number per battle")
+        builder = feature_builder(self.config.features)
+        pair = builder.transform(battles)
+        target = battles.target
+        holdout = self._holdout_mask(battles)
+        temperature, rounds = 1.0, self.config.n_estimators
+        self.validation_: dict[str, Any] = {}
+        if holdout is not None:
+            fit_rows, held_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
+            booster = self._train(
+                _augmented(pair.take(fit_rows), target[fit_rows], weight[fit_rows]),
+                _augmented(pair.take(held_rows), target[held_rows], weight[held_rows]),
+                self.config.n_estimators)
+            raw = self._symmetric(booster, pair.take(held_rows))
+            temperature = fit_temperature(target[held_rows], raw)
+            # more rows in the refit warrant proportionally more rounds
+            rounds = max(1, round(booster.best_iteration * len(battles) / len(fit_rows)))
+            self.validation_ = {
+                "rows": int(len(held_rows)), "best_iteration": int(booster.best_iteration),
+                "log_loss_raw": log_loss(target[held_rows], raw),
+                "temperature": temperature,
+            }
+        self.booster_ = self._train(_augmented(pair, target, weight), None, rounds)
+        counts = (np.vstack([target, swap_proba(target)]) * np.concatenate([weight, weight])[
+            :, None]).sum(axis=0)
+        prior = (counts + 1) / (counts.sum() + len(LABELS))  # smoothed: no class has prior 0
+        self.calibration_ = Calibration(temperature=temperature, train_prior=tuple(prior))
+        self.feature_names_ = self.config.features.names()
+        self.training_ = data_summary(battles)
+        return self
+
+    # --------------------------------------------------------------- prediction
+    @staticmethod
+    def _symmetric(booster, pair: PairFeatures) -> np.ndarray:
+        forward = booster.predict(pair.matrix())
+        backward = booster.predict(pair.matrix(swapped=True))
+        return (forward + swap_proba(backward)) / 2
+
+    def predict_proba(self, battles: Battles, tie_rate: float | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (n, 3), in ``LABELS`` order.
+
+        ``tie_rate`` shifts the prediction to a target share of ties (see
+        :meth:`Calibration.transform`); no probability is below 1e-4.
+        """
+        self.check_fitted()
+        if len(battles) == 0:
+            return np.zeros((0, len(LABELS)))
+        pair = feature_builder(self.config.features).transform(battles)
+        return self.calibration_.transform(self._symmetric(self.booster_, pair), tie_rate)
+
+    # ------------------------------------------------------------- persistence
+    def save(self, path: str | Path, *, force: bool = False) -> None:
+        """Write MODEL_DIR: manifest.json, model.txt (LightGBM text), calibration.json,
+        features.json; atomically, refusing to overwrite unless ``force``."""
+        self.check_fitted()
+        with atomic_path(path, force) as staged:
+            staged.mkdir()
+            self.booster_.save_model(str(staged / BOOSTER_FILE))
+            self.calibration_.save(staged / CALIBRATION_FILE)
+            (staged / FEATURES_FILE).write_text(json.dumps(self.feature_names_, indent=1))
+            write_manifest(staged, backend=self.backend, config=asdict(self.config),
+                           feature_schema=schema_hash(self.feature_names_),
+                           training=self.training_, metrics={"holdout": self.validation_})
+
+    @classmethod
+    def load(cls, path: str | Path) -> "GBDTModel":
+        """Read a MODEL_DIR written by :meth:`save`, checking version and feature schema."""
+        import lightgbm as lgb
+
+        path = Path(path)
+        manifest = read_manifest(path, backend=cls.backend)
+        try:
+            config = GBDTConfig.from_dict(manifest["config"])
+        except (ConfigError, TypeError, KeyError) as exc:
+            raise ModelLoadError(f"has an unreadable config ({exc}); retrain the model",
+                                 file=path / "manifest.json") from None
+        model = cls(config)
+        names = config.features.names()
+        if schema_hash(names) != manifest.get("feature_schema"):
+            raise ModelLoadError("was trained on a different feature schema than this "
+                                 "arenajudge computes; retrain the model", file=path)
+        booster_path = path / BOOSTER_FILE
+        if not booster_path.is_file():
+            raise ModelLoadError("is missing; the model directory is incomplete",
+                                 file=booster_path)
+        try:
+            booster = lgb.Booster(model_file=str(booster_path))
+        except lgb.basic.LightGBMError as exc:
+            raise ModelLoadError(f"is corrupt ({str(exc).strip()}); retrain the model",
+                                 file=booster_path) from None
+        if booster.num_feature() != len(names):
+            raise ModelLoadError(f"expects {booster.num_feature()} features, the schema has "
+                                 f"{len(names)}; retrain the model", file=booster_path)
+        model.booster_ = booster
+        model.calibration_ = Calibration.load(path / CALIBRATION_FILE)
+        model.feature_names_ = names
+        model.training_ = manifest.get("training", {})
+        model.validation_ = manifest.get("metrics", {}).get("holdout", {})
+        return model

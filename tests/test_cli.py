@@ -1,0 +1,156 @@
+"""The command line as a user meets it: exit codes, one-line errors, outputs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from arenajudge.cli import main
+
+from conftest import requires_shared_data, synthetic_frame
+from test_data import MALFORMED
+
+FAST_CONFIG = {"n_estimators": 30, "min_child_samples": 5, "num_leaves": 7,
+               "holdout_share": 0.25, "early_stopping_rounds": 10, "embedding_dim": 16,
+               "n_jobs": 1}
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_validate_malformed_exits_2_with_one_line(tmp_path, case):
+    body, where, what = MALFORMED[case]
+    path = tmp_path / "data.csv"
+    path.write_text(body, encoding="utf-8")
+    assert_one_line_error(run("validate", path), where, what)
+
+
+@pytest.mark.parametrize("case", ["broken_json", "duplicate_id", "no_battle_columns"])
+def test_train_on_malformed_data_exits_2(tmp_path, case):
+    body, where, what = MALFORMED[case]
+    path = tmp_path / "data.csv"
+    path.write_text(body, encoding="utf-8")
+    assert_one_line_error(run("train", path, "--out", tmp_path / "m"), where, what)
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    synthetic_frame(n=240).to_csv(root / "train.csv", index=False)
+    test = synthetic_frame(n=60, seed=5).drop(columns=["winner_model_a", "winner_model_b",
+                                                       "winner_tie"])
+    test.to_csv(root / "test.csv", index=False)
+    (root / "config.yaml").write_text(yaml.safe_dump(FAST_CONFIG))
+    result = run("train", root / "train.csv", "--out", root / "model", "--config",
+                 root / "config.yaml")
+    assert result.exit_code == 0, result.output
+    return root
+
+
+def test_validate_json_report(workspace):
+    result = run("validate", workspace / "train.csv", "--format", "json")
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert report["rows"] == 240 and report["labelled"] is True
+    assert sum(report["class_counts"].values()) == 240
+    assert report["errors"] == [] and isinstance(report["warnings"], list)
+
+
+def test_predict_writes_submission_in_input_order(workspace):
+    out = workspace / "submission.csv"
+    result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out", out)
+    assert result.exit_code == 0, result.output
+    submission = pd.read_csv(out)
+    assert list(submission.columns) == ["id", "winner_model_a", "winner_model_b", "winner_tie"]
+    assert submission["id"].tolist() == pd.read_csv(workspace / "test.csv")["id"].tolist()
+    assert np.allclose(submission.iloc[:, 1:].sum(axis=1), 1)
+    again = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out", out)
+    assert_one_line_error(again, "already exists", "--force")
+    forced = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out", out,
+                 "--force", "--tie-rate", "0.31")
+    assert forced.exit_code == 0
+    assert pd.read_csv(out)["winner_tie"].mean() > submission["winner_tie"].mean()
+
+
+def test_train_refuses_existing_model_dir(workspace):
+    result = run("train", workspace / "train.csv", "--out", workspace / "model")
+    assert_one_line_error(result, "already exists")
+
+
+def test_cv_json_and_oof(workspace):
+    oof = workspace / "oof.csv"
+    result = run("cv", workspace / "train.csv", "--folds", "3", "--oof", oof, "--format", "json",
+                 "--config", workspace / "config.yaml")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert len(payload["folds"]) == 3
+    assert payload["overall"]["log_loss"] < payload["overall"]["prior_log_loss"]
+    frame = pd.read_csv(oof)
+    assert list(frame.columns) == ["id", "fold", "winner_model_a", "winner_model_b", "winner_tie"]
+    assert len(frame) == 240
+
+
+def test_evaluate_reports_metrics(workspace):
+    result = run("evaluate", workspace / "train.csv", "--model", workspace / "model",
+                 "--format", "json")
+    assert result.exit_code == 0, result.output
+    overall = json.loads(result.stdout)["overall"]
+    assert {"log_loss", "prior_log_loss", "accuracy", "ece", "rows"} <= set(overall)
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["predict", "{ws}/test.csv", "--model", "{ws}", "--out", "{ws}/x.csv"], ["manifest.json"]),
+    (["predict", "{ws}/test.csv", "--model", "{ws}/model", "--out", "{ws}/y.csv",
+      "--tie-rate", "1.5"], ["--tie-rate"]),
+    (["evaluate", "{ws}/test.csv", "--model", "{ws}/model"], ["no label columns"]),
+    (["cv", "{ws}/train.csv", "--folds", "1"], ["--folds"]),
+])
+def test_user_errors_are_one_line(workspace, args, fragments):
+    result = run(*[a.format(ws=workspace) for a in args])
+    assert_one_line_error(result, *fragments)
+
+
+def test_unknown_config_key(workspace, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("n_estimators: 10\nleaves: 3\n")
+    result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--config", bad)
+    assert_one_line_error(result, "unknown config key", "leaves")
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text(MALFORMED["two_winners"][0])
+    proc = subprocess.run([sys.executable, "-m", "arenajudge", "validate", str(path)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("name,rows", [("human_dev.csv", 9526),
+                                       ("arena_bench_gpt4_pairs.csv.gz", 30977)])
+def test_validate_real_data(name, rows):
+    path = requires_shared_data(name)
+    result = run("validate", path, "--format", "json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["rows"] == rows

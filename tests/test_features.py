@@ -1,0 +1,72 @@
+"""Features: WordLlama loads offline, empty texts are safe, blocks respect A/B order."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from arenajudge.data import read_battles
+from arenajudge.features import FeatureSpec, feature_builder
+from arenajudge.features.embeddings import WordLlamaEncoder
+from arenajudge.features.text_stats import TEXT_STAT_NAMES, text_stats
+
+TEXTS = ["", "   ", "Hello world, this is a test.",
+         "## Plan\n\n1. first step\n2. second step\n\n**Note:** I'm sorry, I can't do that.",
+         "Привет, как дела?", "你好，世界", "Visit https://example.com or `run()` now!"]
+
+
+def test_wordllama_matches_its_own_pooling():
+    from wordllama.inference import WordLlamaInference
+
+    encoder = WordLlamaEncoder(dim=256)
+    texts = TEXTS[2:] * 3
+    ours, _ = encoder.encode(texts)
+    reference = WordLlamaInference(encoder.table, copy.deepcopy(encoder.tokenizer)).embed(texts)
+    reference /= np.linalg.norm(reference, axis=1, keepdims=True)
+    cosine = (ours * reference).sum(axis=1)
+    assert cosine.mean() > 0.97
+
+
+def test_empty_texts_embed_to_zeros_not_nan():
+    embeddings, tokens = WordLlamaEncoder(dim=32).encode(TEXTS)
+    assert not np.isnan(embeddings).any()
+    assert np.all(embeddings[:2] == 0) and tokens[0] == 0
+    assert np.allclose(np.linalg.norm(embeddings[2:], axis=1), 1, atol=1e-5)
+
+
+def test_text_stats_see_markdown_refusals_and_scripts():
+    stats = dict(zip(TEXT_STAT_NAMES, text_stats(TEXTS).T))
+    assert stats["empty"].tolist()[:3] == [1, 1, 0]
+    assert stats["numbered"][3] == 2 and stats["headers"][3] == 1 and stats["bold"][3] == 1
+    assert stats["refusal"][3] == 1 and stats["refusal"][2] == 0
+    assert stats["cyrillic_share"][4] > 0.5 and stats["cjk_share"][5] > 0.5
+    assert stats["links"][6] == 1 and stats["inline_code"][6] == 1
+
+
+def test_feature_matrix_swaps_blocks(battles_csv):
+    battles = read_battles(battles_csv)
+    spec = FeatureSpec(embedding_dim=8)
+    pair = feature_builder(spec).transform(battles)
+    forward, backward = pair.matrix(), pair.matrix(swapped=True)
+    assert forward.shape[1] == len(spec.names())
+    swapped_pair = feature_builder(spec).transform(battles.swap())
+    assert np.allclose(swapped_pair.matrix(), backward, atol=1e-6)
+    assert not np.isnan(forward).any()
+
+
+def test_builder_cache_returns_same_rows(battles_csv):
+    battles = read_battles(battles_csv)
+    builder = feature_builder(FeatureSpec(embedding_dim=8))
+    full = builder.transform(battles).matrix()
+    subset = builder.transform(battles.take(np.arange(10, 40))).matrix()
+    assert np.array_equal(subset, full[10:40])
+
+
+def test_hf_encoder_requires_a_model_directory(tmp_path):
+    from arenajudge.errors import ConfigError
+    from arenajudge.features.embeddings import HFEncoder
+
+    with pytest.raises(ConfigError, match="config.json"):
+        HFEncoder(tmp_path)

@@ -1,0 +1,168 @@
+"""The model contract, run on every backend, plus GBDT artifacts and calibration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from sklearn.metrics import log_loss as sklearn_log_loss
+
+from arenajudge.calibration import PROBA_FLOOR, Calibration, apply_floor, fit_temperature
+from arenajudge.data import read_battles, swap_proba
+from arenajudge.errors import ModelLoadError, NotFittedError
+from arenajudge.evaluate import cross_validate
+from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
+from arenajudge.models.base import load_model
+from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+
+from conftest import synthetic_frame
+
+FAST = GBDTConfig(n_estimators=40, min_child_samples=5, num_leaves=7, holdout_share=0.25,
+                  early_stopping_rounds=10, embedding_dim=16, n_jobs=1)
+BACKENDS = {"gbdt": lambda seed=0: GBDTModel(replace(FAST, seed=seed))}
+
+
+@pytest.fixture(scope="module")
+def battles(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "train.csv"
+    synthetic_frame(n=240).to_csv(path, index=False)
+    return read_battles(path)
+
+
+@pytest.fixture(scope="module", params=sorted(BACKENDS))
+def fitted(request, battles):
+    return request.param, BACKENDS[request.param]().fit(battles)
+
+
+def test_probabilities_are_valid(fitted, battles):
+    _, model = fitted
+    proba = model.predict_proba(battles.without_labels())
+    assert proba.shape == (len(battles), 3)
+    assert np.allclose(proba.sum(axis=1), 1, atol=1e-12)
+    assert proba.min() >= PROBA_FLOOR - 1e-15
+
+
+def test_swapping_inputs_swaps_outputs(fitted, battles):
+    _, model = fitted
+    proba = model.predict_proba(battles)
+    swapped = model.predict_proba(battles.swap())
+    assert np.abs(swapped - swap_proba(proba)).max() <= 1e-9
+
+
+def test_identical_responses_are_never_extreme(fitted, battles):
+    _, model = fitted
+    same = replace(battles, response_b=battles.response_a)
+    proba = model.predict_proba(same)
+    assert np.abs(proba[:, 0] - proba[:, 1]).max() <= 1e-9
+    assert proba[:, :2].max() <= 0.5
+
+
+def test_save_load_gives_identical_predictions(fitted, battles, tmp_path):
+    _, model = fitted
+    model.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert np.array_equal(loaded.predict_proba(battles), model.predict_proba(battles))
+
+
+def test_same_seed_same_predictions(fitted, battles):
+    name, model = fitted
+    again = BACKENDS[name]().fit(battles)
+    assert np.array_equal(again.predict_proba(battles), model.predict_proba(battles))
+
+
+@pytest.mark.parametrize("name", sorted(BACKENDS))
+def test_not_fitted_raises(name, battles):
+    with pytest.raises(NotFittedError):
+        BACKENDS[name]().predict_proba(battles)
+
+
+def test_gbdt_learns_better_than_prior(battles):
+    result = cross_validate(lambda: GBDTModel(FAST), battles, n_folds=3, progress=False)
+    assert result.overall["log_loss"] < result.overall["prior_log_loss"] - 0.05
+
+
+def test_soft_labels_and_sample_weights(battles):
+    soft = replace(battles, target=battles.target * 0.8 + 0.2 / 3)
+    model = GBDTModel(FAST).fit(soft, sample_weight=np.linspace(0.5, 1.5, len(battles)))
+    assert np.allclose(model.predict_proba(battles).sum(axis=1), 1)
+
+
+def test_tie_rate_shifts_ties(fitted, battles):
+    _, model = fitted
+    low = model.predict_proba(battles, tie_rate=0.05)[:, 2].mean()
+    high = model.predict_proba(battles, tie_rate=0.5)[:, 2].mean()
+    assert high > low + 0.1
+
+
+def test_save_refuses_to_overwrite(fitted, tmp_path):
+    _, model = fitted
+    model.save(tmp_path / "m")
+    with pytest.raises(Exception, match="--force"):
+        model.save(tmp_path / "m")
+    model.save(tmp_path / "m", force=True)
+
+
+def _edit_manifest(path, **changes):
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest.update(changes)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda p: _edit_manifest(p, package_version="9.9.0"), "incompatible"),
+    (lambda p: _edit_manifest(p, format_version=99), "format"),
+    (lambda p: _edit_manifest(p, labels=["b", "a", "t"]), "label order"),
+    (lambda p: _edit_manifest(p, feature_schema="0000"), "feature schema"),
+    (lambda p: (p / "model.txt").unlink(), "missing"),
+    (lambda p: (p / "model.txt").write_text("garbage"), "corrupt"),
+    (lambda p: (p / "calibration.json").write_text("{"), "corrupt"),
+    (lambda p: (p / "manifest.json").unlink(), "manifest.json"),
+])
+def test_damaged_artifacts_fail_to_load(fitted, tmp_path, damage, message):
+    _, model = fitted
+    path = tmp_path / "m"
+    model.save(path)
+    damage(path)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(path)
+
+
+def test_log_loss_matches_sklearn():
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(3), size=200)
+    proba[0] = [1.0, 0.0, 0.0]
+    y = rng.integers(0, 3, size=200)
+    y[0] = 1
+    assert log_loss(y, proba) == pytest.approx(sklearn_log_loss(y, proba, labels=[0, 1, 2]),
+                                               rel=1e-9)
+    assert prior_log_loss(np.array([0, 1, 1, 2])) == pytest.approx(
+        sklearn_log_loss([0, 1, 1, 2], np.tile([0.25, 0.5, 0.25], (4, 1))))
+
+
+def test_temperature_softens_overconfident_predictions():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=2000)
+    honest = np.where(y[:, None] == np.arange(3), 0.6, 0.2)
+    flipped = rng.random(2000) < 0.4
+    honest[flipped] = honest[flipped][:, [1, 0, 2]]
+    overconfident = apply_floor(honest ** 6)
+    temperature = fit_temperature(y, overconfident)
+    assert temperature > 2
+    calibrated = Calibration(temperature=temperature).transform(overconfident)
+    assert log_loss(y, calibrated) < log_loss(y, overconfident)
+    assert expected_calibration_error(y, calibrated) < expected_calibration_error(y, overconfident)
+
+
+def test_floor_bounds_every_probability():
+    proba = apply_floor(np.array([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]]))
+    assert proba.min() >= PROBA_FLOOR and np.allclose(proba.sum(axis=1), 1)
+
+
+def test_copied_model_dir_loads(fitted, tmp_path):
+    _, model = fitted
+    model.save(tmp_path / "a")
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    assert load_model(tmp_path / "b").config == model.config
