@@ -68,5 +68,6 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
 # Command modules register themselves on `main` when imported.
 from arenajudge.cli import data_commands  # noqa: E402,F401
 from arenajudge.cli import model_commands  # noqa: E402,F401
+from arenajudge.cli import insight_commands  # noqa: E402,F401
 
 __all__ = ["main"]

@@ -15,9 +15,11 @@ import importlib.util
 import json
 import logging
 from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from arenajudge.errors import ConfigError, MissingDependencyError
@@ -26,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 WORDLLAMA_DIM = 256
 _WORD_CACHE_LIMIT = 2_000_000
-_ENCODE_CHUNK = 20_000
+_ENCODE_CHUNK = 5_000
 
 
 def _wordllama_files() -> tuple[Path, Path]:
@@ -71,55 +73,66 @@ class WordLlamaEncoder:
         self._word_vectors = np.zeros((0, dim), dtype=np.float32)
         self._word_tokens = np.zeros(0, dtype=np.float32)
 
-    def _add_words(self, words: list[str]) -> None:
-        """Cache the summed token vectors and token counts of ``words``.
+    def _token_runs(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(token ids of all ``words`` concatenated, token count of each word).
 
         Words are tokenised in space-joined chunks: one long encode is far faster than
         many tiny ones, and no Llama-2 token spans a word start ("▁"), so each word's
         tokens are the run from its "▁"-token up to the next one.
         """
+        chunks = [words[start:start + _ENCODE_CHUNK]
+                  for start in range(0, len(words), _ENCODE_CHUNK)]
+        # encode_batch runs the chunks on all cores, outside the GIL
+        encodings = self.tokenizer.encode_batch([" ".join(c) for c in chunks],
+                                                add_special_tokens=False)
         ids_parts, count_parts = [], []
-        for start in range(0, len(words), _ENCODE_CHUNK):
-            chunk = words[start:start + _ENCODE_CHUNK]
-            encoding = self.tokenizer.encode(" ".join(chunk), add_special_tokens=False)
+        for chunk, encoding in zip(chunks, encodings):
             ids = np.asarray(encoding.ids, dtype=np.int64)
             starts = np.flatnonzero(self._starts_word[ids])
             if len(starts) != len(chunk):  # a word the "▁" rule cannot split: encode alone
-                encodings = self.tokenizer.encode_batch(chunk, add_special_tokens=False)
-                ids = np.concatenate([e.ids for e in encodings]).astype(np.int64)
-                starts = np.cumsum([0] + [len(e.ids) for e in encodings[:-1]])
+                singles = self.tokenizer.encode_batch(chunk, add_special_tokens=False)
+                ids = np.concatenate([e.ids for e in singles]).astype(np.int64)
+                starts = np.cumsum([0] + [len(e.ids) for e in singles[:-1]])
             ids_parts.append(ids)
             count_parts.append(np.diff(np.append(starts, len(ids))))
-        ids = np.concatenate(ids_parts)
-        counts = np.concatenate(count_parts)
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        vectors = np.add.reduceat(self.table[ids], offsets, axis=0)
-        self._word_vectors = np.vstack([self._word_vectors, vectors.astype(np.float32)])
+        return np.concatenate(ids_parts), np.concatenate(count_parts)
+
+    def _add_words(self, words: list[str]) -> None:
+        """Cache the summed token vectors and token counts of ``words``."""
+        ids, counts = self._token_runs(words)
+        indptr = np.concatenate([[0], np.cumsum(counts)])
+        tokens = sp.csr_matrix((np.ones(len(ids), dtype=np.float32), ids, indptr),
+                               shape=(len(words), len(self.table)))
+        self._word_vectors = np.vstack([self._word_vectors, tokens @ self.table])
         self._word_tokens = np.concatenate([self._word_tokens, counts.astype(np.float32)])
 
-    def _word_matrix(self, texts: list[str]) -> sp.csr_matrix:
+    def _word_matrix(self, words_per_text: list[list[str]]) -> sp.csr_matrix:
         """Sparse (n_texts, n_cached_words) word counts, caching unseen words."""
         if len(self._word_ids) > _WORD_CACHE_LIMIT:
             self._word_ids.clear()
             self._word_vectors = self._word_vectors[:0]
             self._word_tokens = self._word_tokens[:0]
-        known = len(self._word_ids)
+        lengths = np.fromiter(map(len, words_per_text), dtype=np.int64,
+                              count=len(words_per_text))
+        # factorize hashes in C; the Python-level cache lookup then runs once per distinct word
+        codes, distinct = pd.factorize(np.fromiter(chain.from_iterable(words_per_text),
+                                                   dtype=object, count=int(lengths.sum())))
         vocab = self._word_ids
-        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-        indices: list[int] = []
-        for row, text in enumerate(texts):
-            indices.extend([vocab.setdefault(w, len(vocab)) for w in text.split()])
-            indptr[row + 1] = len(indices)
+        known = len(vocab)
+        cache_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in distinct),
+                                dtype=np.int64, count=len(distinct))
         if len(vocab) > known:
             self._add_words(list(vocab)[known:])
-        data = np.ones(len(indices), dtype=np.float32)
-        return sp.csr_matrix((data, np.asarray(indices, dtype=np.int64), indptr),
-                             shape=(len(texts), len(vocab)))
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        return sp.csr_matrix((np.ones(len(codes), dtype=np.float32), cache_ids[codes], indptr),
+                             shape=(len(words_per_text), len(vocab)))
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: list[str], words: list[list[str]] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings, shape (n, dim), L2-normalised (zeros for empty texts), and the
-        Llama-2 token count of each text, shape (n,)."""
-        counts = self._word_matrix(texts)
+        Llama-2 token count of each text, shape (n,). ``words`` may pass ``t.split()``
+        of each text when the caller has it already."""
+        counts = self._word_matrix(words if words is not None else [t.split() for t in texts])
         newlines = np.fromiter((t.count("\n") for t in texts), dtype=np.float32,
                                count=len(texts))
         summed = counts @ self._word_vectors + newlines[:, None] * self.newline_vector
