@@ -154,3 +154,14 @@ def test_validate_real_data(name, rows):
     result = run("validate", path, "--format", "json")
     assert result.exit_code == 0
     assert json.loads(result.stdout)["rows"] == rows
+
+
+def test_transformer_flags_need_a_transformer_backend(workspace, tmp_path):
+    result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--lr", "1e-4")
+    assert_one_line_error(result, "--lr", "--model siamese|cross|llm")
+
+
+def test_address_needs_the_ray_engine(workspace):
+    result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out",
+                 workspace / "z.csv", "--address", "auto")
+    assert_one_line_error(result, "--engine ray")

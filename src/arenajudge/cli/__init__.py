@@ -69,5 +69,7 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
 from arenajudge.cli import data_commands  # noqa: E402,F401
 from arenajudge.cli import model_commands  # noqa: E402,F401
 from arenajudge.cli import insight_commands  # noqa: E402,F401
+from arenajudge.cli import serve_commands  # noqa: E402,F401
+from arenajudge.cli import transformer_commands  # noqa: E402,F401
 
 __all__ = ["main"]

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 import numpy as np
@@ -17,6 +17,7 @@ from arenajudge.calibration import check_tie_rate
 from arenajudge.cli import main
 from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
                                     input_options, read_options, seed_option)
+from arenajudge.cli.transformer_commands import transformer_options
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError
@@ -43,6 +44,16 @@ sources_option = click.option(
 tie_rate_option = click.option(
     "--tie-rate", type=float, default=None,
     help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
+backend_option = click.option(
+    "--model", "backend", type=click.Choice(["gbdt", "siamese", "cross", "llm"]),
+    default="gbdt", show_default=True,
+    help="Model family: the CPU LightGBM model, or a transformer backend (GPU; needs "
+         "--base and the transformers extra).")
+engine_option = click.option(
+    "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+    help="Score in this process, or in parallel Ray actors (needs the ray extra).")
+address_option = click.option(
+    "--address", default=None, help="Ray cluster address (e.g. auto); local cores if omitted.")
 model_option = click.option("--model", "model_dir", required=True,
                             type=click.Path(exists=True, file_okay=False),
                             help="A model directory written by `arenajudge train`.")
@@ -66,6 +77,21 @@ def _load_config(config_path: str | None, seed: int, encoder: str | None) -> GBD
     config.validate()
     logger.info("config: %s", json.dumps(config.__dict__))
     return config
+
+
+def _model_factory(backend: str, config: GBDTConfig, transformer: dict[str, Any],
+                   seed: int) -> Callable[[], PreferenceModel]:
+    """A function making a fresh, unfitted model of ``backend``; checks options first."""
+    if backend == "gbdt":
+        if transformer:
+            flags = ", ".join("--" + k.replace("_", "-") for k in transformer)
+            raise ConfigError(f"{flags} apply to --model siamese|cross|llm only")
+        return lambda: GBDTModel(config)
+    from arenajudge.models.transformer import build_model
+
+    options = {**transformer, "seed": seed}
+    build_model(backend, options)  # fails fast on a bad --base, before any data is read
+    return lambda: build_model(backend, options)
 
 
 def _read(data: str, input_format: str | None, columns: str | None, seed: int,
@@ -104,29 +130,36 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
 @data_argument
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
               help="Model directory to write.")
+@backend_option
 @config_option
 @encoder_option
+@transformer_options
 @input_options
 @seed_option
 @force_option
-def train_command(data: str, out_dir: str, config_path: str | None, encoder: str | None,
-                  input_format: str | None, columns: str | None, seed: int,
-                  force: bool) -> None:
-    """Train the preference model on labelled DATA and save it to --out."""
+def train_command(data: str, out_dir: str, backend: str, config_path: str | None,
+                  encoder: str | None, transformer: dict[str, Any], input_format: str | None,
+                  columns: str | None, seed: int, force: bool) -> None:
+    """Train a preference model on labelled DATA and save it to --out."""
     check_output(out_dir, force)
-    config = _load_config(config_path, seed, encoder)
+    make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
+                                transformer, seed)
     battles = _read(data, input_format, columns, seed)
     check_labelled(battles)
     started = time.perf_counter()
     logger.info("training on %d battles", len(battles))
-    model = GBDTModel(config).fit(battles)
+    model = make_model().fit(battles)
     model.save(out_dir, force=force)
-    holdout = model.validation_
+    if backend != "gbdt":
+        from arenajudge.models.transformer import is_main_process
+
+        if not is_main_process():  # under `accelerate launch` rank 0 reports
+            return
+    holdout = getattr(model, "validation_", {})
     summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
     if holdout:
         summary += (f"; holdout log loss {holdout['log_loss_raw']:.4f} before calibration "
-                    f"(temperature {holdout['temperature']:.2f}, {holdout['best_iteration']} "
-                    "rounds)")
+                    f"(temperature {holdout['temperature']:.2f})")
     click.echo(f"{summary}; saved to {out_dir}", err=True)
 
 
@@ -136,22 +169,26 @@ def train_command(data: str, out_dir: str, config_path: str | None, encoder: str
               help="Number of prompt-grouped folds.")
 @click.option("--oof", "oof_path", type=click.Path(dir_okay=False), default=None,
               help="Write out-of-fold predictions (id,fold + the three probabilities).")
+@backend_option
 @config_option
 @encoder_option
+@transformer_options
 @sources_option
 @input_options
 @format_option
 @seed_option
 @force_option
-def cv_command(data: str, n_folds: int, oof_path: str | None, config_path: str | None,
-               encoder: str | None, sources_path: str | None, input_format: str | None,
-               columns: str | None, output_format: str, seed: int, force: bool) -> None:
+def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
+               config_path: str | None, encoder: str | None, transformer: dict[str, Any],
+               sources_path: str | None, input_format: str | None, columns: str | None,
+               output_format: str, seed: int, force: bool) -> None:
     """Prompt-grouped cross-validation: per-fold, overall and per-source scores."""
     if oof_path:
         check_output(oof_path, force)
-    config = _load_config(config_path, seed, encoder)
+    make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
+                                transformer, seed)
     battles = _read(data, input_format, columns, seed, sources_path)
-    result = cross_validate(lambda: GBDTModel(config), battles, n_folds=n_folds, seed=seed)
+    result = cross_validate(make_model, battles, n_folds=n_folds, seed=seed)
     if oof_path:
         write_csv(oof_frame(battles, result), oof_path, force=force)
     if output_format == "json":
@@ -166,25 +203,36 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, config_path: str |
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Submission CSV to write: id,winner_model_a,winner_model_b,winner_tie.")
 @tie_rate_option
+@engine_option
+@address_option
 @input_options
 @seed_option
 @force_option
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
-                    input_format: str | None, columns: str | None, seed: int,
-                    force: bool) -> None:
+                    engine: str, address: str | None, input_format: str | None,
+                    columns: str | None, seed: int, force: bool) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order."""
     check_output(out_path, force)
     check_tie_rate(tie_rate)
-    model = load_model(model_dir)
-    battles = _read(data, input_format, columns, seed).without_labels()
     started = time.perf_counter()
-    proba = predict_in_batches(model, battles, tie_rate)
+    if engine == "ray":
+        from arenajudge.engines.ray_engine import predict_with_ray
+
+        ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
+                                      read_kwargs={**read_options(input_format, columns),
+                                                   "seed": seed})
+    else:
+        if address:
+            raise ConfigError("--address applies to --engine ray only")
+        model = load_model(model_dir)
+        battles = _read(data, input_format, columns, seed).without_labels()
+        ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
     submission = pd.DataFrame(proba, columns=list(LABELS))
-    submission.insert(0, "id", battles.id)
+    submission.insert(0, "id", ids)
     write_csv(submission, out_path, force=force)
     elapsed = time.perf_counter() - started
-    click.echo(f"wrote {len(battles):,} predictions to {out_path} "
-               f"({len(battles) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
+    click.echo(f"wrote {len(ids):,} predictions to {out_path} "
+               f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
 
 
 @main.command("evaluate")

@@ -23,12 +23,14 @@ import numpy as np
 from arenajudge.data.schema import Battles, join_turns
 from arenajudge.features.embeddings import HFEncoder, wordllama_encoder
 from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, containment,
+                                            count_miss, count_requests, instruction_flags,
                                             jaccard, text_stats, word_sets)
 
 SIDE_EXTRA_NAMES = ("log_tokens", "turns", "empty_turns", "prompt_word_coverage",
-                    "words_from_prompt", "prompt_cosine", "script_mismatch")
+                    "words_from_prompt", "prompt_cosine", "script_mismatch", "count_miss")
 SHARED_EXTRA_NAMES = ("prompt_turns", "ab_jaccard", "ab_cosine", "identical", "both_empty",
-                      "length_ratio")
+                      "length_ratio", "mean_log_chars", "log_chars_gap", "imperative_prompt",
+                      "count_request")
 _CACHE_ROWS = 300_000
 
 
@@ -95,30 +97,36 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     stats_p, stats_a, stats_b = stats[:n], stats[n:2 * n], stats[2 * n:]
     words_p, words_a, words_b = word_sets(prompts), word_sets(texts_a), word_sets(texts_b)
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
+    last_prompts = [t[-1] if t else "" for t in battles.prompt]
+    requests = count_requests(last_prompts)
 
-    def side(turns, stats_x, tok_x, words_x, emb_x):
+    def side(turns, texts_x, stats_x, tok_x, words_x, emb_x):
         return np.column_stack([
             stats_x, np.log1p(tok_x), [len(t) for t in turns],
             [sum(not s.strip() for s in t) for t in turns],
             containment(words_p, words_x), containment(words_x, words_p),
             (emb_x * emb_p).sum(axis=1),
             np.abs(stats_x[:, script] - stats_p[:, script]).sum(axis=1),
+            count_miss(requests, texts_x),
         ]).astype(np.float32)
 
     empty_a, empty_b = stats_a[:, TEXT_STAT_NAMES.index("empty")], stats_b[:, TEXT_STAT_NAMES.index(
         "empty")]
-    chars_a, chars_b = (np.expm1(s[:, TEXT_STAT_NAMES.index("log_chars")])
-                        for s in (stats_a, stats_b))
+    log_chars_a, log_chars_b = (s[:, TEXT_STAT_NAMES.index("log_chars")]
+                                for s in (stats_a, stats_b))
+    chars_a, chars_b = np.expm1(log_chars_a), np.expm1(log_chars_b)
     shared = np.column_stack([
         stats_p, [len(t) for t in battles.prompt], jaccard(words_a, words_b),
         (emb_a * emb_b).sum(axis=1), [a == b for a, b in zip(texts_a, texts_b)],
         empty_a * empty_b,
-        np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1), emb_p,
+        np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1),
+        (log_chars_a + log_chars_b) / 2, np.abs(log_chars_a - log_chars_b),
+        instruction_flags(last_prompts), emb_p,
     ]).astype(np.float32)
     return PairFeatures(
         shared=shared,
-        side_a=side(battles.response_a, stats_a, tok_a, words_a, emb_a),
-        side_b=side(battles.response_b, stats_b, tok_b, words_b, emb_b),
+        side_a=side(battles.response_a, texts_a, stats_a, tok_a, words_a, emb_a),
+        side_b=side(battles.response_b, texts_b, stats_b, tok_b, words_b, emb_b),
         anti=(emb_a - emb_b).astype(np.float32),
     )
 

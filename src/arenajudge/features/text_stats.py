@@ -125,3 +125,70 @@ def containment(part: list[frozenset[str]], whole: list[frozenset[str]]) -> np.n
     """Share of ``part``'s words found in ``whole``, shape (n,)."""
     return np.fromiter((len(a & b) / len(a) if a else 0.0 for a, b in zip(part, whole)),
                        dtype=np.float32, count=len(part))
+
+
+# Instruction-following signals. A prompt that asks for "three tips" or "2 sentences"
+# can be checked cheaply; the first word tells an instruction ("Write ...") from a
+# question or a chat turn, which lets trees trust length only where it predicts.
+_NUMBER_WORDS = {"one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+                 "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+_REQUEST = re.compile(
+    r"\b(\d{1,3}|" + "|".join(_NUMBER_WORDS) + r")[\s-]+(?:[a-z]+[\s-]+)?"
+    r"(sentence|word|paragraph|line|item|point|example|way|tip|step|reason|idea|question"
+    r"|name|thing)s?\b", re.I)
+_SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
+_PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)]) ", re.M)
+_IMPERATIVES = frozenset(
+    "write generate create give summarize summarise describe complete respond rewrite make "
+    "design provide list name explain classify identify translate find suggest compose edit "
+    "convert construct brainstorm compare analyze analyse produce develop categorize calculate "
+    "select choose paraphrase correct fill answer tell output sort arrange evaluate predict "
+    "formulate imagine use rank reword rephrase add change determine outline propose plan "
+    "recommend transform come draft pretend act assume read extract detect".split())
+
+
+def _unit_count(text: str, unit: str) -> int:
+    if unit == "word":
+        return len(text.split())
+    if unit == "sentence":
+        return max(len(_SENTENCE_END.findall(text.rstrip() + " ")), bool(text.strip()))
+    if unit == "paragraph":
+        return sum(bool(p.strip()) for p in _PARAGRAPH_BREAK.split(text))
+    lines = sum(bool(line.strip()) for line in text.splitlines())
+    if unit == "line":
+        return lines
+    items = len(_LIST_ITEM.findall(text))
+    return items or (lines if lines > 1 else text.count(",") + bool(text.strip()))
+
+
+def count_requests(prompts: list[str]) -> list[tuple[int, str] | None]:
+    """The first "N units" request of each prompt ("three tips" -> (3, "tip")), or None."""
+    requests: list[tuple[int, str] | None] = []
+    for prompt in prompts:
+        match = _REQUEST.search(prompt)
+        if match is None:
+            requests.append(None)
+            continue
+        number, unit = match.group(1).lower(), match.group(2).lower()
+        requests.append((int(number) if number.isdigit() else _NUMBER_WORDS[number], unit))
+    return requests
+
+
+def count_miss(requests: list[tuple[int, str] | None], texts: list[str]) -> np.ndarray:
+    """|log((count + 1) / (requested + 1))| of each text, -1 where nothing was requested
+    (a sentinel rather than NaN keeps feature matrices finite)."""
+    return np.fromiter(
+        (-1.0 if request is None else
+         abs(np.log((_unit_count(text, request[1]) + 1) / (request[0] + 1)))
+         for request, text in zip(requests, texts)), dtype=np.float32, count=len(texts))
+
+
+def instruction_flags(prompts: list[str]) -> np.ndarray:
+    """Whether the last prompt turn opens with an imperative verb, and whether it asks for
+    a count, shape (n, 2)."""
+    first = [t.split(maxsplit=1)[0].strip(",.:!").lower() if t.strip() else "" for t in prompts]
+    return np.column_stack([
+        _counts(first, lambda w: w in _IMPERATIVES),
+        _counts(prompts, lambda t: _REQUEST.search(t) is not None),
+    ]).astype(np.float32)

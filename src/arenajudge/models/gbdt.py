@@ -51,7 +51,7 @@ class GBDTConfig:
     holdout_share: float = 0.15
     """Share of prompts held out to pick the rounds and fit the temperature; 0 turns
     early stopping and calibration off (all ``n_estimators`` rounds, temperature 1)."""
-    embedding_dim: int = 64
+    embedding_dim: int = 32
     """Leading WordLlama dimensions used (Matryoshka); 1..256."""
     encoder: str | None = None
     """A local Hugging Face encoder directory used instead of WordLlama."""

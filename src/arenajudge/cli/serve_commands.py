@@ -1,0 +1,37 @@
+"""``arenajudge serve``."""
+
+from __future__ import annotations
+
+import click
+
+from arenajudge.cli import main
+
+
+@main.command("serve")
+@click.option("--model", "model_dir", required=True,
+              type=click.Path(file_okay=False, path_type=str),
+              help="Model directory written by `arenajudge train`.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Interface to bind; loopback only unless you name another, "
+                   "e.g. 0.0.0.0 for all.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Server processes; each loads its own copy of the model.")
+@click.option("--max-body", type=click.IntRange(min=1), default=None,
+              help="Largest request body in bytes; larger ones get 413.  "
+                   "[default: 1000000]")
+@click.option("--max-batch", type=click.IntRange(min=1), default=None,
+              help="Most battles in one request; more get 413.  [default: 1000]")
+def serve_command(model_dir: str, host: str, port: int, workers: int,
+                  max_body: int | None, max_batch: int | None) -> None:
+    """Serve a model over HTTP until interrupted.
+
+    POST /v1/judge scores battles, GET /health says whether the model is loaded,
+    GET /v1/model shows its manifest; interactive docs at /docs.
+    """
+    from arenajudge.serve import Settings, serve
+
+    # Unset limits keep the library's defaults, defined once in arenajudge.serve.
+    limits = {name: value for name, value in (("max_body", max_body),
+                                              ("max_batch", max_batch)) if value is not None}
+    serve(Settings(model_dir, **limits), host=host, port=port, workers=workers)

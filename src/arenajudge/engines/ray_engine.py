@@ -1,0 +1,268 @@
+"""Batch scoring on Ray Data, for ``arenajudge predict --engine ray [--address auto]``.
+
+One streaming read task cuts the file into blocks with the same pandas / JSON parsing
+as the in-process reader, so both engines see the same battles. A pool of actors, each
+loading the model once, turns blocks into battles and scores them in parallel; the
+driver keeps only ids and probabilities and puts them back in input order. Texts never
+accumulate anywhere, so memory stays flat as the input grows. The same code runs on
+local cores (no ``address``) or on a Ray cluster (``address="auto"`` or ``ray://...``;
+the file and the model directory must then be readable from every node).
+
+Ray's own error wrappers keep only a traceback's text, so user errors (a bad cell, a
+missing model) travel back to the driver as data, in an ``ERROR`` column, and are
+raised there with their type: the CLI shows the same one-line message as locally.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Mapping, NoReturn
+
+import numpy as np
+import pandas as pd
+
+from arenajudge import errors
+from arenajudge.calibration import check_tie_rate
+from arenajudge.data.readers import (ARENA_COLUMNS, KAGGLE_COLUMNS, PAIR_COLUMNS, Problems,
+                                     detect_format, parse_frame)
+from arenajudge.data.schema import LABELS
+from arenajudge.engines.local import predict
+from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
+from arenajudge.models.base import PreferenceModel, load_model, read_manifest
+
+try:
+    import ray
+    import ray.data
+    from ray.data.datasource import FileBasedDatasource
+except ImportError as exc:  # the ray extra is optional
+    raise MissingDependencyError("ray is not installed; install it with "
+                                 "`pip install arenajudge[ray]`") from exc
+
+ROW = "__arenajudge_row__"
+"""Column carrying each row's position in the file, to restore input order."""
+ERROR = "__arenajudge_error__"
+"""Column carrying a user error to the driver (JSON of its type and fields)."""
+STREAM_FORMATS = ("csv", "jsonl", "parquet")
+DEFAULT_BATCH_SIZE = 1024
+READ_OPTIONS = ("format", "columns", "seed")
+
+
+# --------------------------------------------------------------------------- errors
+def _error_frame(exc: ArenaJudgeError, row: int) -> pd.DataFrame:
+    """A one-row result that carries ``exc`` to the driver."""
+    fields = {"type": type(exc).__name__, "message": exc.message, "file": exc.file,
+              "row_id": exc.row_id, "row": exc.row, "column": exc.column}
+    return pd.DataFrame({ROW: [row], "id": [""], **{label: [np.nan] for label in LABELS},
+                         ERROR: [json.dumps(fields)]})
+
+
+def _raise_carried(text: str) -> NoReturn:
+    fields = json.loads(text)
+    error_type = getattr(errors, fields.pop("type"), ArenaJudgeError)
+    raise error_type(fields.pop("message"), **fields)
+
+
+# --------------------------------------------------------------------------- reading
+class _BattleFileSource(FileBasedDatasource):
+    """Reads one battles file as pandas blocks of ``block_rows`` rows, numbering rows.
+
+    A read error ends the stream with an error frame; ``display_path`` is the path
+    as the user gave it, for messages.
+    """
+
+    def __init__(self, path: str, fmt: str, block_rows: int, display_path: str) -> None:
+        super().__init__(path)
+        self.fmt = fmt
+        self.block_rows = block_rows
+        self.display_path = display_path
+
+    def _open_input_source(self, filesystem: Any, path: str, **open_args: Any) -> Any:
+        if self.fmt == "parquet":  # its footer needs random access
+            return filesystem.open_input_file(path)
+        return super()._open_input_source(filesystem, path, **open_args)
+
+    def _read_stream(self, f: Any, path: str) -> Iterator[pd.DataFrame]:
+        start = 0
+        try:
+            for block in _raw_blocks(f, self.fmt, self.block_rows, self.display_path):
+                block[ROW] = np.arange(start, start + len(block))
+                start += len(block)
+                yield block
+        except ArenaJudgeError as exc:
+            yield _error_frame(exc, start)
+        except (ValueError, OSError, EOFError, zlib.error) as exc:
+            yield _error_frame(DataError(f"cannot be read as {self.fmt} ({type(exc).__name__}"
+                                         f": {exc})", file=self.display_path), start)
+
+
+def _raw_blocks(f: Any, fmt: str, rows: int, path: str) -> Iterator[pd.DataFrame]:
+    """Raw frames as :func:`arenajudge.data.read_table` would give them, in pieces."""
+    if fmt == "csv":
+        yield from pd.read_csv(f, dtype=object, keep_default_na=False, encoding="utf-8",
+                               chunksize=rows)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows):
+            yield batch.to_pandas()
+    else:
+        records: list[dict] = []
+        for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
+            if not line.strip():
+                continue
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise DataError(f"line {lineno} is a JSON {type(record).__name__}, not an "
+                                "object with named columns", file=path)
+            records.append(record)
+            if len(records) == rows:
+                yield pd.DataFrame.from_records(records)
+                records = []
+        if records:
+            yield pd.DataFrame.from_records(records)
+
+
+def _check_streamable_layout(frame: pd.DataFrame, columns: Mapping[str, str], path: str
+                             ) -> None:
+    """Preference pairs get a random A/B order drawn over the whole file; refuse them."""
+    renamed = {actual: name for name, actual in columns.items()}
+    names = {renamed.get(column, column) for column in frame.columns}
+    if (names.issuperset(PAIR_COLUMNS) and not names.issuperset(KAGGLE_COLUMNS)
+            and not names.issuperset(ARENA_COLUMNS)):
+        raise ConfigError("preference-pair files (chosen/rejected) are placed in a seeded "
+                          "A/B order drawn over the whole file; score them with "
+                          "--engine local", file=path)
+
+
+# --------------------------------------------------------------------------- scoring
+class _BlockScorer:
+    """Ray actor: loads the model once, then parses and scores one block per call."""
+
+    def __init__(self, model_dir: str, path: str, columns: dict[str, str], seed: int,
+                 tie_rate: float | None) -> None:
+        self.path = path
+        self.columns = columns
+        self.seed = seed
+        self.tie_rate = tie_rate
+        self.model: PreferenceModel | None = None
+        self.load_error: ArenaJudgeError | None = None
+        try:
+            self.model = load_model(model_dir)
+        except ArenaJudgeError as exc:  # e.g. the directory is missing on this node
+            self.load_error = exc
+
+    def __call__(self, block: pd.DataFrame) -> pd.DataFrame:
+        if ERROR in block.columns:  # the reader failed
+            return block
+        rows = block.pop(ROW).to_numpy()
+        try:
+            return self._score(block.reset_index(drop=True), rows)
+        except ArenaJudgeError as exc:
+            return _error_frame(exc, int(rows[0]))
+
+    def _score(self, block: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+        if self.load_error is not None:
+            raise self.load_error
+        assert self.model is not None
+        _check_streamable_layout(block, self.columns, self.path)
+        problems = Problems(self.path)
+        battles = parse_frame(block, self.path, problems, columns=self.columns,
+                              seed=self.seed)
+        problems.raise_first()
+        assert battles is not None  # no errors means the block was parsed
+        proba = predict(self.model, battles, self.tie_rate)
+        return pd.DataFrame({ROW: rows, "id": battles.id,
+                             **{label: proba[:, k] for k, label in enumerate(LABELS)},
+                             ERROR: ""})
+
+
+def predict_with_ray(data_path: str, model_dir: str, *,
+                     read_kwargs: Mapping[str, Any] | None = None,
+                     tie_rate: float | None = None, address: str | None = None,
+                     batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """Score a battles file on Ray; the local engine's results, in input order.
+
+    Parameters
+    ----------
+    data_path : str
+        A ``.csv`` (``.csv.gz``), ``.jsonl`` or ``.parquet`` battles file.
+    model_dir : str
+        A model directory; every actor loads it once.
+    read_kwargs : mapping, optional
+        ``format``, ``columns`` and ``seed``, as for :func:`arenajudge.data.read_battles`.
+    tie_rate : float, optional
+        Shift predictions to this tie rate.
+    address : str, optional
+        A Ray cluster (``"auto"``, ``"ray://host:10001"``); by default Ray starts on
+        the local cores. An already initialised Ray is used as it is.
+    batch_size : int, default=1024
+        Battles per block: the unit read, shipped and scored at once.
+
+    Returns
+    -------
+    ids : ndarray of str, shape (n,)
+    proba : ndarray of float, shape (n, 3), in ``LABELS`` order
+
+    Raises
+    ------
+    DataError, ConfigError, ModelLoadError
+        As the local engine would; also ConfigError for preference-pair files, whose
+        A/B order is drawn over the whole file (use the local engine for those).
+    """
+    check_tie_rate(tie_rate)
+    options = dict(read_kwargs or {})
+    unknown = sorted(set(options) - set(READ_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown read option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(READ_OPTIONS)}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    fmt = options.get("format") or detect_format(Path(data_path))
+    if fmt not in STREAM_FORMATS:
+        raise ConfigError(f"the ray engine streams {', '.join(STREAM_FORMATS)} files, not "
+                          f"{fmt}; convert {data_path} to JSON lines or use --engine local")
+    if "://" not in data_path and not Path(data_path).is_file():
+        raise DataError("does not exist or is not a file", file=data_path)
+    read_manifest(model_dir)  # a bad model directory fails before Ray starts
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    try:
+        return _score(data_path, str(Path(model_dir).resolve()), fmt,
+                      dict(options.get("columns") or {}), int(options.get("seed", 0)),
+                      tie_rate, batch_size)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _score(data_path: str, model_dir: str, fmt: str, columns: dict[str, str], seed: int,
+           tie_rate: float | None, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    path = data_path if "://" in data_path else str(Path(data_path).resolve())
+    n_actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    source = _BattleFileSource(path, fmt, batch_size, display_path=data_path)
+    # batch_size=None: each block is scored as read, never merged with an error frame.
+    scored = ray.data.read_datasource(source).map_batches(
+        _BlockScorer, batch_size=None, batch_format="pandas", num_cpus=1,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
+        fn_constructor_kwargs={"model_dir": model_dir, "path": data_path,
+                               "columns": columns, "seed": seed, "tie_rate": tie_rate})
+    parts = []
+    for part in scored.iter_batches(batch_format="pandas", batch_size=None):
+        failed = part[ERROR].astype(bool).to_numpy()
+        if failed.any():
+            _raise_carried(part[ERROR].to_numpy()[failed][0])
+        parts.append(part)
+    if sum(map(len, parts)) == 0:
+        raise DataError("has no rows; it needs at least one battle", file=data_path)
+    result = pd.concat(parts, ignore_index=True).sort_values(ROW, kind="stable")
+    ids = result["id"].to_numpy(dtype=object)
+    duplicated = pd.Index(ids).duplicated()
+    if duplicated.any():
+        raise DataError("is a duplicate; ids must be unique", file=data_path,
+                        row_id=str(ids[duplicated][0]), column="id")
+    return ids, result[list(LABELS)].to_numpy(dtype=np.float64)

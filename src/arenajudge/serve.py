@@ -1,0 +1,507 @@
+"""The HTTP judge service behind ``arenajudge serve`` (FastAPI + uvicorn).
+
+Each server process loads its model once. Concurrent requests are micro-batched: they
+wait a few milliseconds in a queue, are scored together by one ``predict_proba`` call in
+a worker thread (so the event loop keeps answering, ``/health`` included), and each gets
+its own rows back. Prompt and response texts are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, AsyncIterator, Callable, Literal
+
+import numpy as np
+
+from arenajudge.data.readers import repair_surrogates
+from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
+from arenajudge.engines.local import predict
+from arenajudge.errors import MissingDependencyError
+from arenajudge.models.base import MANIFEST, PreferenceModel, load_model, read_manifest
+
+try:
+    from fastapi import Depends, FastAPI, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
+except ImportError as exc:  # the serve extra is optional
+    raise MissingDependencyError("fastapi is not installed; install it with "
+                                 "`pip install arenajudge[serve]`") from exc
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 1_000_000
+"""Largest accepted request body in bytes (``--max-body``)."""
+DEFAULT_MAX_BATCH = 1_000
+"""Most battles accepted in one request (``--max-batch``)."""
+BATCH_WAIT_S = 0.002
+"""How long the first request of a micro-batch waits for others to join it."""
+BATCH_ROWS = 256
+"""A micro-batch stops taking requests once it holds this many battles."""
+WORKER_START_TIMEOUT_S = 60
+"""Seconds a ``--workers`` process may take to start before uvicorn replaces it."""
+CONFIG_ENV = "ARENAJUDGE_SERVE_CONFIG"
+"""Environment variable that hands the settings to ``--workers`` processes."""
+MAX_ID_LENGTH = 1_000
+VERDICTS = ("model_a", "model_b", "tie")
+"""Verdict names, in ``LABELS`` order."""
+
+
+# --------------------------------------------------------------------------- schema
+def _as_turns(value: Any) -> Turns:
+    """A side as sent (a string, or a list of turns with ``null`` for empty ones) -> turns.
+
+    Lone surrogate escapes such as ``"\\ud800"`` become U+FFFD, as in the file readers.
+    """
+    if isinstance(value, str):
+        return (repair_surrogates(value),)
+    if not isinstance(value, list):
+        raise ValueError(f"must be a string or a list of strings (one per turn), "
+                         f"not a JSON {_json_type(value)}")
+    for position, turn in enumerate(value):
+        if turn is not None and not isinstance(turn, str):
+            raise ValueError(f"turn {position} is a JSON {_json_type(turn)}, not a string")
+    return tuple("" if turn is None else repair_surrogates(turn) for turn in value)
+
+
+def _as_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not a JSON {_json_type(value)}")
+    if len(value) > MAX_ID_LENGTH:
+        raise ValueError(f"is {len(value):,} characters long; at most {MAX_ID_LENGTH:,}")
+    return repair_surrogates(value)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
+             float: "number", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+# Plain validators: pydantic's own str check rejects lone surrogates, which are repaired.
+Side = Annotated[Turns, PlainValidator(_as_turns,
+                                       json_schema_input_type=str | list[str | None])]
+BattleId = Annotated[str | None, PlainValidator(_as_id, json_schema_input_type=str | None)]
+
+
+class BattleIn(BaseModel):
+    """One battle to judge."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    id: BattleId = Field(None, description="Echoed back; optional.")
+    prompt: Side = Field(description="The user turn(s): a string or a list of turns.")
+    response_a: Side = Field(description="Response A: a string or a list of turns.")
+    response_b: Side = Field(description="Response B: a string or a list of turns.")
+
+
+class JudgeRequest(BaseModel):
+    """Body of ``POST /v1/judge``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
+        "battles": [{"id": "1", "prompt": "What is 2+2?", "response_a": "4",
+                     "response_b": ["It is 5."]}],
+        "tie_rate": 0.3, "swap": True}]})
+
+    battles: list[BattleIn] = Field(
+        min_length=1, description="One battle object or a list of them.")
+    tie_rate: float | None = Field(
+        None, gt=0, lt=1, description="Shift predictions to this tie rate (class prior).")
+    swap: bool = Field(False, description="Also score each battle with A and B exchanged.")
+
+    @field_validator("battles", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, dict) else value
+
+
+class Probabilities(BaseModel):
+    winner_model_a: float
+    winner_model_b: float
+    winner_tie: float
+
+
+class Judgement(Probabilities):
+    id: str | None
+    verdict: Literal["model_a", "model_b", "tie"]
+    swapped: Probabilities | None = Field(
+        None, description="With `swap`: the probabilities when A and B are shown in the "
+                          "other order, mapped back to the original A and B; equal to "
+                          "the main ones for a model without position bias.")
+
+
+class ModelInfo(BaseModel):
+    name: str
+    backend: str
+    version: str = Field(description="The arenajudge version that saved the model.")
+    manifest_sha256: str
+
+
+class JudgeResponse(BaseModel):
+    model: ModelInfo
+    results: list[Judgement]
+
+
+# --------------------------------------------------------------------------- scoring
+def battles_from_request(request: JudgeRequest) -> Battles:
+    """The request's battles, followed by their A/B-swapped copies when ``swap`` is set."""
+    items = request.battles
+    ids = [item.id or str(position) for position, item in enumerate(items)]
+    prompt = [item.prompt for item in items]
+    response_a = [item.response_a for item in items]
+    response_b = [item.response_b for item in items]
+    if request.swap:
+        ids, prompt = ids * 2, prompt * 2
+        response_a, response_b = response_a + response_b, response_b + response_a
+    return Battles(id=np.array(ids, dtype=object), prompt=prompt, response_a=response_a,
+                   response_b=response_b)
+
+
+def _concat(parts: list[Battles]) -> Battles:
+    return Battles(id=np.concatenate([part.id for part in parts]),
+                   prompt=[turns for part in parts for turns in part.prompt],
+                   response_a=[turns for part in parts for turns in part.response_a],
+                   response_b=[turns for part in parts for turns in part.response_b])
+
+
+@dataclass
+class _Job:
+    battles: Battles
+    tie_rate: float | None
+    future: asyncio.Future = field(repr=False)
+
+
+class MicroBatcher:
+    """Scores concurrent requests together, off the event loop.
+
+    The first queued request waits ``wait_s`` for company; then every queued request is
+    taken, up to about ``max_rows`` battles, and scored in one thread-pool call (one
+    ``predict_proba`` per distinct ``tie_rate``). Requests that arrive meanwhile form
+    the next batch, so batches grow with the load.
+    """
+
+    def __init__(self, model: PreferenceModel, executor: ThreadPoolExecutor, *,
+                 wait_s: float = BATCH_WAIT_S, max_rows: int = BATCH_ROWS) -> None:
+        self.model = model
+        self.executor = executor
+        self.wait_s = wait_s
+        self.max_rows = max_rows
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+
+    async def score(self, battles: Battles, tie_rate: float | None) -> np.ndarray:
+        """Probabilities for ``battles``, shape (n, 3)."""
+        job = _Job(battles, tie_rate, asyncio.get_running_loop().create_future())
+        self.queue.put_nowait(job)
+        return await job.future
+
+    async def run(self) -> None:
+        """Serve the queue until cancelled."""
+        loop = asyncio.get_running_loop()
+        while True:
+            jobs = [await self.queue.get()]
+            if self.queue.empty():
+                await asyncio.sleep(self.wait_s)
+            rows = len(jobs[0].battles)
+            while rows < self.max_rows and not self.queue.empty():
+                jobs.append(self.queue.get_nowait())
+                rows += len(jobs[-1].battles)
+            try:
+                results = await loop.run_in_executor(self.executor, self._score, jobs)
+            except Exception as exc:  # noqa: BLE001  (reported to each waiting request)
+                # The type only: a message could quote the texts being scored.
+                logger.error("scoring a batch of %d battles failed: %s", rows,
+                             type(exc).__name__)
+                results = [exc] * len(jobs)
+            for job, result in zip(jobs, results):
+                if job.future.done():  # the client went away
+                    continue
+                if isinstance(result, Exception):
+                    job.future.set_exception(result)
+                else:
+                    job.future.set_result(result)
+
+    def _score(self, jobs: list[_Job]) -> list[np.ndarray]:
+        results: list[np.ndarray] = [np.empty((0, len(LABELS)))] * len(jobs)
+        for tie_rate in {job.tie_rate for job in jobs}:
+            group = [i for i, job in enumerate(jobs) if job.tie_rate == tie_rate]
+            proba = predict(self.model, _concat([jobs[i].battles for i in group]), tie_rate)
+            bounds = np.cumsum([len(jobs[i].battles) for i in group])[:-1]
+            for i, part in zip(group, np.split(proba, bounds)):
+                results[i] = part
+        return results
+
+
+def _judgements(request: JudgeRequest, proba: np.ndarray) -> list[Judgement]:
+    n = len(request.battles)
+    swapped = swap_proba(proba[n:]) if request.swap else [None] * n
+
+    def probabilities(row: np.ndarray) -> dict[str, float]:
+        return dict(zip(LABELS, map(float, row)))
+
+    return [Judgement(id=item.id, verdict=VERDICTS[int(np.argmax(row))],
+                      swapped=None if other is None else Probabilities(**probabilities(other)),
+                      **probabilities(row))
+            for item, row, other in zip(request.battles, proba[:n], swapped)]
+
+
+# --------------------------------------------------------------------------- limits
+class BodyLimit:
+    """ASGI middleware: answer 413 to a request body over ``max_body`` bytes.
+
+    The body is read (at most ``max_body`` bytes of it) before the app sees it, so an
+    over-long chunked body gets a 413 rather than a parse error.
+    """
+
+    def __init__(self, app: Any, max_body: int) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body:
+            return await self._too_large(scope, receive, send)
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.max_body:
+                return await self._too_large(scope, receive, send)
+            if not message.get("more_body"):
+                break
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+
+        async def replay() -> dict:
+            return body.pop() if body else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
+        response = JSONResponse(status_code=413, content={
+            "detail": f"request body is over the {self.max_body:,}-byte limit; send fewer "
+                      "or shorter battles per request"})
+        await response(scope, receive, send)
+
+
+def _field_name(loc: tuple) -> str:
+    """``("body", "battles", 3, "prompt")`` -> ``"battles[3].prompt"``."""
+    name = ""
+    for part in loc[1:] if loc and loc[0] == "body" else loc:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        else:
+            name += ("." if name else "") + repair_surrogates(str(part))
+    return name or "body"
+
+
+def _describe(error: dict[str, Any]) -> dict[str, str]:
+    """One pydantic error as {field, message, type}; the offending input is not echoed."""
+    kind = str(error.get("type", "value_error"))
+    loc = tuple(error.get("loc", ()))
+    if kind == "json_invalid":
+        reason = (error.get("ctx") or {}).get("error", "decode error")
+        return {"field": "body", "type": kind,
+                "message": f"body is not valid JSON ({reason} at character {loc[-1]})"}
+    if isinstance(error.get("input"), bytes):  # FastAPI did not parse the body as JSON
+        return {"field": "body", "type": kind, "message": "body is not JSON; send a JSON "
+                "object with the header `Content-Type: application/json`"}
+    message = repair_surrogates(str(error.get("msg", ""))).removeprefix("Value error, ")
+    return {"field": _field_name(loc), "type": kind, "message": message}
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming each bad field and item index."""
+    return JSONResponse(status_code=422,
+                        content={"detail": [_describe(error) for error in exc.errors()]})
+
+
+async def _check_batch_count(request: Request) -> None:
+    """413 for more battles than ``max_batch``, before they are validated one by one."""
+    try:
+        body = await request.json()  # already parsed and cached by FastAPI
+    except ValueError:  # FastAPI answers bad JSON itself
+        return
+    battles = body.get("battles") if isinstance(body, dict) else None
+    limit = request.app.state.settings.max_batch
+    if isinstance(battles, list) and len(battles) > limit:
+        raise HTTPException(413, f"{len(battles):,} battles in one request; at most "
+                                 f"{limit:,} are accepted (--max-batch)")
+
+
+# --------------------------------------------------------------------------- app
+@dataclass(frozen=True)
+class Settings:
+    """What ``arenajudge serve`` passes to each server process."""
+
+    model_dir: str
+    max_body: int = DEFAULT_MAX_BODY
+    max_batch: int = DEFAULT_MAX_BATCH
+
+
+class _State:
+    """The model and its batcher, set once loading has finished."""
+
+    def __init__(self, settings: Settings, info: ModelInfo, manifest: dict[str, Any]):
+        self.settings = settings
+        self.info = info
+        self.manifest = manifest
+        self.batcher: MicroBatcher | None = None
+        self.load_error: str | None = None
+
+
+def load_ready_model(model_dir: str | Path) -> PreferenceModel:
+    """Load a model and score one dummy battle, so the first request pays no start-up cost
+    (e.g. reading the embedding tables)."""
+    model = load_model(model_dir)
+    model.predict_proba(Battles(id=np.array(["warm-up"], dtype=object), prompt=[("",)],
+                                response_a=[("",)], response_b=[("",)]))
+    return model
+
+
+def model_info(model_dir: str | Path) -> tuple[ModelInfo, dict[str, Any]]:
+    """Name, backend, version and manifest hash of a model directory, and its manifest."""
+    manifest = read_manifest(model_dir)
+    digest = hashlib.sha256((Path(model_dir) / MANIFEST).read_bytes()).hexdigest()
+    info = ModelInfo(name=Path(model_dir).resolve().name, backend=str(manifest["backend"]),
+                     version=str(manifest.get("package_version", "")),
+                     manifest_sha256=digest)
+    return info, manifest
+
+
+def create_app(settings: Settings, model: PreferenceModel | None = None) -> FastAPI:
+    """The judge service for ``settings.model_dir``.
+
+    Parameters
+    ----------
+    settings : Settings
+        Model directory and request limits.
+    model : PreferenceModel, optional
+        The model, already loaded from ``settings.model_dir``. Without it the model is
+        loaded in the background at startup and ``/health`` answers 503 until it is ready.
+
+    Raises
+    ------
+    ModelLoadError
+        The model directory has no valid manifest.
+    """
+    info, manifest = model_info(settings.model_dir)
+    state = _State(settings, info, manifest)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="arenajudge-score")
+        loop = asyncio.get_running_loop()
+        tasks: list[asyncio.Task] = []
+
+        async def start(loaded: PreferenceModel | None) -> None:
+            try:
+                loaded = loaded or await loop.run_in_executor(
+                    executor, load_ready_model, settings.model_dir)
+            except Exception as exc:  # noqa: BLE001  (reported by /health)
+                state.load_error = f"{type(exc).__name__}: {exc}"
+                logger.error("loading the model failed: %s", state.load_error)
+                return
+            state.batcher = MicroBatcher(loaded, executor)
+            tasks.append(asyncio.create_task(state.batcher.run()))
+            logger.info("model %s loaded", info.name)
+
+        tasks.append(asyncio.create_task(start(model)))
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="arenajudge", lifespan=lifespan,
+                  description="Predicts which of two chatbot responses a person prefers: "
+                              "p(A wins), p(B wins), p(tie).")
+    app.state.settings = settings
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_middleware(BodyLimit, max_body=settings.max_body)
+
+    def ready_batcher() -> MicroBatcher:
+        if state.batcher is None:
+            raise HTTPException(503, "the model is still loading" if state.load_error is None
+                                else "the model failed to load; see the server log")
+        return state.batcher
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        """200 once the model is loaded, 503 before (or if loading failed)."""
+        if state.batcher is not None:
+            return JSONResponse({"status": "ok", "model": info.name})
+        status = "loading" if state.load_error is None else "failed"
+        return JSONResponse({"status": status, "model": info.name}, status_code=503)
+
+    @app.get("/v1/model")
+    async def model_manifest() -> dict[str, Any]:
+        """The model's name, version, manifest hash and full manifest."""
+        return {**info.model_dump(), "manifest": state.manifest}
+
+    @app.post("/v1/judge", response_model=JudgeResponse,
+              dependencies=[Depends(_check_batch_count)],
+              responses={413: {"description": "Body or battle count over the limit"},
+                         422: {"description": "Invalid battles; `detail` names each field"},
+                         503: {"description": "The model is not loaded yet"}})
+    async def judge(request: JudgeRequest) -> JudgeResponse:
+        """Probabilities that A wins, B wins or it is a tie, and the verdict, per battle."""
+        batcher = ready_batcher()
+        try:
+            proba = await batcher.score(battles_from_request(request), request.tie_rate)
+        except Exception:  # noqa: BLE001  (logged by the batcher without its message)
+            # Re-raised bare, the error would reach uvicorn's log with a message that
+            # could quote the texts.
+            raise HTTPException(500, "scoring failed; see the server log") from None
+        return JudgeResponse(model=info, results=_judgements(request, proba))
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """App factory for uvicorn worker processes: settings come from ``CONFIG_ENV``."""
+    return create_app(Settings(**json.loads(os.environ[CONFIG_ENV])))
+
+
+def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
+          workers: int = 1) -> None:
+    """Run the service until interrupted.
+
+    The model is loaded (and checked) here first, so a bad model directory fails
+    before the port is bound. With ``workers`` > 1 each uvicorn worker process loads
+    its own copy and micro-batches its own requests.
+    """
+    try:
+        import uvicorn
+    except ImportError as exc:
+        raise MissingDependencyError("uvicorn is not installed; install it with "
+                                     "`pip install arenajudge[serve]`") from exc
+    # uvicorn writes its request log to stdout, which is for data: send it to stderr.
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
+    options = {"host": host, "port": port, "log_config": log_config}
+    model = load_ready_model(settings.model_dir)
+    if workers == 1:
+        uvicorn.run(create_app(settings, model), **options)
+        return
+    del model
+    os.environ[CONFIG_ENV] = json.dumps(asdict(settings))
+    # A worker answers uvicorn's health pings only once its imports are done, which
+    # takes longer than uvicorn's default 5 s on a busy machine.
+    uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=workers,
+                timeout_worker_healthcheck=WORKER_START_TIMEOUT_S, **options)

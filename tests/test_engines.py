@@ -1,0 +1,93 @@
+"""Scoring engines: Ray Data (local mode) gives the local engine's output, in input order."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import synthetic_frame
+
+from arenajudge.data import LABELS, read_battles
+from arenajudge.engines.local import predict
+from arenajudge.errors import ConfigError, DataError, MissingDependencyError
+from arenajudge.models.base import load_model
+from arenajudge.models.gbdt import GBDTModel
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+ray_engine = pytest.importorskip("arenajudge.engines.ray_engine")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """One local Ray for the module: starting Ray is the slow part."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("engines")
+    synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
+    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
+        read_battles(root / "train.csv")).save(root / "model")
+    test = synthetic_frame(n=230).drop(columns=list(LABELS))
+    # shuffled, so that ids are not sorted: output order must follow the file
+    test.sample(frac=1, random_state=0).to_csv(root / "test.csv.gz", index=False)
+    bad = synthetic_frame(n=60)
+    bad.loc[47, "prompt"] = "not json"
+    bad.to_csv(root / "bad.csv", index=False)
+    return {"model": str(root / "model"), "test": str(root / "test.csv.gz"),
+            "bad": str(root / "bad.csv")}
+
+
+def test_ray_output_equals_local_output_in_input_order(ray_local, files):
+    battles = read_battles(files["test"])
+    expected = predict(load_model(files["model"]), battles, tie_rate=0.2)
+    # 230 rows in blocks of 50: five blocks scored by two actors, in any order
+    ids, proba = ray_engine.predict_with_ray(files["test"], files["model"], read_kwargs={},
+                                             tie_rate=0.2, batch_size=50)
+    assert list(ids) == list(battles.id)
+    assert proba.shape == (230, 3)
+    np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-9)
+
+
+def test_ray_reports_a_bad_cell_as_the_local_reader_does(ray_local, files):
+    with pytest.raises(DataError) as local:
+        read_battles(files["bad"])
+    with pytest.raises(DataError) as remote:
+        ray_engine.predict_with_ray(files["bad"], files["model"], batch_size=20)
+    assert type(remote.value) is DataError
+    assert str(remote.value) == str(local.value)
+
+
+def test_bad_options_fail_before_ray_starts(files, tmp_path):
+    model = files["model"]
+    with pytest.raises(ConfigError, match="streams csv, jsonl, parquet"):
+        ray_engine.predict_with_ray(str(tmp_path / "x.json"), model)
+    with pytest.raises(ConfigError, match="unknown read option"):
+        ray_engine.predict_with_ray(files["test"], model, read_kwargs={"colums": {}})
+    with pytest.raises(DataError, match="does not exist"):
+        ray_engine.predict_with_ray(str(tmp_path / "missing.csv"), model)
+    with pytest.raises(ConfigError, match="tie-rate"):
+        ray_engine.predict_with_ray(files["test"], model, tie_rate=1.0)
+
+
+def test_preference_pairs_are_refused_with_a_hint():
+    frame = pd.DataFrame({"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
+    with pytest.raises(ConfigError, match="--engine local"):
+        ray_engine._check_streamable_layout(frame, {}, "pairs.csv")
+    renamed = pd.DataFrame({"q": ["p"], "chosen": ["c"], "rejected": ["r"],
+                            "a": ["x"], "b": ["y"]})
+    ray_engine._check_streamable_layout(
+        renamed, {"prompt": "q", "response_a": "a", "response_b": "b"}, "kaggle.csv")
+
+
+def test_missing_ray_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.delitem(sys.modules, "arenajudge.engines.ray_engine")
+    with pytest.raises(MissingDependencyError, match=r"arenajudge\[ray\]"):
+        importlib.import_module("arenajudge.engines.ray_engine")

@@ -1,0 +1,366 @@
+"""The HTTP judge service: schema, every class of bad input, readiness, micro-batching."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import json
+import logging
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
+pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
+
+from conftest import synthetic_frame  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+
+from arenajudge import serve  # noqa: E402
+from arenajudge.data import LABELS, Battles, read_battles  # noqa: E402
+from arenajudge.errors import DataError, MissingDependencyError  # noqa: E402
+from arenajudge.models.base import PreferenceModel, load_model  # noqa: E402
+from arenajudge.models.gbdt import GBDTModel  # noqa: E402
+
+SECRET = "zebra-quokka-7431"  # a text that must never reach the logs
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("serve")
+    synthetic_frame(n=160).to_csv(root / "train.csv", index=False)
+    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
+        read_battles(root / "train.csv")).save(root / "tiny_model")
+    return root / "tiny_model"
+
+
+@pytest.fixture(scope="module")
+def model(model_dir) -> PreferenceModel:
+    return load_model(model_dir)
+
+
+@pytest.fixture()
+def client(model_dir, model):
+    settings = serve.Settings(str(model_dir), max_body=20_000, max_batch=5)
+    with TestClient(serve.create_app(settings, model)) as test_client:
+        yield test_client
+
+
+def _battle(i: int = 0, **fields) -> dict:
+    return {"id": f"b{i}", "prompt": "say something", "response_a": "short",
+            "response_b": "a much longer answer with many words in it", **fields}
+
+
+def _one_turn(*texts: str) -> list[tuple[str, ...]]:
+    return [(text,) for text in texts]
+
+
+def _wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- schema
+def test_one_battle_gets_probabilities_verdict_and_model_identity(client, model, model_dir):
+    response = client.post("/v1/judge", json={"battles": _battle()})
+    assert response.status_code == 200
+    body = response.json()
+    manifest_bytes = (model_dir / "manifest.json").read_bytes()
+    assert body["model"] == {"name": "tiny_model", "backend": "gbdt", "version": "0.1.0",
+                             "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
+    [result] = body["results"]
+    proba = np.array([result[label] for label in LABELS])
+    expected = model.predict_proba(Battles(
+        id=np.array(["x"], dtype=object), prompt=_one_turn("say something"),
+        response_a=_one_turn("short"),
+        response_b=_one_turn("a much longer answer with many words in it")))[0]
+    np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
+    assert result["id"] == "b0"
+    assert result["verdict"] == ("model_a", "model_b", "tie")[int(proba.argmax())]
+    assert result["swapped"] is None
+
+
+def test_a_list_keeps_its_order_and_swap_and_tie_rate_apply(client, model):
+    battles = [_battle(i, response_a="word " * i) for i in range(4)]
+    plain = client.post("/v1/judge", json={"battles": battles, "swap": True}).json()
+    assert [r["id"] for r in plain["results"]] == ["b0", "b1", "b2", "b3"]
+    for result in plain["results"]:
+        # GBDTModel is swap-symmetric, so the swapped order gives the same answer
+        for label in LABELS:
+            assert result["swapped"][label] == pytest.approx(result[label], abs=1e-12)
+    tied = client.post("/v1/judge", json={"battles": battles, "tie_rate": 0.9}).json()
+    assert all(t["winner_tie"] > p["winner_tie"]
+               for t, p in zip(tied["results"], plain["results"]))
+    expected = model.predict_proba(serve.battles_from_request(
+        serve.JudgeRequest.model_validate({"battles": battles})), tie_rate=0.9)
+    got = [[r[label] for label in LABELS] for r in tied["results"]]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_turn_lists_nulls_and_lone_surrogates_are_accepted(client):
+    body = ('{"battles": [{"id": "\\ud800x", "prompt": ["hi", null, "again"], '
+            '"response_a": ["a", "\\udc00"], "response_b": []}]}')
+    response = client.post("/v1/judge", content=body.encode(),
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 200
+    assert response.json()["results"][0]["id"] == "\ufffdx"
+    request = serve.JudgeRequest.model_validate(json.loads(body))
+    assert request.battles[0].prompt == ("hi", "", "again")
+    assert request.battles[0].response_a == ("a", "\ufffd")
+    assert request.battles[0].response_b == ()
+
+
+def test_model_endpoint_and_docs(client, model_dir):
+    body = client.get("/v1/model").json()
+    assert body["manifest"] == json.loads((model_dir / "manifest.json").read_text())
+    assert body["name"] == "tiny_model"
+    assert client.get("/docs").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/v1/judge" in schema["paths"]
+
+
+# --------------------------------------------------------------------------- bad input
+JSON = {"content-type": "application/json"}
+MALFORMED = {
+    "bad JSON": (b'{"battles": [', 422, "body"),
+    "invalid escape": (b'{"battles": [{"prompt": "\\uZZZZ"}]}', 422, "body"),
+    "invalid UTF-8 bytes": (b'{"battles": "\xff\xfe"}', 400, None),
+    "not an object": (b'[1, 2]', 422, "body"),
+    "battles not a list": (b'{"battles": "x"}', 422, "battles"),
+    "prompt a number": (json.dumps({"battles": [_battle(), _battle(1, prompt=3)]}).encode(),
+                        422, "battles[1].prompt"),
+    "turn a number": (json.dumps({"battles": [_battle(response_b=["ok", 2])]}).encode(),
+                      422, "battles[0].response_b"),
+    "id a number": (json.dumps({"battles": [_battle(id=7)]}).encode(), 422, "battles[0].id"),
+    "swap a string": (json.dumps({"battles": [_battle()], "swap": "yes"}).encode(),
+                      422, "swap"),
+    "tie_rate out of range": (json.dumps({"battles": [_battle()], "tie_rate": 1.5}).encode(),
+                              422, "tie_rate"),
+    "missing field": (json.dumps({"battles": [_battle(), {"prompt": "p", "response_a": "a"}]}
+                                 ).encode(), 422, "battles[1].response_b"),
+    "missing battles": (b"{}", 422, "battles"),
+    "unknown field": (json.dumps({"battles": [_battle()], "tie-rate": 0.2}).encode(),
+                      422, "tie-rate"),
+    "empty list": (b'{"battles": []}', 422, "battles"),
+    "huge string": (json.dumps({"battles": [_battle(prompt="x" * 30_000)]}).encode(),
+                    413, None),
+    "too many battles": (json.dumps({"battles": [_battle(i) for i in range(6)]}).encode(),
+                         413, None),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED, ids=list(MALFORMED))
+def test_malformed_payloads_get_their_4xx(client, case):
+    payload, status, field = MALFORMED[case]
+    response = client.post("/v1/judge", content=payload, headers=JSON)
+    assert response.status_code == status, response.text
+    detail = response.json()["detail"]
+    if field is not None:
+        assert field in [error["field"] for error in detail]
+        assert all(error["message"] for error in detail)
+
+
+def test_a_chunked_body_over_the_limit_gets_413(client):
+    chunks = (b"x" * 5_000 for _ in range(10))  # no Content-Length: sent chunked
+    response = client.post("/v1/judge", content=chunks, headers=JSON)
+    assert response.status_code == 413
+
+
+def test_a_body_without_json_content_type_is_explained(client):
+    response = client.post("/v1/judge", content=json.dumps({"battles": [_battle()]}),
+                           headers={"content-type": "text/plain"})
+    assert response.status_code == 422
+    assert "Content-Type: application/json" in response.json()["detail"][0]["message"]
+
+
+# --------------------------------------------------------------------------- readiness
+class _GatedModel(PreferenceModel):
+    """Wraps a model; ``predict_proba`` waits for ``gate`` and can be made to fail."""
+
+    backend = "gated"
+
+    def __init__(self, inner: PreferenceModel) -> None:
+        self.inner = inner
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+        self.fail = False
+        self.calls: list[int] = []
+
+    def fit(self, battles, *, sample_weight=None):
+        return self
+
+    def predict_proba(self, battles, tie_rate=None):
+        self.calls.append(len(battles))
+        self.entered.set()
+        self.gate.wait(timeout=10)
+        if self.fail:
+            raise RuntimeError(f"cannot score {battles.prompt[0]}")
+        return self.inner.predict_proba(battles, tie_rate=tie_rate)
+
+    def save(self, path, *, force=False):
+        raise NotImplementedError
+
+    @classmethod
+    def load(cls, path):
+        raise NotImplementedError
+
+
+def test_health_answers_while_a_batch_is_scored(model_dir, model):
+    gated = _GatedModel(model)
+    gated.gate.clear()
+    app = serve.create_app(serve.Settings(str(model_dir)), gated)
+    with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(client.post, "/v1/judge", json={"battles": _battle()})
+        assert gated.entered.wait(timeout=10)
+        started = time.perf_counter()
+        assert client.get("/health").json() == {"status": "ok", "model": "tiny_model"}
+        assert time.perf_counter() - started < 1
+        assert not pending.done()
+        gated.gate.set()
+        assert pending.result(timeout=10).status_code == 200
+
+
+def test_health_is_503_until_the_model_is_loaded(model_dir, model, monkeypatch):
+    loaded = threading.Event()
+
+    def slow_load(path):
+        assert loaded.wait(timeout=10)
+        return model
+
+    monkeypatch.setattr(serve, "load_ready_model", slow_load)
+    with TestClient(serve.create_app(serve.Settings(str(model_dir)))) as client:
+        response = client.get("/health")
+        assert (response.status_code, response.json()["status"]) == (503, "loading")
+        assert client.post("/v1/judge", json={"battles": _battle()}).status_code == 503
+        loaded.set()
+        _wait_until(lambda: client.get("/health").status_code == 200)
+        assert client.post("/v1/judge", json={"battles": _battle()}).status_code == 200
+
+
+def test_a_failed_load_is_reported_by_health(model_dir, monkeypatch):
+    def broken_load(path):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(serve, "load_ready_model", broken_load)
+    with TestClient(serve.create_app(serve.Settings(str(model_dir)))) as client:
+        _wait_until(lambda: client.get("/health").json()["status"] != "loading")
+        assert client.get("/health").json()["status"] == "failed"
+
+
+def test_texts_never_reach_the_log_even_when_scoring_fails(model_dir, model, caplog):
+    gated = _GatedModel(model)
+    caplog.set_level(logging.DEBUG)
+    with TestClient(serve.create_app(serve.Settings(str(model_dir)), gated),
+                    raise_server_exceptions=False) as client:
+        assert client.post("/v1/judge", json={"battles": _battle(prompt=SECRET)}
+                           ).status_code == 200
+        gated.fail = True
+        response = client.post("/v1/judge", json={"battles": _battle(prompt=SECRET)})
+        assert response.status_code == 500
+        assert SECRET not in response.text
+        gated.fail = False
+        assert client.post("/v1/judge", json={"battles": _battle()}).status_code == 200
+    assert "failed: RuntimeError" in caplog.text
+    assert SECRET not in caplog.text
+
+
+# --------------------------------------------------------------------------- batching
+def test_concurrent_requests_share_one_predict_call(model):
+    counting = _GatedModel(model)
+    requests = [serve.JudgeRequest.model_validate({"battles": [_battle(i, response_a="w " * i)
+                                                               for i in range(k)]})
+                for k in (1, 3, 2, 1)]
+    tie_rates = [None, None, 0.5, None]
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = serve.MicroBatcher(counting, ThreadPoolExecutor(1))
+        runner = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.gather(*(
+                batcher.score(serve.battles_from_request(r), t)
+                for r, t in zip(requests, tie_rates)))
+        finally:
+            runner.cancel()
+
+    results = asyncio.run(scenario())
+    assert sorted(counting.calls) == [2, 5]  # one call per tie rate, not one per request
+    for request, tie_rate, proba in zip(requests, tie_rates, results):
+        expected = model.predict_proba(serve.battles_from_request(request), tie_rate=tie_rate)
+        np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- client, CLI
+@pytest.fixture(scope="module")
+def live_url(model_dir, model):
+    """A real uvicorn server on a free loopback port, in a thread."""
+    import uvicorn
+
+    config = uvicorn.Config(serve.create_app(serve.Settings(str(model_dir), max_batch=5),
+                                             model),
+                            host="127.0.0.1", port=0, log_level="warning")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    _wait_until(lambda: server.started, timeout=30)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_client_judges_over_http(live_url, client):
+    from arenajudge.client import Judge
+
+    with Judge(live_url) as judge:
+        assert judge.health()
+        assert judge.model()["backend"] == "gbdt"
+        one = judge("say something", "short", ["a much longer answer", "in two turns"],
+                    swap=True)
+        assert set(one) >= {*LABELS, "verdict", "swapped"}
+        many = judge.judge([_battle(i) for i in range(3)], tie_rate=0.2)
+        direct = client.post("/v1/judge", json={"battles": [_battle(i) for i in range(3)],
+                                                "tie_rate": 0.2}).json()["results"]
+        assert many == direct
+        with pytest.raises(DataError, match=r"battles\[1\]\.prompt"):
+            judge.judge([_battle(), _battle(prompt=None)])
+        with pytest.raises(DataError, match="at most 5"):
+            judge.judge([_battle(i) for i in range(6)])
+        with pytest.raises(DataError, match="byte limit"):  # answered, not a reset
+            judge("x" * 3_000_000, "a", "b")
+        assert judge.health()
+
+
+def test_client_reports_an_unreachable_server():
+    from arenajudge.client import Judge
+    from arenajudge.errors import ArenaJudgeError
+
+    judge = Judge("http://127.0.0.1:9", timeout=2)
+    assert not judge.health()
+    with pytest.raises(ArenaJudgeError, match="cannot reach"):
+        judge.model()
+
+
+def test_serve_command_fails_cleanly_on_a_bad_model_dir(tmp_path):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    result = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "missing")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and "not a model directory" in result.output
+
+
+def test_missing_fastapi_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    monkeypatch.delitem(sys.modules, "arenajudge.serve")
+    with pytest.raises(MissingDependencyError, match=r"arenajudge\[serve\]"):
+        importlib.import_module("arenajudge.serve")

@@ -1,0 +1,576 @@
+"""Transformer backends on tiny random models (hidden 32, 2 layers) and a BPE tokenizer
+trained here on the test strings: CPU, offline, a few seconds per fit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from arenajudge.data.schema import Battles, swap_proba
+from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
+from arenajudge.models.transformer.packing import Packer, keep_latest, split_budget
+
+torch = pytest.importorskip("torch", reason="needs the transformers extra")
+pytest.importorskip("transformers", reason="needs the transformers extra")
+pytest.importorskip("peft", reason="needs the transformers extra")
+pytest.importorskip("accelerate", reason="needs the transformers extra")
+
+from arenajudge.models.base import load_model  # noqa: E402
+from arenajudge.models.transformer import build_model  # noqa: E402
+
+WORDS = ("good great fine clear helpful correct bad wrong poor vague rude useless "
+         "the answer is a an to of question please explain why how what when cat dog "
+         "tree river code python list number sum").split()
+GOOD, BAD = WORDS[:6], WORDS[6:12]
+
+
+# ------------------------------------------------------------------ tiny test models
+def _texts(rng: np.random.Generator, n: int, words: list[str]) -> list[str]:
+    return [" ".join(rng.choice(words, size=rng.integers(3, 12))) for _ in range(n)]
+
+
+def make_battles(n: int = 40, seed: int = 0, soft: bool = False) -> Battles:
+    """Battles whose winner is the response made of 'good' words; ~10% ties."""
+    rng = np.random.default_rng(seed)
+    prompts = [(f"question {i}: " + t,) for i, t in enumerate(_texts(rng, n, WORDS[12:]))]
+    good, bad = _texts(rng, n, GOOD), _texts(rng, n, BAD)
+    a_wins = rng.random(n) < 0.5
+    tie = rng.random(n) < 0.1
+    response_a = [(g,) if w else (b,) for g, b, w in zip(good, bad, a_wins)]
+    response_b = [(b,) if w else (g,) for g, b, w in zip(good, bad, a_wins)]
+    label = np.where(tie, 2, np.where(a_wins, 0, 1))
+    target = np.eye(3)[label]
+    if soft:
+        target = 0.8 * target + 0.2 / 3
+    return Battles(id=np.array([f"r{i}" for i in range(n)]), prompt=prompts,
+                   response_a=response_a, response_b=response_b, target=target)
+
+
+def _tokenizer(encoder: bool):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [" ".join(WORDS), "Prompt: Response: Response A: Response B:\n\n question"]
+    bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator(texts * 20, trainers.BpeTrainer(
+        vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<s>", "</s>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    specials = ({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"} if encoder
+                else {"bos_token": "<s>", "eos_token": "</s>"})  # Llama-like: no pad token
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", **specials)
+
+
+def _save_base(path: Path, model_type: str) -> Path:
+    from transformers import (AutoModel, BertConfig, DebertaV2Config, LlamaConfig)
+
+    tokenizer = _tokenizer(encoder=model_type != "llama")
+    shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    config = {
+        "bert": lambda: BertConfig(**shape, **no_dropout),
+        "deberta-v2": lambda: DebertaV2Config(**shape, **no_dropout, relative_attention=True,
+                                              position_buckets=16, position_biased_input=False,
+                                              pos_att_type=["p2c", "c2p"]),
+        "llama": lambda: LlamaConfig(**shape, num_key_value_heads=1,
+                                     bos_token_id=tokenizer.bos_token_id,
+                                     eos_token_id=tokenizer.eos_token_id),
+    }[model_type]()
+    torch.manual_seed(0)
+    AutoModel.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP's
+    spinning threads make them 5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def bases(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bases")
+    return {name: _save_base(root / name, name) for name in ("bert", "deberta-v2", "llama")}
+
+
+FAST = dict(max_length=64, batch_size=8, lr=3e-3, epochs=1, val_fraction=0.0,
+            head_dropout=0.0, lora_dropout=0.0, warmup_ratio=0.0, device="cpu")
+
+
+def fit(kind: str, base: Path, battles: Battles | None = None, **options) -> object:
+    return build_model(kind, {**FAST, "base": str(base), **options}).fit(
+        battles if battles is not None else make_battles())
+
+
+BASE_OF = {"siamese": "deberta-v2", "cross": "bert", "llm": "llama"}
+
+
+# ------------------------------------------------------------------------- packing
+@pytest.fixture(scope="module")
+def tokenizer():
+    return _tokenizer(encoder=True)
+
+
+def test_split_budget_never_drops_a_side_and_treats_a_and_b_alike():
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        need = tuple(int(v) for v in rng.integers(0, 400, size=3))
+        budget = int(rng.integers(12, 300))
+        share = float(rng.uniform(0.05, 0.5))
+        for pair in (False, True):
+            p, a, b = split_budget(need, budget, share, pair)
+            assert all(x <= y for x, y in zip((p, a, b), need))
+            assert all(x >= 1 for x, y in zip((p, a, b), need) if y > 0)
+            assert (p + max(a, b) if pair else p + a + b) <= budget
+            assert split_budget((need[0], need[2], need[1]), budget, share, pair) == (p, b, a)
+            if sum(need) > budget and not pair:  # nothing wasted but an odd token
+                assert p + a + b >= budget - 1
+
+
+def test_keep_latest_keeps_the_latest_turns_and_the_head_of_a_long_one():
+    turns = [[1, 1, 1], [2, 2], [3, 3, 3, 3]]
+    assert keep_latest(turns, 100, [0]) == ([1, 1, 1, 0, 2, 2, 0, 3, 3, 3, 3], 0)
+    assert keep_latest(turns, 7, [0]) == ([2, 2, 0, 3, 3, 3, 3], 1)
+    assert keep_latest(turns, 6, [0]) == ([2, 0, 3, 3, 3, 3], 1)  # older turn: its tail
+    assert keep_latest(turns, 2, [0]) == ([3, 3], 2)  # latest turn: its head
+
+
+def test_packing_fits_max_length_keeps_every_side_and_commutes_with_swap(tokenizer):
+    long = " ".join(WORDS * 30)
+    battles = Battles(
+        id=np.array(["a", "b", "c"]),
+        prompt=[(long,), ("hi", "more please"), ("",)],
+        response_a=[("good answer",), ("first", long), (long, long)],
+        response_b=[(long,), ("x", "y"), ()],
+    )
+    for pair in (False, True):
+        packer = Packer(tokenizer, 64, 0.3, pair=pair)
+        packed, stats = packer.pack(battles)
+        swapped, _ = packer.pack(battles.swap())
+        for battle, other, original in zip(packed, swapped, zip(
+                battles.prompt, battles.response_a, battles.response_b)):
+            assert all(len(ids) == len(segments) <= 64
+                       for ids, segments in packer.sequences(battle))
+            for ids, turns in zip((battle.prompt, battle.response_a, battle.response_b),
+                                  original):
+                assert bool(ids) == any(t for t in turns)  # truncated, never dropped
+            assert packer.sequences(other) == packer.sequences(battle, swapped=True)
+        kept = packed[1].response_a  # the latest turn alone is too long: its head
+        assert kept == tokenizer(long, add_special_tokens=False)["input_ids"][:len(kept)]
+        assert stats.rows == 3 and stats.truncated_rows >= 2
+        assert stats.response_a_truncated >= 1 and stats.prompt_truncated >= 1
+        assert 0 < stats.to_dict()["kept_token_share"] < 1
+
+
+def test_too_small_max_length_is_a_config_error(tokenizer):
+    with pytest.raises(ConfigError, match="max-length"):
+        Packer(tokenizer, 12, 0.3, pair=False)
+
+
+# -------------------------------------------------------------------------- models
+@pytest.fixture(scope="module", params=["siamese", "cross", "llm"])
+def fitted(request, bases):
+    """(kind, model, parameters before training, battles): 40 battles, 4 epochs."""
+    from arenajudge.models.transformer import trainer
+
+    kind = request.param
+    before: dict[str, tuple[bool, object]] = {}
+    original = trainer.train_network
+
+    def snapshot(net, *args, **kwargs):
+        before.update({n: (p.requires_grad, p.detach().clone())
+                       for n, p in net.named_parameters()})
+        return original(net, *args, **kwargs)
+
+    battles = make_battles(40)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "train_network", snapshot)
+        model = fit(kind, bases[BASE_OF[kind]], battles, epochs=4, eval_every=5,
+                    lr=1e-2 if kind == "llm" else 3e-3)
+    return kind, model, before, battles
+
+
+def test_training_changes_every_trainable_parameter_and_only_those(fitted):
+    kind, model, before, _ = fitted
+    after = dict(model.net_.named_parameters())
+    trainable = [n for n, (grad, _) in before.items() if grad]
+    assert trainable and set(before) == set(after)
+    unchanged = [n for n in trainable if torch.equal(before[n][1], after[n].detach())]
+    assert unchanged == []
+    frozen_changed = [n for n, (grad, value) in before.items()
+                      if not grad and not torch.equal(value, after[n].detach())]
+    assert frozen_changed == []
+    if kind == "llm":  # LoRA: the decoder's own weights stay frozen
+        assert all("lora_" in n or n.startswith("head.") for n in trainable)
+
+
+def test_loss_falls_on_a_tiny_overfit_set(fitted):
+    _, model, _, battles = fitted
+    losses = [record["train_loss"] for record in model.history_]
+    assert len(losses) >= 4 and losses[-1] < 0.6 * losses[0]
+    accuracy = (model.predict_proba(battles).argmax(1) == battles.label).mean()
+    assert accuracy >= 0.8
+
+
+def test_predictions_are_probabilities_and_swap_symmetric(fitted):
+    _, model, _, battles = fitted
+    proba = model.predict_proba(battles)
+    assert proba.shape == (len(battles), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1, atol=1e-6)
+    np.testing.assert_allclose(model.predict_proba(battles.swap()), swap_proba(proba),
+                               atol=1e-5)
+
+
+def test_save_then_load_gives_identical_predictions(fitted, tmp_path):
+    kind, model, _, battles = fitted
+    model.save(tmp_path / "model")
+    saved = {p.name for p in (tmp_path / "model").iterdir()}
+    assert {"manifest.json", "tokenizer", "head.safetensors", "calibration.json"} <= saved
+    assert ("adapter" if kind == "llm" else "body") in saved
+    assert not list((tmp_path / "model").rglob("*.bin")) and not list(
+        (tmp_path / "model").rglob("*.pt"))  # safetensors only, no pickle
+    manifest = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert manifest["backend"] == kind and manifest["training"]["truncation"]["rows"] == 40
+    loaded = load_model(tmp_path / "model")
+    assert type(loaded) is type(model)
+    np.testing.assert_allclose(loaded.predict_proba(battles), model.predict_proba(battles),
+                               atol=1e-6)
+    np.testing.assert_allclose(loaded.predict_proba(battles, tie_rate=0.3),
+                               model.predict_proba(battles, tie_rate=0.3), atol=1e-6)
+
+
+def test_resume_continues_from_the_saved_step_like_an_uninterrupted_run(bases, tmp_path,
+                                                                         monkeypatch):
+    from arenajudge.models.transformer import trainer
+
+    battles = make_battles(24)  # 48 samples: 6 steps per epoch
+    options = dict(epochs=2, eval_every=4)
+    whole = fit("siamese", bases["bert"], battles, checkpoint_dir=str(tmp_path / "a"),
+                **options)
+    original, calls = trainer.batch_loss, []
+
+    def interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 7:  # mid-epoch, after the step-4 checkpoint
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "batch_loss", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit("siamese", bases["bert"], battles, checkpoint_dir=str(tmp_path / "b"), **options)
+    monkeypatch.undo()
+    state = json.loads((tmp_path / "b" / "state.json").read_text())["state"]
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 0, 4)
+
+    resumed = fit("siamese", bases["bert"], battles, checkpoint_dir=str(tmp_path / "b"),
+                  **options)
+    assert resumed.validation_["resumed_from"] == 4
+    assert [r["step"] for r in resumed.history_] == [4, 8, 12]
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["state.json", "step-00000012"]
+    np.testing.assert_allclose(resumed.predict_proba(battles), whole.predict_proba(battles),
+                               atol=1e-5)
+    with pytest.raises(ConfigError, match="other settings or data"):
+        fit("siamese", bases["bert"], make_battles(24, seed=1),
+            checkpoint_dir=str(tmp_path / "b"), **options)
+
+
+def test_early_stopping_keeps_the_best_checkpoint(bases, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from arenajudge.models.transformer import trainer
+
+    scores = iter([0.9, 0.7, 0.8, 0.85, 0.6])
+    monkeypatch.setattr(trainer, "log_loss", lambda y, proba: next(scores))
+    model = fit("cross", bases["bert"], make_battles(40), val_fraction=0.2, eval_every=1,
+                patience=2, max_steps=20, checkpoint_dir=str(tmp_path / "ckpt"))
+    assert [r["val_log_loss"] for r in model.history_] == [0.9, 0.7, 0.8, 0.85]
+    assert model.validation_["best_step"] == 2 and model.validation_["stopped_early"]
+    assert model.validation_["rows"] == 8 and model.validation_["log_loss_raw"] == 0.7
+    folder = tmp_path / "ckpt" / "step-00000004"
+    best, last = (load_file(folder / name) for name in ("best.safetensors",
+                                                       "trainable.safetensors"))
+    weights = dict(model.net_.named_parameters())
+    assert all(torch.equal(weights[name].detach(), value) for name, value in best.items())
+    assert any(not torch.equal(best[name], last[name]) for name in best)
+
+
+def test_soft_labels_use_kl_and_gradient_accumulation_counts_steps(bases, monkeypatch):
+    from arenajudge.models.transformer import trainer
+
+    original, modes = trainer.batch_loss, set()
+
+    def spy(logits, target, weight, soft):
+        modes.add(soft)
+        return original(logits, target, weight, soft)
+
+    monkeypatch.setattr(trainer, "batch_loss", spy)
+    model = fit("llm", bases["llama"], make_battles(40, soft=True), grad_accum=2)
+    assert modes == {True}
+    assert model.validation_["steps"] == 5  # 80 samples, batches of 8, 2 per step
+
+
+def test_batch_loss_is_cross_entropy_or_kl():
+    from arenajudge.models.transformer.trainer import batch_loss
+
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    one_hot = torch.tensor([[1.0, 0, 0], [0, 0, 1.0]])
+    weight = torch.ones(2)
+    ce = torch.nn.functional.cross_entropy(logits, one_hot.argmax(1))
+    assert torch.allclose(batch_loss(logits, one_hot, weight, soft=False), ce)
+    assert torch.allclose(batch_loss(logits, one_hot, weight, soft=True), ce)  # KL = CE
+    soft = torch.softmax(logits, dim=1)
+    assert batch_loss(logits, soft, weight, soft=True).abs() < 1e-6
+    assert torch.allclose(batch_loss(logits, one_hot, torch.tensor([1.0, 0.0]), soft=False),
+                          torch.nn.functional.cross_entropy(logits[:1], torch.tensor([0])))
+
+
+def test_merged_lora_bundle_needs_no_base_and_an_adapter_bundle_does(bases, tmp_path):
+    import shutil
+
+    battles = make_battles(16)
+    base = shutil.copytree(bases["llama"], tmp_path / "base")
+    merged = fit("llm", base, battles, max_steps=2, merge_lora=True)
+    adapter = fit("llm", base, battles, max_steps=2)
+    expected = merged.predict_proba(battles)
+    merged.save(tmp_path / "merged")
+    adapter.save(tmp_path / "adapter")
+    assert not (tmp_path / "merged" / "adapter").exists()
+    shutil.rmtree(base)
+    np.testing.assert_allclose(load_model(tmp_path / "merged").predict_proba(battles),
+                               expected, atol=1e-5)
+    with pytest.raises(ModelLoadError, match="LoRA adapter over --base .* which is gone"):
+        load_model(tmp_path / "adapter")
+
+
+# ------------------------------------------------------------- errors that say what to do
+@pytest.mark.parametrize("kind, options, message", [
+    ("siamese", {}, "needs --base DIR"),
+    ("siamese", {"base": "/nonexistent/model"}, "is not a directory"),
+    ("llm", {"base": "{bert}"}, "bert model, not a decoder LM; --model llm needs"),
+    ("cross", {"base": "{llama}"}, "holds a decoder LM .llama.; use --model llm"),
+    ("siamese", {"base": "{bert}", "warmup": 1}, "unknown transformer option.*warmup"),
+    ("siamese", {"base": "{bert}", "lr": -1.0}, "lr=-1.0 is out of range"),
+    ("siamese", {"base": "{bert}", "load_in": "4bit"}, "--load-in 4bit is for --model llm"),
+    ("cross", {"base": "{bert}", "merge_lora": True}, "--merge-lora needs --model llm"),
+    ("gbdt", {}, "not a transformer backend"),
+])
+def test_bad_options_fail_before_training(bases, kind, options, message):
+    options = {k: v.format(bert=bases["bert"], llama=bases["llama"]) if isinstance(v, str)
+               else v for k, v in options.items()}
+    with pytest.raises(ConfigError, match=message):
+        build_model(kind, options)
+
+
+def test_fit_refuses_unlabelled_battles_and_misshapen_weights(bases):
+    from arenajudge.errors import DataError
+
+    model = build_model("siamese", {**FAST, "base": str(bases["bert"])})
+    with pytest.raises(DataError, match="has no label columns"):
+        model.fit(make_battles(8).without_labels())
+    with pytest.raises(ConfigError, match="sample_weight must be one non-negative number"):
+        model.fit(make_battles(8), sample_weight=np.ones(3))
+
+
+def test_non_hf_base_directory(tmp_path):
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    with pytest.raises(ConfigError, match="not a Hugging Face model directory"):
+        build_model("siamese", {"base": str(tmp_path)})
+
+
+def test_max_length_beyond_the_encoder_positions(bases):
+    with pytest.raises(ConfigError, match="exceeds the 128 positions"):
+        fit("siamese", bases["bert"], max_length=256)
+
+
+@pytest.mark.parametrize("module, kind, options", [
+    ("torch", "siamese", {}), ("transformers", "cross", {}), ("peft", "llm", {}),
+    ("bitsandbytes", "llm", {"load_in": "4bit"})])
+def test_missing_dependency_says_what_to_install(bases, monkeypatch, module, kind, options):
+    monkeypatch.setitem(sys.modules, module, None)  # as if not installed
+    base = bases["llama" if kind == "llm" else "bert"]
+    install = "bitsandbytes" if module == "bitsandbytes" else r"arenajudge\[transformers\]"
+    with pytest.raises(MissingDependencyError, match=rf"{module}.*pip install {install}"):
+        build_model(kind, {"base": str(base), **options})
+
+
+def test_cli_and_library_import_without_torch():
+    import subprocess
+
+    code = ("import sys; import arenajudge.cli, arenajudge.models.transformer, "
+            "arenajudge.models.transformer.embed; "
+            "heavy = {'torch', 'transformers', 'accelerate', 'peft'} & set(sys.modules); "
+            "assert not heavy, heavy")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_transformer_options_reach_the_command_as_one_dict():
+    import click
+    from click.testing import CliRunner
+
+    from arenajudge.cli.transformer_commands import transformer_options
+
+    @click.command()
+    @transformer_options
+    def command(transformer):
+        click.echo(json.dumps(transformer, sort_keys=True))
+
+    result = CliRunner().invoke(command, ["--base", "m", "--lr", "1e-4", "--load-in", "4bit",
+                                          "--merge-lora", "--max-steps", "3"])
+    assert json.loads(result.output) == {"base": "m", "load_in": "4bit", "lr": 1e-4,
+                                         "max_steps": 3, "merge_lora": True}
+    assert json.loads(CliRunner().invoke(command, []).output) == {}
+    assert "Peak learning rate" in CliRunner().invoke(command, ["--help"]).output
+
+
+# -------------------------------------------------------------------------- embed
+def write_data(battles: Battles, path: Path) -> Path:
+    """``battles`` as a Kaggle-layout CSV."""
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": battles.id, **{
+        name: [json.dumps(list(turns)) for turns in getattr(battles, name)]
+        for name in ("prompt", "response_a", "response_b")}})
+    if battles.target is not None:
+        for column, values in zip(("winner_model_a", "winner_model_b", "winner_tie"),
+                                  battles.target.T):
+            frame[column] = values
+    frame.to_csv(path, index=False)
+    return path
+
+
+def embedding_battles() -> Battles:
+    return Battles(id=np.array(["x", "y", "z"]),
+                   prompt=[("hello there",), ("why", "explain the answer please"), ("",)],
+                   response_a=[("good answer",), ("the cat",), ()],
+                   response_b=[("a dog",), ("good answer",), ("list of number",)])
+
+
+@pytest.mark.parametrize("base_name", ["bert", "llama"])
+def test_embed_writes_mean_pooled_states_aligned_by_id(bases, tmp_path, base_name):
+    from click.testing import CliRunner
+    from transformers import AutoModel, AutoTokenizer
+
+    from arenajudge.cli import main
+    from arenajudge.models.transformer.embed import read_embeddings
+
+    battles = embedding_battles()
+    data, out = write_data(battles, tmp_path / "data.csv"), tmp_path / "emb.parquet"
+    args = ["embed", str(data), "--base", str(bases[base_name]), "--out", str(out),
+            "--device", "cpu", "--batch-size", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    vectors, metadata = read_embeddings(out, battles)
+    assert vectors.shape == (3, 3, 32) and vectors.dtype == np.float32
+    assert metadata["dim"] == 32 and metadata["model_type"] == base_name
+    np.testing.assert_array_equal(vectors[0, 1], vectors[1, 2])  # same text, same vector
+    assert not vectors[2, 1].any() and vectors[2, 2].any()  # an empty side embeds as zeros
+    reordered, _ = read_embeddings(out, battles.take([2, 0]))
+    np.testing.assert_array_equal(reordered, vectors[[2, 0]])
+
+    # batched and padded equals one text alone through the model
+    tokenizer = AutoTokenizer.from_pretrained(bases[base_name])
+    body = AutoModel.from_pretrained(bases[base_name]).eval()
+    ids = tokenizer("list of number", add_special_tokens=False)["input_ids"]
+    specials = ([tokenizer.cls_token_id], [tokenizer.sep_token_id]) if base_name == "bert" \
+        else ([tokenizer.bos_token_id], [tokenizer.eos_token_id])
+    with torch.no_grad():
+        alone = body(input_ids=torch.tensor([specials[0] + ids + specials[1]])
+                     ).last_hidden_state.mean(1)[0].numpy()
+    np.testing.assert_allclose(vectors[2, 2], alone, atol=1e-5)
+
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 2 and "already exists; pass --force" in again.output
+
+
+def test_read_embeddings_refuses_other_files_and_missing_ids(bases, tmp_path):
+    import pandas as pd
+
+    from arenajudge.errors import DataError
+    from arenajudge.models.transformer.embed import (embed_battles, read_embeddings,
+                                                     write_embeddings)
+
+    battles = embedding_battles()
+    vectors, metadata = embed_battles(battles.take([0, 1]), bases["bert"], device="cpu")
+    write_embeddings(battles.id[:2], vectors, metadata, tmp_path / "emb.parquet")
+    with pytest.raises(DataError, match="row id z: has no embedding for 1 battle"):
+        read_embeddings(tmp_path / "emb.parquet", battles)
+    pd.DataFrame({"id": ["x"]}).to_parquet(tmp_path / "other.parquet")
+    with pytest.raises(DataError, match="is not an embeddings file"):
+        read_embeddings(tmp_path / "other.parquet", battles)
+
+
+def test_embed_without_the_extra_is_one_line(bases, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    data = write_data(embedding_battles(), tmp_path / "data.csv")
+    result = CliRunner().invoke(main, ["embed", str(data), "--base", str(bases["bert"]),
+                                       "--out", str(tmp_path / "e.parquet")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: embed needs torch, transformers, accelerate; torch is not installed. "
+        "Install them with `pip install arenajudge[transformers]`"]
+
+
+# ---------------------------------------------------------------- data-parallel launch
+LAUNCHED = '''
+import json, os, sys
+from arenajudge.data import read_battles
+from arenajudge.models.transformer import build_model
+
+data, base, out = sys.argv[1:]
+model = build_model("siamese", {"base": base, "max_length": 64, "batch_size": 8,
+                                "lr": 3e-3, "val_fraction": 0.25, "eval_every": 2})
+model.fit(read_battles(data))
+model.save(out)
+print("RESULT", json.dumps({"rank": int(os.environ["RANK"]), "steps": model.validation_["steps"],
+                            "history": model.history_}))
+'''
+
+
+def test_accelerate_launch_trains_data_parallel_on_two_cpu_processes(bases, tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on a machine without a GPU runs
+    two gloo processes: each trains on half the batches, they agree on validation."""
+    import os
+    import socket
+    import subprocess
+
+    from arenajudge.data import read_battles
+
+    battles = make_battles(40)
+    data = write_data(battles, tmp_path / "data.csv")
+    (tmp_path / "train.py").write_text(LAUNCHED)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    run = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+         "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", str(port),
+         str(tmp_path / "train.py"), str(data), str(bases["bert"]), str(tmp_path / "model")],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = sorted((json.loads(line.split(" ", 1)[1]) for line in run.stdout.splitlines()
+                      if line.startswith("RESULT ")), key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == [0, 1]
+    # 30 training battles x 2 orders = 60 samples: 8 batches of 8, 4 per process
+    assert results[0]["steps"] == results[1]["steps"] == 4
+    first, second = (r["history"] for r in results)
+    assert [h["val_log_loss"] for h in first] == [h["val_log_loss"] for h in second]
+    assert [h["train_loss"] for h in first] != [h["train_loss"] for h in second]
+    proba = load_model(tmp_path / "model").predict_proba(read_battles(data))
+    assert proba.shape == (40, 3)
