@@ -91,3 +91,20 @@ def test_missing_ray_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "arenajudge.engines.ray_engine")
     with pytest.raises(MissingDependencyError, match=r"arenajudge\[ray\]"):
         importlib.import_module("arenajudge.engines.ray_engine")
+
+
+def test_cli_predict_with_the_ray_engine_matches_local(ray_local, files, tmp_path):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    outputs = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / f"{engine}.csv"
+        result = CliRunner().invoke(main, ["predict", files["test"], "--model", files["model"],
+                                           "--out", str(out), "--engine", engine])
+        assert result.exit_code == 0, result.output
+        outputs[engine] = pd.read_csv(out)
+    assert outputs["ray"]["id"].tolist() == outputs["local"]["id"].tolist()
+    np.testing.assert_allclose(outputs["ray"].iloc[:, 1:], outputs["local"].iloc[:, 1:],
+                               rtol=0, atol=1e-9)

@@ -574,3 +574,24 @@ def test_accelerate_launch_trains_data_parallel_on_two_cpu_processes(bases, tmp_
     assert [h["train_loss"] for h in first] != [h["train_loss"] for h in second]
     proba = load_model(tmp_path / "model").predict_proba(read_battles(data))
     assert proba.shape == (40, 3)
+
+
+def test_cli_trains_predicts_and_evaluates_a_transformer_backend(bases, tmp_path):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    data = write_data(make_battles(), tmp_path / "train.csv")
+    runner = CliRunner()
+    trained = runner.invoke(main, ["train", str(data), "--out", str(tmp_path / "m"),
+                                   "--model", "cross", "--base", str(bases["bert"]),
+                                   "--max-length", "64", "--batch-size", "8", "--epochs", "1",
+                                   "--device", "cpu", "--val-fraction", "0"])
+    assert trained.exit_code == 0, trained.output
+    predicted = runner.invoke(main, ["predict", str(data), "--model", str(tmp_path / "m"),
+                                     "--out", str(tmp_path / "sub.csv")])
+    assert predicted.exit_code == 0, predicted.output
+    evaluated = runner.invoke(main, ["evaluate", str(data), "--model", str(tmp_path / "m"),
+                                     "--format", "json"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["overall"]["rows"] == len(make_battles())

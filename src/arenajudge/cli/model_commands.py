@@ -157,7 +157,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
             return
     holdout = getattr(model, "validation_", {})
     summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
-    if holdout:
+    if holdout.get("log_loss_raw") is not None:
         summary += (f"; holdout log loss {holdout['log_loss_raw']:.4f} before calibration "
                     f"(temperature {holdout['temperature']:.2f})")
     click.echo(f"{summary}; saved to {out_dir}", err=True)
