@@ -22,6 +22,10 @@ _PATTERNS = {
     "table_rows": re.compile(r"^\s*\|.*\|\s*$", re.M),
     "links": re.compile(r"https?://|\]\("),
 }
+# A pattern can only match a text holding one of its trigger substrings; the C-speed
+# `in` test skips most regex scans (plain prose has no "#", "|", "`" or "**").
+_TRIGGERS = {"headers": ("#",), "bold": ("**", "__"), "code_blocks": ("```",),
+             "inline_code": ("`",), "table_rows": ("|",), "links": ("://", "](")}
 # Phrases are matched in the lower-cased opening of a text, where refusals and
 # apologies sit; substring tests are ~20x faster than one case-insensitive regex.
 _OPENING_CHARS = 600
@@ -83,7 +87,9 @@ def length_stats(texts: list[str]) -> np.ndarray:
 def markdown_stats(texts: list[str]) -> np.ndarray:
     """Counts of markdown elements; refusal, apology and opener flags; hedges, shape (n, k)."""
     openings = [t[:_OPENING_CHARS].lower() for t in texts]
-    columns = [_counts(texts, lambda t, p=p: len(p.findall(t))) for p in _PATTERNS.values()]
+    columns = [_counts(texts, lambda t, p=p, tr=_TRIGGERS.get(name):
+                       len(p.findall(t)) if tr is None or any(x in t for x in tr) else 0)
+               for name, p in _PATTERNS.items()]
     columns += [_counts(openings, lambda t, ph=ph: any(p in t for p in ph))
                 for ph in _PHRASES.values()]
     lowered = [t.lower() for t in texts]
