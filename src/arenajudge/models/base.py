@@ -159,6 +159,17 @@ def read_manifest(path: str | Path, backend: str | None = None) -> dict[str, Any
     return manifest
 
 
+def config_from_manifest(manifest: dict[str, Any], config_cls: Any, path: Path) -> Any:
+    """The backend's config dataclass rebuilt from a manifest read by :func:`read_manifest`."""
+    from arenajudge.errors import ConfigError
+
+    try:
+        return config_cls.from_dict(manifest["config"])
+    except (ConfigError, TypeError, KeyError) as exc:
+        raise ModelLoadError(f"has an unreadable config ({exc}); retrain the model",
+                             file=Path(path) / MANIFEST) from None
+
+
 def load_model(path: str | Path) -> PreferenceModel:
     """Load any saved model, whatever its backend, from its directory."""
     backend = read_manifest(path).get("backend")

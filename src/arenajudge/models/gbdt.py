@@ -23,8 +23,8 @@ from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
 from arenajudge.metrics import log_loss
-from arenajudge.models.base import (PreferenceModel, check_labelled, data_summary,
-                                    read_manifest, schema_hash, write_manifest)
+from arenajudge.models.base import (PreferenceModel, check_labelled, config_from_manifest,
+                                    data_summary, read_manifest, schema_hash, write_manifest)
 from arenajudge.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -246,11 +246,7 @@ class GBDTModel(PreferenceModel):
 
         path = Path(path)
         manifest = read_manifest(path, backend=cls.backend)
-        try:
-            config = GBDTConfig.from_dict(manifest["config"])
-        except (ConfigError, TypeError, KeyError) as exc:
-            raise ModelLoadError(f"has an unreadable config ({exc}); retrain the model",
-                                 file=path / "manifest.json") from None
+        config = config_from_manifest(manifest, GBDTConfig, path)
         model = cls(config)
         names = config.features.names()
         if schema_hash(names) != manifest.get("feature_schema"):

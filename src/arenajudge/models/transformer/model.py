@@ -33,8 +33,9 @@ from arenajudge.calibration import Calibration, fit_temperature
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
-from arenajudge.models.base import (MANIFEST, PreferenceModel, check_labelled, data_summary,
-                                    read_manifest, schema_hash, write_manifest)
+from arenajudge.models.base import (PreferenceModel, check_labelled,
+                                    config_from_manifest, data_summary, read_manifest,
+                                    schema_hash, write_manifest)
 from arenajudge.models.transformer import packing
 from arenajudge.models.transformer.config import TransformerConfig
 from arenajudge.models.transformer.packing import Packer, Samples, pad_token_id
@@ -354,11 +355,7 @@ class TransformerModel(PreferenceModel):
         base model directory it was trained from, at the same path)."""
         path = Path(path)
         manifest = read_manifest(path, backend=cls.backend)
-        try:
-            config = TransformerConfig.from_dict(manifest["config"])
-        except (ConfigError, TypeError, KeyError) as exc:
-            raise ModelLoadError(f"has an unreadable config ({exc}); retrain the model",
-                                 file=path / MANIFEST) from None
+        config = config_from_manifest(manifest, TransformerConfig, path)
         if manifest.get("feature_schema") != _packing_schema(config):
             raise ModelLoadError("was trained with another input layout than this arenajudge "
                                  "packs; retrain the model", file=path)
