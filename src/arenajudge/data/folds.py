@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from arenajudge.data.schema import Battles, join_turns
 from arenajudge.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+MIN_HOLDOUT_PROMPTS = 10
 
 
 def prompt_groups(battles: Battles) -> np.ndarray:
@@ -35,3 +41,18 @@ def folds(battles: Battles, n_folds: int = 5, seed: int = 0) -> np.ndarray:
     for fold, (_, held_out) in enumerate(splitter.split(np.zeros(len(battles)), strata, groups)):
         fold_of[held_out] = fold
     return fold_of
+
+
+def holdout_mask(battles: Battles, share: float, seed: int, without: str) -> np.ndarray | None:
+    """Mask, shape (n,), of a prompt-grouped fold of about ``share`` of the rows, for
+    early stopping and calibration; None when ``share`` is 0 or there are too few
+    prompts, in which case a warning says the model goes on ``without`` (what it loses).
+    """
+    if share == 0:
+        return None
+    n_folds = max(2, round(1 / share))
+    n_prompts = len(set(battles.prompt))
+    if n_prompts < max(n_folds, MIN_HOLDOUT_PROMPTS):
+        logger.warning("only %d distinct prompts: training %s", n_prompts, without)
+        return None
+    return folds(battles, n_folds=n_folds, seed=seed) == 0

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from arenajudge.calibration import Calibration, fit_temperature
-from arenajudge.data.folds import folds
+from arenajudge.data.folds import holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
@@ -32,7 +32,6 @@ logger = logging.getLogger(__name__)
 BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
 FEATURES_FILE = "features.json"
-_MIN_HOLDOUT_PROMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -155,18 +154,6 @@ class GBDTModel(PreferenceModel):
                                                       verbose=False)]
         return lgb.train(self.config.lightgbm_params(), dataset, **kwargs)
 
-    def _holdout_mask(self, battles: Battles) -> np.ndarray | None:
-        share = self.config.holdout_share
-        if share == 0:
-            return None
-        n_folds = max(2, round(1 / share))
-        n_prompts = len({p for p in battles.prompt})
-        if n_prompts < max(n_folds, _MIN_HOLDOUT_PROMPTS):
-            logger.warning("only %d distinct prompts: training %d rounds without a holdout "
-                           "and without calibration", n_prompts, self.config.n_estimators)
-            return None
-        return folds(battles, n_folds=n_folds, seed=self.config.seed) == 0
-
     def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
             ) -> "GBDTModel":
         """Fit on labelled ``battles`` (hard or soft labels); returns ``self``."""
@@ -179,7 +166,9 @@ class GBDTModel(PreferenceModel):
         builder = feature_builder(self.config.features)
         pair = builder.transform(battles)
         target = battles.target
-        holdout = self._holdout_mask(battles)
+        holdout = holdout_mask(
+            battles, self.config.holdout_share, self.config.seed,
+            without=f"{self.config.n_estimators} rounds without a holdout and calibration")
         temperature, rounds = 1.0, self.config.n_estimators
         self.validation_: dict[str, Any] = {}
         if holdout is not None:

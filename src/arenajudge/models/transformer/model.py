@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from arenajudge.calibration import Calibration, fit_temperature
-from arenajudge.data.folds import folds
+from arenajudge.data.folds import holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
 from arenajudge.models.base import (PreferenceModel, check_labelled,
@@ -45,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 HEAD_FILE = "head.safetensors"
 CALIBRATION_FILE = "calibration.json"
-_MIN_VAL_PROMPTS = 10
 
 
 # ----------------------------------------------------------------- checks before work
@@ -187,19 +186,6 @@ class TransformerModel(PreferenceModel):
         self.config = replace(config or TransformerConfig(), **overrides, kind=self.kind)
 
     # ----------------------------------------------------------------- training
-    def _validation_rows(self, battles: Battles) -> np.ndarray | None:
-        """Mask of the prompt-grouped validation fold, or None when there is none."""
-        share = self.config.val_fraction
-        if share == 0:
-            return None
-        n_folds = max(2, round(1 / share))
-        n_prompts = len(set(battles.prompt))
-        if n_prompts < max(n_folds, _MIN_VAL_PROMPTS):
-            logger.warning("only %d distinct prompts: training without a validation fold, "
-                           "keeping the last weights", n_prompts)
-            return None
-        return folds(battles, n_folds=n_folds, seed=self.config.seed) == 0
-
     def _soft_loss(self, target: np.ndarray) -> bool:
         if self.config.loss != "auto":
             return self.config.loss == "kl"
@@ -237,7 +223,8 @@ class TransformerModel(PreferenceModel):
         if config.load_in != "16bit":  # the quantized body already sits on its GPU
             net.head.to(accelerator.device)
 
-        val_mask = self._validation_rows(battles)
+        val_mask = holdout_mask(battles, self.config.val_fraction, self.config.seed,
+                                without="without a validation fold, keeping the last weights")
         fit_rows = np.flatnonzero(~val_mask) if val_mask is not None else np.arange(len(battles))
 
         def samples(rows: np.ndarray, both_orders: bool) -> Samples:
