@@ -76,13 +76,14 @@ class PairFeatures:
                             self.anti[indices])
 
 
-def _embed(spec: FeatureSpec, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """(embeddings (n, dim), Llama-2 token counts (n,)) of ``texts``."""
+def _embed(spec: FeatureSpec, texts: list[str], words: list[list[str]]
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings (n, dim), Llama-2 token counts (n,)) of ``texts``, split into ``words``."""
     wordllama = wordllama_encoder(spec.embedding_dim)
     if spec.encoder is None:
-        return wordllama.encode(texts)
+        return wordllama.encode(texts, words)
     # token counts stay WordLlama's so the length features mean the same with any encoder
-    return HFEncoder(spec.encoder).encode(texts), wordllama.encode(texts)[1]
+    return HFEncoder(spec.encoder).encode(texts), wordllama.encode(texts, words)[1]
 
 
 def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
@@ -90,10 +91,12 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     prompts = [join_turns(t) for t in battles.prompt]
     texts_a = [join_turns(t) for t in battles.response_a]
     texts_b = [join_turns(t) for t in battles.response_b]
-    embeddings, tokens = _embed(spec, prompts + texts_a + texts_b)
+    texts = prompts + texts_a + texts_b
+    words = [t.split() for t in texts]  # split once: the stats and the embeddings share it
+    embeddings, tokens = _embed(spec, texts, words)
     emb_p, emb_a, emb_b = embeddings[:n], embeddings[n:2 * n], embeddings[2 * n:]
     tok_a, tok_b = tokens[n:2 * n], tokens[2 * n:]
-    stats = text_stats(prompts + texts_a + texts_b)
+    stats = text_stats(texts, words)
     stats_p, stats_a, stats_b = stats[:n], stats[n:2 * n], stats[2 * n:]
     words_p, words_a, words_b = word_sets(prompts), word_sets(texts_a), word_sets(texts_b)
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))

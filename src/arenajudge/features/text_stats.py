@@ -64,9 +64,10 @@ def _counts(texts: list[str], count) -> np.ndarray:
     return np.fromiter((count(t) for t in texts), dtype=np.float32, count=len(texts))
 
 
-def length_stats(texts: list[str]) -> np.ndarray:
-    """Length and shape statistics, shape (n, len(LENGTH_NAMES))."""
-    words = [t.split() for t in texts]
+def length_stats(texts: list[str], words: list[list[str]] | None = None) -> np.ndarray:
+    """Length and shape statistics, shape (n, len(LENGTH_NAMES)); ``words`` may pass
+    ``t.split()`` of each text when the caller has it already."""
+    words = words if words is not None else [t.split() for t in texts]
     raw = [t.encode("utf-8", "surrogatepass") for t in texts]
     chars = _counts(texts, len)
     safe_chars = np.maximum(chars, 1)
@@ -111,9 +112,9 @@ def script_stats(texts: list[str]) -> np.ndarray:
     return np.column_stack(shares).astype(np.float32)
 
 
-def text_stats(texts: list[str]) -> np.ndarray:
-    """All statistics, shape (n, len(TEXT_STAT_NAMES))."""
-    return np.hstack([length_stats(texts), markdown_stats(texts), script_stats(texts)])
+def text_stats(texts: list[str], words: list[list[str]] | None = None) -> np.ndarray:
+    """All statistics, shape (n, len(TEXT_STAT_NAMES)); ``words`` as in :func:`length_stats`."""
+    return np.hstack([length_stats(texts, words), markdown_stats(texts), script_stats(texts)])
 
 
 def word_sets(texts: list[str]) -> list[frozenset[str]]:
