@@ -70,3 +70,31 @@ def test_hf_encoder_requires_a_model_directory(tmp_path):
 
     with pytest.raises(ConfigError, match="config.json"):
         HFEncoder(tmp_path)
+
+
+def test_threads_give_the_same_features_as_one_call(battles_csv, monkeypatch):
+    from arenajudge.features import builder
+
+    battles = read_battles(battles_csv)
+    spec = FeatureSpec(embedding_dim=8)
+    serial = builder._compute(spec, battles).matrix()
+    monkeypatch.setattr(builder, "_MIN_ROWS_PER_THREAD", 10)
+    threaded = builder._compute_in_threads(spec, battles, n_jobs=3).matrix()
+    assert np.array_equal(threaded, serial)
+
+
+def test_words_split_like_str_split_and_count_sets():
+    from arenajudge.features.words import Words, containment, jaccard
+
+    texts = ["", "  \n ", "The cat\tsat", "the  CAT\u00a0sat sat down", "a\ud800b c"]
+    words = Words.split(texts)
+    assert [[words.distinct[c] for c in words.codes[lo:hi]]
+            for lo, hi in zip(words.indptr[:-1], words.indptr[1:])][:4] == \
+        [t.split() for t in texts[:4]]
+    assert words.counts.tolist() == [0, 0, 3, 5, 2]
+    assert words.distinct_lower_counts.tolist() == [0, 0, 3, 4, 2]
+    sets = words.lower_sets
+    assert jaccard(sets[2:3], sets[3:4]).tolist() == pytest.approx([3 / 4])
+    assert containment(sets[2:3], sets[3:4]).tolist() == [1.0]
+    assert jaccard(sets[0:1], sets[1:2]).tolist() == [0.0]  # both empty
+    assert containment(sets[0:1], sets[2:3]).tolist() == [0.0]

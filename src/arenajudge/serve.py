@@ -26,7 +26,8 @@ from arenajudge.data.readers import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
 from arenajudge.engines.local import predict
 from arenajudge.errors import MissingDependencyError
-from arenajudge.models.base import MANIFEST, PreferenceModel, load_model, read_manifest
+from arenajudge.models.base import (MANIFEST, PreferenceModel, check_scores_raw_text,
+                                    load_model, read_manifest)
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request
@@ -367,6 +368,7 @@ class _State:
 def load_ready_model(model_dir: str | Path) -> PreferenceModel:
     """Load a model and score one dummy battle, so the first request pays no start-up cost
     (e.g. reading the embedding tables)."""
+    check_scores_raw_text(read_manifest(model_dir), model_dir, "the judge service")
     model = load_model(model_dir)
     model.predict_proba(Battles(id=np.array(["warm-up"], dtype=object), prompt=[("",)],
                                 response_a=[("",)], response_b=[("",)]))

@@ -18,6 +18,7 @@ from arenajudge.cli import main
 from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
                                     input_options, read_options, seed_option)
 from arenajudge.cli.transformer_commands import transformer_options
+from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError
@@ -38,6 +39,10 @@ encoder_option = click.option(
     "--encoder", type=click.Path(exists=True, file_okay=False), default=None,
     help="Local Hugging Face encoder directory to embed texts with instead of WordLlama "
          "(needs the transformers extra).")
+embeddings_option = click.option(
+    "--embeddings", "embeddings_path", type=click.Path(exists=True, dir_okay=False),
+    default=None, help="EMB.parquet from `arenajudge embed`: outside embeddings as extra "
+                       "features of the CPU model (the same for predict and evaluate).")
 sources_option = click.option(
     "--sources", "sources_path", type=click.Path(exists=True, dir_okay=False), default=None,
     help="CSV of id,source: also report metrics per source.")
@@ -80,8 +85,10 @@ def _load_config(config_path: str | None, seed: int, encoder: str | None) -> GBD
 
 
 def _model_factory(backend: str, config: GBDTConfig, transformer: dict[str, Any],
-                   seed: int) -> Callable[[], PreferenceModel]:
+                   seed: int, embeddings_path: str | None) -> Callable[[], PreferenceModel]:
     """A function making a fresh, unfitted model of ``backend``; checks options first."""
+    if embeddings_path and backend != "gbdt":
+        raise ConfigError("--embeddings applies to --model gbdt only")
     if backend == "gbdt":
         if transformer:
             flags = ", ".join("--" + k.replace("_", "-") for k in transformer)
@@ -95,8 +102,10 @@ def _model_factory(backend: str, config: GBDTConfig, transformer: dict[str, Any]
 
 
 def _read(data: str, input_format: str | None, columns: str | None, seed: int,
-          sources_path: str | None = None) -> Battles:
+          sources_path: str | None = None, embeddings_path: str | None = None) -> Battles:
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))
+    if embeddings_path:
+        battles = attach_embeddings(battles, embeddings_path)
     return attach_sources(battles, sources_path) if sources_path else battles
 
 
@@ -133,18 +142,20 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
 @backend_option
 @config_option
 @encoder_option
+@embeddings_option
 @transformer_options
 @input_options
 @seed_option
 @force_option
 def train_command(data: str, out_dir: str, backend: str, config_path: str | None,
-                  encoder: str | None, transformer: dict[str, Any], input_format: str | None,
+                  encoder: str | None, embeddings_path: str | None,
+                  transformer: dict[str, Any], input_format: str | None,
                   columns: str | None, seed: int, force: bool) -> None:
     """Train a preference model on labelled DATA and save it to --out."""
     check_output(out_dir, force)
     make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
-                                transformer, seed)
-    battles = _read(data, input_format, columns, seed)
+                                transformer, seed, embeddings_path)
+    battles = _read(data, input_format, columns, seed, embeddings_path=embeddings_path)
     check_labelled(battles)
     started = time.perf_counter()
     logger.info("training on %d battles", len(battles))
@@ -172,6 +183,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 @backend_option
 @config_option
 @encoder_option
+@embeddings_option
 @transformer_options
 @sources_option
 @input_options
@@ -179,15 +191,16 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 @seed_option
 @force_option
 def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
-               config_path: str | None, encoder: str | None, transformer: dict[str, Any],
-               sources_path: str | None, input_format: str | None, columns: str | None,
-               output_format: str, seed: int, force: bool) -> None:
+               config_path: str | None, encoder: str | None, embeddings_path: str | None,
+               transformer: dict[str, Any], sources_path: str | None,
+               input_format: str | None, columns: str | None, output_format: str, seed: int,
+               force: bool) -> None:
     """Prompt-grouped cross-validation: per-fold, overall and per-source scores."""
     if oof_path:
         check_output(oof_path, force)
     make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
-                                transformer, seed)
-    battles = _read(data, input_format, columns, seed, sources_path)
+                                transformer, seed, embeddings_path)
+    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     result = cross_validate(make_model, battles, n_folds=n_folds, seed=seed)
     if oof_path:
         write_csv(oof_frame(battles, result), oof_path, force=force)
@@ -203,14 +216,16 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               help="Submission CSV to write: id,winner_model_a,winner_model_b,winner_tie.")
 @tie_rate_option
+@embeddings_option
 @engine_option
 @address_option
 @input_options
 @seed_option
 @force_option
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
-                    engine: str, address: str | None, input_format: str | None,
-                    columns: str | None, seed: int, force: bool) -> None:
+                    embeddings_path: str | None, engine: str, address: str | None,
+                    input_format: str | None, columns: str | None, seed: int,
+                    force: bool) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order."""
     check_output(out_path, force)
     check_tie_rate(tie_rate)
@@ -218,6 +233,8 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
     if engine == "ray":
         from arenajudge.engines.ray_engine import predict_with_ray
 
+        if embeddings_path:
+            raise ConfigError("--embeddings needs --engine local")
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
                                       read_kwargs={**read_options(input_format, columns),
                                                    "seed": seed})
@@ -225,7 +242,8 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
         if address:
             raise ConfigError("--address applies to --engine ray only")
         model = load_model(model_dir)
-        battles = _read(data, input_format, columns, seed).without_labels()
+        battles = _read(data, input_format, columns, seed,
+                        embeddings_path=embeddings_path).without_labels()
         ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
     submission = pd.DataFrame(proba, columns=list(LABELS))
     submission.insert(0, "id", ids)
@@ -239,17 +257,19 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
 @data_argument
 @model_option
 @tie_rate_option
+@embeddings_option
 @sources_option
 @input_options
 @format_option
 @seed_option
 def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
-                     sources_path: str | None, input_format: str | None, columns: str | None,
-                     output_format: str, seed: int) -> None:
+                     embeddings_path: str | None, sources_path: str | None,
+                     input_format: str | None, columns: str | None, output_format: str,
+                     seed: int) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
     check_tie_rate(tie_rate)
     model = load_model(model_dir)
-    battles = _read(data, input_format, columns, seed, sources_path)
+    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     check_labelled(battles)
     proba = predict_in_batches(model, battles.without_labels(), tie_rate)
     overall = scores(battles.target, proba)

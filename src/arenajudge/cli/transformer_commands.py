@@ -99,7 +99,8 @@ def embed_command(data: str, base: str, out_path: str, max_length: int, batch_si
                   output_format: str, seed: int, force: bool) -> None:
     """Embed prompts and responses with a local model: mean-pooled last hidden states,
     for `arenajudge train --embeddings`."""
-    from arenajudge.models.transformer.embed import embed_battles, write_embeddings
+    from arenajudge.data.embeddings import write_embeddings
+    from arenajudge.models.transformer.embed import embed_battles
 
     check_output(out_path, force)
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))

@@ -18,6 +18,37 @@ def _swap_ab_columns(target: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True, eq=False)
+class ExternalEmbeddings:
+    """Embeddings of each battle's prompt, response A and response B from an outside
+    encoder (``arenajudge embed``), used by the CPU model as extra features.
+
+    Attributes
+    ----------
+    vectors : ndarray of float32, shape (n, 3, dim)
+        Prompt, response A, response B.
+    encoder : str
+        The model directory that made them; a model trained on one encoder's vectors
+        refuses another's.
+    path : str
+        The EMB.parquet they came from, for error messages.
+    """
+
+    vectors: np.ndarray
+    encoder: str
+    path: str = ""
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[2])
+
+    def take(self, indices: np.ndarray) -> "ExternalEmbeddings":
+        return replace(self, vectors=self.vectors[indices])
+
+    def swap(self) -> "ExternalEmbeddings":
+        return replace(self, vectors=self.vectors[:, [0, 2, 1]])
+
+
+@dataclass(frozen=True, eq=False)
 class Battles:
     """A validated set of pairwise battles.
 
@@ -38,6 +69,8 @@ class Battles:
         The file the battles were read from, for error messages.
     repaired_surrogates : int
         Lone surrogate escapes replaced by U+FFFD while reading.
+    embeddings : ExternalEmbeddings or None
+        Outside embeddings attached with ``--embeddings EMB.parquet``.
     """
 
     id: np.ndarray
@@ -50,6 +83,7 @@ class Battles:
     source: np.ndarray | None = None
     path: str | None = None
     repaired_surrogates: int = field(default=0)
+    embeddings: ExternalEmbeddings | None = None
 
     def __len__(self) -> int:
         return len(self.id)
@@ -92,6 +126,7 @@ class Battles:
             model_b=pick(self.model_b),
             target=pick(self.target),
             source=pick(self.source),
+            embeddings=None if self.embeddings is None else self.embeddings.take(idx),
         )
 
     def swap(self) -> "Battles":
@@ -103,6 +138,7 @@ class Battles:
             model_a=self.model_b,
             model_b=self.model_a,
             target=None if self.target is None else _swap_ab_columns(self.target),
+            embeddings=None if self.embeddings is None else self.embeddings.swap(),
         )
 
     def without_labels(self) -> "Battles":

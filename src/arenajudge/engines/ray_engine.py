@@ -32,7 +32,8 @@ from arenajudge.data.readers import (ARENA_COLUMNS, KAGGLE_COLUMNS, PAIR_COLUMNS
 from arenajudge.data.schema import LABELS
 from arenajudge.engines.local import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
-from arenajudge.models.base import PreferenceModel, load_model, read_manifest
+from arenajudge.models.base import (PreferenceModel, check_scores_raw_text, load_model,
+                                    read_manifest)
 
 try:
     import ray
@@ -227,7 +228,8 @@ def predict_with_ray(data_path: str, model_dir: str, *,
                           f"{fmt}; convert {data_path} to JSON lines or use --engine local")
     if "://" not in data_path and not Path(data_path).is_file():
         raise DataError("does not exist or is not a file", file=data_path)
-    read_manifest(model_dir)  # a bad model directory fails before Ray starts
+    # a bad model directory fails before Ray starts
+    check_scores_raw_text(read_manifest(model_dir), model_dir, "the ray engine")
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)

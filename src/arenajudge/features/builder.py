@@ -16,15 +16,18 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
 from arenajudge.data.schema import Battles, join_turns
+from arenajudge.threads import resolve_jobs
 from arenajudge.features.embeddings import HFEncoder, wordllama_encoder
-from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, containment,
-                                            count_miss, count_requests, instruction_flags,
-                                            jaccard, text_stats, word_sets)
+from arenajudge.features.external import external_names
+from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, count_miss,
+                                            count_requests, instruction_flags, text_stats)
+from arenajudge.features.words import Words, containment, jaccard
 
 SIDE_EXTRA_NAMES = ("log_tokens", "turns", "empty_turns", "prompt_word_coverage",
                     "words_from_prompt", "prompt_cosine", "script_mismatch", "count_miss")
@@ -32,6 +35,7 @@ SHARED_EXTRA_NAMES = ("prompt_turns", "ab_jaccard", "ab_cosine", "identical", "b
                       "length_ratio", "mean_log_chars", "log_chars_gap", "imperative_prompt",
                       "count_request")
 _CACHE_ROWS = 300_000
+_MIN_ROWS_PER_THREAD = 2048
 
 
 @dataclass(frozen=True)
@@ -46,14 +50,19 @@ class FeatureSpec:
         """Width of one embedding."""
         return HFEncoder(self.encoder).hidden_size if self.encoder else self.embedding_dim
 
-    def names(self) -> list[str]:
-        """Column names of :meth:`PairFeatures.matrix`, in order."""
+    def names(self, external_components: int = 0) -> list[str]:
+        """Column names of :meth:`PairFeatures.matrix`, in order; ``external_components``
+        > 0 adds the blocks of outside embeddings (:mod:`arenajudge.features.external`)."""
         dim = self.dim
-        side = TEXT_STAT_NAMES + SIDE_EXTRA_NAMES
+        side = list(TEXT_STAT_NAMES + SIDE_EXTRA_NAMES)
         shared = ([f"prompt_{n}" for n in TEXT_STAT_NAMES] + list(SHARED_EXTRA_NAMES)
                   + [f"prompt_emb_{i}" for i in range(dim)])
+        anti = [f"emb_diff_{i}" for i in range(dim)]
+        if external_components:
+            ext_shared, ext_side, ext_anti = external_names(external_components)
+            shared, side, anti = shared + ext_shared, side + ext_side, anti + ext_anti
         return (shared + [f"a_{n}" for n in side] + [f"b_{n}" for n in side]
-                + [f"diff_{n}" for n in side] + [f"emb_diff_{i}" for i in range(dim)])
+                + [f"diff_{n}" for n in side] + anti)
 
 
 @dataclass
@@ -75,9 +84,14 @@ class PairFeatures:
         return PairFeatures(self.shared[indices], self.side_a[indices], self.side_b[indices],
                             self.anti[indices])
 
+    def join(self, shared: np.ndarray, side_a: np.ndarray, side_b: np.ndarray,
+             anti: np.ndarray) -> "PairFeatures":
+        """These features with more columns appended to each block."""
+        return PairFeatures(np.hstack([self.shared, shared]), np.hstack([self.side_a, side_a]),
+                            np.hstack([self.side_b, side_b]), np.hstack([self.anti, anti]))
 
-def _embed(spec: FeatureSpec, texts: list[str], words: list[list[str]]
-           ) -> tuple[np.ndarray, np.ndarray]:
+
+def _embed(spec: FeatureSpec, texts: list[str], words: Words) -> tuple[np.ndarray, np.ndarray]:
     """(embeddings (n, dim), Llama-2 token counts (n,)) of ``texts``, split into ``words``."""
     wordllama = wordllama_encoder(spec.embedding_dim)
     if spec.encoder is None:
@@ -92,13 +106,14 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     texts_a = [join_turns(t) for t in battles.response_a]
     texts_b = [join_turns(t) for t in battles.response_b]
     texts = prompts + texts_a + texts_b
-    words = [t.split() for t in texts]  # split once: the stats and the embeddings share it
+    words = Words.split(texts)  # split once: the stats and the embeddings share it
     embeddings, tokens = _embed(spec, texts, words)
     emb_p, emb_a, emb_b = embeddings[:n], embeddings[n:2 * n], embeddings[2 * n:]
     tok_a, tok_b = tokens[n:2 * n], tokens[2 * n:]
     stats = text_stats(texts, words)
     stats_p, stats_a, stats_b = stats[:n], stats[n:2 * n], stats[2 * n:]
-    words_p, words_a, words_b = word_sets(prompts), word_sets(texts_a), word_sets(texts_b)
+    sets = words.lower_sets
+    words_p, words_a, words_b = sets[:n], sets[n:2 * n], sets[2 * n:]
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
     last_prompts = [t[-1] if t else "" for t in battles.prompt]
     requests = count_requests(last_prompts)
@@ -124,7 +139,7 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
         empty_a * empty_b,
         np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1),
         (log_chars_a + log_chars_b) / 2, np.abs(log_chars_a - log_chars_b),
-        instruction_flags(last_prompts), emb_p,
+        instruction_flags(last_prompts, requests), emb_p,
     ]).astype(np.float32)
     return PairFeatures(
         shared=shared,
@@ -132,6 +147,23 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
         side_b=side(battles.response_b, texts_b, stats_b, tok_b, words_b, emb_b),
         anti=(emb_a - emb_b).astype(np.float32),
     )
+
+
+def _compute_in_threads(spec: FeatureSpec, battles: Battles, n_jobs: int) -> PairFeatures:
+    """:func:`_compute` on ``n_jobs`` threads, each over a run of rows.
+
+    Arrow's kernels, the tokenizer and the sparse products release the GIL, so threads
+    overlap most of the work without the start-up, pickling and ``__main__`` pitfalls
+    of processes. Rows do not depend on each other: the result equals one call's.
+    """
+    threads = min(resolve_jobs(n_jobs), len(battles) // _MIN_ROWS_PER_THREAD)
+    if threads < 2 or spec.encoder is not None:  # a torch encoder runs its own threads
+        return _compute(spec, battles)
+    bounds = np.linspace(0, len(battles), threads + 1).astype(int)
+    with ThreadPoolExecutor(threads, thread_name_prefix="arenajudge-features") as pool:
+        parts = list(pool.map(lambda lo, hi: _compute(spec, battles.take(np.arange(lo, hi))),
+                              bounds[:-1], bounds[1:]))
+    return PairFeatures(*(np.vstack(blocks) for blocks in zip(*map(astuple, parts))))
 
 
 def _row_keys(battles: Battles) -> list[bytes]:
@@ -151,13 +183,14 @@ class FeatureBuilder:
         self.spec = spec
         self._cache: OrderedDict[bytes, tuple[np.ndarray, ...]] = OrderedDict()
 
-    def transform(self, battles: Battles) -> PairFeatures:
+    def transform(self, battles: Battles, n_jobs: int = 1) -> PairFeatures:
+        """Features of ``battles``, computed on ``n_jobs`` threads (0: one per core)."""
         if len(battles) > _CACHE_ROWS:
-            return _compute(self.spec, battles)
+            return _compute_in_threads(self.spec, battles, n_jobs)
         keys = _row_keys(battles)
         missing = [i for i, key in enumerate(keys) if key not in self._cache]
         if missing:
-            fresh = _compute(self.spec, battles.take(np.asarray(missing)))
+            fresh = _compute_in_threads(self.spec, battles.take(np.asarray(missing)), n_jobs)
             for j, i in enumerate(missing):
                 self._cache[keys[i]] = (fresh.shared[j], fresh.side_a[j], fresh.side_b[j],
                                         fresh.anti[j])

@@ -14,15 +14,15 @@ import hashlib
 import importlib.util
 import json
 import logging
+import threading
 from functools import lru_cache
-from itertools import chain
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from arenajudge.errors import ConfigError, MissingDependencyError
+from arenajudge.features.words import Words
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,7 @@ class WordLlamaEncoder:
         self._starts_word = np.zeros(len(self.table), dtype=bool)
         self._starts_word[[i for token, i in vocab.items() if token.startswith("▁")]] = True
         self.dim = dim
+        self._lock = threading.Lock()
         self._word_ids: dict[str, int] = {}
         self._word_vectors = np.zeros((0, dim), dtype=np.float32)
         self._word_tokens = np.zeros(0, dtype=np.float32)
@@ -106,39 +107,41 @@ class WordLlamaEncoder:
         self._word_vectors = np.vstack([self._word_vectors, tokens @ self.table])
         self._word_tokens = np.concatenate([self._word_tokens, counts.astype(np.float32)])
 
-    def _word_matrix(self, words_per_text: list[list[str]]) -> sp.csr_matrix:
-        """Sparse (n_texts, n_cached_words) word counts, caching unseen words."""
-        if len(self._word_ids) > _WORD_CACHE_LIMIT:
-            self._word_ids.clear()
-            self._word_vectors = self._word_vectors[:0]
-            self._word_tokens = self._word_tokens[:0]
-        lengths = np.fromiter(map(len, words_per_text), dtype=np.int64,
-                              count=len(words_per_text))
-        # factorize hashes in C; the Python-level cache lookup then runs once per distinct word
-        codes, distinct = pd.factorize(np.fromiter(chain.from_iterable(words_per_text),
-                                                   dtype=object, count=int(lengths.sum())))
-        vocab = self._word_ids
-        known = len(vocab)
-        cache_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in distinct),
-                                dtype=np.int64, count=len(distinct))
-        if len(vocab) > known:
-            self._add_words(list(vocab)[known:])
-        indptr = np.concatenate([[0], np.cumsum(lengths)])
-        return sp.csr_matrix((np.ones(len(codes), dtype=np.float32), cache_ids[codes], indptr),
-                             shape=(len(words_per_text), len(vocab)))
+    def _word_matrix(self, words: Words) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+        """Sparse (n_texts, n_cached_words) word counts, caching unseen words, with the
+        cached words' vectors and token counts that the columns refer to.
 
-    def encode(self, texts: list[str], words: list[list[str]] | None = None
+        The cache arrays are replaced, never changed in place, so the returned ones stay
+        consistent while other threads add words.
+        """
+        with self._lock:
+            if len(self._word_ids) > _WORD_CACHE_LIMIT:
+                self._word_ids.clear()
+                self._word_vectors = self._word_vectors[:0]
+                self._word_tokens = self._word_tokens[:0]
+            vocab = self._word_ids
+            known = len(vocab)
+            # the Python-level cache lookup runs once per distinct word, not once per word
+            cache_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words.distinct),
+                                    dtype=np.int64, count=len(words.distinct))
+            if len(vocab) > known:
+                self._add_words(list(vocab)[known:])
+            return (words.matrix(cache_ids, len(vocab)), self._word_vectors,
+                    self._word_tokens)
+
+    def encode(self, texts: list[str], words: Words | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings, shape (n, dim), L2-normalised (zeros for empty texts), and the
-        Llama-2 token count of each text, shape (n,). ``words`` may pass ``t.split()``
-        of each text when the caller has it already."""
-        counts = self._word_matrix(words if words is not None else [t.split() for t in texts])
+        Llama-2 token count of each text, shape (n,). ``words`` may pass the
+        :class:`Words` of ``texts`` when the caller has them already."""
+        counts, vectors, tokens = self._word_matrix(words if words is not None
+                                                    else Words.split(texts))
         newlines = np.fromiter((t.count("\n") for t in texts), dtype=np.float32,
                                count=len(texts))
-        summed = counts @ self._word_vectors + newlines[:, None] * self.newline_vector
+        summed = counts @ vectors + newlines[:, None] * self.newline_vector
         norms = np.linalg.norm(summed, axis=1, keepdims=True)
         embeddings = np.divide(summed, norms, out=np.zeros_like(summed), where=norms > 0)
-        return embeddings.astype(np.float32), counts @ self._word_tokens + newlines
+        return embeddings.astype(np.float32), counts @ tokens + newlines
 
 
 @lru_cache(maxsize=4)

@@ -12,22 +12,22 @@ import string
 
 import numpy as np
 
+from arenajudge.features.words import Words, arrow_strings
+
+# Multi-line patterns carry an inline (?m) so that both Python's re and Arrow's RE2
+# read them alike; RE2 counts them over all texts in one C++ pass each.
 _PATTERNS = {
-    "headers": re.compile(r"^#{1,6} ", re.M),
-    "bullets": re.compile(r"^\s*[-*+•] ", re.M),
-    "numbered": re.compile(r"^\s*\d+[.)] ", re.M),
-    "bold": re.compile(r"\*\*[^*\n]+\*\*|__[^_\n]+__"),
-    "code_blocks": re.compile(r"^\s*```", re.M),
-    "inline_code": re.compile(r"`[^`\n]+`"),
-    "table_rows": re.compile(r"^\s*\|.*\|\s*$", re.M),
-    "links": re.compile(r"https?://|\]\("),
+    "headers": r"(?m)^#{1,6} ",
+    "bullets": r"(?m)^\s*[-*+•] ",
+    "numbered": r"(?m)^\s*\d+[.)] ",
+    "bold": r"\*\*[^*\n]+\*\*|__[^_\n]+__",
+    "code_blocks": r"(?m)^\s*```",
+    "inline_code": r"`[^`\n]+`",
+    "table_rows": r"(?m)^\s*\|.*\|\s*$",
+    "links": r"https?://|\]\(",
 }
-# A pattern can only match a text holding one of its trigger substrings; the C-speed
-# `in` test skips most regex scans (plain prose has no "#", "|", "`" or "**").
-_TRIGGERS = {"headers": ("#",), "bold": ("**", "__"), "code_blocks": ("```",),
-             "inline_code": ("`",), "table_rows": ("|",), "links": ("://", "](")}
 # Phrases are matched in the lower-cased opening of a text, where refusals and
-# apologies sit; substring tests are ~20x faster than one case-insensitive regex.
+# apologies sit.
 _OPENING_CHARS = 600
 _PHRASES = {
     "refusal": ("i'm sorry", "i am sorry", "i cannot", "i can't", "i can not", "i won't",
@@ -64,20 +64,21 @@ def _counts(texts: list[str], count) -> np.ndarray:
     return np.fromiter((count(t) for t in texts), dtype=np.float32, count=len(texts))
 
 
-def length_stats(texts: list[str], words: list[list[str]] | None = None) -> np.ndarray:
+def length_stats(texts: list[str], words: Words | None = None) -> np.ndarray:
     """Length and shape statistics, shape (n, len(LENGTH_NAMES)); ``words`` may pass
-    ``t.split()`` of each text when the caller has it already."""
-    words = words if words is not None else [t.split() for t in texts]
+    the :class:`Words` of ``texts`` when the caller has them already."""
+    words = words if words is not None else Words.split(texts)
     raw = [t.encode("utf-8", "surrogatepass") for t in texts]
     chars = _counts(texts, len)
     safe_chars = np.maximum(chars, 1)
-    safe_words = np.maximum(_counts(words, len), 1)
+    word_counts = words.counts
+    safe_words = np.maximum(word_counts, 1)
     return np.column_stack([
-        np.log1p(chars), np.log1p(_counts(words, len)),
+        np.log1p(chars), np.log1p(word_counts),
         np.log1p(_counts(texts, lambda t: t.count("\n"))),
         _counts(texts, lambda t: t.count("\n\n")),
-        _counts(words, lambda ws: sum(map(len, ws))) / safe_words,
-        _counts(words, lambda ws: len(set(ws))) / safe_words,
+        words.per_text_sum(words.word_lengths) / safe_words,
+        words.distinct_lower_counts / safe_words,
         _counts(texts, lambda t: t.count("?")), _counts(texts, lambda t: t.count("!")),
         _counts(raw, lambda b: _count_bytes(b, _DIGITS)) / safe_chars,
         _counts(raw, lambda b: _count_bytes(b, _UPPER)) / safe_chars,
@@ -85,17 +86,21 @@ def length_stats(texts: list[str], words: list[list[str]] | None = None) -> np.n
     ]).astype(np.float32)
 
 
+def _any_of(phrases: tuple[str, ...]) -> str:
+    return "|".join(map(re.escape, phrases))
+
+
 def markdown_stats(texts: list[str]) -> np.ndarray:
     """Counts of markdown elements; refusal, apology and opener flags; hedges, shape (n, k)."""
-    openings = [t[:_OPENING_CHARS].lower() for t in texts]
-    columns = [_counts(texts, lambda t, p=p, tr=_TRIGGERS.get(name):
-                       len(p.findall(t)) if tr is None or any(x in t for x in tr) else 0)
-               for name, p in _PATTERNS.items()]
-    columns += [_counts(openings, lambda t, ph=ph: any(p in t for p in ph))
-                for ph in _PHRASES.values()]
-    lowered = [t.lower() for t in texts]
-    columns.append(_counts(lowered, lambda t: sum(map(t.count, _HEDGES))))
-    return np.column_stack(columns).astype(np.float32)
+    import pyarrow.compute as pc
+
+    array = arrow_strings(texts)
+    openings = pc.utf8_lower(pc.utf8_slice_codeunits(array, 0, _OPENING_CHARS))
+    columns = [pc.count_substring_regex(array, pattern) for pattern in _PATTERNS.values()]
+    columns += [pc.match_substring_regex(openings, _any_of(phrases))
+                for phrases in _PHRASES.values()]
+    columns.append(pc.count_substring_regex(pc.utf8_lower(array), _any_of(_HEDGES)))
+    return np.column_stack([np.asarray(c, dtype=np.float32) for c in columns])
 
 
 def script_stats(texts: list[str]) -> np.ndarray:
@@ -112,26 +117,9 @@ def script_stats(texts: list[str]) -> np.ndarray:
     return np.column_stack(shares).astype(np.float32)
 
 
-def text_stats(texts: list[str], words: list[list[str]] | None = None) -> np.ndarray:
+def text_stats(texts: list[str], words: Words | None = None) -> np.ndarray:
     """All statistics, shape (n, len(TEXT_STAT_NAMES)); ``words`` as in :func:`length_stats`."""
     return np.hstack([length_stats(texts, words), markdown_stats(texts), script_stats(texts)])
-
-
-def word_sets(texts: list[str]) -> list[frozenset[str]]:
-    """Lower-cased word sets, for overlap features."""
-    return [frozenset(t.lower().split()) for t in texts]
-
-
-def jaccard(left: list[frozenset[str]], right: list[frozenset[str]]) -> np.ndarray:
-    """Jaccard similarity of paired word sets, shape (n,); 0 when both are empty."""
-    return np.fromiter((len(a & b) / len(a | b) if a or b else 0.0 for a, b in zip(left, right)),
-                       dtype=np.float32, count=len(left))
-
-
-def containment(part: list[frozenset[str]], whole: list[frozenset[str]]) -> np.ndarray:
-    """Share of ``part``'s words found in ``whole``, shape (n,)."""
-    return np.fromiter((len(a & b) / len(a) if a else 0.0 for a, b in zip(part, whole)),
-                       dtype=np.float32, count=len(part))
 
 
 # Instruction-following signals. A prompt that asks for "three tips" or "2 sentences"
@@ -191,11 +179,12 @@ def count_miss(requests: list[tuple[int, str] | None], texts: list[str]) -> np.n
          for request, text in zip(requests, texts)), dtype=np.float32, count=len(texts))
 
 
-def instruction_flags(prompts: list[str]) -> np.ndarray:
+def instruction_flags(prompts: list[str], requests: list[tuple[int, str] | None]
+                      ) -> np.ndarray:
     """Whether the last prompt turn opens with an imperative verb, and whether it asks for
-    a count, shape (n, 2)."""
+    a count (``requests``: its :func:`count_requests`), shape (n, 2)."""
     first = [t.split(maxsplit=1)[0].strip(",.:!").lower() if t.strip() else "" for t in prompts]
     return np.column_stack([
         _counts(first, lambda w: w in _IMPERATIVES),
-        _counts(prompts, lambda t: _REQUEST.search(t) is not None),
+        [request is not None for request in requests],
     ]).astype(np.float32)

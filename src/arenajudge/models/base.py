@@ -18,7 +18,7 @@ import numpy as np
 
 from arenajudge import __version__
 from arenajudge.data.schema import LABELS, Battles
-from arenajudge.errors import ModelLoadError, NotFittedError
+from arenajudge.errors import ConfigError, ModelLoadError, NotFittedError
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
@@ -111,6 +111,15 @@ def write_manifest(path: Path, *, backend: str, config: dict[str, Any],
     }
     (path / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False),
                                  encoding="utf-8")
+
+
+def check_scores_raw_text(manifest: dict[str, Any], path: str | Path, where: str) -> None:
+    """Refuse a model trained with outside embeddings (``--embeddings``) in ``where``,
+    which only sees battle texts."""
+    if "embeddings" in manifest.get("training", {}):
+        raise ConfigError(f"was trained with --embeddings, which {where} cannot supply; "
+                          "use `arenajudge predict --embeddings EMB.parquet` or a model "
+                          "trained without --embeddings", file=path)
 
 
 def _major_minor(version: str) -> tuple[str, ...]:

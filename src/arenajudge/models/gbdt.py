@@ -22,6 +22,7 @@ from arenajudge.data.folds import holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
+from arenajudge.features.external import ExternalProjection
 from arenajudge.metrics import log_loss
 from arenajudge.models.base import (PreferenceModel, check_labelled, config_from_manifest,
                                     data_summary, read_manifest, schema_hash, write_manifest)
@@ -32,6 +33,7 @@ logger = logging.getLogger(__name__)
 BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
 FEATURES_FILE = "features.json"
+PROJECTION_FILE = "embeddings_pca.safetensors"
 
 
 @dataclass(frozen=True)
@@ -40,12 +42,14 @@ class GBDTConfig:
 
     n_estimators: int = 2000
     """Most boosting rounds; early stopping on the holdout usually stops far sooner."""
-    learning_rate: float = 0.03
+    learning_rate: float = 0.06
     num_leaves: int = 15
     min_child_samples: int = 50
     feature_fraction: float = 0.5
     bagging_fraction: float = 0.8
     lambda_l2: float = 5.0
+    max_bin: int = 255
+    """Histogram bins per feature; fewer bins train faster."""
     early_stopping_rounds: int = 100
     holdout_share: float = 0.15
     """Share of prompts held out to pick the rounds and fit the temperature; 0 turns
@@ -54,8 +58,10 @@ class GBDTConfig:
     """Leading WordLlama dimensions used (Matryoshka); 1..256."""
     encoder: str | None = None
     """A local Hugging Face encoder directory used instead of WordLlama."""
+    embedding_components: int = 32
+    """PCA directions kept of outside embeddings (``--embeddings EMB.parquet``), if given."""
     n_jobs: int = 0
-    """LightGBM threads; 0 means one per core."""
+    """Threads for features and LightGBM; 0 means one per core (or ``OMP_NUM_THREADS``)."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -67,9 +73,11 @@ class GBDTConfig:
             "feature_fraction": 0 < self.feature_fraction <= 1,
             "bagging_fraction": 0 < self.bagging_fraction <= 1,
             "lambda_l2": self.lambda_l2 >= 0,
+            "max_bin": self.max_bin >= 2,
             "early_stopping_rounds": self.early_stopping_rounds >= 1,
             "holdout_share": 0 <= self.holdout_share < 0.5,
             "embedding_dim": 1 <= self.embedding_dim <= 256,
+            "embedding_components": self.embedding_components >= 1,
             "n_jobs": self.n_jobs >= 0,
         }
         for name, ok in checks.items():
@@ -98,7 +106,8 @@ class GBDTConfig:
             "min_data_in_leaf": self.min_child_samples,
             "feature_fraction": self.feature_fraction,
             "bagging_fraction": self.bagging_fraction, "bagging_freq": 1,
-            "lambda_l2": self.lambda_l2, "num_threads": self.n_jobs, "seed": self.seed,
+            "lambda_l2": self.lambda_l2, "max_bin": self.max_bin, "num_threads": self.n_jobs,
+            "seed": self.seed,
             "deterministic": True, "force_row_wise": True, "verbosity": -1,
         }
 
@@ -134,6 +143,9 @@ class GBDTModel(PreferenceModel):
     validation_ : dict
         Holdout metrics of the round-picking model (rows, log loss before and after
         temperature scaling, best round).
+    projection_ : ExternalProjection or None
+        The PCA of outside embeddings, when the training battles carried them; the
+        battles to predict must then carry embeddings of the same encoder.
     """
 
     backend = "gbdt"
@@ -163,8 +175,9 @@ class GBDTModel(PreferenceModel):
             sample_weight, dtype=float)
         if weight.shape != (len(battles),) or (weight < 0).any():
             raise ConfigError("sample_weight must be one non-negative number per battle")
-        builder = feature_builder(self.config.features)
-        pair = builder.transform(battles)
+        self.projection_ = None if battles.embeddings is None else ExternalProjection.fit(
+            battles.embeddings, self.config.embedding_components, self.config.seed)
+        pair = self._features(battles)
         target = battles.target
         holdout = holdout_mask(
             battles, self.config.holdout_share, self.config.seed,
@@ -191,9 +204,23 @@ class GBDTModel(PreferenceModel):
             :, None]).sum(axis=0)
         prior = (counts + 1) / (counts.sum() + len(LABELS))  # smoothed: no class has prior 0
         self.calibration_ = Calibration(temperature=temperature, train_prior=tuple(prior))
-        self.feature_names_ = self.config.features.names()
+        self.feature_names_ = self.config.features.names(self._external_components)
         self.training_ = data_summary(battles)
+        if self.projection_ is not None:
+            self.training_["embeddings"] = {
+                "file": battles.embeddings.path, "encoder": self.projection_.encoder,
+                "dim": self.projection_.dim, "components": self._external_components}
         return self
+
+    @property
+    def _external_components(self) -> int:
+        return 0 if self.projection_ is None else len(self.projection_.components)
+
+    def _features(self, battles: Battles) -> PairFeatures:
+        pair = feature_builder(self.config.features).transform(battles, self.config.n_jobs)
+        if self.projection_ is None:
+            return pair
+        return pair.join(*self.projection_.transform(battles.embeddings))
 
     # --------------------------------------------------------------- prediction
     @staticmethod
@@ -211,19 +238,22 @@ class GBDTModel(PreferenceModel):
         self.check_fitted()
         if len(battles) == 0:
             return np.zeros((0, len(LABELS)))
-        pair = feature_builder(self.config.features).transform(battles)
-        return self.calibration_.transform(self._symmetric(self.booster_, pair), tie_rate)
+        return self.calibration_.transform(self._symmetric(self.booster_,
+                                                           self._features(battles)), tie_rate)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, force: bool = False) -> None:
         """Write MODEL_DIR: manifest.json, model.txt (LightGBM text), calibration.json,
-        features.json; atomically, refusing to overwrite unless ``force``."""
+        features.json, and embeddings_pca.safetensors when trained with outside embeddings;
+        atomically, refusing to overwrite unless ``force``."""
         self.check_fitted()
         with atomic_path(path, force) as staged:
             staged.mkdir()
             self.booster_.save_model(str(staged / BOOSTER_FILE))
             self.calibration_.save(staged / CALIBRATION_FILE)
             (staged / FEATURES_FILE).write_text(json.dumps(self.feature_names_, indent=1))
+            if self.projection_ is not None:
+                self.projection_.save(staged / PROJECTION_FILE)
             write_manifest(staged, backend=self.backend, config=asdict(self.config),
                            feature_schema=schema_hash(self.feature_names_),
                            training=self.training_, metrics={"holdout": self.validation_})
@@ -237,7 +267,13 @@ class GBDTModel(PreferenceModel):
         manifest = read_manifest(path, backend=cls.backend)
         config = config_from_manifest(manifest, GBDTConfig, path)
         model = cls(config)
-        names = config.features.names()
+        model.projection_ = None
+        if "embeddings" in manifest.get("training", {}):
+            if not (path / PROJECTION_FILE).is_file():
+                raise ModelLoadError("is missing; the model directory is incomplete",
+                                     file=path / PROJECTION_FILE)
+            model.projection_ = ExternalProjection.load(path / PROJECTION_FILE)
+        names = config.features.names(model._external_components)
         if schema_hash(names) != manifest.get("feature_schema"):
             raise ModelLoadError("was trained on a different feature schema than this "
                                  "arenajudge computes; retrain the model", file=path)

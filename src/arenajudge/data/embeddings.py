@@ -1,0 +1,91 @@
+"""EMB.parquet: per-battle embeddings written by ``arenajudge embed``, read by the CPU
+model as extra features (``arenajudge train --embeddings EMB.parquet``).
+
+Layout (one row per battle)::
+
+    id               string
+    prompt_emb       fixed_size_list<float32>[dim]
+    response_a_emb   fixed_size_list<float32>[dim]
+    response_b_emb   fixed_size_list<float32>[dim]
+
+and under the schema metadata key ``arenajudge`` a JSON object: ``format``
+("arenajudge.embeddings"), ``version`` (1), ``encoder`` (the --base path),
+``model_type``, ``dim``, ``max_length``, ``pooling`` ("mean"). Reading needs no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from arenajudge.data.schema import Battles, ExternalEmbeddings
+from arenajudge.errors import DataError
+from arenajudge.outputs import atomic_path
+
+EMBEDDING_COLUMNS = ("prompt_emb", "response_a_emb", "response_b_emb")
+METADATA_KEY = b"arenajudge"
+FORMAT = "arenajudge.embeddings"
+FORMAT_VERSION = 1
+
+
+def write_embeddings(ids: np.ndarray, columns: dict[str, np.ndarray], metadata: dict[str, Any],
+                     path: str | Path, force: bool = False) -> None:
+    """Write EMB.parquet (layout in the module docstring) atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    arrays = [pa.array([str(i) for i in ids], type=pa.string())]
+    for name in EMBEDDING_COLUMNS:
+        values = np.ascontiguousarray(columns[name], dtype=np.float32)
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()),
+                                                        values.shape[1]))
+    table = pa.Table.from_arrays(arrays, names=["id", *EMBEDDING_COLUMNS])
+    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
+    with atomic_path(path, force) as staged:
+        pq.write_table(table, staged)
+
+
+def read_embeddings(path: str | Path, battles: Battles) -> tuple[np.ndarray, dict[str, Any]]:
+    """Embeddings aligned with ``battles`` by id: array (n, 3, dim) float32 (prompt,
+    response A, response B) and the file's metadata. Needs no torch.
+
+    Raises
+    ------
+    DataError
+        The file is not an ``arenajudge embed`` output, or lacks a battle's id.
+    """
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot be read as parquet ({exc})", file=path) from None
+    raw = (table.schema.metadata or {}).get(METADATA_KEY)
+    metadata = json.loads(raw) if raw else {}
+    if metadata.get("format") != FORMAT or set(EMBEDDING_COLUMNS) - set(table.column_names):
+        raise DataError("is not an embeddings file; make one with `arenajudge embed DATA "
+                        "--base DIR --out EMB.parquet`", file=path)
+    if metadata.get("version") != FORMAT_VERSION:
+        raise DataError(f"has embeddings format {metadata.get('version')}, this arenajudge "
+                        f"reads {FORMAT_VERSION}; re-run `arenajudge embed`", file=path)
+    row_of = {row_id: row for row, row_id in enumerate(table.column("id").to_pylist())}
+    missing = [row_id for row_id in battles.id if str(row_id) not in row_of]
+    if missing:
+        raise DataError(f"has no embedding for {len(missing)} battle(s); embed the same "
+                        "data file", file=path, row_id=str(missing[0]))
+    rows = np.array([row_of[str(row_id)] for row_id in battles.id], dtype=np.int64)
+    dim = int(metadata["dim"])
+    stacked = np.stack([table.column(name).combine_chunks().flatten().to_numpy()
+                        .reshape(-1, dim)[rows] for name in EMBEDDING_COLUMNS], axis=1)
+    return stacked.astype(np.float32, copy=False), metadata
+
+
+def attach_embeddings(battles: Battles, path: str | Path) -> Battles:
+    """``battles`` carrying the embeddings of EMB.parquet ``path`` (matched by id)."""
+    vectors, metadata = read_embeddings(path, battles)
+    return replace(battles, embeddings=ExternalEmbeddings(
+        vectors=vectors, encoder=str(metadata.get("encoder", "")), path=str(path)))
