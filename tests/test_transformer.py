@@ -541,9 +541,9 @@ print("RESULT", json.dumps({"rank": int(os.environ["RANK"]), "steps": model.vali
 '''
 
 
-def _accelerate_launch(*args: str) -> "subprocess.CompletedProcess":
+def _accelerate_launch(*args: str):
     """``accelerate launch --multi_gpu --num_processes 2 ARGS``: on a machine without a
-    GPU this runs two gloo processes."""
+    GPU this runs two gloo processes. Returns the finished subprocess."""
     import os
     import socket
     import subprocess
