@@ -42,7 +42,7 @@ class GBDTConfig:
 
     n_estimators: int = 2000
     """Most boosting rounds; early stopping on the holdout usually stops far sooner."""
-    learning_rate: float = 0.06
+    learning_rate: float = 0.1
     num_leaves: int = 15
     min_child_samples: int = 50
     feature_fraction: float = 0.5
