@@ -97,6 +97,20 @@ def test_train_refuses_existing_model_dir(workspace):
     assert_one_line_error(result, "already exists")
 
 
+def test_train_weighs_sources_from_a_sources_file(workspace, tmp_path):
+    ids = pd.read_csv(workspace / "train.csv")["id"]
+    sources = tmp_path / "sources.csv"
+    pd.DataFrame({"id": ids, "source": ["big"] * 200 + ["small"] * 40}).to_csv(sources,
+                                                                              index=False)
+    result = run("train", workspace / "train.csv", "--out", tmp_path / "model", "--config",
+                 workspace / "config.yaml", "--sources", sources)
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "model" / "manifest.json").read_text())["training"]
+    assert training["sources"] == {"big": 200, "small": 40}
+    weight = training["source_weight"]
+    assert weight["small"] / weight["big"] == pytest.approx(5 ** 0.5)
+
+
 def test_cv_json_and_oof(workspace):
     oof = workspace / "oof.csv"
     result = run("cv", workspace / "train.csv", "--folds", "3", "--oof", oof, "--format", "json",

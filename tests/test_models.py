@@ -7,6 +7,7 @@ import shutil
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.metrics import log_loss as sklearn_log_loss
 
@@ -15,7 +16,7 @@ from arenajudge.data import read_battles, swap_proba
 from arenajudge.errors import ModelLoadError, NotFittedError
 from arenajudge.evaluate import cross_validate
 from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
-from arenajudge.models.base import load_model
+from arenajudge.models.base import load_model, source_weights
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 
 from conftest import synthetic_frame
@@ -88,6 +89,40 @@ def test_soft_labels_and_sample_weights(battles):
     soft = replace(battles, target=battles.target * 0.8 + 0.2 / 3)
     model = GBDTModel(FAST).fit(soft, sample_weight=np.linspace(0.5, 1.5, len(battles)))
     assert np.allclose(model.predict_proba(battles).sum(axis=1), 1)
+
+
+def test_source_weights_balance_sources():
+    source = np.array(["big"] * 90 + ["small"] * 10, dtype=object)
+    assert source_weights(None, 0.5) is None
+    assert np.allclose(source_weights(source, 0), 1)
+    equal = source_weights(source, 1)
+    assert equal.mean() == pytest.approx(1)
+    assert equal[source == "big"].sum() == pytest.approx(equal[source == "small"].sum())
+
+
+def _tie_source(n: int, seed: int) -> pd.DataFrame:
+    """Battles of raters who call every pair a tie, recognisable by a shouted prompt."""
+    frame = synthetic_frame(n=n, seed=seed)
+    frame["id"] += 10_000 * seed
+    frame["prompt"] = [json.dumps([json.loads(p)[0].upper()]) for p in frame["prompt"]]
+    frame[["winner_model_a", "winner_model_b", "winner_tie"]] = [0, 0, 1]
+    return frame.assign(source="small")
+
+
+def test_source_balance_lets_a_small_source_be_heard(tmp_path):
+    mixed, unseen = tmp_path / "mixed.csv", tmp_path / "unseen.csv"
+    pd.concat([synthetic_frame(n=600, seed=1).assign(source="big"),
+               _tie_source(30, seed=2)]).to_csv(mixed, index=False)
+    _tie_source(100, seed=3).to_csv(unseen, index=False)
+    mixed, unseen = read_battles(mixed), read_battles(unseen)
+    losses = {}
+    for balance in (0.0, 1.0):
+        model = GBDTModel(replace(FAST, source_balance=balance)).fit(mixed)
+        losses[balance] = log_loss(unseen.target, model.predict_proba(unseen.without_labels()))
+    assert losses[1.0] < losses[0.0] - 0.1
+    assert model.training_["sources"] == {"big": 600, "small": 30}
+    assert model.training_["source_weight"]["small"] == pytest.approx(
+        20 * model.training_["source_weight"]["big"])
 
 
 def test_tie_rate_shifts_ties(fitted, battles):

@@ -45,7 +45,8 @@ embeddings_option = click.option(
                        "features of the CPU model (the same for predict and evaluate).")
 sources_option = click.option(
     "--sources", "sources_path", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="CSV of id,source: also report metrics per source.")
+    help="CSV of id,source (or a `source` column in DATA): metrics per source; in "
+         "training, a large source is kept from drowning out small ones (source_balance).")
 tie_rate_option = click.option(
     "--tie-rate", type=float, default=None,
     help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
@@ -144,18 +145,20 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
 @encoder_option
 @embeddings_option
 @transformer_options
+@sources_option
 @input_options
 @seed_option
 @force_option
 def train_command(data: str, out_dir: str, backend: str, config_path: str | None,
                   encoder: str | None, embeddings_path: str | None,
-                  transformer: dict[str, Any], input_format: str | None,
-                  columns: str | None, seed: int, force: bool) -> None:
+                  transformer: dict[str, Any], sources_path: str | None,
+                  input_format: str | None, columns: str | None, seed: int,
+                  force: bool) -> None:
     """Train a preference model on labelled DATA and save it to --out."""
     check_output(out_dir, force)
     make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
                                 transformer, seed, embeddings_path)
-    battles = _read(data, input_format, columns, seed, embeddings_path=embeddings_path)
+    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     check_labelled(battles)
     started = time.perf_counter()
     logger.info("training on %d battles", len(battles))

@@ -87,10 +87,26 @@ def data_summary(battles: Battles) -> dict[str, Any]:
                                  ).encode("utf-8", "surrogatepass"))
     summary: dict[str, Any] = {"rows": len(battles), "file": battles.path,
                                "sha256": digest.hexdigest()}
+    if battles.source is not None:
+        names, counts = np.unique(battles.source.astype(str), return_counts=True)
+        summary["sources"] = dict(zip(names.tolist(), counts.tolist()))
     if battles.labelled:
         summary["class_counts"] = dict(zip(LABELS, map(int, np.bincount(
             battles.label, minlength=len(LABELS)))))
     return summary
+
+
+def source_weights(source: np.ndarray | None, balance: float) -> np.ndarray | None:
+    """Per-battle weights, mean 1, in which each source weighs (its battles) ** -balance.
+
+    ``balance`` 0 weighs every battle alike, 1 gives every source the same total weight.
+    None when the battles name no source.
+    """
+    if source is None:
+        return None
+    _, which, counts = np.unique(source.astype(str), return_inverse=True, return_counts=True)
+    weight = counts[which].astype(np.float64) ** -balance
+    return weight / weight.mean()
 
 
 def write_manifest(path: Path, *, backend: str, config: dict[str, Any],

@@ -25,7 +25,8 @@ from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_build
 from arenajudge.features.external import ExternalProjection
 from arenajudge.metrics import log_loss
 from arenajudge.models.base import (PreferenceModel, check_labelled, config_from_manifest,
-                                    data_summary, read_manifest, schema_hash, write_manifest)
+                                    data_summary, read_manifest, schema_hash, source_weights,
+                                    write_manifest)
 from arenajudge.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,8 @@ class GBDTConfig:
 
     n_estimators: int = 2000
     """Most boosting rounds; early stopping on the holdout usually stops far sooner."""
-    learning_rate: float = 0.1
-    num_leaves: int = 15
+    learning_rate: float = 0.05
+    num_leaves: int = 31
     min_child_samples: int = 50
     feature_fraction: float = 0.5
     bagging_fraction: float = 0.8
@@ -60,6 +61,11 @@ class GBDTConfig:
     """A local Hugging Face encoder directory used instead of WordLlama."""
     embedding_components: int = 32
     """PCA directions kept of outside embeddings (``--embeddings EMB.parquet``), if given."""
+    source_balance: float = 0.5
+    """When the training battles name their source (a ``source`` column or ``--sources``),
+    each battle weighs (battles of its source) ** -source_balance: 0 weighs every battle
+    alike, 1 gives every source the same total weight; 0.5 keeps a large source from
+    drowning out a small one whose votes follow other patterns."""
     n_jobs: int = 0
     """Threads for features and LightGBM; 0 means one per core (or ``OMP_NUM_THREADS``)."""
     seed: int = 0
@@ -78,6 +84,7 @@ class GBDTConfig:
             "holdout_share": 0 <= self.holdout_share < 0.5,
             "embedding_dim": 1 <= self.embedding_dim <= 256,
             "embedding_components": self.embedding_components >= 1,
+            "source_balance": 0 <= self.source_balance <= 1,
             "n_jobs": self.n_jobs >= 0,
         }
         for name, ok in checks.items():
@@ -175,6 +182,9 @@ class GBDTModel(PreferenceModel):
             sample_weight, dtype=float)
         if weight.shape != (len(battles),) or (weight < 0).any():
             raise ConfigError("sample_weight must be one non-negative number per battle")
+        by_source = source_weights(battles.source, self.config.source_balance)
+        if by_source is not None:
+            weight = weight * by_source
         self.projection_ = None if battles.embeddings is None else ExternalProjection.fit(
             battles.embeddings, self.config.embedding_components, self.config.seed)
         pair = self._features(battles)
@@ -206,6 +216,10 @@ class GBDTModel(PreferenceModel):
         self.calibration_ = Calibration(temperature=temperature, train_prior=tuple(prior))
         self.feature_names_ = self.config.features.names(self._external_components)
         self.training_ = data_summary(battles)
+        if by_source is not None:
+            self.training_["source_weight"] = {
+                str(name): round(float(by_source[battles.source.astype(str) == name][0]), 6)
+                for name in self.training_["sources"]}
         if self.projection_ is not None:
             self.training_["embeddings"] = {
                 "file": battles.embeddings.path, "encoder": self.projection_.encoder,
