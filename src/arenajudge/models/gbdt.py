@@ -55,11 +55,11 @@ class GBDTConfig:
     holdout_share: float = 0.15
     """Share of prompts held out to pick the rounds and fit the temperature; 0 turns
     early stopping and calibration off (all ``n_estimators`` rounds, temperature 1)."""
-    embedding_dim: int = 32
+    embedding_dim: int = 8
     """Leading WordLlama dimensions used (Matryoshka); 1..256."""
     encoder: str | None = None
     """A local Hugging Face encoder directory used instead of WordLlama."""
-    embedding_components: int = 32
+    embedding_components: int = 8
     """PCA directions kept of outside embeddings (``--embeddings EMB.parquet``), if given."""
     source_balance: float = 0.5
     """When the training battles name their source (a ``source`` column or ``--sources``),
