@@ -94,10 +94,11 @@ def test_soft_labels_and_sample_weights(battles):
 def test_source_weights_balance_sources():
     source = np.array(["big"] * 90 + ["small"] * 10, dtype=object)
     assert source_weights(None, 0.5) is None
-    assert np.allclose(source_weights(source, 0), 1)
-    equal = source_weights(source, 1)
+    assert np.allclose(source_weights(source, 0)[1], 1)
+    per_source, equal = source_weights(source, 1)
     assert equal.mean() == pytest.approx(1)
     assert equal[source == "big"].sum() == pytest.approx(equal[source == "small"].sum())
+    assert per_source == pytest.approx({"big": equal[0], "small": equal[-1]})
 
 
 def _tie_source(n: int, seed: int) -> pd.DataFrame:

@@ -41,7 +41,7 @@ _MIN_ROWS_PER_THREAD = 2048
 class FeatureSpec:
     """What the features are made of; part of every model's config and schema hash."""
 
-    embedding_dim: int = 8
+    embedding_dim: int
     encoder: str | None = None
 
     @property

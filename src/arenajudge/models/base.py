@@ -96,17 +96,21 @@ def data_summary(battles: Battles) -> dict[str, Any]:
     return summary
 
 
-def source_weights(source: np.ndarray | None, balance: float) -> np.ndarray | None:
-    """Per-battle weights, mean 1, in which each source weighs (its battles) ** -balance.
+def source_weights(source: np.ndarray | None, balance: float
+                   ) -> tuple[dict[str, float], np.ndarray] | None:
+    """Weights, mean 1 over the battles, in which each source weighs (its battles) ** -balance.
 
     ``balance`` 0 weighs every battle alike, 1 gives every source the same total weight.
-    None when the battles name no source.
+    Returns the weight of one battle of each source and the weight of every battle; None
+    when the battles name no source.
     """
     if source is None:
         return None
-    _, which, counts = np.unique(source.astype(str), return_inverse=True, return_counts=True)
-    weight = counts[which].astype(np.float64) ** -balance
-    return weight / weight.mean()
+    names, which, counts = np.unique(source.astype(str), return_inverse=True,
+                                     return_counts=True)
+    per_source = counts.astype(np.float64) ** -balance
+    per_source /= per_source[which].mean()
+    return dict(zip(names.tolist(), per_source.tolist())), per_source[which]
 
 
 def write_manifest(path: Path, *, backend: str, config: dict[str, Any],

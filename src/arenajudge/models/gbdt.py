@@ -182,9 +182,9 @@ class GBDTModel(PreferenceModel):
             sample_weight, dtype=float)
         if weight.shape != (len(battles),) or (weight < 0).any():
             raise ConfigError("sample_weight must be one non-negative number per battle")
-        by_source = source_weights(battles.source, self.config.source_balance)
-        if by_source is not None:
-            weight = weight * by_source
+        balanced = source_weights(battles.source, self.config.source_balance)
+        if balanced is not None:
+            weight = weight * balanced[1]
         self.projection_ = None if battles.embeddings is None else ExternalProjection.fit(
             battles.embeddings, self.config.embedding_components, self.config.seed)
         pair = self._features(battles)
@@ -216,10 +216,9 @@ class GBDTModel(PreferenceModel):
         self.calibration_ = Calibration(temperature=temperature, train_prior=tuple(prior))
         self.feature_names_ = self.config.features.names(self._external_components)
         self.training_ = data_summary(battles)
-        if by_source is not None:
+        if balanced is not None:
             self.training_["source_weight"] = {
-                str(name): round(float(by_source[battles.source.astype(str) == name][0]), 6)
-                for name in self.training_["sources"]}
+                name: round(value, 6) for name, value in balanced[0].items()}
         if self.projection_ is not None:
             self.training_["embeddings"] = {
                 "file": battles.embeddings.path, "encoder": self.projection_.encoder,
