@@ -16,7 +16,8 @@ from arenajudge.data import read_battles, swap_proba
 from arenajudge.errors import ModelLoadError, NotFittedError
 from arenajudge.evaluate import cross_validate
 from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
-from arenajudge.models.base import load_model, source_weights
+from arenajudge.data.sources import source_weights
+from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 
 from conftest import synthetic_frame
@@ -141,6 +142,10 @@ def test_save_refuses_to_overwrite(fitted, tmp_path):
     model.save(tmp_path / "m", force=True)
 
 
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 def _edit_manifest(path, **changes):
     manifest = json.loads((path / "manifest.json").read_text())
     manifest.update(changes)
@@ -153,7 +158,9 @@ def _edit_manifest(path, **changes):
     (lambda p: _edit_manifest(p, labels=["b", "a", "t"]), "label order"),
     (lambda p: _edit_manifest(p, feature_schema="0000"), "feature schema"),
     (lambda p: (p / "model.txt").unlink(), "missing"),
-    (lambda p: (p / "model.txt").write_text("garbage"), "corrupt"),
+    (lambda p: (p / "model.txt").write_text("garbage"), "model.txt: is corrupt"),
+    (lambda p: _truncate(p / "model.txt"), "model.txt: is corrupt .its sha256"),
+    (lambda p: _edit_manifest(p, artifacts={}), "lists no artifact hashes"),
     (lambda p: (p / "calibration.json").write_text("{"), "corrupt"),
     (lambda p: (p / "manifest.json").unlink(), "manifest.json"),
 ])

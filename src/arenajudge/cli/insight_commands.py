@@ -14,7 +14,8 @@ from arenajudge.data import read_battles
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import attach_sources
 from arenajudge.leaderboard import COLUMNS, Leaderboard, fit_leaderboard
-from arenajudge.models.base import data_summary, load_model, read_manifest
+from arenajudge.models.manifest import data_summary, read_manifest
+from arenajudge.models.registry import load_model
 from arenajudge.outputs import atomic_path, check_output
 
 model_option = click.option("--model", "model_dir", default=None, metavar="MODEL_DIR",
@@ -38,7 +39,7 @@ model_option = click.option("--model", "model_dir", default=None, metavar="MODEL
               type=click.Path(file_okay=False, path_type=str),
               help="Directory to write index.html and the plots to.")
 @format_option
-@seed_option
+@seed_option("the A/B order of chosen/rejected pairs")
 @force_option
 def report_command(data: str, input_format: str | None, columns: str | None,
                    model_dir: str | None, oof: str | None, sources: str | None, out: str,
@@ -116,7 +117,7 @@ def _render(board: Leaderboard, rated_from: str) -> str:
               show_default=True, help="Bootstrap replicates for the 95% intervals (0: none).")
 @click.option("--style-control", is_flag=True,
               help="Adjust ratings for differences in length and markdown.")
-@seed_option
+@seed_option("the bootstrap resampling and of the A/B order of chosen/rejected pairs")
 @force_option
 def leaderboard_command(data: str, input_format: str | None, columns: str | None,
                         model_dir: str | None, output_format: str, plot: str | None,
