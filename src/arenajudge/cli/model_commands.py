@@ -172,7 +172,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 @click.option("--folds", "n_folds", type=click.IntRange(min=2), default=5, show_default=True,
               help="Number of prompt-grouped folds.")
 @click.option("--oof", "oof_path", type=click.Path(dir_okay=False), default=None,
-              metavar="OOF.csv",
+              metavar="OUT",
               help="Write out-of-fold predictions (id,fold + the three probabilities).")
 @backend_option
 @config_option
@@ -209,7 +209,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @data_argument
 @model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              metavar="OUT.csv",
+              metavar="OUT",
               help="Submission CSV to write: id,winner_model_a,winner_model_b,winner_tie.")
 @tie_rate_option
 @embeddings_option

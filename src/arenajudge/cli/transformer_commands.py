@@ -24,7 +24,8 @@ from arenajudge.outputs import check_output
               help="A local Hugging Face model directory: an encoder, or a decoder LM "
                    "such as Gemma-2.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              metavar="EMB.parquet", help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
+              metavar="OUT",
+              help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
 @click.option("--max-length", type=click.IntRange(min=8), default=512, show_default=True,
               help="Tokens per text; longer texts keep their latest turns.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
