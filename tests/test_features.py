@@ -98,3 +98,20 @@ def test_words_split_like_str_split_and_count_sets():
     assert containment(sets[2:3], sets[3:4]).tolist() == [1.0]
     assert jaccard(sets[0:1], sets[1:2]).tolist() == [0.0]  # both empty
     assert containment(sets[0:1], sets[2:3]).tolist() == [0.0]
+
+
+def test_builder_cache_mixes_old_and_new_rows_past_its_bound(battles_csv):
+    from arenajudge.features.builder import FeatureBuilder
+
+    battles = read_battles(battles_csv)
+    spec = FeatureSpec(embedding_dim=8)
+    reference = FeatureBuilder(spec).transform(battles).matrix()
+    builder = FeatureBuilder(spec, cache_rows=4)
+    builder.transform(battles.take(np.arange(0, 4)))
+    # one cached row first, then three new ones: the cache overflows by three while the
+    # cached row is still needed (this raised KeyError with first-in-first-out eviction)
+    mixed = np.array([0, 10, 11, 12])
+    assert np.array_equal(builder.transform(battles.take(mixed)).matrix(), reference[mixed])
+    again = np.array([12, 1, 11, 5, 0])  # more rows than the bound: computed, not cached
+    assert np.array_equal(builder.transform(battles.take(again)).matrix(), reference[again])
+    assert len(builder._cache) <= 4
