@@ -11,10 +11,7 @@ of them can turn a failure into an error that names its location.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-from arenajudge.errors import ArenaJudgeError
 
 
 class JSONProblem(ValueError):
@@ -46,19 +43,7 @@ def loads(text: str | bytes, *, unique_keys: bool = False) -> Any:
                           f"{exc.colno})") from None
     except RecursionError:
         raise JSONProblem("JSON nested too deeply to decode") from None
+    except UnicodeDecodeError:
+        raise JSONProblem("not UTF-8 text") from None
     except ValueError:  # "Exceeds the limit (4300 digits) for integer string conversion"
         raise JSONProblem("JSON with an integer literal too long to decode") from None
-
-
-def load_file(path: str | Path, error: type[ArenaJudgeError]) -> Any:
-    """The JSON value in file ``path``; ``error`` (e.g. ModelLoadError) when it cannot be
-    read or decoded, naming the file and saying it is corrupt."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise error("is corrupt: not UTF-8 text", file=path) from None
-    try:
-        return loads(text)
-    except JSONProblem as exc:
-        raise error(f"is corrupt: {exc}", file=path) from None

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from arenajudge import safe_json
 from arenajudge.errors import ConfigError, MissingDependencyError
 from arenajudge.features.words import Words
 
@@ -174,10 +175,10 @@ class HFEncoder:
 
     @property
     def hidden_size(self) -> int:
-        config = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
         try:
+            config = safe_json.loads((self.path / "config.json").read_text(encoding="utf-8"))
             return int(config.get("hidden_size") or config["dim"])
-        except (KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise ConfigError(f"--encoder {self.path}/config.json names no hidden_size") from None
 
     def _load(self):

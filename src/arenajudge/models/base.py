@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from arenajudge import __version__
+from arenajudge import __version__, safe_json
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError, ModelLoadError, NotFittedError
 
@@ -161,11 +161,11 @@ def read_manifest(path: str | Path, backend: str | None = None) -> dict[str, Any
                              "DATA --out MODEL_DIR`)", file=path)
     manifest_path = path / MANIFEST
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        manifest = safe_json.loads(manifest_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ModelLoadError(f"has no {MANIFEST}; it is not an arenajudge model directory",
                              file=path) from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (safe_json.JSONProblem, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"is corrupt ({exc}); retrain the model", file=manifest_path
                              ) from None
     if not isinstance(manifest, dict) or manifest.get("package") != "arenajudge":
