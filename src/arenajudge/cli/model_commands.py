@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import click
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from arenajudge.calibration import check_tie_rate
@@ -26,7 +25,7 @@ from arenajudge.evaluate import attach_sources, cross_validate, oof_frame, score
 from arenajudge.metrics import scores
 from arenajudge.models.base import PreferenceModel, check_labelled, load_model
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
-from arenajudge.outputs import check_output, write_csv
+from arenajudge.outputs import check_output, write_csv, write_submission
 
 logger = logging.getLogger("arenajudge.cli")
 
@@ -155,7 +154,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
                   input_format: str | None, columns: str | None, seed: int,
                   force: bool) -> None:
     """Train a preference model on labelled DATA and save it to --out."""
-    check_output(out_dir, force)
+    check_output(out_dir, force, "directory")
     make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
                                 transformer, seed, embeddings_path)
     battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
@@ -200,7 +199,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
                force: bool) -> None:
     """Prompt-grouped cross-validation: per-fold, overall and per-source scores."""
     if oof_path:
-        check_output(oof_path, force)
+        check_output(oof_path, force, "file")
     make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
                                 transformer, seed, embeddings_path)
     battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
@@ -230,7 +229,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
                     input_format: str | None, columns: str | None, seed: int,
                     force: bool) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order."""
-    check_output(out_path, force)
+    check_output(out_path, force, "file")
     check_tie_rate(tie_rate)
     started = time.perf_counter()
     if engine == "ray":
@@ -248,9 +247,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
         battles = _read(data, input_format, columns, seed,
                         embeddings_path=embeddings_path).without_labels()
         ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
-    submission = pd.DataFrame(proba, columns=list(LABELS))
-    submission.insert(0, "id", ids)
-    write_csv(submission, out_path, force=force)
+    write_submission(ids, proba, out_path, force=force)
     elapsed = time.perf_counter() - started
     click.echo(f"wrote {len(ids):,} predictions to {out_path} "
                f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
