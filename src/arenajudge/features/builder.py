@@ -22,7 +22,7 @@ import numpy as np
 
 from arenajudge.data.schema import Battles, join_turns
 from arenajudge.threads import resolve_jobs
-from arenajudge.features.embeddings import HFEncoder, wordllama_encoder
+from arenajudge.features.embeddings import hf_encoder, wordllama_encoder
 from arenajudge.features.external import external_names
 from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, count_miss,
                                             count_requests, instruction_flags, text_stats)
@@ -47,7 +47,7 @@ class FeatureSpec:
     @property
     def dim(self) -> int:
         """Width of one embedding."""
-        return HFEncoder(self.encoder).hidden_size if self.encoder else self.embedding_dim
+        return hf_encoder(self.encoder).hidden_size if self.encoder else self.embedding_dim
 
     def names(self, external_components: int = 0) -> list[str]:
         """Column names of :meth:`PairFeatures.matrix`, in order; ``external_components``
@@ -96,7 +96,7 @@ def _embed(spec: FeatureSpec, texts: list[str], words: Words) -> tuple[np.ndarra
     if spec.encoder is None:
         return wordllama.encode(texts, words)
     # token counts stay WordLlama's so the length features mean the same with any encoder
-    return HFEncoder(spec.encoder).encode(texts), wordllama.encode(texts, words)[1]
+    return hf_encoder(spec.encoder).encode(texts), wordllama.encode(texts, words)[1]
 
 
 def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
