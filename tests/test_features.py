@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from arenajudge.data import read_battles
+from arenajudge.data import join_turns, read_battles
 from arenajudge.features import FeatureSpec, feature_builder
 from arenajudge.features.embeddings import WordLlamaEncoder
 from arenajudge.features.text_stats import TEXT_STAT_NAMES, text_stats
@@ -17,16 +17,30 @@ TEXTS = ["", "   ", "Hello world, this is a test.",
          "Привет, как дела?", "你好，世界", "Visit https://example.com or `run()` now!"]
 
 
-def test_wordllama_matches_its_own_pooling():
+def _cosine_with_wordllama(texts: list[str]) -> np.ndarray:
     from wordllama.inference import WordLlamaInference
 
     encoder = WordLlamaEncoder(dim=256)
-    texts = TEXTS[2:] * 3
     ours, _ = encoder.encode(texts)
     reference = WordLlamaInference(encoder.table, copy.deepcopy(encoder.tokenizer)).embed(texts)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
-    cosine = (ours * reference).sum(axis=1)
-    assert cosine.mean() > 0.97
+    return (ours * reference).sum(axis=1)
+
+
+def test_wordllama_matches_its_own_pooling():
+    # measured: mean 0.996, lowest 0.982 (the markdown text: words after newlines)
+    cosine = _cosine_with_wordllama(TEXTS[2:] * 3)
+    assert cosine.mean() > 0.99 and cosine.min() > 0.98
+
+
+def test_wordllama_pooling_on_real_responses():
+    from conftest import requires_shared_data
+
+    battles = read_battles(requires_shared_data("human_dev.csv"))
+    rows = np.random.default_rng(0).choice(len(battles), 500, replace=False)
+    texts = [t for t in (join_turns(battles.response_a[i]) for i in rows) if t.strip()]
+    # measured: mean 0.993; 1% of responses below 0.91 (many lines starting a word)
+    assert _cosine_with_wordllama(texts).mean() > 0.99
 
 
 def test_empty_texts_embed_to_zeros_not_nan():

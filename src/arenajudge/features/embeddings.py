@@ -5,7 +5,8 @@ with the Llama-2 BPE runs at ~0.2M tokens/s, too slow for the hot path, so texts
 split on whitespace and each distinct word is tokenised once and cached with the sum
 of its token vectors and its token count; a text's embedding is then one sparse
 product. The result matches WordLlama's own pooling up to the word-start marker of
-words that follow a newline (cosine > 0.99, tested).
+words that follow a newline: mean cosine 0.993 over 500 human_dev responses, 0.996 on
+the test texts (tested); texts with many newline-led words fall to ~0.9.
 """
 
 from __future__ import annotations
