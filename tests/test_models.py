@@ -137,10 +137,20 @@ def test_gbdt_learns_better_than_prior(battles):
     assert result.overall["log_loss"] < result.overall["prior_log_loss"] - 0.05
 
 
-def test_soft_labels_and_sample_weights(battles):
-    soft = replace(battles, target=battles.target * 0.8 + 0.2 / 3)
-    model = GBDTModel(FAST).fit(soft, sample_weight=np.linspace(0.5, 1.5, len(battles)))
-    assert np.allclose(model.predict_proba(battles).sum(axis=1), 1)
+def test_soft_labels_are_followed(battles):
+    """Every row says "tie with probability 0.3": the model must move its ties toward 0.3,
+    which a model that took the argmax of soft labels (the hard labels here) would not."""
+    hard = battles.target
+    soft = np.column_stack([0.7 * hard[:, 0] + 0.35 * hard[:, 2],
+                            0.7 * hard[:, 1] + 0.35 * hard[:, 2], np.full(len(hard), 0.3)])
+    weights = np.linspace(0.5, 1.5, len(battles))
+    ties = {}
+    for name, target in (("hard", hard), ("soft", soft)):
+        model = GBDTModel(FAST).fit(replace(battles, target=target), sample_weight=weights)
+        ties[name] = model.predict_proba(battles.without_labels())[:, 2].mean()
+    assert hard[:, 2].mean() < 0.2
+    assert ties["soft"] > ties["hard"] + 0.05
+    assert abs(ties["soft"] - 0.3) < abs(ties["hard"] - 0.3)
 
 
 def test_source_weights_balance_sources():
@@ -214,6 +224,9 @@ def _edit_manifest(path, **changes):
     (lambda p: _edit_manifest(p, artifacts={}), "lists no artifact hashes"),
     (lambda p: (p / "calibration.json").write_text("{"), "corrupt"),
     (lambda p: (p / "manifest.json").unlink(), "manifest.json"),
+    (lambda p: (p / "manifest.json").write_text('{"format_version": ' + "9" * 5000 + "}"),
+     "manifest.json: is corrupt"),
+    (lambda p: (p / "calibration.json").write_text("[" * 100_000), "calibration.json: is corrupt"),
 ])
 def test_damaged_artifacts_fail_to_load(battles, tmp_path, damage, message):
     path = tmp_path / "m"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize_scalar
 
+from arenajudge import safe_json
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.metrics import log_loss
 
@@ -83,7 +84,7 @@ class Calibration:
     @classmethod
     def load(cls, path: Path) -> "Calibration":
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = safe_json.loads(path.read_text(encoding="utf-8"))
             calibration = cls(temperature=float(raw["temperature"]),
                               train_prior=tuple(float(v) for v in raw["train_prior"]))
         except FileNotFoundError:

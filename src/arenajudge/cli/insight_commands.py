@@ -55,7 +55,7 @@ def report_command(data: str, input_format: str | None, columns: str | None,
 
     if model_dir and oof:
         raise ConfigError("give --model or --oof, not both")
-    check_output(out, force)
+    check_output(out, force, "directory")
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))
     if sources:
         battles = attach_sources(battles, sources)
@@ -131,7 +131,7 @@ def leaderboard_command(data: str, input_format: str | None, columns: str | None
     answers have no votes yet. Rows without model names are skipped.
     """
     if plot:
-        check_output(plot, force)
+        check_output(plot, force, "file")
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))
     proba = load_model(model_dir).predict_proba(battles) if model_dir else None
     board = fit_leaderboard(battles, proba, n_bootstrap=n_bootstrap, seed=seed,

@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import click
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from arenajudge.cli import main
@@ -27,7 +26,7 @@ from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
 from arenajudge.models.transformer.config import TransformerConfig
-from arenajudge.outputs import check_output, write_csv
+from arenajudge.outputs import check_output, write_csv, write_submission
 
 logger = logging.getLogger("arenajudge.cli")
 
@@ -146,7 +145,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
                   input_format: str | None, columns: str | None, force: bool,
                   settings: dict[str, Any]) -> None:
     """Train a preference model on labelled DATA and save it to --out MODEL_DIR."""
-    check_output(out_dir, force)
+    check_output(out_dir, force, "directory")
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path)
     battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
     check_labelled(battles)
@@ -192,7 +191,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
     own fold-K subdirectory.
     """
     if oof_path:
-        check_output(oof_path, force)
+        check_output(oof_path, force, "file")
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path,
                                         checkpoint_per_fold=True)
     battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
@@ -223,7 +222,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
                     input_format: str | None, columns: str | None, seed: int,
                     force: bool) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order."""
-    check_output(out_path, force)
+    check_output(out_path, force, "file")
     started = time.perf_counter()
     if engine == "ray":
         from arenajudge.engines.ray_engine import predict_with_ray
@@ -240,9 +239,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
         battles = _read(data, input_format, columns, seed,
                         embeddings_path=embeddings_path).without_labels()
         ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
-    submission = pd.DataFrame(proba, columns=list(LABELS))
-    submission.insert(0, "id", ids)
-    write_csv(submission, out_path, force=force)
+    write_submission(ids, proba, out_path, force=force)
     elapsed = time.perf_counter() - started
     click.echo(f"wrote {len(ids):,} predictions to {out_path} "
                f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)

@@ -46,7 +46,7 @@ def embed_command(data: str, base: str, out_path: str, max_length: int, batch_si
     from arenajudge.data.embeddings import write_embeddings
     from arenajudge.models.transformer.embed import embed_battles
 
-    check_output(out_path, force)
+    check_output(out_path, force, "file")
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))
     vectors, metadata = embed_battles(battles, base, max_length=max_length,
                                       batch_size=batch_size, device=device, load_in=load_in)

@@ -230,7 +230,7 @@ class GBDTModel(PreferenceModel):
         features.json, and embeddings_pca.safetensors when trained with outside embeddings;
         atomically, refusing to overwrite unless ``force``."""
         self.check_fitted()
-        with atomic_path(path, force) as staged:
+        with atomic_path(path, force, kind="directory") as staged:
             staged.mkdir()
             self.booster_.save_model(str(staged / BOOSTER_FILE))
             self.calibration_.save(staged / CALIBRATION_FILE)

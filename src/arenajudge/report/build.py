@@ -126,7 +126,7 @@ def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none"
                              f"{np.shape(value)}")
     sections = all_sections(evidence)
     summary = _summary(evidence, predictor, sections)
-    with atomic_path(out, force) as staged:
+    with atomic_path(out, force, kind="directory") as staged:
         staged.mkdir()
         for section in sections:
             if section.has_plot:

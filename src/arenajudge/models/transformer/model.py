@@ -326,7 +326,7 @@ class TransformerModel(PreferenceModel):
             return
         from safetensors.torch import save_file
 
-        with atomic_path(path, force) as staged:
+        with atomic_path(path, force, kind="directory") as staged:
             staged.mkdir()
             body = self.net_.body
             if self.decoder and self.config.merge_lora:
