@@ -54,8 +54,8 @@ def test_recovers_known_strengths_inside_intervals():
     strength = np.linspace(-300, 300, 12)
     a, b, target = simulate(strength, 6000, seed=1)
     names = np.array([f"m{k:02d}" for k in range(12)], dtype=object)
-    board = fit_leaderboard(make_battles(names[a], names[b], target), n_bootstrap=200,
-                            seed=0)
+    board = fit_leaderboard(make_battles(names[a], names[b], target), ci="bootstrap",
+                            n_bootstrap=200, seed=0)
     table = board.table.set_index("model").loc[names]
     truth = 1000 + strength - strength.mean()
     assert spearmanr(table["rating"], truth).statistic >= 0.95
@@ -69,7 +69,7 @@ def test_recovers_known_strengths_inside_intervals():
 def test_tie_counts_as_half_a_win_for_each_side():
     # x: one win and three ties in four battles -> score 2.5 / 4
     target = [[1, 0, 0], [0, 0, 1], [0, 0, 1], [0, 0, 1]]
-    board = fit_leaderboard(make_battles(["x"] * 4, ["y"] * 4, target), n_bootstrap=0,
+    board = fit_leaderboard(make_battles(["x"] * 4, ["y"] * 4, target), ci="none",
                             l2=1e-9)
     rating = board.table.set_index("model")["rating"]
     assert rating["x"] - rating["y"] == pytest.approx(400 * math.log10(2.5 / 1.5), abs=1e-3)
@@ -77,8 +77,7 @@ def test_tie_counts_as_half_a_win_for_each_side():
 
 
 def test_all_ties_give_equal_ratings_anchored_at_1000():
-    board = fit_leaderboard(make_battles(["x", "y", "z"], ["y", "z", "x"], [[0, 0, 1]] * 3),
-                            n_bootstrap=20)
+    board = fit_leaderboard(make_battles(["x", "y", "z"], ["y", "z", "x"], [[0, 0, 1]] * 3))
     assert board.table["rating"].to_numpy() == pytest.approx([1000] * 3)
     assert board.table["win_rate"].to_numpy() == pytest.approx([0.5] * 3)
 
@@ -90,7 +89,7 @@ def test_model_that_never_wins_gets_a_finite_lowest_rating():
     target = [[0, 1, 0] if models[i] == "loser" else [1, 0, 0] if models[j] == "loser"
               else [0, 0, 1] for i, j in pairs]
     board = fit_leaderboard(make_battles([models[i] for i, _ in pairs],
-                                         [models[j] for _, j in pairs], target), n_bootstrap=50)
+                                         [models[j] for _, j in pairs], target))
     last = board.table.iloc[-1]
     assert last["model"] == "loser"
     assert np.isfinite(board.table[["rating", "ci_lower", "ci_upper"]].to_numpy()).all()
@@ -107,7 +106,7 @@ def test_disconnected_comparison_graph_is_an_error():
 def test_rows_without_model_names_are_skipped_and_counted(caplog):
     battles = make_battles(["a", "", "b", "a", "c"], ["b", "c", " ", "a", "a"],
                            np.eye(3)[[0, 0, 1, 2, 1]])
-    board = fit_leaderboard(battles, n_bootstrap=0)
+    board = fit_leaderboard(battles, ci="none")
     assert (board.skipped, board.self_battles) == (2, 1)
     assert board.table["battles"].sum() == 2 * 2
     assert "skipped 2 rows without model names" in caplog.text
@@ -117,7 +116,7 @@ def test_ratings_from_predicted_probabilities():
     # p(x wins) + p(tie) / 2 = 0.7 + 0.2 / 2 = 0.8 in every battle, whatever the votes
     proba = np.tile([0.7, 0.1, 0.2], (10, 1))
     battles = make_battles(["x"] * 10, ["y"] * 10, np.eye(3)[[1] * 10])
-    board = fit_leaderboard(battles, proba, n_bootstrap=0, l2=1e-9)
+    board = fit_leaderboard(battles, proba, ci="none", l2=1e-9)
     rating = board.table.set_index("model")["rating"]
     assert rating["x"] - rating["y"] == pytest.approx(400 * math.log10(4), abs=1e-3)
     unlabelled = make_battles(["x"] * 10, ["y"] * 10, np.eye(3)[[1] * 10])
@@ -139,8 +138,8 @@ def test_style_control_discounts_verbosity():
     outcome = (rng.random(n) > 1 / (1 + np.exp(-4 * share))).astype(int)
     battles = make_battles(models[a], models[b], np.eye(3)[outcome],
                            ["word " * k for k in words[:, 0]], ["word " * k for k in words[:, 1]])
-    plain = fit_leaderboard(battles, n_bootstrap=0).table.set_index("model")["rating"]
-    styled = fit_leaderboard(battles, n_bootstrap=0, style_control=True)
+    plain = fit_leaderboard(battles, ci="none").table.set_index("model")["rating"]
+    styled = fit_leaderboard(battles, ci="none", style_control=True)
     adjusted = styled.table.set_index("model")["rating"]
     assert plain["verbose"] > 1080
     assert abs(adjusted["verbose"] - 1000) < 40
@@ -151,7 +150,8 @@ def test_bootstrap_is_seeded():
     a, b, target = simulate(np.linspace(-100, 100, 5), 500, seed=2)
     names = np.array(list("abcde"), dtype=object)
     battles = make_battles(names[a], names[b], target)
-    first, again, other = (fit_leaderboard(battles, n_bootstrap=30, seed=s).table
+    first, again, other = (fit_leaderboard(battles, ci="bootstrap", n_bootstrap=30,
+                                           seed=s).table
                            for s in (7, 7, 8))
     pd.testing.assert_frame_equal(first, again)
     assert not np.allclose(first["ci_lower"], other["ci_lower"])
@@ -178,9 +178,9 @@ def votes_csv(tmp_path) -> Path:
 
 def test_cli_json_is_sorted_list_of_records(votes_csv):
     result = CliRunner().invoke(main, ["leaderboard", str(votes_csv), "--format", "json",
-                                       "--bootstrap", "20"])
+                                       "--ci", "bootstrap", "--bootstrap", "20"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["models"]
     assert [tuple(row) for row in rows] == [COLUMNS] * 4
     assert [row["model"] for row in rows] == ["top", "midhigh", "mid", "low"]
     assert all(r["ci_lower"] <= r["rating"] <= r["ci_upper"] for r in rows)
@@ -189,13 +189,13 @@ def test_cli_json_is_sorted_list_of_records(votes_csv):
 def test_cli_csv_text_and_plot(votes_csv, tmp_path):
     runner = CliRunner()
     result = runner.invoke(main, ["leaderboard", str(votes_csv), "--format", "csv",
-                                  "--bootstrap", "0"])
+                                  "--ci", "none"])
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert tuple(frame.columns) == COLUMNS and frame["ci_lower"].isna().all()
     plot = tmp_path / "ratings.png"
     result = runner.invoke(main, ["leaderboard", str(votes_csv), "--plot", str(plot),
-                                  "--bootstrap", "10", "--style-control"])
+                                  "--ci", "bootstrap", "--bootstrap", "10", "--style-control"])
     assert result.exit_code == 0, result.output
     assert "   1  top" in result.stdout and "style control" in result.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -232,6 +232,7 @@ def test_cli_model_rates_unvoted_battles(tmp_path):
     result = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "new.csv"), "--model",
                                        str(tmp_path / "model"), "--format", "json"])
     assert result.exit_code == 0, result.output
-    assert [row["model"] for row in json.loads(result.stdout)] == ["long", "medium", "short"]
+    assert [row["model"] for row in json.loads(result.stdout)["models"]] == [
+        "long", "medium", "short"]
     without = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "new.csv")])
     assert without.exit_code == 2 and "--model" in without.stderr
