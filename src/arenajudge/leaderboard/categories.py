@@ -89,7 +89,8 @@ def fit_category_boards(battles: Battles, values: np.ndarray, column: str, min_b
     keep = model_pairs(battles)[0]
     kinds, counts = np.unique(values[keep], return_counts=True)
     boards, too_small = {}, {}
-    for value, count in sorted(zip(kinds, counts), key=lambda item: (-item[1], item[0])):
+    for value, count in sorted(zip(kinds.tolist(), counts.tolist()),
+                              key=lambda item: (-item[1], item[0])):
         if count < min_battles:
             too_small[str(value)] = int(count)
             continue

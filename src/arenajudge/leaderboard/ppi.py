@@ -143,10 +143,14 @@ def _gain(lam: float, n: int, big_n: int, human_var: np.ndarray, ppi_var: np.nda
     def score(outcomes: np.ndarray) -> np.ndarray:
         return outcomes[:, 0] + outcomes[:, 2] / 2
 
+    voted_score, predicted_score = score(votes), score(predicted)
+    # a judge with one constant score has no covariance with the votes: rho 0, not NaN
+    rho = (float(np.corrcoef(voted_score, predicted_score)[0, 1])
+           if voted_score.std() > 0 and predicted_score.std() > 0 else 0.0)
     width = 2 * intervals.Z * np.sqrt(np.stack([human_var, ppi_var]))
     effective = n * float(np.mean(human_var / ppi_var))
     return {"lambda": lam, "voted_battles": n, "unvoted_battles": big_n,
-            "rho": float(np.corrcoef(score(votes), score(predicted))[0, 1]),
+            "rho": rho,
             "human_only_mean_width": float(width[0].mean()),
             "mean_width": float(width[1].mean()),
             "width_ratio": float(np.mean(width[1] / width[0])),
