@@ -211,24 +211,37 @@ def test_cli_disconnected_graph_is_one_line_error(tmp_path):
     assert result.stderr.startswith("error: ") and "disconnected" in result.stderr
 
 
-def test_cli_model_rates_unvoted_battles(tmp_path):
-    """--model ranks from predictions: a model trained on "longer wins" puts the
-    model that always answers at length first, even though the file has no votes."""
+def length_judge(path: Path, rng: np.random.Generator) -> Path:
+    """A tiny CPU model trained on "the longer answer wins", saved at ``path``."""
     gbdt = pytest.importorskip("arenajudge.models.gbdt")
-    rng = np.random.default_rng(5)
     n = 150
     words = rng.integers(1, 60, (n, 2))
     train = make_battles(["p"] * n, ["q"] * n, np.eye(3)[(words[:, 0] < words[:, 1]).astype(int)],
                          ["word " * k for k in words[:, 0]], ["word " * k for k in words[:, 1]])
-    model = gbdt.GBDTModel(n_estimators=20, holdout_share=0, min_child_samples=5).fit(train)
-    model.save(tmp_path / "model")
-    names = np.array(["short", "medium", "long"], dtype=object)
-    a = rng.integers(0, 3, 90)
-    b = (a + rng.integers(1, 3, 90)) % 3
-    unvoted = make_battles(names[a], names[b], np.eye(3)[[2] * 90],
-                           ["word " * (5 + 20 * k) for k in a], ["word " * (5 + 20 * k) for k in b])
-    frame = pd.read_csv(write_csv(tmp_path / "new.csv", unvoted)).drop(columns=list(LABELS))
-    frame.to_csv(tmp_path / "new.csv", index=False)
+    gbdt.GBDTModel(n_estimators=20, holdout_share=0, min_child_samples=5).fit(train).save(path)
+    return path
+
+
+def length_battles(path: Path, n: int, rng: np.random.Generator, votes: bool,
+                   names: tuple[str, ...] = ("short", "medium", "long")) -> Path:
+    """Battles where model k answers with 5 + 20 k words; votes mostly prefer longer."""
+    a = rng.integers(0, 3, n)
+    b = (a + rng.integers(1, 3, n)) % 3
+    longer_wins = np.where(rng.random(n) < 0.8, (a < b).astype(int), (a > b).astype(int))
+    battles = make_battles(np.array(names, dtype=object)[a], np.array(names, dtype=object)[b],
+                           np.eye(3)[longer_wins], ["word " * (5 + 20 * k) for k in a],
+                           ["word " * (5 + 20 * k) for k in b])
+    frame = pd.read_csv(write_csv(path, battles))
+    (frame if votes else frame.drop(columns=list(LABELS))).to_csv(path, index=False)
+    return path
+
+
+def test_cli_model_rates_unvoted_battles(tmp_path):
+    """--model ranks from predictions: a model trained on "longer wins" puts the
+    model that always answers at length first, even though the file has no votes."""
+    rng = np.random.default_rng(5)
+    length_judge(tmp_path / "model", rng)
+    length_battles(tmp_path / "new.csv", 90, rng, votes=False)
     result = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "new.csv"), "--model",
                                        str(tmp_path / "model"), "--format", "json"])
     assert result.exit_code == 0, result.output
@@ -438,3 +451,60 @@ def test_cli_by_disconnected_category_is_one_line_error(tmp_path):
     assert result.stderr.startswith("error: ")
     assert "--by language: category 'es' (120 battles): the comparison graph is " \
            "disconnected" in result.stderr
+
+
+def test_cli_prediction_powered_board_and_suggestions(tmp_path):
+    rng = np.random.default_rng(12)
+    model = str(length_judge(tmp_path / "model", rng))
+    votes = str(length_battles(tmp_path / "votes.csv", 90, rng, votes=True))
+    new = str(length_battles(tmp_path / "new.csv", 300, rng, votes=False))
+    runner = CliRunner()
+    result = runner.invoke(main, ["leaderboard", votes, "--model", model, "--unlabelled", new,
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert [row["model"] for row in summary["models"]] == ["long", "medium", "short"]
+    gain = summary["prediction_powered"]
+    assert (gain["voted_battles"], gain["unvoted_battles"]) == (90, 300)
+    assert gain["effective_human_votes"] > 90 and gain["width_ratio"] < 1
+    text = runner.invoke(main, ["leaderboard", votes, "--model", model, "--unlabelled", new])
+    assert "prediction-powered (PPI++" in text.stdout and "human votes" in text.stdout
+    plan = runner.invoke(main, ["leaderboard", votes, "--model", model, "--unlabelled", new,
+                                "--suggest", "5"])
+    assert plan.exit_code == 0, plan.output
+    frame = pd.read_csv(io.StringIO(plan.stdout), dtype={"id": str})
+    assert list(frame.columns) == ["id", "model_a", "model_b", "variance_reduction"]
+    assert len(frame) == 5 and set(frame["id"]) <= set(pd.read_csv(new, dtype=str)["id"])
+    alone = runner.invoke(main, ["leaderboard", votes, "--suggest", "5"])
+    assert alone.exit_code == 2 and "--suggest picks among --unlabelled" in alone.stderr
+    unjudged = runner.invoke(main, ["leaderboard", votes, "--unlabelled", new])
+    assert unjudged.exit_code == 2 and "--unlabelled needs --model" in unjudged.stderr
+
+
+# --------------------------------------------------------------------------- plots
+MATH_NAMES = ("$x$", "$x_$")  # "$x_$" is invalid mathtext: drawing it unescaped fails
+
+
+def test_model_names_with_dollars_are_drawn_verbatim(tmp_path):
+    pytest.importorskip("matplotlib", reason="plots need the report extra")
+    from matplotlib.figure import Figure
+
+    from arenajudge.report.plots import leaderboard
+
+    rows = [{"model": name, "rating": 1000.0, "ci_lower": 990.0, "ci_upper": 1010.0}
+            for name in MATH_NAMES]
+    figure = Figure()
+    leaderboard(figure, {"rows": rows, "title": "$1 ratings"})
+    figure.savefig(tmp_path / "plot.png")
+    labels = [label.get_text() for label in figure.axes[0].get_yticklabels()]
+    assert labels == [r"\$x\$", r"\$x_\$"]
+
+    for command in ("leaderboard", "report"):
+        votes = length_battles(tmp_path / f"{command}.csv", 60, np.random.default_rng(13),
+                               votes=True, names=(*MATH_NAMES, "plain"))
+        out = tmp_path / (f"{command}.png" if command == "leaderboard" else "report")
+        args = ["--plot", str(out)] if command == "leaderboard" else ["--out", str(out)]
+        result = CliRunner().invoke(main, [command, str(votes), *args])
+        assert result.exit_code == 0, result.output
+        png = out if command == "leaderboard" else next(out.glob("*battles_per_model*.png"))
+        assert png.read_bytes()[:4] == b"\x89PNG"
