@@ -211,15 +211,18 @@ def test_cli_disconnected_graph_is_one_line_error(tmp_path):
     assert result.stderr.startswith("error: ") and "disconnected" in result.stderr
 
 
-def length_judge(path: Path, rng: np.random.Generator) -> Path:
-    """A tiny CPU model trained on "the longer answer wins", saved at ``path``."""
+@pytest.fixture(scope="module")
+def length_judge(tmp_path_factory) -> str:
+    """A tiny CPU model trained on "the longer answer wins", saved once per module."""
     gbdt = pytest.importorskip("arenajudge.models.gbdt")
+    path = tmp_path_factory.mktemp("judge") / "model"
+    rng = np.random.default_rng(5)
     n = 150
     words = rng.integers(1, 60, (n, 2))
     train = make_battles(["p"] * n, ["q"] * n, np.eye(3)[(words[:, 0] < words[:, 1]).astype(int)],
                          ["word " * k for k in words[:, 0]], ["word " * k for k in words[:, 1]])
     gbdt.GBDTModel(n_estimators=20, holdout_share=0, min_child_samples=5).fit(train).save(path)
-    return path
+    return str(path)
 
 
 def length_battles(path: Path, n: int, rng: np.random.Generator, votes: bool,
@@ -236,14 +239,12 @@ def length_battles(path: Path, n: int, rng: np.random.Generator, votes: bool,
     return path
 
 
-def test_cli_model_rates_unvoted_battles(tmp_path):
+def test_cli_model_rates_unvoted_battles(tmp_path, length_judge):
     """--model ranks from predictions: a model trained on "longer wins" puts the
     model that always answers at length first, even though the file has no votes."""
-    rng = np.random.default_rng(5)
-    length_judge(tmp_path / "model", rng)
-    length_battles(tmp_path / "new.csv", 90, rng, votes=False)
+    length_battles(tmp_path / "new.csv", 90, np.random.default_rng(5), votes=False)
     result = CliRunner().invoke(main, ["leaderboard", str(tmp_path / "new.csv"), "--model",
-                                       str(tmp_path / "model"), "--format", "json"])
+                                       length_judge, "--format", "json"])
     assert result.exit_code == 0, result.output
     assert [row["model"] for row in json.loads(result.stdout)["models"]] == [
         "long", "medium", "short"]
@@ -453,9 +454,8 @@ def test_cli_by_disconnected_category_is_one_line_error(tmp_path):
            "disconnected" in result.stderr
 
 
-def test_cli_prediction_powered_board_and_suggestions(tmp_path):
-    rng = np.random.default_rng(12)
-    model = str(length_judge(tmp_path / "model", rng))
+def test_cli_prediction_powered_board_and_suggestions(tmp_path, length_judge):
+    rng, model = np.random.default_rng(12), length_judge
     votes = str(length_battles(tmp_path / "votes.csv", 90, rng, votes=True))
     new = str(length_battles(tmp_path / "new.csv", 300, rng, votes=False))
     runner = CliRunner()
