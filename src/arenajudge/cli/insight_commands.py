@@ -160,6 +160,23 @@ def _echo_csv(frame) -> None:
     click.echo(buffer.getvalue(), nl=False)
 
 
+def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_format: str,
+                 rated_from: str) -> None:
+    if output_format == "json":
+        echo_json({**board.summary(), **({"by": boards.summary(board)} if boards else {})})
+    elif output_format == "csv" and boards:
+        tables = [board.table.assign(board="all")] + [
+            part.table.assign(board=f"{boards.column}={value}")
+            for value, part in boards.boards.items()]
+        _echo_csv(pd.concat(tables, ignore_index=True)[["board", *COLUMNS]])
+    elif output_format == "csv":
+        _echo_csv(board.table[list(COLUMNS)])
+    else:
+        click.echo(_render(board, rated_from))
+        if boards:
+            click.echo(_render_categories(boards, board))
+
+
 @main.command("leaderboard")
 @data_argument
 @input_options
@@ -238,18 +255,7 @@ def leaderboard_command(data: str, input_format: str | None, columns: str | None
                 lambda mask: fit(battles.take(mask), None if proba is None else proba[mask]))
         rated_from = (f"predictions of {model_dir}" if model_dir else "votes") + (
             f" on {board.battles:,} battles")
-    if output_format == "json":
-        echo_json({**board.summary(), **({"by": boards.summary(board)} if boards else {})})
-    elif output_format == "csv":
-        tables = [board.table.assign(board="all")] + ([
-            part.table.assign(board=f"{by_column}={value}")
-            for value, part in boards.boards.items()] if boards else [])
-        _echo_csv(pd.concat(tables, ignore_index=True)[["board", *COLUMNS]] if boards
-                  else board.table[list(COLUMNS)])
-    else:
-        click.echo(_render(board, rated_from))
-        if boards:
-            click.echo(_render_categories(boards, board))
+    _echo_boards(board, boards, output_format, rated_from)
     if plot:
         from arenajudge.report.plots import leaderboard, save_plot
 
