@@ -22,7 +22,7 @@ from typing import Annotated, Any, AsyncIterator, Callable, Literal
 
 import numpy as np
 
-from arenajudge.data.readers import repair_surrogates
+from arenajudge.data.cells import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
 from arenajudge.engines.local import predict
 from arenajudge.errors import MissingDependencyError

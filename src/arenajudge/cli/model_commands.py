@@ -20,8 +20,7 @@ from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import attach_sources, cross_validate, oof_frame, scores_by_source
-from arenajudge.metrics import scores
+from arenajudge.evaluate import attach_sources, cross_validate, evaluate_predictions, oof_frame
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
@@ -115,9 +114,9 @@ def predict_in_batches(model: PreferenceModel, battles: Battles, tie_rate: float
 
 
 def _format_scores(title: str, values: dict[str, float]) -> str:
-    return (f"{title:<24} rows {values['rows']:>6}  log loss {values['log_loss']:.4f}  "
-            f"prior {values['prior_log_loss']:.4f}  accuracy {values['accuracy']:.3f}  "
-            f"ECE {values['ece']:.3f}")
+    return (f"{title:<24} rows {values['rows']:>6}  prior {values['prior_log_loss']:.4f}  "
+            f"length {values['length_log_loss']:.4f}  log loss {values['log_loss']:.4f}  "
+            f"accuracy {values['accuracy']:.3f}  ECE {values['ece']:.3f}")
 
 
 def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> None:
@@ -158,11 +157,15 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 
         if not is_main_process():  # under `accelerate launch` rank 0 reports
             return
-    holdout = getattr(model, "validation_", {})
+    calibrated = getattr(model, "validation_", {})
     summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
-    if holdout.get("log_loss_raw") is not None:
-        summary += (f"; holdout log loss {holdout['log_loss_raw']:.4f} before calibration "
-                    f"(temperature {holdout['temperature']:.2f})")
+    if calibrated.get("log_loss") is not None:
+        summary += (f"; out-of-sample calibrated log loss {calibrated['log_loss']:.4f} "
+                    f"(class prior {calibrated['prior_log_loss']:.4f}, ECE "
+                    f"{calibrated['ece']:.3f}, {calibrated['rows']:,} rows, "
+                    f"{calibrated['folds']}-fold cross-fit; ties: {calibrated['tie_model']})")
+    else:
+        summary += "; no out-of-sample score (no holdout to calibrate on)"
     click.echo(f"{summary}; saved to {out_dir}", err=True)
 
 
@@ -263,8 +266,7 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
     battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     check_labelled(battles)
     proba = predict_in_batches(model, battles.without_labels(), tie_rate)
-    overall = scores(battles.target, proba)
-    by_source = scores_by_source(battles, proba)
+    overall, by_source = evaluate_predictions(battles, proba, seed=seed)
     if output_format == "json":
         echo_json({"overall": overall, "by_source": by_source})
     else:

@@ -26,11 +26,8 @@ import pandas as pd
 
 from arenajudge.data.cells import (CellError, SurrogateCounter, decode_json_cell, is_missing,
                                    message_turns, pair_cell, turn_list)
-from arenajudge.data.schema import LABELS, Battles
+from arenajudge.data.schema import LABELS, Battles, Turns
 from arenajudge.data.tables import read_table
-# older homes of these names, which callers still import from here
-from arenajudge.data.cells import repair_surrogates  # noqa: F401
-from arenajudge.data.tables import FORMATS, detect_format  # noqa: F401
 from arenajudge.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)

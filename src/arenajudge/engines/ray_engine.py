@@ -28,9 +28,9 @@ import pandas as pd
 from arenajudge import errors
 from arenajudge.calibration import check_tie_rate
 from arenajudge.data.readers import (ARENA_COLUMNS, KAGGLE_COLUMNS, PAIR_COLUMNS, Problems,
-                                     detect_format, parse_frame)
-from arenajudge.data.tables import check_unique_columns, decode_record_line
+                                     parse_frame)
 from arenajudge.data.schema import LABELS
+from arenajudge.data.tables import check_unique_columns, decode_record_line, detect_format
 from arenajudge.engines.local import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 from arenajudge.models.contract import PreferenceModel

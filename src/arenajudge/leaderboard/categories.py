@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from arenajudge.data.readers import read_table
+from arenajudge.data.tables import read_table
 from arenajudge.data.schema import Battles
 from arenajudge.errors import DataError
 from arenajudge.leaderboard.board import Leaderboard
