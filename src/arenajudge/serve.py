@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,10 @@ DEFAULT_MAX_BODY = 1_000_000
 """Largest accepted request body in bytes (``--max-body``)."""
 DEFAULT_MAX_BATCH = 1_000
 """Most battles accepted in one request (``--max-batch``)."""
+MAX_JSON_DEPTH = 32
+"""Deepest nesting of arrays and objects accepted in a body (a judge request needs 4)."""
+DRAIN_LIMIT = 64_000_000
+"""Most bytes of a refused body read and dropped so that the client can read the 413."""
 BATCH_WAIT_S = 0.002
 """How long the first request of a micro-batch waits for others to join it."""
 BATCH_ROWS = 256
@@ -154,6 +159,39 @@ class JudgeResponse(BaseModel):
     results: list[Judgement]
 
 
+class HealthStatus(BaseModel):
+    status: Literal["ok", "loading", "failed"]
+    model: str
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where: `body`, `battles[3].prompt`, `tie_rate`, ...")
+    type: str = Field(description="pydantic's error type, e.g. `missing`, `json_invalid`.")
+    message: str
+
+
+class FieldErrors(BaseModel):
+    detail: list[FieldError]
+
+
+JUDGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorMessage, "description": "The body is not UTF-8 text"},
+    413: {"model": ErrorMessage,
+          "description": "Body over --max-body bytes or more battles than --max-batch"},
+    422: {"model": FieldErrors,
+          "description": "Not JSON, nested too deep, or invalid battles; `detail` names "
+                         "each bad field"},
+    500: {"model": ErrorMessage, "description": "The model failed while scoring"},
+    503: {"model": ErrorMessage, "description": "The model is still loading or failed "
+                                                "to load"},
+}
+"""Every status ``POST /v1/judge`` answers besides 200, documented in its OpenAPI schema."""
+
+
 # --------------------------------------------------------------------------- scoring
 def battles_from_request(request: JudgeRequest) -> Battles:
     """The request's battles, followed by their A/B-swapped copies when ``swap`` is set."""
@@ -258,10 +296,12 @@ def _judgements(request: JudgeRequest, proba: np.ndarray) -> list[Judgement]:
 
 # --------------------------------------------------------------------------- limits
 class BodyLimit:
-    """ASGI middleware: answer 413 to a request body over ``max_body`` bytes.
+    """ASGI middleware: answer 413 to a body over ``max_body`` bytes and 422 to one that
+    nests deeper than ``MAX_JSON_DEPTH``, whatever its Content-Type.
 
     The body is read (at most ``max_body`` bytes of it) before the app sees it, so an
-    over-long chunked body gets a 413 rather than a parse error.
+    over-long chunked body gets a 413 rather than a parse error, and no JSON parser
+    downstream (FastAPI's, pydantic's, ours) can recurse past Python's stack.
     """
 
     def __init__(self, app: Any, max_body: int) -> None:
@@ -271,32 +311,71 @@ class BodyLimit:
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body:
-            return await self._too_large(scope, receive, send)
-        chunks, size = [], 0
-        while True:
+            return await self._refuse(self._too_large(), scope, receive, send,
+                                      unread=int(declared) <= DRAIN_LIMIT)
+        chunks, size, more = [], 0, True
+        while more and size <= self.max_body:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.max_body:
-                return await self._too_large(scope, receive, send)
-            if not message.get("more_body"):
-                break
-        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+            more = message.get("more_body", False)
+        if size > self.max_body:
+            return await self._refuse(self._too_large(), scope, receive, send, unread=more)
+        body = b"".join(chunks)
+        depth = json_depth(body)
+        if depth > MAX_JSON_DEPTH:
+            return await self._refuse(JSONResponse(status_code=422, content={"detail": [{
+                "field": "body", "type": "json_too_deep",
+                "message": f"body nests {depth:,} levels deep; at most {MAX_JSON_DEPTH} "
+                           "are accepted"}]}), scope, receive, send, unread=False)
+        replay_messages = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay() -> dict:
-            return body.pop() if body else await receive()
+            return replay_messages.pop() if replay_messages else await receive()
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
-        response = JSONResponse(status_code=413, content={
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse(status_code=413, content={
             "detail": f"request body is over the {self.max_body:,}-byte limit; send fewer "
                       "or shorter battles per request"})
+
+    @staticmethod
+    async def _refuse(response: JSONResponse, scope: dict, receive: Callable,
+                      send: Callable, *, unread: bool) -> None:
+        """Send ``response`` and close the connection, first reading and dropping the rest
+        of the body (up to ``DRAIN_LIMIT`` bytes) when ``unread``: a plain client (urllib)
+        sends its whole body before it reads, and a server that closes on unread bytes
+        makes the kernel reset the connection, losing the answer."""
+        drained = 0
+        while unread and drained <= DRAIN_LIMIT:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            drained += len(message.get("body", b""))
+            unread = message.get("more_body", False)
+        response.headers["connection"] = "close"
         await response(scope, receive, send)
+
+
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_OPENERS = np.frombuffer(b"[{", dtype=np.uint8)
+_CLOSERS = np.frombuffer(b"]}", dtype=np.uint8)
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in ``body``, counted without parsing it.
+
+    Brackets inside strings do not count; ``body`` need not be valid JSON.
+    """
+    skeleton = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
+    steps = (np.isin(skeleton, _OPENERS).astype(np.int64)
+             - np.isin(skeleton, _CLOSERS).astype(np.int64))
+    return int(np.cumsum(steps).max(initial=0))
 
 
 def _field_name(loc: tuple) -> str:
@@ -443,7 +522,10 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
                                 else "the model failed to load; see the server log")
         return state.batcher
 
-    @app.get("/health")
+    @app.get("/health", responses={
+        200: {"description": "The model is loaded", "model": HealthStatus},
+        503: {"description": "The model is still loading or failed to load",
+              "model": HealthStatus}})
     async def health() -> JSONResponse:
         """200 once the model is loaded, 503 before (or if loading failed)."""
         if state.batcher is not None:
@@ -458,9 +540,7 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
 
     @app.post("/v1/judge", response_model=JudgeResponse,
               dependencies=[Depends(_check_batch_count)],
-              responses={413: {"description": "Body or battle count over the limit"},
-                         422: {"description": "Invalid battles; `detail` names each field"},
-                         503: {"description": "The model is not loaded yet"}})
+              responses=JUDGE_ERRORS)
     async def judge(request: JudgeRequest) -> JudgeResponse:
         """Probabilities that A wins, B wins or it is a tie, and the verdict, per battle."""
         batcher = ready_batcher()
