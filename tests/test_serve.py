@@ -395,6 +395,25 @@ def test_serve_command_fails_cleanly_on_a_bad_model_dir(tmp_path):
     assert result.output.startswith("error: ") and "not a model directory" in result.output
 
 
+def test_serve_command_on_a_busy_port_is_one_error_line(model_dir):
+    import socket
+
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--model", str(model_dir),
+                                           "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.splitlines()
+    assert line.startswith("error: ")
+    assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line
+
+
 def test_missing_fastapi_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "fastapi", None)
     monkeypatch.delitem(sys.modules, "arenajudge.serve")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import errno
 import hashlib
 import json
 import logging
 import os
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,7 +28,7 @@ import numpy as np
 from arenajudge.data.readers import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
 from arenajudge.engines.local import predict
-from arenajudge.errors import MissingDependencyError
+from arenajudge.errors import ConfigError, MissingDependencyError
 from arenajudge.models.base import (MANIFEST, PreferenceModel, check_scores_raw_text,
                                     load_model, read_manifest)
 
@@ -560,12 +562,45 @@ def app_from_env() -> FastAPI:
     return create_app(Settings(**json.loads(os.environ[CONFIG_ENV])))
 
 
+_BIND_HINTS = {
+    errno.EADDRINUSE: "the port is in use; stop what listens there or pick another --port",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); pick another "
+                  "--port",
+    errno.EADDRNOTAVAIL: "no interface of this machine has that address; check --host",
+}
+
+
+def check_can_listen(host: str, port: int) -> None:
+    """Bind ``host``:``port`` once and let go, so that a busy port is one clear error
+    before any work (uvicorn's own report is several log lines and exit code 3).
+
+    Raises
+    ------
+    ConfigError
+        The address cannot be bound; the message names host, port and the flag to change.
+    """
+    where = f"cannot listen on {host}:{port}"
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"{where}: unknown host ({exc.strerror}); check --host") from None
+    with socket.socket(family, kind, proto) as probe:
+        # as uvicorn does: a port left in TIME_WAIT by a stopped server counts as free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            hint = _BIND_HINTS.get(exc.errno, f"{exc.strerror}; check --host and --port")
+            raise ConfigError(f"{where}: {hint}") from None
+
+
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
           workers: int = 1) -> None:
     """Run the service until interrupted.
 
-    The model is loaded (and checked) here first, so a bad model directory fails
-    before the port is bound. With ``workers`` > 1 each uvicorn worker process loads
+    The port is checked and the model loaded (and checked) here first, so a busy port
+    or a bad model directory fails with one error before uvicorn starts. With ``workers`` > 1 each uvicorn worker process loads
     its own copy and micro-batches its own requests.
     """
     try:
@@ -577,6 +612,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     options = {"host": host, "port": port, "log_config": log_config}
+    check_can_listen(host, port)
     model = load_ready_model(settings.model_dir)
     if workers == 1:
         uvicorn.run(create_app(settings, model), **options)
