@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from arenajudge import serve  # noqa: E402
 from arenajudge.data import LABELS, Battles, read_battles  # noqa: E402
 from arenajudge.errors import DataError, MissingDependencyError  # noqa: E402
+from arenajudge.http_limits import json_depth  # noqa: E402
 from arenajudge.models.base import PreferenceModel, load_model  # noqa: E402
 from arenajudge.models.gbdt import GBDTModel  # noqa: E402
 
@@ -192,7 +193,7 @@ def test_brackets_inside_strings_are_not_nesting(client):
     texts = '[{"x\\"' * 100  # a backslash before a quote, then brackets: still text
     response = client.post("/v1/judge", json={"battles": _battle(prompt=texts)})
     assert response.status_code == 200, response.text
-    assert serve.json_depth(json.dumps({"a": [texts, [texts]]}).encode()) == 3
+    assert json_depth(json.dumps({"a": [texts, [texts]]}).encode()) == 3
 
 
 def test_a_body_without_json_content_type_is_explained(client):
