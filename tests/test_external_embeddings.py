@@ -84,6 +84,7 @@ def test_model_with_embeddings_is_symmetric_and_round_trips(data, tmp_path):
 
 
 def test_serving_refuses_a_model_that_needs_embeddings(data, tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
     from arenajudge.serve import load_ready_model
 
     _, emb, battles = data

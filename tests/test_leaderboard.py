@@ -186,18 +186,26 @@ def test_cli_json_is_sorted_list_of_records(votes_csv):
     assert all(r["ci_lower"] <= r["rating"] <= r["ci_upper"] for r in rows)
 
 
-def test_cli_csv_text_and_plot(votes_csv, tmp_path):
+def test_cli_csv_and_text(votes_csv):
     runner = CliRunner()
     result = runner.invoke(main, ["leaderboard", str(votes_csv), "--format", "csv",
                                   "--ci", "none"])
     assert result.exit_code == 0, result.output
     frame = pd.read_csv(io.StringIO(result.stdout))
     assert tuple(frame.columns) == COLUMNS and frame["ci_lower"].isna().all()
+    result = runner.invoke(main, ["leaderboard", str(votes_csv), "--bootstrap", "10",
+                                  "--style-control"])
+    assert result.exit_code == 0, result.output
+    assert "   1  top" in result.stdout and "style control" in result.stdout
+
+
+def test_cli_plot_is_a_png_never_overwritten_without_force(votes_csv, tmp_path):
+    pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
+    runner = CliRunner()
     plot = tmp_path / "ratings.png"
     result = runner.invoke(main, ["leaderboard", str(votes_csv), "--plot", str(plot),
                                   "--ci", "bootstrap", "--bootstrap", "10", "--style-control"])
     assert result.exit_code == 0, result.output
-    assert "   1  top" in result.stdout and "style control" in result.stdout
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     again = runner.invoke(main, ["leaderboard", str(votes_csv), "--plot", str(plot)])
     assert again.exit_code == 2 and "--force" in again.stderr

@@ -19,7 +19,7 @@ from arenajudge.data import LABELS, Battles, swap_proba
 from arenajudge.errors import DataError, OutputExistsError
 from arenajudge.report import Evidence, read_oof, write_report
 
-pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
 
 DATA_ONLY = ["class_balance", "battles_per_model", "win_rate_by_length", "position_bias"]
 

@@ -228,10 +228,10 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
     check_output(out_path, force, "file")
     started = time.perf_counter()
     if engine == "ray":
+        if embeddings_path:  # before the import: a flag error must not need the ray extra
+            raise ConfigError("--embeddings needs --engine local")
         from arenajudge.engines.ray_engine import predict_with_ray
 
-        if embeddings_path:
-            raise ConfigError("--embeddings needs --engine local")
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
                                       read_kwargs={**read_options(input_format, columns),
                                                    "seed": seed})
