@@ -37,6 +37,11 @@ def build_sample(data_dir: Path, hh_rows: int, seed: int) -> pd.DataFrame:
     return sample[COLUMNS].reset_index(drop=True)
 
 
+def write_sample(sample: pd.DataFrame, path: Path) -> None:
+    """Gzipped CSV without a timestamp in the header, so equal data gives equal bytes."""
+    sample.to_csv(path, index=False, compression={"method": "gzip", "mtime": 0})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -46,7 +51,7 @@ def main() -> None:
     if not (args.data / "human_dev.csv").exists():
         sys.exit(f"error: {args.data / 'human_dev.csv'} is absent; pass --data DIR")
     sample = build_sample(args.data, args.hh_rows, args.seed)
-    sample.to_csv(OUT, index=False, compression={"method": "gzip", "mtime": 0})
+    write_sample(sample, OUT)
     print(json.dumps({"path": str(OUT.relative_to(ROOT)), "rows": len(sample),
                       "by_source": sample["source"].value_counts().to_dict(),
                       "bytes": OUT.stat().st_size,
