@@ -6,12 +6,11 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import click
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from arenajudge.calibration import check_tie_rate
 from arenajudge.cli import main
@@ -21,6 +20,7 @@ from arenajudge.cli.transformer_commands import transformer_options
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import LABELS, Battles
+from arenajudge.engines.local import ScoredBlock, score_blocks, stream_predict
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import attach_sources, cross_validate, oof_frame, scores_by_source
 from arenajudge.metrics import scores
@@ -29,8 +29,6 @@ from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 from arenajudge.outputs import check_output, write_csv
 
 logger = logging.getLogger("arenajudge.cli")
-
-PREDICT_BATCH = 4096
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -108,18 +106,6 @@ def _read(data: str, input_format: str | None, columns: str | None, seed: int,
     if embeddings_path:
         battles = attach_embeddings(battles, embeddings_path)
     return attach_sources(battles, sources_path) if sources_path else battles
-
-
-def predict_in_batches(model: PreferenceModel, battles: Battles, tie_rate: float | None,
-                       progress: bool = True) -> np.ndarray:
-    """``model.predict_proba`` in batches of ``PREDICT_BATCH`` rows, with a progress bar."""
-    parts = []
-    with tqdm(total=len(battles), desc="predicting", unit="pair", disable=not progress) as bar:
-        for start in range(0, len(battles), PREDICT_BATCH):
-            chunk = battles.take(np.arange(start, min(start + PREDICT_BATCH, len(battles))))
-            parts.append(model.predict_proba(chunk, tie_rate=tie_rate))
-            bar.update(len(chunk))
-    return np.vstack(parts) if parts else np.zeros((0, len(LABELS)))
 
 
 def _format_scores(title: str, values: dict[str, float]) -> str:
@@ -233,27 +219,27 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
     check_output(out_path, force)
     check_tie_rate(tie_rate)
     started = time.perf_counter()
+    read_kwargs = {**read_options(input_format, columns), "seed": seed}
     if engine == "ray":
         from arenajudge.engines.ray_engine import predict_with_ray
 
         if embeddings_path:
             raise ConfigError("--embeddings needs --engine local")
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
-                                      read_kwargs={**read_options(input_format, columns),
-                                                   "seed": seed})
+                                      read_kwargs=read_kwargs)
+        submission = pd.DataFrame(proba, columns=list(LABELS))
+        submission.insert(0, "id", ids)
+        write_csv(submission, out_path, force=force)
+        n_rows = len(ids)
     else:
         if address:
             raise ConfigError("--address applies to --engine ray only")
-        model = load_model(model_dir)
-        battles = _read(data, input_format, columns, seed,
-                        embeddings_path=embeddings_path).without_labels()
-        ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
-    submission = pd.DataFrame(proba, columns=list(LABELS))
-    submission.insert(0, "id", ids)
-    write_csv(submission, out_path, force=force)
+        n_rows = stream_predict(data, load_model(model_dir), out_path, force=force,
+                                read_kwargs=read_kwargs, tie_rate=tie_rate,
+                                embeddings_path=embeddings_path, progress=True)
     elapsed = time.perf_counter() - started
-    click.echo(f"wrote {len(ids):,} predictions to {out_path} "
-               f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
+    click.echo(f"wrote {n_rows:,} predictions to {out_path} "
+               f"({n_rows / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
 
 
 @main.command("evaluate")
@@ -270,14 +256,33 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      input_format: str | None, columns: str | None, output_format: str,
                      seed: int) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
-    check_tie_rate(tie_rate)
     model = load_model(model_dir)
-    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
-    check_labelled(battles)
-    proba = predict_in_batches(model, battles.without_labels(), tie_rate)
+    blocks = score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
+                                                    "seed": seed},
+                          tie_rate=tie_rate, embeddings_path=embeddings_path, progress=True,
+                          check=check_labelled)
+    battles, proba = _labelled_scores(blocks)
+    if sources_path:
+        battles = attach_sources(battles, sources_path)
     overall = scores(battles.target, proba)
     by_source = scores_by_source(battles, proba)
     if output_format == "json":
         echo_json({"overall": overall, "by_source": by_source})
     else:
         _print_scores(overall, by_source)
+
+
+def _labelled_scores(blocks: Iterable[ScoredBlock]) -> tuple[Battles, np.ndarray]:
+    """Ids, labels and sources of the streamed ``blocks`` (as battles without texts,
+    which are dropped block by block) and their probabilities, shape (n, 3)."""
+    ids, target, source, proba = [], [], [], []
+    for block in blocks:
+        ids.append(block.ids)
+        target.append(block.target)
+        source.append(block.battles.source)
+        proba.append(block.proba)
+    no_turns = [()] * sum(map(len, ids))
+    battles = Battles(id=np.concatenate(ids), prompt=no_turns, response_a=no_turns,
+                      response_b=no_turns, target=np.vstack(target),
+                      source=None if source[0] is None else np.concatenate(source))
+    return battles, np.vstack(proba)

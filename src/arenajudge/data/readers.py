@@ -18,9 +18,10 @@ import json
 import logging
 import re
 import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -120,28 +121,35 @@ def _open_text(path: Path):
     return opener(path, "rt", encoding="utf-8")
 
 
+def json_line_records(lines: Iterable[str], path: str | Path) -> Iterator[dict]:
+    """The row objects of JSON lines (blank lines skipped), checked one by one."""
+    for lineno, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"line {lineno} is not valid JSON ({exc.msg}); "
+                            "each line of a JSONL file must be one JSON object",
+                            file=path) from None
+        if not isinstance(record, dict):
+            raise DataError(f"line {lineno} is a JSON {type(record).__name__}, not an "
+                            "object with named columns", file=path)
+        yield record
+
+
 def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
     records: list[Any]
     with _open_text(path) as handle:
-        if fmt == "json":
-            try:
-                records = json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                                "a .json file must hold one list of row objects", file=path)
-            if not isinstance(records, list):
-                raise DataError("must hold a JSON list of row objects", file=path)
-        else:
-            records = []
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"line {lineno} is not valid JSON ({exc.msg}); "
-                                    "each line of a JSONL file must be one JSON object",
-                                    file=path)
+        if fmt == "jsonl":
+            return pd.DataFrame.from_records(list(json_line_records(handle, path)))
+        try:
+            records = json.load(handle)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"is not valid JSON ({exc.msg} at line {exc.lineno}); "
+                            "a .json file must hold one list of row objects", file=path)
+        if not isinstance(records, list):
+            raise DataError("must hold a JSON list of row objects", file=path)
     for position, record in enumerate(records, 1):
         if not isinstance(record, dict):
             raise DataError(f"row {position} is a {type(record).__name__}, not an object "
@@ -149,13 +157,13 @@ def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
-    """Read a file into a raw frame of Python objects, with no schema checks.
+def check_data_path(path: str | Path, format: str | None = None) -> tuple[Path, str]:
+    """``path`` and its format, once ``path`` is known to be a file of a known format.
 
     Raises
     ------
     DataError
-        The file is missing, unreadable, not UTF-8, or not of the given format.
+        The file is missing or a directory; ConfigError for an unknown ``format``.
     """
     path = Path(path)
     if not path.exists():
@@ -165,13 +173,15 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return path, fmt
+
+
+@contextmanager
+def read_errors(path: str | Path, fmt: str) -> Iterator[None]:
+    """Turn what pandas, pyarrow and the decoders raise on a bad file into one DataError
+    naming ``path``; shared by the whole-file and the block readers."""
     try:
-        if fmt == "csv":
-            return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
-                               compression="infer")
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        return _read_json_records(path, fmt)
+        yield
     except ArenaJudgeError:
         raise
     except UnicodeDecodeError as exc:
@@ -189,6 +199,24 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
     except Exception as exc:  # pyarrow raises its own types for corrupt parquet files
         raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
                         file=path) from None
+
+
+def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
+    """Read a file into a raw frame of Python objects, with no schema checks.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable, not UTF-8, or not of the given format.
+    """
+    path, fmt = check_data_path(path, format)
+    with read_errors(path, fmt):
+        if fmt == "csv":
+            return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
+                               compression="infer")
+        if fmt == "parquet":
+            return pd.read_parquet(path)
+        return _read_json_records(path, fmt)
 
 
 def _apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str], path: Path
@@ -314,17 +342,19 @@ def _flexible_cell(value: Any, counter: list[int]) -> tuple[Turns | None, Turns]
 
 # --------------------------------------------------------------------------- columns
 class _Reader:
-    """Parses one raw frame column by column, collecting problems."""
+    """Parses one raw frame column by column, collecting problems; ``first_row`` is the
+    position in the file of the frame's first row (a block of a streamed file)."""
 
-    def __init__(self, frame: pd.DataFrame, problems: Problems):
+    def __init__(self, frame: pd.DataFrame, problems: Problems, first_row: int = 0):
         self.frame = frame
         self.problems = problems
+        self.first_row = first_row
         self.surrogates = [0]
         self.ids = self._ids()
 
     def _where(self, position: int) -> dict:
         row_id = self.ids[position]
-        return {"row_id": row_id} if row_id else {"row": position + 1}
+        return {"row_id": row_id} if row_id else {"row": self.first_row + position + 1}
 
     def _ids(self) -> np.ndarray:
         n = len(self.frame)
@@ -333,7 +363,8 @@ class _Reader:
                 return self._id_values(self.frame["question_id"], "question_id")
             if "chosen" in self.frame.columns:
                 self.problems.warn("has no id column; rows are numbered from 1 as their ids")
-                return np.array([str(i) for i in range(1, n + 1)], dtype=object)
+                numbers = range(self.first_row + 1, self.first_row + n + 1)
+                return np.array([str(i) for i in numbers], dtype=object)
             self.problems.error("is missing; every row needs a unique id "
                                 "(map another column with --columns id=NAME)", column="id")
             return np.array([""] * n, dtype=object)
@@ -342,8 +373,8 @@ class _Reader:
     def _id_values(self, column: pd.Series, name: str) -> np.ndarray:
         ids = np.array(["" if _is_missing(v) else str(v).strip() for v in column], dtype=object)
         for position in np.flatnonzero(ids == ""):
-            self.problems.error("is empty; every row needs a unique id", row=position + 1,
-                                column=name)
+            self.problems.error("is empty; every row needs a unique id",
+                                row=self.first_row + position + 1, column=name)
         first_seen: dict[str, int] = {}
         for position, row_id in enumerate(ids):
             if not row_id:
@@ -352,7 +383,7 @@ class _Reader:
                 self.problems.error(f"is a duplicate (first seen in row {first_seen[row_id]}); "
                                     "ids must be unique", row_id=row_id, column=name)
             else:
-                first_seen[row_id] = position + 1
+                first_seen[row_id] = self.first_row + position + 1
         return ids
 
     def column(self, name: str, parse: Callable[[Any], Any], empty: Any = ()) -> list:
@@ -445,6 +476,8 @@ def _arena(reader: _Reader) -> tuple[list, list, list]:
 
 
 def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
+    """Prompt, response A, response B and labels of chosen/rejected pairs; row ``i`` of
+    the file takes draw ``i`` of the seeded stream, so blocks give the whole file's order."""
     def side(raw):
         return _flexible_cell(raw, reader.surrogates)
 
@@ -458,7 +491,9 @@ def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
         prompt = reader.column("prompt", prompt_cell)
     else:
         prompt = [user or () for user, _ in chosen]
-    chosen_is_b = np.random.default_rng(seed).random(len(chosen)) < 0.5
+    rng = np.random.default_rng(seed)
+    rng.bit_generator.advance(reader.first_row)  # one 64-bit draw per row before this frame
+    chosen_is_b = rng.random(len(chosen)) < 0.5
     pairs = list(zip((c[1] for c in chosen), (r[1] for r in rejected)))
     response_a = [r if flip else c for (c, r), flip in zip(pairs, chosen_is_b)]
     response_b = [c if flip else r for (c, r), flip in zip(pairs, chosen_is_b)]
@@ -477,9 +512,12 @@ def load_battles(path: str | Path, problems: Problems, *, format: str | None = N
 
 
 def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
-                columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles | None:
+                columns: Mapping[str, str] | None = None, seed: int = 0,
+                first_row: int = 0) -> Battles | None:
     """Battles from a raw frame as :func:`read_table` gives it, e.g. one block of a file
-    read in a stream; ``path`` names the file in messages. See :func:`load_battles`."""
+    read in a stream whose first row is row ``first_row`` (0-based) of the file: row
+    numbers in messages and the A/B order of preference pairs then match the whole
+    file's. ``path`` names the file in messages. See :func:`load_battles`."""
     path = Path(path)
     frame = _apply_column_mapping(frame, columns or {}, path)
     layout = _layout(frame, path, problems)
@@ -488,7 +526,7 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
     if len(frame) == 0:
         problems.error("has no rows; it needs at least one battle")
         return None
-    reader = _Reader(frame, problems)
+    reader = _Reader(frame, problems, first_row)
     target = None
     if layout == "kaggle":
         prompt, response_a, response_b = _kaggle(reader)
