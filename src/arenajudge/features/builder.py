@@ -131,8 +131,9 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     sets = words.lower_sets[of_text]
     words_p, words_a, words_b = sets[:n], sets[n:2 * n], sets[2 * n:]
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
-    last_prompts = [t[-1] if t else "" for t in battles.prompt]
-    requests = count_requests(last_prompts)
+    last_prompts, of_prompt = _distinct([t[-1] if t else "" for t in battles.prompt])
+    prompt_requests = count_requests(last_prompts)
+    requests = [prompt_requests[i] for i in of_prompt]
 
     def side(turns, texts_x, stats_x, tok_x, words_x, emb_x):
         return np.column_stack([
@@ -155,7 +156,7 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
         empty_a * empty_b,
         np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1),
         (log_chars_a + log_chars_b) / 2, np.abs(log_chars_a - log_chars_b),
-        instruction_flags(last_prompts, requests), emb_p,
+        instruction_flags(last_prompts, prompt_requests)[of_prompt], emb_p,
     ]).astype(np.float32)
     return PairFeatures(
         shared=shared,
