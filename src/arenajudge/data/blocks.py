@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import logging
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping
 
@@ -24,8 +23,6 @@ from arenajudge.data.readers import (Problems, check_data_path, json_line_record
 from arenajudge.data.schema import Battles
 from arenajudge.errors import ConfigError, DataError
 from arenajudge.timing import timed
-
-logger = logging.getLogger(__name__)
 
 STREAM_FORMATS = ("csv", "jsonl", "parquet")
 """Formats read block by block; a ``.json`` list is read whole, then cut into blocks."""

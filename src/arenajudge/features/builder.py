@@ -128,8 +128,8 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     tok_a, tok_b = tokens[n:2 * n], tokens[2 * n:]
     stats = text_stats(distinct, words)[of_text]
     stats_p, stats_a, stats_b = stats[:n], stats[n:2 * n], stats[2 * n:]
-    sets = words.lower_sets[of_text]
-    words_p, words_a, words_b = sets[:n], sets[n:2 * n], sets[2 * n:]
+    sets = words.lower_sets
+    words_p, words_a, words_b = (sets[of_text[k * n:(k + 1) * n]] for k in range(3))
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
     last_prompts, of_prompt = _distinct([t[-1] if t else "" for t in battles.prompt])
     prompt_requests = count_requests(last_prompts)
