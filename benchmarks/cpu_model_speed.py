@@ -24,7 +24,7 @@ def _phase(args: argparse.Namespace) -> None:
     import numpy as np
 
     from arenajudge.data import read_battles
-    from arenajudge.models.base import load_model
+    from arenajudge.models.registry import load_model
     from arenajudge.models.gbdt import GBDTModel
 
     started = time.perf_counter()

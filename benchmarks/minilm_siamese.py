@@ -23,8 +23,8 @@ import numpy as np
 
 from arenajudge.data import folds, read_battles
 from arenajudge.metrics import accuracy, log_loss, prior_log_loss
-from arenajudge.models.base import PreferenceModel
-from arenajudge.models.transformer import build_model
+from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.registry import build_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "human_dev.csv"
 

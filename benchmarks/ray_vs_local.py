@@ -35,7 +35,7 @@ LOCAL = """
 import sys, numpy as np
 from arenajudge.data import read_battles
 from arenajudge.engines.local import predict
-from arenajudge.models.base import load_model
+from arenajudge.models.registry import load_model
 battles = read_battles(sys.argv[1])
 proba = predict(load_model(sys.argv[2]), battles)
 np.save(sys.argv[3], proba); np.save(sys.argv[4], battles.id.astype(str))

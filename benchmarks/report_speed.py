@@ -3,8 +3,8 @@
 * report: alpaca_eval_gpt4_turbo.csv.gz (~47k rows) end to end through the CLI,
   data-only and with an OOF file (a length heuristic stands in for a model's
   out-of-fold predictions, so every section is drawn);
-* leaderboard: arena_bench_gpt4_pairs.csv.gz (~31k rows, 15 models), 100 bootstrap
-  replicates, without and with style control.
+* leaderboard: arena_bench_gpt4_pairs.csv.gz (30,977 rows, 15 models), sandwich
+  intervals, without and with style control.
 
 Usage: python benchmarks/report_speed.py [--data-dir ../shared/data]
 Prints one JSON object on stdout.
@@ -72,7 +72,7 @@ def main() -> None:
                                                      "json")
         results["leaderboard_style_control_s"], styled = timed_cli(
             "leaderboard", str(arena), "--format", "json", "--style-control")
-    board, styled_board = json.loads(stdout), json.loads(styled)
+    board, styled_board = json.loads(stdout)["models"], json.loads(styled)["models"]
     results["leaderboard_top3"] = [(r["model"], round(r["rating"])) for r in board[:3]]
     results["style_control_top3"] = [(r["model"], round(r["rating"])) for r in styled_board[:3]]
     print(json.dumps(results))

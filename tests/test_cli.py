@@ -144,6 +144,52 @@ def test_user_errors_are_one_line(workspace, args, fragments):
     assert_one_line_error(result, *fragments)
 
 
+@pytest.mark.parametrize("args,fragments", [
+    (["predict", "{ws}/test.csv", "--model", "{ws}/model", "--out", "{ws}/u.csv", "--tie-rate",
+      "abc"], ["--tie-rate", "predict --help`)"]),
+    (["validate", "{ws}"], ["DATA", "is a directory"]),
+    (["predict", "{ws}/test.csv", "--model", "{ws}/nope", "--out", "{ws}/u.csv"],
+     ["--model", "does not exist"]),
+    (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--seed", "-1"], ["--seed"]),
+    (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--backend", "svm"], ["--backend"]),
+    (["nonsense"], ["No such command"]),
+])
+def test_usage_errors_are_one_line(workspace, args, fragments):
+    assert_one_line_error(run(*[a.format(ws=workspace) for a in args]), *fragments)
+
+
+def test_a_damaged_model_file_is_one_line_before_lightgbm_sees_it(workspace, tmp_path):
+    import shutil
+
+    damaged = tmp_path / "model"
+    shutil.copytree(workspace / "model", damaged)
+    booster = damaged / "model.txt"
+    booster.write_bytes(booster.read_bytes()[:1000])
+    proc = subprocess.run([sys.executable, "-m", "arenajudge", "predict",
+                           str(workspace / "test.csv"), "--model", str(damaged), "--out",
+                           str(tmp_path / "s.csv")], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {booster}: is corrupt (its sha256 differs from the manifest's); restore "
+        "the file or retrain the model"]
+
+
+def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
+    import types
+
+    from arenajudge import _entry
+
+    class Interrupted(types.ModuleType):
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "arenajudge.cli", Interrupted("arenajudge.cli"))
+    with pytest.raises(SystemExit) as exit_info:
+        _entry.main()
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err == "error: interrupted\n"
+
+
 def test_unknown_config_key(workspace, tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("n_estimators: 10\nleaves: 3\n")
@@ -172,7 +218,7 @@ def test_validate_real_data(name, rows):
 
 def test_transformer_flags_need_a_transformer_backend(workspace, tmp_path):
     result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--lr", "1e-4")
-    assert_one_line_error(result, "--lr", "--model siamese|cross|llm")
+    assert_one_line_error(result, "--lr", "--backend siamese|cross|llm")
 
 
 def test_address_needs_the_ray_engine(workspace):

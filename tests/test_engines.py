@@ -13,7 +13,7 @@ from conftest import synthetic_frame
 from arenajudge.data import LABELS, read_battles
 from arenajudge.engines.local import predict
 from arenajudge.errors import ConfigError, DataError, MissingDependencyError
-from arenajudge.models.base import load_model
+from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTModel
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")

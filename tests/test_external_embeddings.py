@@ -13,7 +13,7 @@ from arenajudge.data import read_battles, swap_proba
 from arenajudge.data.embeddings import attach_embeddings, write_embeddings
 from arenajudge.errors import ConfigError, DataError
 from arenajudge.evaluate import cross_validate
-from arenajudge.models.base import load_model
+from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 
 from conftest import synthetic_frame
@@ -126,9 +126,9 @@ def test_cli_train_predict_evaluate_with_embeddings(data, tmp_path):
     result = _run("predict", train, "--model", model, "--out", tmp_path / "sub3.csv",
                   "--embeddings", emb, "--engine", "ray")
     assert result.exit_code == 2 and "--embeddings needs --engine local" in result.output
-    result = _run("train", train, "--out", tmp_path / "m2", "--model", "siamese",
+    result = _run("train", train, "--out", tmp_path / "m2", "--backend", "siamese",
                   "--base", tmp_path, "--embeddings", emb)
-    assert result.exit_code == 2 and "--embeddings applies to --model gbdt" in result.output
+    assert result.exit_code == 2 and "--embeddings applies to --backend gbdt" in result.output
 
 
 @pytest.mark.parametrize("metadata", [b"[" * 100_000, b'{"dim": ' + b"9" * 5000 + b"}",

@@ -25,7 +25,8 @@ from fastapi.testclient import TestClient  # noqa: E402
 from arenajudge import serve  # noqa: E402
 from arenajudge.data import LABELS, Battles, read_battles  # noqa: E402
 from arenajudge.errors import DataError, MissingDependencyError  # noqa: E402
-from arenajudge.models.base import PreferenceModel, load_model  # noqa: E402
+from arenajudge.models.contract import PreferenceModel  # noqa: E402
+from arenajudge.models.registry import load_model  # noqa: E402
 from arenajudge.models.gbdt import GBDTModel  # noqa: E402
 
 SECRET = "zebra-quokka-7431"  # a text that must never reach the logs

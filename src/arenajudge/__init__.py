@@ -1,8 +1,13 @@
-"""arenajudge: predict which of two chatbot responses a person prefers."""
+"""arenajudge: predict which of two chatbot responses a person prefers.
+
+``LABELS``, ``Battles`` and ``read_battles`` are imported on first use, so that
+``import arenajudge`` (and the console script's start) stays cheap.
+"""
+
+from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
-
-from arenajudge.data import LABELS, Battles, read_battles
+from typing import Any
 
 try:
     __version__ = version("arenajudge")
@@ -10,3 +15,11 @@ except PackageNotFoundError:  # running from a source tree that was never instal
     __version__ = "0.0.0+unknown"
 
 __all__ = ["LABELS", "Battles", "__version__", "read_battles"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("LABELS", "Battles", "read_battles"):
+        import arenajudge.data
+
+        return getattr(arenajudge.data, name)
+    raise AttributeError(f"module 'arenajudge' has no attribute {name!r}")

@@ -14,7 +14,7 @@ from arenajudge.data.folds import folds
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import DataError
 from arenajudge.metrics import scores
-from arenajudge.models.base import PreferenceModel, check_labelled
+from arenajudge.models.contract import PreferenceModel, check_labelled
 
 
 @dataclass

@@ -26,8 +26,9 @@ from arenajudge.data.readers import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
 from arenajudge.engines.local import predict
 from arenajudge.errors import MissingDependencyError
-from arenajudge.models.base import (MANIFEST, PreferenceModel, check_scores_raw_text,
-                                    load_model, read_manifest)
+from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.manifest import MANIFEST, check_scores_raw_text, read_manifest
+from arenajudge.models.registry import load_model
 
 try:
     from fastapi import Depends, FastAPI, HTTPException, Request

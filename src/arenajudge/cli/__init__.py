@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
 
 from arenajudge.errors import ArenaJudgeError
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
 
 
 class _UserError(click.ClickException):
@@ -23,7 +25,37 @@ class _UserError(click.ClickException):
         click.echo(f"error: {self.message}", err=True)
 
 
+def _usage_line(exc: click.UsageError) -> str:
+    """Click's usage error as one line, naming the command whose --help helps."""
+    command = exc.ctx.command_path if exc.ctx is not None else "arenajudge"
+    message = " ".join(exc.format_message().split())
+    return f"error: {message} (see `{command} --help`)"
+
+
 class _Group(click.Group):
+    """Formats every failure as one ``error:`` line: usage errors, user errors, internal
+    errors (traceback only with --debug) and Ctrl-C."""
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            click.echo(_usage_line(exc), err=True)
+            sys.exit(EXIT_USER_ERROR)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click.Abort, KeyboardInterrupt):
+            click.echo("error: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        sys.exit(0)
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

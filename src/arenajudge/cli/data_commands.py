@@ -46,7 +46,7 @@ def _render(report: ValidationReport) -> str:
 @data_argument
 @input_options
 @format_option
-@seed_option
+@seed_option("the A/B order of chosen/rejected pairs")
 def validate_command(data: str, input_format: str | None, columns: str | None,
                      output_format: str, seed: int) -> None:
     """Check a battles file and summarise it; exit 2 if it has errors."""

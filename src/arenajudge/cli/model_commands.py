@@ -12,46 +12,53 @@ import click
 import numpy as np
 from tqdm.auto import tqdm
 
-from arenajudge.calibration import check_tie_rate
 from arenajudge.cli import main
-from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
-                                    input_options, read_options, seed_option)
-from arenajudge.cli.transformer_commands import transformer_options
+from arenajudge.cli.options import (GroupedCommand, config_options, data_argument, echo_json,
+                                    flags_of, force_option, format_option, input_options,
+                                    model_dir_option, read_options, seed_option)
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import attach_sources, cross_validate, oof_frame, scores_by_source
 from arenajudge.metrics import scores
-from arenajudge.models.base import PreferenceModel, check_labelled, load_model
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.models.contract import PreferenceModel, check_labelled
+from arenajudge.models.gbdt import GBDTConfig
+from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
+from arenajudge.models.transformer.config import TransformerConfig
 from arenajudge.outputs import check_output, write_csv, write_submission
 
 logger = logging.getLogger("arenajudge.cli")
 
 PREDICT_BATCH = 4096
+TRANSFORMER_BACKENDS = ("siamese", "cross", "llm")
+SETTINGS_GROUPS = {"CPU model options (--backend gbdt)": GBDTConfig,
+                   "Transformer options (--backend siamese|cross|llm)": TransformerConfig}
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="YAML or JSON file of model settings (GBDTConfig fields); flags override it.")
-encoder_option = click.option(
-    "--encoder", type=click.Path(exists=True, file_okay=False), default=None,
-    help="Local Hugging Face encoder directory to embed texts with instead of WordLlama "
-         "(needs the transformers extra).")
+    metavar="FILE", help="YAML or TOML file of the backend's settings (the fields listed "
+                         "under its options below); flags given override it.")
+model_settings = config_options(SETTINGS_GROUPS, exclude=("kind",))
 embeddings_option = click.option(
     "--embeddings", "embeddings_path", type=click.Path(exists=True, dir_okay=False),
-    default=None, help="EMB.parquet from `arenajudge embed`: outside embeddings as extra "
-                       "features of the CPU model (the same for predict and evaluate).")
-sources_option = click.option(
-    "--sources", "sources_path", type=click.Path(exists=True, dir_okay=False), default=None,
-    help="CSV of id,source (or a `source` column in DATA): metrics per source; in "
-         "training, a large source is kept from drowning out small ones (source_balance).")
+    default=None, metavar="EMB.parquet",
+    help="Outside embeddings from `arenajudge embed`, attached by id as extra features of "
+         "the CPU model (give the same kind for predict and evaluate).")
+
+
+def sources_option(use: str) -> Callable:
+    return click.option(
+        "--sources", "sources_path", type=click.Path(exists=True, dir_okay=False),
+        default=None, metavar="FILE", help=f"CSV of id,source (else a `source` column in "
+                                           f"DATA): {use}.")
+
+
 tie_rate_option = click.option(
-    "--tie-rate", type=float, default=None,
+    "--tie-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
     help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
 backend_option = click.option(
-    "--model", "backend", type=click.Choice(["gbdt", "siamese", "cross", "llm"]),
-    default="gbdt", show_default=True,
+    "--backend", type=click.Choice(TRAINABLE), default="gbdt", show_default=True,
     help="Model family: the CPU LightGBM model, or a transformer backend (GPU; needs "
          "--base and the transformers extra).")
 engine_option = click.option(
@@ -59,46 +66,32 @@ engine_option = click.option(
     help="Score in this process, or in parallel Ray actors (needs the ray extra).")
 address_option = click.option(
     "--address", default=None, help="Ray cluster address (e.g. auto); local cores if omitted.")
-model_option = click.option("--model", "model_dir", required=True,
-                            type=click.Path(exists=True, file_okay=False),
-                            help="A model directory written by `arenajudge train`.")
 
 
-def _load_config(config_path: str | None, seed: int, encoder: str | None) -> GBDTConfig:
-    values: dict[str, Any] = {}
-    if config_path:
-        import yaml
+def _model_factory(backend: str, config_path: str | None, settings: dict[str, Any],
+                   embeddings_path: str | None, checkpoint_per_fold: bool = False
+                   ) -> tuple[Callable[[], PreferenceModel], Any]:
+    """A function making a fresh, unfitted ``backend`` model, and its resolved config.
 
-        try:
-            values = yaml.safe_load(Path(config_path).read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{config_path}: is not valid YAML/JSON ({exc})") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{config_path}: must hold a mapping of setting: value")
-    values["seed"] = seed
-    if encoder:
-        values["encoder"] = encoder
-    config = GBDTConfig.from_dict(values)
-    config.validate()
-    logger.info("config: %s", json.dumps(config.__dict__))
-    return config
-
-
-def _model_factory(backend: str, config: GBDTConfig, transformer: dict[str, Any],
-                   seed: int, embeddings_path: str | None) -> Callable[[], PreferenceModel]:
-    """A function making a fresh, unfitted model of ``backend``; checks options first."""
+    Everything that needs no data is checked here, before any is read. With
+    ``checkpoint_per_fold`` each model made gets its own ``checkpoint_dir/fold-K``
+    (cross-validation fits one model per fold, in order).
+    """
     if embeddings_path and backend != "gbdt":
-        raise ConfigError("--embeddings applies to --model gbdt only")
-    if backend == "gbdt":
-        if transformer:
-            flags = ", ".join("--" + k.replace("_", "-") for k in transformer)
-            raise ConfigError(f"{flags} apply to --model siamese|cross|llm only")
-        return lambda: GBDTModel(config)
-    from arenajudge.models.transformer import build_model
-
-    options = {**transformer, "seed": seed}
-    build_model(backend, options)  # fails fast on a bad --base, before any data is read
-    return lambda: build_model(backend, options)
+        raise ConfigError("--embeddings applies to --backend gbdt only")
+    owned = {spec for spec in model_class(backend).config_class.__dataclass_fields__}
+    foreign = [name for name in settings if name not in owned]
+    if foreign:
+        applies = "gbdt" if backend != "gbdt" else "|".join(TRANSFORMER_BACKENDS)
+        raise ConfigError(f"{flags_of(foreign)} apply to --backend {applies} only")
+    config = build_model(backend, settings, config_path=config_path).config
+    logger.info("config: %s", json.dumps(config.__dict__))
+    checkpoints = getattr(config, "checkpoint_dir", None) if checkpoint_per_fold else None
+    if checkpoints is None:
+        return lambda: model_class(backend)(config), config
+    folds = iter(range(1_000_000))
+    return (lambda: model_class(backend)(config, checkpoint_dir=str(
+        Path(checkpoints) / f"fold-{next(folds)}")), config)
 
 
 def _read(data: str, input_format: str | None, columns: str | None, seed: int,
@@ -135,29 +128,26 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
         click.echo(_format_scores(f"source {source}", values))
 
 
-@main.command("train")
+@main.command("train", cls=GroupedCommand)
 @data_argument
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False),
-              help="Model directory to write.")
+@click.option("--out", "out_dir", required=True, metavar="MODEL_DIR",
+              type=click.Path(file_okay=False), help="Model directory to write.")
 @backend_option
 @config_option
-@encoder_option
 @embeddings_option
-@transformer_options
-@sources_option
+@sources_option("in training, a large source is kept from drowning out small ones "
+                "(source_balance)")
 @input_options
-@seed_option
 @force_option
+@model_settings
 def train_command(data: str, out_dir: str, backend: str, config_path: str | None,
-                  encoder: str | None, embeddings_path: str | None,
-                  transformer: dict[str, Any], sources_path: str | None,
-                  input_format: str | None, columns: str | None, seed: int,
-                  force: bool) -> None:
-    """Train a preference model on labelled DATA and save it to --out."""
+                  embeddings_path: str | None, sources_path: str | None,
+                  input_format: str | None, columns: str | None, force: bool,
+                  settings: dict[str, Any]) -> None:
+    """Train a preference model on labelled DATA and save it to --out MODEL_DIR."""
     check_output(out_dir, force, "directory")
-    make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
-                                transformer, seed, embeddings_path)
-    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
+    make_model, config = _model_factory(backend, config_path, settings, embeddings_path)
+    battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
     check_labelled(battles)
     started = time.perf_counter()
     logger.info("training on %d battles", len(battles))
@@ -176,34 +166,36 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
     click.echo(f"{summary}; saved to {out_dir}", err=True)
 
 
-@main.command("cv")
+@main.command("cv", cls=GroupedCommand)
 @data_argument
-@click.option("--folds", "n_folds", type=int, default=5, show_default=True,
+@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=5, show_default=True,
               help="Number of prompt-grouped folds.")
 @click.option("--oof", "oof_path", type=click.Path(dir_okay=False), default=None,
+              metavar="OUT",
               help="Write out-of-fold predictions (id,fold + the three probabilities).")
 @backend_option
 @config_option
-@encoder_option
 @embeddings_option
-@transformer_options
-@sources_option
+@sources_option("scores per source; in training, source_balance")
 @input_options
 @format_option
-@seed_option
 @force_option
+@model_settings
 def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
-               config_path: str | None, encoder: str | None, embeddings_path: str | None,
-               transformer: dict[str, Any], sources_path: str | None,
-               input_format: str | None, columns: str | None, output_format: str, seed: int,
-               force: bool) -> None:
-    """Prompt-grouped cross-validation: per-fold, overall and per-source scores."""
+               config_path: str | None, embeddings_path: str | None,
+               sources_path: str | None, input_format: str | None, columns: str | None,
+               output_format: str, force: bool, settings: dict[str, Any]) -> None:
+    """Prompt-grouped cross-validation on DATA: per-fold, overall and per-source scores.
+
+    --seed also seeds the folds; with --checkpoint-dir each fold checkpoints into its
+    own fold-K subdirectory.
+    """
     if oof_path:
         check_output(oof_path, force, "file")
-    make_model = _model_factory(backend, _load_config(config_path, seed, encoder),
-                                transformer, seed, embeddings_path)
-    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
-    result = cross_validate(make_model, battles, n_folds=n_folds, seed=seed)
+    make_model, config = _model_factory(backend, config_path, settings, embeddings_path,
+                                        checkpoint_per_fold=True)
+    battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
+    result = cross_validate(make_model, battles, n_folds=n_folds, seed=config.seed)
     if oof_path:
         write_csv(oof_frame(battles, result), oof_path, force=force)
     if output_format == "json":
@@ -214,15 +206,16 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 
 @main.command("predict")
 @data_argument
-@model_option
+@model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
+              metavar="OUT",
               help="Submission CSV to write: id,winner_model_a,winner_model_b,winner_tie.")
 @tie_rate_option
 @embeddings_option
 @engine_option
 @address_option
 @input_options
-@seed_option
+@seed_option("the A/B order of chosen/rejected pairs in DATA")
 @force_option
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
                     embeddings_path: str | None, engine: str, address: str | None,
@@ -230,7 +223,6 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
                     force: bool) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order."""
     check_output(out_path, force, "file")
-    check_tie_rate(tie_rate)
     started = time.perf_counter()
     if engine == "ray":
         from arenajudge.engines.ray_engine import predict_with_ray
@@ -255,19 +247,18 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
 
 @main.command("evaluate")
 @data_argument
-@model_option
+@model_dir_option
 @tie_rate_option
 @embeddings_option
-@sources_option
+@sources_option("scores per source")
 @input_options
 @format_option
-@seed_option
+@seed_option("the A/B order of chosen/rejected pairs in DATA")
 def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      embeddings_path: str | None, sources_path: str | None,
                      input_format: str | None, columns: str | None, output_format: str,
                      seed: int) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
-    check_tie_rate(tie_rate)
     model = load_model(model_dir)
     battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     check_labelled(battles)

@@ -1,16 +1,60 @@
-"""Option types shared by several commands, defined once."""
+"""Option types shared by several commands, defined once.
+
+Model settings are not declared here one by one: :func:`config_options` turns the
+fields of the config dataclasses (:mod:`arenajudge.config`) into flags, with their help,
+type, range and default, grouped under a heading in ``--help``. A command receives the
+settings the user *gave* (not the defaults), so a config file's value survives unless a
+flag overrides it.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import fields
 from typing import Any, Callable
 
 import click
+from click.core import ParameterSource
 
+from arenajudge.config import field_help, field_types
 from arenajudge.data.readers import FORMATS, parse_columns_option
 from arenajudge.errors import ArenaJudgeError
 
-data_argument = click.argument("data", type=click.Path(dir_okay=False, path_type=str))
+MAX_SEED = 2**31 - 1
+_METAVARS = {"base": "DIR", "encoder": "DIR", "checkpoint_dir": "DIR", "lora_targets": "NAMES"}
+_GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+class GroupedOption(click.Option):
+    """An option listed under its ``group`` heading in ``--help``."""
+
+    def __init__(self, *args: Any, group: str | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """A command whose ``--help`` lists grouped options under their own headings."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None and isinstance(param, click.Option):
+                sections.setdefault(getattr(param, "group", None) or "Options", []).append(
+                    record)
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+data_argument = click.argument("data", metavar="DATA",
+                               type=click.Path(dir_okay=False, path_type=str))
+model_dir_option = click.option(
+    "--model", "model_dir", required=True, metavar="MODEL_DIR",
+    type=click.Path(exists=True, file_okay=False, path_type=str),
+    help="A model directory written by `arenajudge train`.")
 
 
 def input_options(command: Callable) -> Callable:
@@ -34,11 +78,82 @@ def read_options(input_format: str | None, columns: str | None) -> dict[str, Any
 format_option = click.option(
     "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
     show_default=True, help="Output format on stdout.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True,
-                           help="Seed of every random choice.")
+
+
+def seed_option(what: str) -> Callable:
+    """``--seed``, saying what it seeds on this command."""
+    return click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, metavar="N",
+                        show_default=True, help=f"Seed of {what}.")
+
+
 force_option = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 
 
 def echo_json(payload: Any) -> None:
     """Print ``payload`` as JSON on stdout."""
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+# --------------------------------------------------------------------------- settings
+def _click_type(config_cls: type, name: str) -> dict[str, Any]:
+    spec = {f.name: f for f in fields(config_cls)}[name]
+    kind, _ = field_types(config_cls)[name]
+    choices, allowed = spec.metadata.get("choices"), spec.metadata.get("range")
+    if kind is bool:
+        return {"is_flag": True}
+    if choices:
+        return {"type": click.Choice(choices)}
+    if kind in (int, float) and allowed is not None:
+        number = click.IntRange if kind is int else click.FloatRange
+        return {"type": number(allowed.low, allowed.high, min_open=allowed.low_open,
+                               max_open=allowed.high_open),
+                "metavar": "N" if kind is int else "FLOAT"}
+    return {"type": {int: click.INT, float: click.FLOAT}.get(kind, click.STRING),
+            "metavar": _METAVARS.get(name)}
+
+
+def _settings_option(config_cls: type, name: str, group: str | None) -> Callable:
+    spec = {f.name: f for f in fields(config_cls)}[name]
+    flag = spec.metadata.get("flag") or "--" + name.replace("_", "-")
+    kwargs = _click_type(config_cls, name)
+    if kwargs.pop("is_flag", False):
+        flag = f"{flag}/--no-{flag[2:]}"
+    return click.option(flag, name, cls=GroupedOption, group=group, default=spec.default,
+                        show_default=spec.default is not None, help=field_help(config_cls, name, allowed=False),
+                        **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def config_options(groups: dict[str, type], exclude: tuple[str, ...] = ()) -> Callable:
+    """Flags for every field of each config class, under the heading that maps to it.
+
+    A field several classes share (``seed``) is one flag listed with the general options.
+    The command receives ``settings``: ``{field: value}`` of the flags given on the
+    command line, nothing for flags left at their defaults.
+    """
+    owners: dict[str, list[type]] = {}
+    for config_cls in groups.values():
+        for spec in fields(config_cls):
+            if spec.name not in exclude:
+                owners.setdefault(spec.name, []).append(config_cls)
+    heading = {cls: title for title, cls in groups.items()}
+
+    def decorate(command: Callable) -> Callable:
+        @functools.wraps(command)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            ctx = click.get_current_context()
+            values = {name: kwargs.pop(name) for name in owners}
+            given = {name: value for name, value in values.items()
+                     if ctx.get_parameter_source(name) in _GIVEN}
+            return command(*args, settings=given, **kwargs)
+
+        for name, classes in reversed(owners.items()):
+            group = heading[classes[0]] if len(classes) == 1 else None
+            wrapper = _settings_option(classes[0], name, group)(wrapper)
+        return wrapper
+
+    return decorate
+
+
+def flags_of(names: Any) -> str:
+    """``--flag-a, --flag-b`` for config field names."""
+    return ", ".join("--" + name.replace("_", "-") for name in names)

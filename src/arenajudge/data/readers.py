@@ -9,7 +9,9 @@ cells :mod:`arenajudge.data.cells` parses:
 * arena conversations: ``conversation_a, conversation_b`` as lists of
   ``{role, content}`` messages and ``winner`` in {model_a, model_b, tie, tie (bothbad)};
 * preference pairs: ``prompt, chosen, rejected`` (text, lists of turns or message
-  lists), placed in a seeded random A/B order so that the labels stay balanced.
+  lists), placed in a seeded random A/B order so that the labels stay balanced;
+* votes only: ``model_a, model_b`` and labels (e.g. arena ``winner``) without texts,
+  enough for a leaderboard.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ CANONICAL_COLUMNS = (
 KAGGLE_COLUMNS = ("prompt", "response_a", "response_b")
 ARENA_COLUMNS = ("conversation_a", "conversation_b")
 PAIR_COLUMNS = ("chosen", "rejected")
-WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
+BOTH_BAD_VALUES = ("tie (bothbad)", "both_bad")
+WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, **dict.fromkeys(BOTH_BAD_VALUES, 2)}
 MAX_REPORTED_ERRORS = 200
 _LABEL_TOLERANCE = 1e-6
 
@@ -217,6 +220,13 @@ class _Reader:
         classes = self.column("winner", parse, empty=2)
         return np.eye(len(LABELS))[classes]
 
+    def both_bad(self) -> np.ndarray | None:
+        """Ties voted "both bad", where the labels come from a ``winner`` column."""
+        if "winner" not in self.frame.columns or set(LABELS) & set(self.frame.columns):
+            return None
+        return np.array([str(v).strip().lower() in BOTH_BAD_VALUES
+                         for v in self.frame["winner"]], dtype=bool)
+
 
 def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
     columns = set(frame.columns)
@@ -229,11 +239,14 @@ def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
             problems.error("is missing; the Kaggle layout needs prompt, response_a and "
                            "response_b (map yours with --columns)", column=missing)
         return None
+    if columns.issuperset(("model_a", "model_b")) and columns & {"winner", *LABELS}:
+        return "votes"
     found = ", ".join(map(str, frame.columns)) or "(none)"
     problems.error(
         "has no battle columns: expected prompt, response_a, response_b (Kaggle layout), "
         "conversation_a, conversation_b (arena conversations) or prompt, chosen, rejected "
-        f"(preference pairs); found {found}. Map yours with e.g. "
+        "(preference pairs), or model_a, model_b, winner (votes only, for a leaderboard); "
+        f"found {found}. Map yours with e.g. "
         "--columns prompt=question,response_a=answer1,response_b=answer2")
     return None
 
@@ -302,6 +315,8 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
         prompt, response_a, response_b = _kaggle(reader)
     elif layout == "arena":
         prompt, response_a, response_b = _arena(reader)
+    elif layout == "votes":
+        prompt, response_a, response_b = ([()] * len(frame) for _ in range(3))
     else:
         prompt, response_a, response_b, target = _pairs(reader, seed)
     if target is None:
@@ -312,7 +327,7 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
         id=reader.ids, prompt=prompt, response_a=response_a, response_b=response_b,
         model_a=reader.optional_text("model_a"), model_b=reader.optional_text("model_b"),
         target=target, source=reader.optional_text("source"), path=str(path),
-        repaired_surrogates=reader.surrogates.count,
+        repaired_surrogates=reader.surrogates.count, both_bad=reader.both_bad(),
     )
 
 

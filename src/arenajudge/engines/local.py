@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from arenajudge.data.schema import Battles
-from arenajudge.models.base import PreferenceModel
+from arenajudge.models.contract import PreferenceModel
 
 
 def predict(model: PreferenceModel, battles: Battles, tie_rate: float | None = None

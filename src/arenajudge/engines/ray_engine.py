@@ -33,8 +33,9 @@ from arenajudge.data.tables import check_unique_columns, decode_record_line
 from arenajudge.data.schema import LABELS
 from arenajudge.engines.local import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
-from arenajudge.models.base import (PreferenceModel, check_scores_raw_text, load_model,
-                                    read_manifest)
+from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.manifest import check_scores_raw_text, read_manifest
+from arenajudge.models.registry import load_model
 
 try:
     import ray

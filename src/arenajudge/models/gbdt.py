@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +20,15 @@ import numpy as np
 from arenajudge.calibration import Calibration, fit_temperature
 from arenajudge.data.folds import holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
-from arenajudge.errors import ConfigError, ModelLoadError
+from arenajudge.errors import ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
 from arenajudge.features.external import ExternalProjection
 from arenajudge.metrics import log_loss
-from arenajudge.models.base import (PreferenceModel, check_labelled, config_from_manifest,
-                                    data_summary, read_manifest, schema_hash, source_weights,
-                                    write_manifest)
+from arenajudge.config import check_config, option
+from arenajudge.data.sources import source_weights
+from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
+from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
+                                        schema_hash, write_manifest)
 from arenajudge.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -41,66 +43,39 @@ PROJECTION_FILE = "embeddings_pca.safetensors"
 class GBDTConfig:
     """Hyper-parameters of :class:`GBDTModel`; YAML/TOML keys and CLI flags map onto these."""
 
-    n_estimators: int = 2000
-    """Most boosting rounds; early stopping on the holdout usually stops far sooner."""
-    learning_rate: float = 0.05
-    num_leaves: int = 31
-    min_child_samples: int = 50
-    feature_fraction: float = 0.5
-    bagging_fraction: float = 0.8
-    lambda_l2: float = 5.0
-    max_bin: int = 255
-    """Histogram bins per feature; fewer bins train faster."""
-    early_stopping_rounds: int = 100
-    holdout_share: float = 0.15
-    """Share of prompts held out to pick the rounds and fit the temperature; 0 turns
-    early stopping and calibration off (all ``n_estimators`` rounds, temperature 1)."""
-    embedding_dim: int = 8
-    """Leading WordLlama dimensions used (Matryoshka); 1..256."""
-    encoder: str | None = None
-    """A local Hugging Face encoder directory used instead of WordLlama."""
-    embedding_components: int = 8
-    """PCA directions kept of outside embeddings (``--embeddings EMB.parquet``), if given."""
-    source_balance: float = 0.5
-    """When the training battles name their source (a ``source`` column or ``--sources``),
-    each battle weighs (battles of its source) ** -source_balance: 0 weighs every battle
-    alike, 1 gives every source the same total weight; 0.5 keeps a large source from
-    drowning out a small one whose votes follow other patterns."""
-    n_jobs: int = 0
-    """Threads for features and LightGBM; 0 means one per core (or ``OMP_NUM_THREADS``)."""
-    seed: int = 0
-
-    def validate(self) -> None:
-        checks = {
-            "n_estimators": self.n_estimators >= 1,
-            "learning_rate": 0 < self.learning_rate <= 1,
-            "num_leaves": self.num_leaves >= 2,
-            "min_child_samples": self.min_child_samples >= 1,
-            "feature_fraction": 0 < self.feature_fraction <= 1,
-            "bagging_fraction": 0 < self.bagging_fraction <= 1,
-            "lambda_l2": self.lambda_l2 >= 0,
-            "max_bin": self.max_bin >= 2,
-            "early_stopping_rounds": self.early_stopping_rounds >= 1,
-            "holdout_share": 0 <= self.holdout_share < 0.5,
-            "embedding_dim": 1 <= self.embedding_dim <= 256,
-            "embedding_components": self.embedding_components >= 1,
-            "source_balance": 0 <= self.source_balance <= 1,
-            "n_jobs": self.n_jobs >= 0,
-        }
-        for name, ok in checks.items():
-            if not ok:
-                raise ConfigError(f"config {name}={getattr(self, name)!r} is out of range; "
-                                  f"see `arenajudge train --help` for allowed values")
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "GBDTConfig":
-        """Build from a mapping (a YAML/TOML file), refusing unknown keys."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"unknown config key(s) {', '.join(unknown)}; "
-                              f"known keys: {', '.join(sorted(known))}")
-        return cls(**values)
+    n_estimators: int = option(2000, "Most boosting rounds; early stopping on the holdout "
+                               "usually stops far sooner.", low=1)
+    learning_rate: float = option(0.05, "LightGBM shrinkage per round.", low=0, high=1,
+                                  low_open=True)
+    num_leaves: int = option(31, "Leaves per tree.", low=2)
+    min_child_samples: int = option(50, "Fewest (swap-augmented) battles in a leaf.", low=1)
+    feature_fraction: float = option(0.5, "Share of features each tree sees.", low=0, high=1,
+                                     low_open=True)
+    bagging_fraction: float = option(0.8, "Share of rows each tree sees.", low=0, high=1,
+                                     low_open=True)
+    lambda_l2: float = option(5.0, "L2 penalty on leaf values.", low=0)
+    max_bin: int = option(255, "Histogram bins per feature; fewer bins train faster.", low=2)
+    early_stopping_rounds: int = option(100, "Rounds without holdout improvement before "
+                                        "stopping.", low=1)
+    holdout_share: float = option(0.15, "Share of prompts held out to pick the rounds and fit "
+                                  "the calibration; 0 turns early stopping and calibration "
+                                  "off (all n_estimators rounds, temperature 1).",
+                                  low=0, high=0.5, high_open=True)
+    embedding_dim: int = option(8, "Leading WordLlama dimensions used (Matryoshka).",
+                                low=1, high=256)
+    encoder: str | None = option(None, "A local Hugging Face encoder directory used instead "
+                                 "of WordLlama (needs the transformers extra).")
+    embedding_components: int = option(8, "PCA directions kept of outside embeddings "
+                                       "(--embeddings EMB.parquet), if given.", low=1)
+    source_balance: float = option(0.5, "When the training battles name their source (a "
+                                   "source column or --sources), each battle weighs "
+                                   "(battles of its source) ** -source_balance: 0 weighs "
+                                   "every battle alike, 1 gives every source the same total "
+                                   "weight.", low=0, high=1)
+    n_jobs: int = option(0, "Threads for features and LightGBM; 0 means one per core (or "
+                         "OMP_NUM_THREADS).", low=0)
+    seed: int = option(0, "Seed of the holdout split, bagging and the A/B order of "
+                       "chosen/rejected pairs.", low=0, high=2**31 - 1)
 
     @property
     def features(self) -> FeatureSpec:
@@ -156,9 +131,7 @@ class GBDTModel(PreferenceModel):
     """
 
     backend = "gbdt"
-
-    def __init__(self, config: GBDTConfig | None = None, **overrides: Any) -> None:
-        self.config = replace(config or GBDTConfig(), **overrides)
+    config_class = GBDTConfig
 
     # ----------------------------------------------------------------- training
     def _train(self, train: tuple, valid: tuple | None, rounds: int):
@@ -176,12 +149,9 @@ class GBDTModel(PreferenceModel):
     def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
             ) -> "GBDTModel":
         """Fit on labelled ``battles`` (hard or soft labels); returns ``self``."""
-        self.config.validate()
+        check_config(self.config)
         check_labelled(battles)
-        weight = np.ones(len(battles)) if sample_weight is None else np.asarray(
-            sample_weight, dtype=float)
-        if weight.shape != (len(battles),) or (weight < 0).any():
-            raise ConfigError("sample_weight must be one non-negative number per battle")
+        weight = check_sample_weight(battles, sample_weight)
         balanced = source_weights(battles.source, self.config.source_balance)
         if balanced is not None:
             weight = weight * balanced[1]
@@ -277,7 +247,7 @@ class GBDTModel(PreferenceModel):
         import lightgbm as lgb
 
         path = Path(path)
-        manifest = read_manifest(path, backend=cls.backend)
+        manifest = read_manifest(path, backend=cls.backend, verify=True)
         config = config_from_manifest(manifest, GBDTConfig, path)
         model = cls(config)
         model.projection_ = None

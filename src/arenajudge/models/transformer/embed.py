@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from arenajudge.config import check_config
 from arenajudge.data.embeddings import EMBEDDING_COLUMNS, FORMAT, FORMAT_VERSION
 from arenajudge.data.schema import Battles, Turns
 from arenajudge.models.transformer.config import TransformerConfig
@@ -56,7 +57,7 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
     config = TransformerConfig(kind="llm" if decoder else "siamese", base=str(path),
                                max_length=max_length, batch_size=batch_size, device=device,
                                load_in=load_in)
-    config.validate()
+    check_config(config)
     body = networks.load_body(path, config, decoder).eval()
     dev = trainer.inference_device(config)
     if load_in == "16bit":

@@ -33,9 +33,10 @@ from arenajudge.calibration import Calibration, fit_temperature
 from arenajudge.data.folds import holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
-from arenajudge.models.base import (PreferenceModel, check_labelled,
-                                    config_from_manifest, data_summary, read_manifest,
-                                    schema_hash, write_manifest)
+from arenajudge.config import check_config
+from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
+from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
+                                        schema_hash, write_manifest)
 from arenajudge.models.transformer import packing
 from arenajudge.models.transformer.config import TransformerConfig
 from arenajudge.models.transformer.packing import Packer, Samples, pad_token_id
@@ -51,7 +52,7 @@ CALIBRATION_FILE = "calibration.json"
 def require_extra(purpose: str, *, peft: bool = False, load_in: str = "16bit") -> None:
     """Raise MissingDependencyError unless the ``transformers`` extra is importable.
 
-    ``purpose`` names what needs it in the message (``--model siamese``, ``embed``).
+    ``purpose`` names what needs it in the message (``--backend siamese``, ``embed``).
     """
     needed = ["torch", "transformers", "accelerate"] + (["peft"] if peft else [])
     missing = []
@@ -111,19 +112,19 @@ def hf_model_dir(base: str | None, purpose: str) -> tuple[Path, str, bool]:
 
 def resolve_base(base: str | None, kind: str) -> Path:
     """The absolute ``--base`` directory, checked to hold a model that fits ``kind``."""
-    path, model_type, decoder = hf_model_dir(base, f"--model {kind}")
+    path, model_type, decoder = hf_model_dir(base, f"--backend {kind}")
     if kind == "llm" and not decoder:
         raise ConfigError(f"--base {base} holds a {model_type} model, not a decoder LM; "
-                          "--model llm needs a Llama, Gemma-2, Qwen2 or Mistral-family "
-                          "model (use --model siamese or cross for encoders)")
+                          "--backend llm needs a Llama, Gemma-2, Qwen2 or Mistral-family "
+                          "model (use --backend siamese or cross for encoders)")
     if kind != "llm" and decoder:
-        raise ConfigError(f"--base {base} holds a decoder LM ({model_type}); use --model "
-                          f"llm for it, or an encoder such as DeBERTa-v3 for --model {kind}")
+        raise ConfigError(f"--base {base} holds a decoder LM ({model_type}); use --backend "
+                          f"llm for it, or an encoder such as DeBERTa-v3 for --backend {kind}")
     return path
 
 
 def require_model_extra(config: TransformerConfig) -> None:
-    require_extra(f"--model {config.kind}", peft=config.kind == "llm", load_in=config.load_in)
+    require_extra(f"--backend {config.kind}", peft=config.kind == "llm", load_in=config.load_in)
 
 
 def load_tokenizer(path: Path, what: str) -> Any:
@@ -177,13 +178,25 @@ class TransformerModel(PreferenceModel):
         Training data summary (rows, class counts, sha256).
     """
 
+    config_class = TransformerConfig
     kind: ClassVar[str]
     pair: ClassVar[bool] = False
     decoder: ClassVar[bool] = False
     pooling: ClassVar[str]
 
     def __init__(self, config: TransformerConfig | None = None, **overrides: Any) -> None:
-        self.config = replace(config or TransformerConfig(), **overrides, kind=self.kind)
+        self.config = replace(config or self.default_config(), **overrides, kind=self.kind)
+
+    @classmethod
+    def default_config(cls) -> TransformerConfig:
+        return TransformerConfig(kind=cls.kind)
+
+    def preflight(self) -> None:
+        """Settings, the extra and ``--base`` (a Hugging Face directory that fits this
+        backend) are checked before any data is read; no weights are loaded."""
+        check_config(self.config)
+        require_model_extra(self.config)
+        resolve_base(self.config.base, self.kind)
 
     # ----------------------------------------------------------------- training
     def _soft_loss(self, target: np.ndarray) -> bool:
@@ -195,12 +208,9 @@ class TransformerModel(PreferenceModel):
             ) -> "TransformerModel":
         """Fine-tune on labelled ``battles`` (hard or soft labels); returns ``self``."""
         config = self.config
-        config.validate()
+        check_config(config)
         check_labelled(battles)
-        weight = np.ones(len(battles)) if sample_weight is None else np.asarray(
-            sample_weight, dtype=float)
-        if weight.shape != (len(battles),) or (weight < 0).any():
-            raise ConfigError("sample_weight must be one non-negative number per battle")
+        weight = check_sample_weight(battles, sample_weight)
         require_model_extra(config)
         base = resolve_base(config.base, self.kind)
         config = replace(config, base=str(base))
@@ -341,7 +351,7 @@ class TransformerModel(PreferenceModel):
         """Read a MODEL_DIR written by :meth:`save` (an adapter bundle also needs the
         base model directory it was trained from, at the same path)."""
         path = Path(path)
-        manifest = read_manifest(path, backend=cls.backend)
+        manifest = read_manifest(path, backend=cls.backend, verify=True)
         config = config_from_manifest(manifest, TransformerConfig, path)
         if manifest.get("feature_schema") != _packing_schema(config):
             raise ModelLoadError("was trained with another input layout than this arenajudge "
@@ -419,7 +429,3 @@ class LLMModel(TransformerModel):
     kind = "llm"
     decoder = True
     pooling = "last"
-
-
-MODELS: dict[str, type[TransformerModel]] = {
-    model.kind: model for model in (SiameseModel, CrossModel, LLMModel)}

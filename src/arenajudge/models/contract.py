@@ -1,0 +1,93 @@
+"""The one contract every preference model follows.
+
+Every backend subclasses :class:`PreferenceModel`: ``fit`` returns ``self``,
+``predict_proba`` returns an (n, 3) array in ``LABELS`` order whose rows sum to 1,
+``save`` writes a MODEL_DIR and ``load`` reads it back after checking its manifest
+(:mod:`arenajudge.models.manifest`). :func:`arenajudge.models.registry.load_model` finds
+the class of a saved model from its manifest's ``backend``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from arenajudge.config import check_config
+from arenajudge.data.schema import Battles
+from arenajudge.errors import ConfigError, DataError, NotFittedError
+
+
+class PreferenceModel(ABC):
+    """Predicts p(A wins), p(B wins), p(tie) for battles.
+
+    Subclasses set ``backend`` (the name written to the manifest) and ``config_class``
+    (a config dataclass of :func:`arenajudge.config.option` fields); ``__init__`` only
+    stores the config, fitted attributes end with ``_``.
+    """
+
+    backend: ClassVar[str]
+    config_class: ClassVar[type]
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        self.config = replace(config or self.default_config(), **overrides)
+
+    @classmethod
+    def default_config(cls) -> Any:
+        """The config a fresh model of this backend starts from."""
+        return cls.config_class()
+
+    def preflight(self) -> None:
+        """Check what needs no data (settings; subclasses add extras and paths), so that
+        a run fails before reading any; ``fit`` checks again."""
+        check_config(self.config)
+
+    @abstractmethod
+    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
+            ) -> "PreferenceModel":
+        """Learn from labelled ``battles``; returns ``self``."""
+
+    @abstractmethod
+    def predict_proba(self, battles: Battles, tie_rate: float | None = None) -> np.ndarray:
+        """Probabilities, shape (n, 3), in ``LABELS`` order; rows sum to 1.
+
+        ``tie_rate`` shifts predictions to a target share of ties.
+        """
+
+    @abstractmethod
+    def save(self, path: str | Path, *, force: bool = False) -> None:
+        """Write the fitted model to the directory ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path) -> "PreferenceModel":
+        """Read a model written by :meth:`save`."""
+
+    @property
+    def is_fitted(self) -> bool:
+        return any(name.endswith("_") and not name.startswith("_") for name in vars(self))
+
+    def check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; "
+                                 "call fit() or load a saved model first")
+
+
+def check_labelled(battles: Battles) -> None:
+    """Raise a clear error when training data has no labels."""
+    if not battles.labelled:
+        raise DataError("has no label columns; training needs winner_model_a, "
+                        "winner_model_b and winner_tie (or a winner column)", file=battles.path)
+
+
+def check_sample_weight(battles: Battles, sample_weight: np.ndarray | None) -> np.ndarray:
+    """``sample_weight`` as one finite, non-negative float per battle (ones when None)."""
+    if sample_weight is None:
+        return np.ones(len(battles))
+    weight = np.asarray(sample_weight, dtype=float)
+    if weight.shape != (len(battles),) or not np.isfinite(weight).all() or (weight < 0).any():
+        raise ConfigError("sample_weight must be one finite, non-negative number per battle")
+    return weight
