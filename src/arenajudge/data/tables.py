@@ -92,10 +92,11 @@ def _read_csv(path: Path) -> pd.DataFrame:
 
 
 def check_unique_columns(columns: Any, path: str | Path) -> None:
-    """Refuse a table whose header names a column twice: which one holds the data?"""
+    """Refuse a table whose header names a column twice: which one holds the data?
+    Blank names (trailing commas in a CSV header) are unnamed columns, never read."""
     seen: set[str] = set()
     for name in map(str, columns):
-        if name in seen:
+        if name in seen and name.strip():
             raise DataError("is named twice in the header; rename or drop one column",
                             file=path, column=name)
         seen.add(name)
