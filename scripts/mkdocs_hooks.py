@@ -55,5 +55,6 @@ def on_files(files, config):
              f"{rows}\n")
     files.append(File.generated(config, "api/index.md", content=index))
     for name, _ in public_modules():
-        files.append(File.generated(config, _page(name), content=f"# `{name}`\n\n::: {name}\n"))
+        page = f"# `{name}`\n\n::: {name}\n"
+        files.append(File.generated(config, _page(name), content=page))
     return files
