@@ -113,16 +113,16 @@ def fitted(request, bases):
 
     kind = request.param
     before: dict[str, tuple[bool, object]] = {}
-    original = trainer.train_network
 
-    def snapshot(net, *args, **kwargs):
-        before.update({n: (p.requires_grad, p.detach().clone())
-                       for n, p in net.named_parameters()})
-        return original(net, *args, **kwargs)
+    class Snapshot(trainer.Trainer):
+        def __init__(self, net, *args, **kwargs):
+            before.update({n: (p.requires_grad, p.detach().clone())
+                           for n, p in net.named_parameters()})
+            super().__init__(net, *args, **kwargs)
 
     battles = make_battles(40)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "train_network", snapshot)
+        patch.setattr(trainer, "Trainer", Snapshot)
         model = fit(kind, bases[BASE_OF[kind]], battles, epochs=4, eval_every=5,
                     lr=1e-2 if kind == "llm" else 3e-3)
     return kind, model, before, battles
@@ -182,7 +182,7 @@ def test_resume_continues_from_the_saved_step_like_an_uninterrupted_run(bases, t
     from arenajudge.models.transformer import trainer
 
     battles = make_battles(24)  # 48 samples: 6 steps per epoch
-    options = dict(epochs=2, eval_every=4)
+    options = dict(epochs=2, eval_every=4, head_dropout=0.1)  # dropout draws from the RNG
     whole = fit("siamese", bases["bert"], battles, checkpoint_dir=str(tmp_path / "a"),
                 **options)
     original, calls = trainer.batch_loss, []
@@ -205,8 +205,7 @@ def test_resume_continues_from_the_saved_step_like_an_uninterrupted_run(bases, t
     assert resumed.validation_["resumed_from"] == 4
     assert [r["step"] for r in resumed.history_] == [4, 8, 12]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["state.json", "step-00000012"]
-    np.testing.assert_allclose(resumed.predict_proba(battles), whole.predict_proba(battles),
-                               atol=1e-5)
+    np.testing.assert_array_equal(resumed.predict_proba(battles), whole.predict_proba(battles))
     with pytest.raises(ConfigError, match="other settings or data"):
         fit("siamese", bases["bert"], make_battles(24, seed=1),
             checkpoint_dir=str(tmp_path / "b"), **options)
@@ -291,7 +290,7 @@ def test_merged_lora_bundle_needs_no_base_and_an_adapter_bundle_does(bases, tmp_
     ("siamese", {"base": "{bert}", "lr": "fast"}, "lr: expected a number, got 'fast'"),
     ("siamese", {"base": "{bert}", "lr": -1.0}, "lr=-1.0 is out of range"),
     ("siamese", {"base": "{bert}", "load_in": "4bit"}, "--load-in 4bit is for --backend llm"),
-    ("cross", {"base": "{bert}", "merge_lora": True}, "--merge-lora needs --backend llm"),
+    ("cross", {"base": "{bert}", "merge_lora": True}, "--merge-lora needs LoRA adapters"),
     ("nope", {}, "unknown backend 'nope'"),
 ])
 def test_bad_options_fail_before_training(bases, kind, options, message):
@@ -525,3 +524,131 @@ def test_cli_trains_predicts_and_evaluates_a_transformer_backend(bases, tmp_path
                                      "--format", "json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["overall"]["rows"] == len(make_battles())
+
+
+# ---------------------------------------------------------------------- the GPU path
+@pytest.mark.parametrize("capability, precision, half", [
+    ((7, 5), "auto", torch.float16), ((8, 0), "auto", torch.bfloat16),
+    ((8, 0), "fp16", torch.float16), ((7, 5), "fp32", None)])
+def test_precision_follows_real_hardware_support(monkeypatch, capability, precision, half):
+    """A T4 (sm75) reports emulated bf16 as supported; auto must still pick fp16 there,
+    for autocast, a decoder's weights and the 4-bit compute dtype alike."""
+    from arenajudge.models.transformer import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert devices.autocast_dtype(precision, torch.device("cuda")) is half
+    assert devices.body_dtype(precision, "auto", decoder=True) == (half or torch.float32)
+    assert devices.body_dtype(precision, "auto", decoder=False) == torch.float32
+    compute = devices.quantization("4bit", precision).bnb_4bit_compute_dtype
+    assert compute == (half or torch.float32)
+
+
+def test_qlora_keeps_non_reentrant_gradient_checkpointing(bases, monkeypatch):
+    import peft
+    from transformers import AutoModel
+
+    from arenajudge.models.transformer import networks
+    from arenajudge.models.transformer.config import NetworkConfig
+
+    seen = {}
+
+    def prepare(body, **kwargs):
+        seen.update(kwargs)
+        return body
+
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", prepare)
+    body = AutoModel.from_pretrained(bases["llama"])
+    networks.add_lora(body, NetworkConfig(kind="llm", load_in="4bit"), True)
+    assert seen == {"use_gradient_checkpointing": True,
+                    "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+
+
+def test_load_in_4bit_without_cuda_is_one_line(bases, tmp_path, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as if bitsandbytes were installed
+                        lambda name, *a: object() if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = write_data(make_battles(8), tmp_path / "d.csv")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m"),
+                                       "--backend", "llm", "--base", str(bases["llama"]),
+                                       "--load-in", "4bit"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --load-in 4bit needs a CUDA GPU (bitsandbytes), and none is visible; use "
+        "--load-in 16bit"]
+
+
+def long_battles(n: int = 12) -> Battles:
+    battles = make_battles(n)
+    return Battles(id=battles.id, prompt=[(" ".join(WORDS * 2),)] * n,
+                   response_a=[(turns[0] + " " + " ".join(WORDS),) for turns in battles.response_a],
+                   response_b=[(turns[0] + " " + " ".join(WORDS),) for turns in battles.response_b],
+                   target=battles.target)
+
+
+def test_roberta_trains_at_its_position_limit(bases, tmp_path):
+    """RoBERTa numbers positions from padding_idx + 1: 66 position embeddings read 65."""
+    from tiny import save_base
+
+    roberta = save_base(tmp_path / "roberta", "roberta")
+    model = fit("cross", roberta, long_battles(), max_length=65, max_steps=2)
+    assert model.truncation_["truncated_rows"] == 12  # the sequences reach the limit
+    assert model.predict_proba(long_battles()).shape == (12, 3)
+    with pytest.raises(ConfigError, match="exceeds the 65 positions.*use --max-length 65"):
+        fit("cross", roberta, long_battles(), max_length=66, max_steps=1)
+
+
+def test_every_setting_is_reachable_from_a_yaml_file_and_lands_in_the_manifest(bases,
+                                                                              tmp_path):
+    import yaml
+    from click.testing import CliRunner
+    from dataclasses import fields
+
+    from arenajudge.cli import main
+    from arenajudge.models.transformer.config import TransformerConfig
+
+    settings = {
+        "kind": "llm", "base": str(bases["llama"]), "max_length": 48, "prompt_share": 0.25,
+        "symmetric": False, "head": "mlp", "head_hidden": 8, "head_dropout": 0.2,
+        "lora": True, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.1,
+        "lora_targets": "q_proj,v_proj", "load_in": "16bit", "merge_lora": True,
+        "attn_implementation": "eager", "epochs": 2, "max_steps": 3, "batch_size": 4,
+        "grad_accum": 2, "lr": 1e-3, "weight_decay": 0.02, "warmup_ratio": 0.2,
+        "schedule": "linear", "max_grad_norm": 0.5, "loss": "kl", "swap_augment": False,
+        "val_fraction": 0.25, "eval_every": 1, "patience": 1,
+        "checkpoint_dir": str(tmp_path / "ckpt"), "gradient_checkpointing": True,
+        "precision": "fp32", "device": "cpu", "seed": 3}
+    assert set(settings) == {f.name for f in fields(TransformerConfig)}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings))
+    data = write_data(make_battles(24), tmp_path / "d.csv")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m"),
+                                       "--backend", "llm", "--config", str(tmp_path / "run.yaml")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"] == settings
+    assert manifest["metrics"]["validation"]["steps"] == 3
+
+
+def test_cv_checkpoints_each_fold_in_its_own_directory(bases, tmp_path):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    data = write_data(make_battles(24), tmp_path / "d.csv")
+    result = CliRunner().invoke(main, [
+        "cv", str(data), "--folds", "2", "--backend", "siamese", "--base", str(bases["bert"]),
+        "--max-length", "64", "--max-steps", "2", "--val-fraction", "0", "--device", "cpu",
+        "--checkpoint-dir", str(tmp_path / "ckpt"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["fold-0", "fold-1"]
+    for fold in ("fold-0", "fold-1"):
+        assert json.loads((tmp_path / "ckpt" / fold / "state.json").read_text()
+                          )["state"]["step"] == 2

@@ -26,7 +26,7 @@ from arenajudge.metrics import scores
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
-from arenajudge.models.transformer.config import TransformerConfig
+from arenajudge.models.transformer.config import NetworkConfig, TrainingConfig
 from arenajudge.outputs import check_output, write_csv
 
 logger = logging.getLogger("arenajudge.cli")
@@ -34,7 +34,9 @@ logger = logging.getLogger("arenajudge.cli")
 PREDICT_BATCH = 4096
 TRANSFORMER_BACKENDS = ("siamese", "cross", "llm")
 SETTINGS_GROUPS = {"CPU model options (--backend gbdt)": GBDTConfig,
-                   "Transformer options (--backend siamese|cross|llm)": TransformerConfig}
+                   "Transformer network options (--backend siamese|cross|llm)": NetworkConfig,
+                   "Transformer training options (--backend siamese|cross|llm)":
+                       TrainingConfig}
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
