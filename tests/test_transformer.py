@@ -652,3 +652,111 @@ def test_cv_checkpoints_each_fold_in_its_own_directory(bases, tmp_path):
     for fold in ("fold-0", "fold-1"):
         assert json.loads((tmp_path / "ckpt" / fold / "state.json").read_text()
                           )["state"]["step"] == 2
+
+
+# ------------------------------------------------------------ prediction-time control
+@pytest.fixture(scope="module")
+def saved_llm(bases, tmp_path_factory):
+    """A tiny llm adapter bundle over a copy of the base: (model dir, base dir, data CSV)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("saved_llm")
+    base = shutil.copytree(bases["llama"], root / "base")
+    fit("llm", base, make_battles(24), max_steps=3, lr=1e-2).save(root / "model")
+    return root / "model", base, write_data(make_battles(40, seed=5), root / "data.csv")
+
+
+def test_token_budget_batches_stay_within_the_budget():
+    from arenajudge.models.transformer.batches import token_budget_batches
+
+    lengths = np.array([50, 40, 40, 30, 10, 10, 10, 5])
+    batches = token_budget_batches(lengths, n_sequences=2, max_tokens=200)
+    assert np.concatenate(batches).tolist() == list(range(8))
+    assert all(len(b) * 2 * lengths[b].max() <= 200 for b in batches)
+    assert [len(b) for b in batches] == [2, 2, 4]  # 200 // (2 * its longest) rows each
+    assert token_budget_batches(np.array([300, 10]), 1, 100)[0].tolist() == [0]  # alone
+
+
+def test_tta_uncertain_share_between_none_and_full(saved_llm):
+    from arenajudge.models.transformer.config import PredictOptions
+    from arenajudge.models.transformer.model import LLMModel
+
+    model_dir, _, _ = saved_llm
+    battles = make_battles(40, seed=5)
+
+    def proba(**options):
+        return LLMModel.load(model_dir, PredictOptions(**options)).predict_proba(battles)
+
+    none, full, default = proba(tta="none"), proba(tta="full"), proba()
+    assert np.abs(none - full).max() > 1e-4  # the swapped pass changes something
+    np.testing.assert_array_equal(default, full)
+    np.testing.assert_array_equal(proba(tta="uncertain:0"), none)
+    np.testing.assert_array_equal(proba(tta="uncertain:1"), full)
+    half = proba(tta="uncertain:0.5")  # other batches than full: equal up to padding
+    swapped = np.isclose(half, full, atol=1e-6, rtol=0).all(axis=1)
+    kept = np.isclose(half, none, atol=1e-6, rtol=0).all(axis=1)
+    assert (swapped != kept).all() and swapped.sum() == 20
+    raw_none = LLMModel.load(model_dir, PredictOptions(tta="none"))
+    top = raw_none.predict_proba(battles).max(axis=1)
+    assert top[swapped].max() <= top[~swapped].min()  # the least sure got the swap
+    budget = proba(max_tokens_per_batch=300, batch_size=3)
+    np.testing.assert_allclose(budget, full, atol=1e-6)
+    with pytest.raises(ConfigError, match="--tta 'sometimes'"):
+        proba(tta="sometimes")
+
+
+def test_predict_time_options_on_the_cli_and_a_moved_base(saved_llm, tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    model_dir, base, data = saved_llm
+    runner = CliRunner()
+    before = runner.invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                  "--out", str(tmp_path / "before.csv")])
+    assert before.exit_code == 0, before.output
+    moved = base.rename(base.parent / "moved")
+    try:
+        gone = runner.invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                    "--out", str(tmp_path / "gone.csv")])
+        assert gone.exit_code == 2 and "--base DIR" in gone.output
+        after = runner.invoke(main, [
+            "predict", str(data), "--model", str(model_dir), "--out", str(tmp_path / "after.csv"),
+            "--base", str(moved), "--device", "cpu", "--batch-size", "3",
+            "--max-tokens-per-batch", "400", "--max-length", "96",
+            "--attn-implementation", "eager", "--tta", "uncertain:0.5"])
+        assert after.exit_code == 0, after.output
+        evaluated = runner.invoke(main, ["evaluate", str(data), "--model", str(model_dir),
+                                         "--base", str(moved), "--tta", "none",
+                                         "--format", "json"])
+        assert evaluated.exit_code == 0, evaluated.output
+        same = runner.invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                    "--out", str(tmp_path / "same.csv"), "--base", str(moved)])
+        assert same.exit_code == 0, same.output
+    finally:
+        moved.rename(base)
+    assert (tmp_path / "same.csv").read_text() == (tmp_path / "before.csv").read_text()
+    assert pd.read_csv(tmp_path / "after.csv").shape == (40, 4)
+    bad = runner.invoke(main, ["predict", str(data), "--model", str(model_dir), "--out",
+                               str(tmp_path / "bad.csv"), "--tta", "uncertain:2"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --tta 'uncertain:2'")
+
+
+def test_accelerate_launch_predict_matches_one_process_exactly(saved_llm, tmp_path):
+    """`accelerate launch -m arenajudge predict`: 2 processes share the batches and the
+    main process writes one submission, identical to the 1-process one."""
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    model_dir, _, data = saved_llm
+    options = ["--batch-size", "4"]  # 80 samples: 20 batches, 10 per process
+    one = CliRunner().invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                    "--out", str(tmp_path / "one.csv"), *options])
+    assert one.exit_code == 0, one.output
+    run = _accelerate_launch("-m", "arenajudge", "predict", str(data), "--model",
+                             str(model_dir), "--out", str(tmp_path / "two.csv"), *options)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("wrote 40 predictions") == 1
+    assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()

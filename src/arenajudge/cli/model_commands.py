@@ -26,7 +26,8 @@ from arenajudge.metrics import scores
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
-from arenajudge.models.transformer.config import NetworkConfig, TrainingConfig
+from arenajudge.models.transformer import is_main_process
+from arenajudge.models.transformer.config import NetworkConfig, PredictOptions, TrainingConfig
 from arenajudge.outputs import check_output, write_csv
 
 logger = logging.getLogger("arenajudge.cli")
@@ -43,6 +44,9 @@ config_option = click.option(
     metavar="FILE", help="YAML or TOML file of the backend's settings (the fields listed "
                          "under its options below); flags given override it.")
 model_settings = config_options(SETTINGS_GROUPS, exclude=("kind",))
+predict_settings = config_options(
+    {"Transformer prediction options (siamese|cross|llm models; default: as trained)":
+     PredictOptions})
 embeddings_option = click.option(
     "--embeddings", "embeddings_path", type=click.Path(exists=True, dir_okay=False),
     default=None, metavar="EMB.parquet",
@@ -156,11 +160,8 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
     logger.info("training on %d battles", len(battles))
     model = make_model().fit(battles)
     model.save(out_dir, force=force)
-    if backend != "gbdt":
-        from arenajudge.models.transformer import is_main_process
-
-        if not is_main_process():  # under `accelerate launch` rank 0 reports
-            return
+    if not is_main_process():  # under `accelerate launch` rank 0 reports
+        return
     holdout = getattr(model, "validation_", {})
     summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
     if holdout.get("log_loss_raw") is not None:
@@ -207,7 +208,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
         _print_scores(result.overall, result.by_source, result.folds)
 
 
-@main.command("predict")
+@main.command("predict", cls=GroupedCommand)
 @data_argument
 @model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
@@ -220,11 +221,16 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @input_options
 @seed_option("the A/B order of chosen/rejected pairs in DATA")
 @force_option
+@predict_settings
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
                     embeddings_path: str | None, engine: str, address: str | None,
                     input_format: str | None, columns: str | None, seed: int,
-                    force: bool) -> None:
-    """Write a submission: the probabilities of each battle in DATA, in input order."""
+                    force: bool, settings: dict[str, Any]) -> None:
+    """Write a submission: the probabilities of each battle in DATA, in input order.
+
+    Under `accelerate launch` a transformer model's batches are shared out among the
+    processes (one GPU each); the main process writes the one submission.
+    """
     check_output(out_path, force)
     started = time.perf_counter()
     if engine == "ray":
@@ -234,14 +240,16 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
             raise ConfigError("--embeddings needs --engine local")
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
                                       read_kwargs={**read_options(input_format, columns),
-                                                   "seed": seed})
+                                                   "seed": seed}, runtime=settings)
     else:
         if address:
             raise ConfigError("--address applies to --engine ray only")
-        model = load_model(model_dir)
+        model = load_model(model_dir, settings)
         battles = _read(data, input_format, columns, seed,
                         embeddings_path=embeddings_path).without_labels()
         ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
+    if not is_main_process():  # under `accelerate launch` rank 0 writes
+        return
     submission = pd.DataFrame(proba, columns=list(LABELS))
     submission.insert(0, "id", ids)
     write_csv(submission, out_path, force=force)
@@ -250,7 +258,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
                f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
 
 
-@main.command("evaluate")
+@main.command("evaluate", cls=GroupedCommand)
 @data_argument
 @model_dir_option
 @tie_rate_option
@@ -259,12 +267,13 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
 @input_options
 @format_option
 @seed_option("the A/B order of chosen/rejected pairs in DATA")
+@predict_settings
 def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      embeddings_path: str | None, sources_path: str | None,
                      input_format: str | None, columns: str | None, output_format: str,
-                     seed: int) -> None:
+                     seed: int, settings: dict[str, Any]) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
-    model = load_model(model_dir)
+    model = load_model(model_dir, settings)
     battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     check_labelled(battles)
     proba = predict_in_batches(model, battles.without_labels(), tie_rate)

@@ -151,7 +151,7 @@ def _sum_over_processes(logits: np.ndarray, device: torch.device) -> np.ndarray:
     """Every process's logits summed (each sample is nonzero in one process only)."""
     from accelerate import PartialState
 
-    PartialState()  # joins the launched processes (gloo on CPU, nccl on GPUs)
+    PartialState(cpu=device.type == "cpu")  # joins the launched processes (gloo / nccl)
     total = torch.from_numpy(logits).to(device)
     torch.distributed.all_reduce(total)
     return total.cpu().numpy()

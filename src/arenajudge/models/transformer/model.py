@@ -92,6 +92,7 @@ class TransformerModel(PreferenceModel):
     """
 
     config_class = TransformerConfig
+    predict_options_class = PredictOptions
     kind: ClassVar[str]
     pair: ClassVar[bool] = False
     decoder: ClassVar[bool] = False
@@ -293,7 +294,8 @@ class TransformerModel(PreferenceModel):
             raise ModelLoadError("was trained with another input layout than this arenajudge "
                                  "packs; retrain the model", file=path)
         # training-only switches do not apply to prediction
-        config = replace(trained, gradient_checkpointing=False, **options.overrides())
+        config = replace(trained, gradient_checkpointing=False, merge_lora=False,
+                         **options.overrides())
         check_config(config)
         try:
             require_model_extra(config)
