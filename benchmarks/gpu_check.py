@@ -52,6 +52,95 @@ def _launch(n: int, *args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def _write_data(battles, path: Path) -> Path:
+    import pandas as pd
+
+    pd.DataFrame({"id": battles.id, **{
+        name: [json.dumps(list(turns)) for turns in getattr(battles, name)]
+        for name in ("prompt", "response_a", "response_b")},
+        **dict(zip(("winner_model_a", "winner_model_b", "winner_tie"), battles.target.T))
+    }).to_csv(path, index=False)
+    return path
+
+
+class Checks:
+    """The checks, on tiny models saved under ``work``."""
+
+    def __init__(self, work: Path) -> None:
+        from tiny import FAST, make_battles, tiny_bases
+
+        self.work = work
+        self.bases = tiny_bases(work / "bases")
+        self.battles = make_battles(40)
+        self.options = {**FAST, "device": "cuda"}
+        self.data = _write_data(self.battles, work / "data.csv")
+
+    def train(self, kind: str, **extra: Any) -> dict[str, Any]:
+        """Fit 3 steps and predict; the dtype and device the body ended up in."""
+        import numpy as np
+
+        from arenajudge.models.registry import build_model
+        from tiny import BASE_OF
+
+        model = build_model(kind, {**self.options, "base": str(self.bases[BASE_OF[kind]]),
+                                   "max_steps": 3, **extra}).fit(self.battles)
+        if not np.isfinite(model.predict_proba(self.battles)).all():
+            raise AssertionError("non-finite probabilities")
+        weight = next(model.net_.body.parameters())
+        return {"body_dtype": str(weight.dtype), "body_device": str(weight.device)}
+
+    def ddp_train(self) -> dict[str, Any]:
+        run = _launch(2, "-m", "arenajudge", "train", str(self.data), "--out",
+                      str(self.work / "ddp"), "--backend", "cross", "--base",
+                      str(self.bases["bert"]), "--max-length", "64", "--max-steps", "4",
+                      "--val-fraction", "0.25", "--force")
+        if run.returncode:
+            raise RuntimeError(run.stderr[-1500:])
+        manifest = json.loads((self.work / "ddp" / "manifest.json").read_text())
+        return {"steps": manifest["metrics"]["validation"]["steps"]}
+
+    def two_gpu_predict(self) -> dict[str, Any]:
+        import numpy as np
+        import pandas as pd
+
+        from arenajudge.models.registry import build_model, load_model
+
+        model = build_model("llm", {**self.options, "base": str(self.bases["llama"]),
+                                    "max_steps": 2})
+        model.fit(self.battles).save(self.work / "llm", force=True)
+        one = load_model(self.work / "llm").predict_proba(self.battles)
+        run = _launch(2, "-m", "arenajudge", "predict", str(self.data), "--model",
+                      str(self.work / "llm"), "--out", str(self.work / "two.csv"), "--force")
+        if run.returncode:
+            raise RuntimeError(run.stderr[-1500:])
+        two = pd.read_csv(self.work / "two.csv").iloc[:, 1:].to_numpy()
+        difference = float(np.abs(two - one).max())
+        if difference > 1e-5:
+            raise AssertionError(f"2-GPU predictions differ from 1-GPU by {difference}")
+        return {"max_abs_difference": difference}
+
+    def all(self, gpus: int, has_bnb: bool) -> dict[str, Callable[[], dict | None]]:
+        def skipped(why: str) -> Callable[[], dict]:
+            return lambda: {"skipped": why}
+
+        checks: dict[str, Callable[[], dict | None]] = {
+            f"llm_{p}": (lambda p=p: self.train("llm", precision=p))
+            for p in ("fp32", "bf16", "fp16", "auto")}
+        checks["siamese_auto"] = lambda: self.train("siamese")
+        checks["cross_lora"] = lambda: self.train("cross", lora=True)
+        checks["llm_gradient_checkpointing"] = lambda: self.train(
+            "llm", gradient_checkpointing=True)
+        for bits in ("8bit", "4bit"):
+            checks[f"llm_load_in_{bits}"] = ((lambda b=bits: self.train("llm", load_in=b))
+                                             if has_bnb else skipped("no bitsandbytes"))
+        checks["qlora_gradient_checkpointing"] = (
+            (lambda: self.train("llm", load_in="4bit", gradient_checkpointing=True))
+            if has_bnb else skipped("no bitsandbytes"))
+        checks["ddp_train_2_gpus"] = self.ddp_train if gpus >= 2 else skipped("1 GPU")
+        checks["predict_2_gpus"] = self.two_gpu_predict if gpus >= 2 else skipped("1 GPU")
+        return checks
+
+
 def main() -> None:
     import torch
 
@@ -60,89 +149,15 @@ def main() -> None:
                           "message": "no CUDA GPU is visible: nothing to check here; run "
                                      "this on a GPU machine"}))
         return
-    import numpy as np
-
-    from arenajudge.models.registry import build_model, load_model
     from arenajudge.models.transformer import devices
-    from tiny import FAST, make_battles, tiny_bases
 
-    work = Path(tempfile.mkdtemp(prefix="gpu_check_"))
-    bases = tiny_bases(work / "bases")
-    battles = make_battles(40)
-    options = {**FAST, "device": "cuda"}
-
-    def train(kind: str, **extra: Any) -> dict[str, Any]:
-        model = build_model(kind, {**options, "base": str(bases[
-            {"siamese": "deberta-v2", "cross": "bert", "llm": "llama"}[kind]]),
-            "max_steps": 3, **extra}).fit(battles)
-        proba = model.predict_proba(battles)
-        if not np.isfinite(proba).all():
-            raise AssertionError("non-finite probabilities")
-        weight = next(model.net_.body.parameters())
-        return {"body_dtype": str(weight.dtype), "body_device": str(weight.device)}
-
-    checks: dict[str, Callable[[], dict[str, Any] | None]] = {}
-    for precision in ("fp32", "bf16", "fp16", "auto"):
-        checks[f"llm_{precision}"] = lambda p=precision: train("llm", precision=p)
-    checks["siamese_auto"] = lambda: train("siamese")
-    checks["cross_lora"] = lambda: train("cross", lora=True)
-    checks["llm_gradient_checkpointing"] = lambda: train("llm", gradient_checkpointing=True)
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
-    for bits in ("8bit", "4bit"):
-        checks[f"llm_load_in_{bits}"] = (
-            (lambda b=bits: train("llm", load_in=b)) if has_bnb
-            else lambda: {"skipped": "bitsandbytes is not installed"})
-    checks["qlora_gradient_checkpointing"] = (
-        (lambda: train("llm", load_in="4bit", gradient_checkpointing=True)) if has_bnb
-        else lambda: {"skipped": "bitsandbytes is not installed"})
-
-    data = work / "data.csv"
-
-    def write_data() -> None:
-        import pandas as pd
-
-        pd.DataFrame({"id": battles.id, **{
-            name: [json.dumps(list(turns)) for turns in getattr(battles, name)]
-            for name in ("prompt", "response_a", "response_b")},
-            **dict(zip(("winner_model_a", "winner_model_b", "winner_tie"), battles.target.T))
-        }).to_csv(data, index=False)
-
-    def ddp_train() -> dict[str, Any]:
-        if torch.cuda.device_count() < 2:
-            return {"skipped": "fewer than 2 GPUs"}
-        write_data()
-        run = _launch(2, "-m", "arenajudge", "train", str(data), "--out", str(work / "ddp"),
-                      "--backend", "siamese", "--base", str(bases["bert"]), "--max-length",
-                      "64", "--max-steps", "4", "--val-fraction", "0.25", "--force")
-        if run.returncode:
-            raise RuntimeError(run.stderr[-1500:])
-        return {"steps": json.loads((work / "ddp" / "manifest.json").read_text())[
-            "metrics"]["validation"]["steps"]}
-
-    def two_gpu_predict() -> dict[str, Any]:
-        if torch.cuda.device_count() < 2:
-            return {"skipped": "fewer than 2 GPUs"}
-        write_data()
-        model = build_model("llm", {**options, "base": str(bases["llama"]), "max_steps": 2})
-        model.fit(battles).save(work / "llm", force=True)
-        one = load_model(work / "llm").predict_proba(battles)
-        run = _launch(2, "-m", "arenajudge", "predict", str(data), "--model",
-                      str(work / "llm"), "--out", str(work / "two.csv"), "--force")
-        if run.returncode:
-            raise RuntimeError(run.stderr[-1500:])
-        import pandas as pd
-
-        two = pd.read_csv(work / "two.csv").iloc[:, 1:].to_numpy()
-        difference = float(np.abs(two - one).max())
-        if difference > 1e-5:
-            raise AssertionError(f"2-GPU predictions differ from 1-GPU by {difference}")
-        return {"max_abs_difference": difference}
-
-    checks["ddp_train_2_gpus"] = ddp_train
-    checks["predict_2_gpus"] = two_gpu_predict
-    results = {name: _run(check) for name, check in checks.items()}
+    checks = Checks(Path(tempfile.mkdtemp(prefix="gpu_check_")))
+    results = {name: _run(check)
+               for name, check in checks.all(torch.cuda.device_count(), has_bnb).items()}
     print(json.dumps({
-        "gpu": torch.cuda.get_device_name(), "capability": list(torch.cuda.get_device_capability()),
+        "gpu": torch.cuda.get_device_name(),
+        "capability": list(torch.cuda.get_device_capability()),
         "gpus": torch.cuda.device_count(), "native_bf16": devices.has_native_bf16(),
         "torch": torch.__version__, "bitsandbytes": has_bnb,
         "passed": sum(r["passed"] for r in results.values()),

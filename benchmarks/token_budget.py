@@ -6,10 +6,11 @@ texts tokenise to realistic lengths) is trained for a few steps on 2,000 rows of
 
 - batching: fixed batches of ``--batch-size`` battles in file order (the seed
   notebooks' way), fixed batches of length-sorted rows (arenajudge's default) and
-  token-budget batches of length-sorted rows (``--max-tokens-per-batch``): padded
-  tokens per real token and pairs/s;
-- TTA: ``--tta none``, ``uncertain:0.33`` and ``full``: pairs/s and log loss on the
-  same rows (in sample and of a barely trained tiny model: a speed comparison, the
+  token-budget batches of length-sorted rows (``--max-tokens-per-batch``, budget
+  batch size x max length): padded tokens per real token and pairs/s of the forward
+  passes;
+- TTA: ``--tta none``, ``uncertain:0.33`` and ``full``: pairs/s (end to end, packing
+  included) and log loss on the same rows (in sample and of a barely trained tiny model: a speed comparison, the
   log losses only show the three agree in kind).
 
 Prints one JSON object. Run with ``nice``; the timings depend on the machine's load.
@@ -40,7 +41,37 @@ def padding(samples, batches) -> dict[str, float]:
 
     lengths = sample_lengths(samples)
     padded = sum(len(b) * int(lengths[b].max()) for b in batches)
-    return {"batches": len(batches), "padded_per_real_token": padded / int(lengths.sum())}
+    return {"batches": len(batches), "padded_per_real_token": round(
+        padded / int(lengths.sum()), 4), "padding_waste": round(padded / int(lengths.sum()) - 1, 4)}
+
+
+def train_tiny(battles, work: Path, max_length: int) -> tuple[Path, float]:
+    """A tiny llm model trained 8 steps on 64 of the rows; its directory and seconds."""
+    from arenajudge.models.registry import build_model
+    from tiny import save_base
+
+    texts = [turn for side in (battles.prompt, battles.response_a, battles.response_b)
+             for turns in side for turn in turns]
+    base = save_base(work / "base", "llama", texts=texts[:6000], max_positions=max_length)
+    started = time.perf_counter()
+    build_model("llm", {"base": str(base), "max_length": max_length, "batch_size": 4,
+                        "max_steps": 8, "lr": 1e-3, "val_fraction": 0.0, "device": "cpu"}
+                ).fit(battles.take(np.arange(min(64, len(battles))))).save(work / "model")
+    return work / "model", time.perf_counter() - started
+
+
+def timed_predict(model_dir: Path, battles, **options) -> dict[str, float]:
+    """pairs/s and in-sample log loss of predicting ``battles`` with ``options``."""
+    from arenajudge.metrics import log_loss
+    from arenajudge.models.transformer.config import PredictOptions
+    from arenajudge.models.transformer.model import LLMModel
+
+    model = LLMModel.load(model_dir, PredictOptions(**options))
+    started = time.perf_counter()
+    proba = model.predict_proba(battles.without_labels())
+    seconds = time.perf_counter() - started
+    return {"seconds": round(seconds, 2), "pairs_per_s": round(len(battles) / seconds, 2),
+            "log_loss_in_sample": round(log_loss(battles.target, proba), 5)}
 
 
 def main() -> None:
@@ -54,40 +85,18 @@ def main() -> None:
     import torch
 
     from arenajudge.data import read_battles
-    from arenajudge.metrics import log_loss
-    from arenajudge.models.registry import build_model, load_model
+    from arenajudge.models.registry import load_model
     from arenajudge.models.transformer import batches as batching
-    from arenajudge.models.transformer.config import PredictOptions
-    from arenajudge.models.transformer.model import LLMModel
     from arenajudge.models.transformer.packing import Samples
-    from tiny import save_base
 
     torch.set_num_threads(args.threads)
     battles = read_battles(data_file("human_dev.csv"))
     battles = battles.take(np.arange(min(args.rows, len(battles))))
-    work = Path(tempfile.mkdtemp(prefix="token_budget_"))
-    texts = [turn for side in (battles.prompt, battles.response_a, battles.response_b)
-             for turns in side for turn in turns]
-    base = save_base(work / "base", "llama", texts=texts[:6000],
-                     max_positions=args.max_length)
-    started = time.perf_counter()
-    build_model("llm", {"base": str(base), "max_length": args.max_length, "batch_size": 4,
-                        "max_steps": 8, "lr": 1e-3, "val_fraction": 0.0, "device": "cpu"}
-                ).fit(battles.take(np.arange(64))).save(work / "model")
-    train_seconds = time.perf_counter() - started
+    model_dir, train_seconds = train_tiny(battles, Path(tempfile.mkdtemp(prefix="budget_")),
+                                          args.max_length)
     budget = args.batch_size * args.max_length
-    unlabelled = battles.without_labels()
-
-    def run(**options) -> tuple[dict, np.ndarray]:
-        model = LLMModel.load(work / "model", PredictOptions(**options))
-        started = time.perf_counter()
-        proba = model.predict_proba(unlabelled)
-        seconds = time.perf_counter() - started
-        return {"seconds": round(seconds, 2), "pairs_per_s": round(len(battles) / seconds, 2),
-                "log_loss_in_sample": round(log_loss(battles.target, proba), 5)}, proba
-
-    # the batch plans each mode predicts with (both A/B orders of every battle)
-    model = load_model(work / "model")
+    # the batch plans of each mode (both A/B orders of every battle)
+    model = load_model(model_dir)
     packed, _ = model._packer().pack(battles)
     samples = Samples.build(model._packer(), packed, None, None, both_orders=True)
     order = np.arange(len(samples))
@@ -98,28 +107,27 @@ def main() -> None:
             samples, None, args.batch_size, None)],
         "token_budget": [np.array(b) for b in batching.plan_batches(
             samples, None, args.batch_size, budget)]}
-    results: dict[str, dict] = {name: padding(samples, plan) for name, plan in plans.items()}
-    results["fixed_sorted"].update(run(batch_size=args.batch_size, tta="full")[0])
-    results["token_budget"].update(run(max_tokens_per_batch=budget, tta="full")[0])
-    results["fixed_file_order"].update(_file_order_speed(model, samples, plans, len(battles)))
-    tta = {mode: run(max_tokens_per_batch=budget, tta=mode)[0]
+    results = {name: {**padding(samples, plan), **plan_speed(model, samples, plan)}
+               for name, plan in plans.items()}
+    tta = {mode: timed_predict(model_dir, battles, max_tokens_per_batch=budget, tta=mode)
            for mode in ("none", "uncertain:0.33", "full")}
-    speedup = results["token_budget"]["pairs_per_s"] / results["fixed_sorted"]["pairs_per_s"]
+    speed = {name: results[name]["pairs_per_s"] for name in results}
     print(json.dumps({
         "rows": len(battles), "max_length": args.max_length, "batch_size": args.batch_size,
         "max_tokens_per_batch": budget, "threads": args.threads,
         "model": "tiny random llama, hidden 32, 2 layers, trained 8 steps on 64 rows",
         "train_seconds": round(train_seconds, 1), "load_average": os.getloadavg(),
         "batching": results,
-        "token_budget_speedup_over_fixed_sorted": round(speedup, 3),
+        "token_budget_speedup_over_fixed_sorted": round(
+            speed["token_budget"] / speed["fixed_sorted"], 3),
         "token_budget_speedup_over_fixed_file_order": round(
-            results["token_budget"]["pairs_per_s"]
-            / results["fixed_file_order"]["pairs_per_s"], 3),
+            speed["token_budget"] / speed["fixed_file_order"], 3),
         "tta": tta}))
 
 
-def _file_order_speed(model, samples, plans, n_battles: int) -> dict[str, float]:
-    """pairs/s of fixed batches in file order (no length sorting), both A/B orders."""
+def plan_speed(model, samples, plan) -> dict[str, float]:
+    """pairs/s of the forward passes over one batch plan (both A/B orders of each pair;
+    packing excluded, it is the same for every plan)."""
     import torch
 
     from arenajudge.models.transformer import batches as batching
@@ -127,12 +135,12 @@ def _file_order_speed(model, samples, plans, n_battles: int) -> dict[str, float]
 
     loader = torch.utils.data.DataLoader(
         batching._items(samples, range(len(samples))),
-        batch_sampler=[b.tolist() for b in plans["fixed_file_order"]],
+        batch_sampler=[np.asarray(b).tolist() for b in plan],
         collate_fn=lambda items: batching.collate(items, pad_token_id(model.tokenizer_)))
     started = time.perf_counter()
     batching.logits_of(model.net_, loader, len(samples))
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "pairs_per_s": round(n_battles / seconds, 2)}
+    return {"seconds": round(seconds, 2), "pairs_per_s": round(samples.n_battles / seconds, 2)}
 
 
 if __name__ == "__main__":

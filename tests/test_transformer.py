@@ -760,3 +760,81 @@ def test_accelerate_launch_predict_matches_one_process_exactly(saved_llm, tmp_pa
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr.count("wrote 40 predictions") == 1
     assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
+
+
+# ------------------------------------------------- reward-model base, encoder LoRA, token head
+def base_weights(body) -> dict:
+    """The base model's own weights of a (LoRA-wrapped) body, by their unwrapped names."""
+    return {name.replace("base_model.model.", "").replace(".base_layer", ""): value
+            for name, value in body.state_dict().items() if "lora_" not in name}
+
+
+def test_a_reward_model_checkpoint_works_as_base(tmp_path):
+    """A LlamaForSequenceClassification (num_labels=1) checkpoint: its backbone is used,
+    its score head left out for ours."""
+    from safetensors.torch import load_file
+
+    from tiny import save_llama_with_head
+
+    reward = save_llama_with_head(tmp_path / "reward", "reward")
+    saved = load_file(next(reward.glob("*.safetensors")))
+    assert saved["score.weight"].shape[0] == 1
+    model = fit("llm", reward, make_battles(16), max_steps=2, merge_lora=True)
+    body = base_weights(model.net_.body)
+    assert torch.equal(body["layers.0.mlp.down_proj.weight"],
+                       saved["model.layers.0.mlp.down_proj.weight"])
+    assert not any("score" in name for name in body)
+    model.save(tmp_path / "model")
+    np.testing.assert_allclose(load_model(tmp_path / "model").predict_proba(make_battles(16)),
+                               model.predict_proba(make_battles(16)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["siamese", "cross"])
+def test_lora_on_an_encoder_trains_adapters_only(bases, tmp_path, kind):
+    from safetensors.torch import load_file
+
+    model = fit(kind, bases["bert"], make_battles(16), max_steps=3, lora=True, lora_r=4)
+    original = load_file(bases["bert"] / "model.safetensors")
+    body = base_weights(model.net_.body)
+    assert set(original) <= set(body)
+    assert all(torch.equal(body[name], value) for name, value in original.items())
+    trainable = [n for n, p in model.net_.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    model.save(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter" / "adapter_config.json").is_file()
+    np.testing.assert_allclose(load_model(tmp_path / "adapter").predict_proba(make_battles(16)),
+                               model.predict_proba(make_battles(16)), atol=1e-6)
+    merged = fit(kind, bases["bert"], make_battles(16), max_steps=1, lora=True,
+                 merge_lora=True)
+    merged.save(tmp_path / "merged")
+    assert (tmp_path / "merged" / "body").is_dir()
+
+
+def test_token_head_scores_the_label_words_and_trains(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from arenajudge.models.transformer.networks import label_token_ids
+    from tiny import save_base, save_llama_with_head
+
+    causal = save_llama_with_head(tmp_path / "causal", "causal")
+    battles = make_battles(40)
+    untrained = fit("llm", causal, battles, head="tokens", max_steps=1, lr=1e-12)
+    lm = AutoModelForCausalLM.from_pretrained(causal).eval()
+    ids = label_token_ids(AutoTokenizer.from_pretrained(causal))
+    # before training, the head is the LM's own scores of "A", "B", "tie" at the last token
+    sample = untrained._packer().sequences(untrained._packer().pack(battles.take([0]))[0][0])[0]
+    with torch.no_grad():
+        lm_logits = lm(input_ids=torch.tensor([sample[0]])).logits[0, -1, ids]
+        net_logits = untrained.net_(*(torch.tensor([[x]]) for x in (
+            sample[0], [1] * len(sample[0]), sample[1])))[0]
+    torch.testing.assert_close(net_logits, lm_logits, atol=1e-4, rtol=1e-4)
+
+    model = fit("llm", causal, battles, head="tokens", epochs=4, lr=1e-2)
+    losses = [record["train_loss"] for record in model.history_]
+    assert losses[-1] < losses[0]
+    model.save(tmp_path / "model")
+    np.testing.assert_allclose(load_model(tmp_path / "model").predict_proba(battles),
+                               model.predict_proba(battles), atol=1e-6)
+    bare = save_base(tmp_path / "bare", "llama")  # a LlamaModel: no LM head saved
+    with pytest.raises(ConfigError, match="--head tokens needs --base .* LM head"):
+        fit("llm", bare, battles, head="tokens", max_steps=1)
