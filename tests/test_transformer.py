@@ -545,6 +545,28 @@ def test_precision_follows_real_hardware_support(monkeypatch, capability, precis
     assert compute == (half or torch.float32)
 
 
+def test_ray_actors_ask_for_a_gpu_each_for_a_transformer_model(monkeypatch):
+    ray_engine = pytest.importorskip("arenajudge.engines.ray_engine",
+                                     reason="needs the ray extra")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class Dataset:
+        def map_batches(self, fn, **kwargs):
+            seen.update(kwargs)
+            raise Stop
+
+    monkeypatch.setattr(ray_engine.ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 2.0})
+    monkeypatch.setattr(ray_engine.ray.data, "read_datasource", lambda source: Dataset())
+    monkeypatch.setattr(ray_engine, "_BattleFileSource", lambda *args, **kwargs: None)
+    for transformer, expected in ((True, (1, 2)), (False, (0, 8))):
+        with pytest.raises(Stop):
+            ray_engine._score("x.csv", "m", "csv", {}, 0, None, 16, {}, gpu=transformer)
+        assert (seen["num_gpus"], seen["compute"].max_size) == expected
+
+
 def test_qlora_keeps_non_reentrant_gradient_checkpointing(bases, monkeypatch):
     import peft
     from transformers import AutoModel

@@ -13,6 +13,7 @@ is known to be present.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -95,10 +96,11 @@ def pooled_size(body: nn.Module, n_sequences: int, pooling: str) -> int:
 
 
 def load_body(source: Path, config: TransformerConfig, decoder: bool,
-              device_index: int = 0) -> nn.Module:
+              device_index: int | None = None) -> nn.Module:
     """The base model in ``source`` (a Hugging Face directory), ready to fine-tune.
 
-    ``device_index``: the GPU a quantized model is placed on (one per process).
+    ``device_index``: the GPU a quantized model is placed on (one per process; default
+    this process's ``LOCAL_RANK``).
     """
     from transformers import AutoModel
 
@@ -109,7 +111,8 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
     if config.load_in != "16bit":
         devices.check_quantized(config.load_in)
         kwargs["quantization_config"] = devices.quantization(config.load_in, config.precision)
-        kwargs["device_map"] = {"": device_index}
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))
+                                if device_index is None else device_index}
     try:
         # a *ForSequenceClassification checkpoint (a reward model) loads as its backbone:
         # its task head's weights are left out
