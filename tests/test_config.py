@@ -81,7 +81,8 @@ def test_every_transformer_field_is_reachable_from_a_file(tmp_path):
                "eval_every": 3, "patience": 2, "checkpoint_dir": "/tmp/c", "lora_r": 4,
                "lora_alpha": 8, "lora_dropout": 0.1, "lora_targets": "q_proj",
                "load_in": "16bit", "gradient_checkpointing": True, "merge_lora": False,
-               "precision": "fp32", "device": "cpu", "seed": 3, "kind": "cross"}
+               "precision": "fp32", "device": "cpu", "seed": 3, "kind": "llm",
+               "head": "tokens", "lora": True, "attn_implementation": "sdpa"}
     assert set(changed) == {f.name for f in fields(TransformerConfig)}
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(changed))

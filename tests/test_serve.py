@@ -257,7 +257,7 @@ def test_health_answers_while_a_batch_is_scored(model_dir, model):
 def test_health_is_503_until_the_model_is_loaded(model_dir, model, monkeypatch):
     loaded = threading.Event()
 
-    def slow_load(path):
+    def slow_load(path, runtime=None):
         assert loaded.wait(timeout=10)
         return model
 
@@ -272,7 +272,7 @@ def test_health_is_503_until_the_model_is_loaded(model_dir, model, monkeypatch):
 
 
 def test_a_failed_load_is_reported_by_health(model_dir, monkeypatch):
-    def broken_load(path):
+    def broken_load(path, runtime=None):
         raise OSError("disk on fire")
 
     monkeypatch.setattr(serve, "load_ready_model", broken_load)

@@ -113,16 +113,16 @@ def fitted(request, bases):
 
     kind = request.param
     before: dict[str, tuple[bool, object]] = {}
-    original = trainer.train_network
 
-    def snapshot(net, *args, **kwargs):
-        before.update({n: (p.requires_grad, p.detach().clone())
-                       for n, p in net.named_parameters()})
-        return original(net, *args, **kwargs)
+    class Snapshot(trainer.Trainer):
+        def __init__(self, net, *args, **kwargs):
+            before.update({n: (p.requires_grad, p.detach().clone())
+                           for n, p in net.named_parameters()})
+            super().__init__(net, *args, **kwargs)
 
     battles = make_battles(40)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "train_network", snapshot)
+        patch.setattr(trainer, "Trainer", Snapshot)
         model = fit(kind, bases[BASE_OF[kind]], battles, epochs=4, eval_every=5,
                     lr=1e-2 if kind == "llm" else 3e-3)
     return kind, model, before, battles
@@ -182,7 +182,7 @@ def test_resume_continues_from_the_saved_step_like_an_uninterrupted_run(bases, t
     from arenajudge.models.transformer import trainer
 
     battles = make_battles(24)  # 48 samples: 6 steps per epoch
-    options = dict(epochs=2, eval_every=4)
+    options = dict(epochs=2, eval_every=4, head_dropout=0.1)  # dropout draws from the RNG
     whole = fit("siamese", bases["bert"], battles, checkpoint_dir=str(tmp_path / "a"),
                 **options)
     original, calls = trainer.batch_loss, []
@@ -205,8 +205,7 @@ def test_resume_continues_from_the_saved_step_like_an_uninterrupted_run(bases, t
     assert resumed.validation_["resumed_from"] == 4
     assert [r["step"] for r in resumed.history_] == [4, 8, 12]
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["state.json", "step-00000012"]
-    np.testing.assert_allclose(resumed.predict_proba(battles), whole.predict_proba(battles),
-                               atol=1e-5)
+    np.testing.assert_array_equal(resumed.predict_proba(battles), whole.predict_proba(battles))
     with pytest.raises(ConfigError, match="other settings or data"):
         fit("siamese", bases["bert"], make_battles(24, seed=1),
             checkpoint_dir=str(tmp_path / "b"), **options)
@@ -291,7 +290,7 @@ def test_merged_lora_bundle_needs_no_base_and_an_adapter_bundle_does(bases, tmp_
     ("siamese", {"base": "{bert}", "lr": "fast"}, "lr: expected a number, got 'fast'"),
     ("siamese", {"base": "{bert}", "lr": -1.0}, "lr=-1.0 is out of range"),
     ("siamese", {"base": "{bert}", "load_in": "4bit"}, "--load-in 4bit is for --backend llm"),
-    ("cross", {"base": "{bert}", "merge_lora": True}, "--merge-lora needs --backend llm"),
+    ("cross", {"base": "{bert}", "merge_lora": True}, "--merge-lora needs LoRA adapters"),
     ("nope", {}, "unknown backend 'nope'"),
 ])
 def test_bad_options_fail_before_training(bases, kind, options, message):
@@ -525,3 +524,339 @@ def test_cli_trains_predicts_and_evaluates_a_transformer_backend(bases, tmp_path
                                      "--format", "json"])
     assert evaluated.exit_code == 0, evaluated.output
     assert json.loads(evaluated.stdout)["overall"]["rows"] == len(make_battles())
+
+
+# ---------------------------------------------------------------------- the GPU path
+@pytest.mark.parametrize("capability, precision, half", [
+    ((7, 5), "auto", torch.float16), ((8, 0), "auto", torch.bfloat16),
+    ((8, 0), "fp16", torch.float16), ((7, 5), "fp32", None)])
+def test_precision_follows_real_hardware_support(monkeypatch, capability, precision, half):
+    """A T4 (sm75) reports emulated bf16 as supported; auto must still pick fp16 there,
+    for autocast, a decoder's weights and the 4-bit compute dtype alike."""
+    from arenajudge.models.transformer import devices
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)
+    assert devices.autocast_dtype(precision, torch.device("cuda")) is half
+    assert devices.body_dtype(precision, "auto", decoder=True) == (half or torch.float32)
+    assert devices.body_dtype(precision, "auto", decoder=False) == torch.float32
+    compute = devices.quantization("4bit", precision).bnb_4bit_compute_dtype
+    assert compute == (half or torch.float32)
+
+
+def test_ray_actors_ask_for_a_gpu_each_for_a_transformer_model(monkeypatch):
+    ray_engine = pytest.importorskip("arenajudge.engines.ray_engine",
+                                     reason="needs the ray extra")
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    class Dataset:
+        def map_batches(self, fn, **kwargs):
+            seen.update(kwargs)
+            raise Stop
+
+    monkeypatch.setattr(ray_engine.ray, "cluster_resources", lambda: {"CPU": 8.0, "GPU": 2.0})
+    monkeypatch.setattr(ray_engine.ray.data, "read_datasource", lambda source: Dataset())
+    monkeypatch.setattr(ray_engine, "_BattleFileSource", lambda *args, **kwargs: None)
+    for transformer, expected in ((True, (1, 2)), (False, (0, 8))):
+        with pytest.raises(Stop):
+            ray_engine._score("x.csv", "m", "csv", {}, 0, None, 16, {}, gpu=transformer)
+        assert (seen["num_gpus"], seen["compute"].max_size) == expected
+
+
+def test_qlora_keeps_non_reentrant_gradient_checkpointing(bases, monkeypatch):
+    import peft
+    from transformers import AutoModel
+
+    from arenajudge.models.transformer import networks
+    from arenajudge.models.transformer.config import NetworkConfig
+
+    seen = {}
+
+    def prepare(body, **kwargs):
+        seen.update(kwargs)
+        return body
+
+    monkeypatch.setattr(peft, "prepare_model_for_kbit_training", prepare)
+    body = AutoModel.from_pretrained(bases["llama"])
+    networks.add_lora(body, NetworkConfig(kind="llm", load_in="4bit"), True)
+    assert seen == {"use_gradient_checkpointing": True,
+                    "gradient_checkpointing_kwargs": {"use_reentrant": False}}
+
+
+def test_load_in_4bit_without_cuda_is_one_line(bases, tmp_path, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",  # as if bitsandbytes were installed
+                        lambda name, *a: object() if name == "bitsandbytes" else real(name, *a))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    data = write_data(make_battles(8), tmp_path / "d.csv")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m"),
+                                       "--backend", "llm", "--base", str(bases["llama"]),
+                                       "--load-in", "4bit"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        "error: --load-in 4bit needs a CUDA GPU (bitsandbytes), and none is visible; use "
+        "--load-in 16bit"]
+
+
+def long_battles(n: int = 12) -> Battles:
+    battles = make_battles(n)
+    return Battles(id=battles.id, prompt=[(" ".join(WORDS * 2),)] * n,
+                   response_a=[(turns[0] + " " + " ".join(WORDS),) for turns in battles.response_a],
+                   response_b=[(turns[0] + " " + " ".join(WORDS),) for turns in battles.response_b],
+                   target=battles.target)
+
+
+def test_roberta_trains_at_its_position_limit(bases, tmp_path):
+    """RoBERTa numbers positions from padding_idx + 1: 66 position embeddings read 65."""
+    from tiny import save_base
+
+    roberta = save_base(tmp_path / "roberta", "roberta")
+    model = fit("cross", roberta, long_battles(), max_length=65, max_steps=2)
+    assert model.truncation_["truncated_rows"] == 12  # the sequences reach the limit
+    assert model.predict_proba(long_battles()).shape == (12, 3)
+    with pytest.raises(ConfigError, match="exceeds the 65 positions.*use --max-length 65"):
+        fit("cross", roberta, long_battles(), max_length=66, max_steps=1)
+
+
+def test_every_setting_is_reachable_from_a_yaml_file_and_lands_in_the_manifest(bases,
+                                                                              tmp_path):
+    import yaml
+    from click.testing import CliRunner
+    from dataclasses import fields
+
+    from arenajudge.cli import main
+    from arenajudge.models.transformer.config import TransformerConfig
+
+    settings = {
+        "kind": "llm", "base": str(bases["llama"]), "max_length": 48, "prompt_share": 0.25,
+        "symmetric": False, "head": "mlp", "head_hidden": 8, "head_dropout": 0.2,
+        "lora": True, "lora_r": 4, "lora_alpha": 8, "lora_dropout": 0.1,
+        "lora_targets": "q_proj,v_proj", "load_in": "16bit", "merge_lora": True,
+        "attn_implementation": "eager", "epochs": 2, "max_steps": 3, "batch_size": 4,
+        "grad_accum": 2, "lr": 1e-3, "weight_decay": 0.02, "warmup_ratio": 0.2,
+        "schedule": "linear", "max_grad_norm": 0.5, "loss": "kl", "swap_augment": False,
+        "val_fraction": 0.25, "eval_every": 1, "patience": 1,
+        "checkpoint_dir": str(tmp_path / "ckpt"), "gradient_checkpointing": True,
+        "precision": "fp32", "device": "cpu", "seed": 3}
+    assert set(settings) == {f.name for f in fields(TransformerConfig)}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(settings))
+    data = write_data(make_battles(24), tmp_path / "d.csv")
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m"),
+                                       "--backend", "llm", "--config", str(tmp_path / "run.yaml")])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["config"] == settings
+    assert manifest["metrics"]["validation"]["steps"] == 3
+
+
+def test_cv_checkpoints_each_fold_in_its_own_directory(bases, tmp_path):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    data = write_data(make_battles(24), tmp_path / "d.csv")
+    result = CliRunner().invoke(main, [
+        "cv", str(data), "--folds", "2", "--backend", "siamese", "--base", str(bases["bert"]),
+        "--max-length", "64", "--max-steps", "2", "--val-fraction", "0", "--device", "cpu",
+        "--checkpoint-dir", str(tmp_path / "ckpt"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["fold-0", "fold-1"]
+    for fold in ("fold-0", "fold-1"):
+        assert json.loads((tmp_path / "ckpt" / fold / "state.json").read_text()
+                          )["state"]["step"] == 2
+
+
+# ------------------------------------------------------------ prediction-time control
+@pytest.fixture(scope="module")
+def saved_llm(bases, tmp_path_factory):
+    """A tiny llm adapter bundle over a copy of the base: (model dir, base dir, data CSV)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("saved_llm")
+    base = shutil.copytree(bases["llama"], root / "base")
+    fit("llm", base, make_battles(24), max_steps=3, lr=1e-2).save(root / "model")
+    return root / "model", base, write_data(make_battles(40, seed=5), root / "data.csv")
+
+
+def test_token_budget_batches_stay_within_the_budget():
+    from arenajudge.models.transformer.batches import token_budget_batches
+
+    lengths = np.array([50, 40, 40, 30, 10, 10, 10, 5])
+    batches = token_budget_batches(lengths, n_sequences=2, max_tokens=200)
+    assert np.concatenate(batches).tolist() == list(range(8))
+    assert all(len(b) * 2 * lengths[b].max() <= 200 for b in batches)
+    assert [len(b) for b in batches] == [2, 2, 4]  # 200 // (2 * its longest) rows each
+    assert token_budget_batches(np.array([300, 10]), 1, 100)[0].tolist() == [0]  # alone
+
+
+def test_tta_uncertain_share_between_none_and_full(saved_llm):
+    from arenajudge.models.transformer.config import PredictOptions
+    from arenajudge.models.transformer.model import LLMModel
+
+    model_dir, _, _ = saved_llm
+    battles = make_battles(40, seed=5)
+
+    def proba(**options):
+        return LLMModel.load(model_dir, PredictOptions(**options)).predict_proba(battles)
+
+    none, full, default = proba(tta="none"), proba(tta="full"), proba()
+    assert np.abs(none - full).max() > 1e-4  # the swapped pass changes something
+    np.testing.assert_array_equal(default, full)
+    np.testing.assert_array_equal(proba(tta="uncertain:0"), none)
+    np.testing.assert_array_equal(proba(tta="uncertain:1"), full)
+    half = proba(tta="uncertain:0.5")  # other batches than full: equal up to padding
+    swapped = np.isclose(half, full, atol=1e-6, rtol=0).all(axis=1)
+    kept = np.isclose(half, none, atol=1e-6, rtol=0).all(axis=1)
+    assert (swapped != kept).all() and swapped.sum() == 20
+    raw_none = LLMModel.load(model_dir, PredictOptions(tta="none"))
+    top = raw_none.predict_proba(battles).max(axis=1)
+    assert top[swapped].max() <= top[~swapped].min()  # the least sure got the swap
+    budget = proba(max_tokens_per_batch=300, batch_size=3)
+    np.testing.assert_allclose(budget, full, atol=1e-6)
+    with pytest.raises(ConfigError, match="--tta 'sometimes'"):
+        proba(tta="sometimes")
+
+
+def test_predict_time_options_on_the_cli_and_a_moved_base(saved_llm, tmp_path):
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    model_dir, base, data = saved_llm
+    runner = CliRunner()
+    before = runner.invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                  "--out", str(tmp_path / "before.csv")])
+    assert before.exit_code == 0, before.output
+    moved = base.rename(base.parent / "moved")
+    try:
+        gone = runner.invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                    "--out", str(tmp_path / "gone.csv")])
+        assert gone.exit_code == 2 and "--base DIR" in gone.output
+        after = runner.invoke(main, [
+            "predict", str(data), "--model", str(model_dir), "--out", str(tmp_path / "after.csv"),
+            "--base", str(moved), "--device", "cpu", "--batch-size", "3",
+            "--max-tokens-per-batch", "400", "--max-length", "96",
+            "--attn-implementation", "eager", "--tta", "uncertain:0.5"])
+        assert after.exit_code == 0, after.output
+        evaluated = runner.invoke(main, ["evaluate", str(data), "--model", str(model_dir),
+                                         "--base", str(moved), "--tta", "none",
+                                         "--format", "json"])
+        assert evaluated.exit_code == 0, evaluated.output
+        same = runner.invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                    "--out", str(tmp_path / "same.csv"), "--base", str(moved)])
+        assert same.exit_code == 0, same.output
+    finally:
+        moved.rename(base)
+    assert (tmp_path / "same.csv").read_text() == (tmp_path / "before.csv").read_text()
+    assert pd.read_csv(tmp_path / "after.csv").shape == (40, 4)
+    bad = runner.invoke(main, ["predict", str(data), "--model", str(model_dir), "--out",
+                               str(tmp_path / "bad.csv"), "--tta", "uncertain:2"])
+    assert bad.exit_code == 2 and bad.output.startswith("error: --tta 'uncertain:2'")
+
+
+def test_accelerate_launch_predict_matches_one_process_exactly(saved_llm, tmp_path):
+    """`accelerate launch -m arenajudge predict`: 2 processes share the batches and the
+    main process writes one submission, identical to the 1-process one."""
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    model_dir, _, data = saved_llm
+    options = ["--batch-size", "4"]  # 80 samples: 20 batches, 10 per process
+    one = CliRunner().invoke(main, ["predict", str(data), "--model", str(model_dir),
+                                    "--out", str(tmp_path / "one.csv"), *options])
+    assert one.exit_code == 0, one.output
+    run = _accelerate_launch("-m", "arenajudge", "predict", str(data), "--model",
+                             str(model_dir), "--out", str(tmp_path / "two.csv"), *options)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stderr.count("wrote 40 predictions") == 1
+    assert (tmp_path / "two.csv").read_text() == (tmp_path / "one.csv").read_text()
+
+
+# ------------------------------------------------- reward-model base, encoder LoRA, token head
+def base_weights(body) -> dict:
+    """The base model's own weights of a (LoRA-wrapped) body, by their unwrapped names."""
+    return {name.replace("base_model.model.", "").replace(".base_layer", ""): value
+            for name, value in body.state_dict().items() if "lora_" not in name}
+
+
+def test_a_reward_model_checkpoint_works_as_base(tmp_path):
+    """A LlamaForSequenceClassification (num_labels=1) checkpoint: its backbone is used,
+    its score head left out for ours."""
+    from safetensors.torch import load_file
+
+    from tiny import save_llama_with_head
+
+    reward = save_llama_with_head(tmp_path / "reward", "reward")
+    saved = load_file(next(reward.glob("*.safetensors")))
+    assert saved["score.weight"].shape[0] == 1
+    model = fit("llm", reward, make_battles(16), max_steps=2, merge_lora=True)
+    body = base_weights(model.net_.body)
+    assert torch.equal(body["layers.0.mlp.down_proj.weight"],
+                       saved["model.layers.0.mlp.down_proj.weight"])
+    assert not any("score" in name for name in body)
+    model.save(tmp_path / "model")
+    np.testing.assert_allclose(load_model(tmp_path / "model").predict_proba(make_battles(16)),
+                               model.predict_proba(make_battles(16)), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["siamese", "cross"])
+def test_lora_on_an_encoder_trains_adapters_only(bases, tmp_path, kind):
+    from safetensors.torch import load_file
+
+    model = fit(kind, bases["bert"], make_battles(16), max_steps=3, lora=True, lora_r=4)
+    original = load_file(bases["bert"] / "model.safetensors")
+    body = base_weights(model.net_.body)
+    assert set(original) <= set(body)
+    assert all(torch.equal(body[name], value) for name, value in original.items())
+    trainable = [n for n, p in model.net_.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)
+    model.save(tmp_path / "adapter")
+    assert (tmp_path / "adapter" / "adapter" / "adapter_config.json").is_file()
+    np.testing.assert_allclose(load_model(tmp_path / "adapter").predict_proba(make_battles(16)),
+                               model.predict_proba(make_battles(16)), atol=1e-6)
+    merged = fit(kind, bases["bert"], make_battles(16), max_steps=1, lora=True,
+                 merge_lora=True)
+    merged.save(tmp_path / "merged")
+    assert (tmp_path / "merged" / "body").is_dir()
+
+
+def test_token_head_scores_the_label_words_and_trains(tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from arenajudge.models.transformer.networks import label_token_ids
+    from tiny import save_base, save_llama_with_head
+
+    causal = save_llama_with_head(tmp_path / "causal", "causal")
+    battles = make_battles(40)
+    untrained = fit("llm", causal, battles, head="tokens", max_steps=1, lr=1e-12)
+    lm = AutoModelForCausalLM.from_pretrained(causal).eval()
+    ids = label_token_ids(AutoTokenizer.from_pretrained(causal))
+    # before training, the head is the LM's own scores of "A", "B", "tie" at the last token
+    sample = untrained._packer().sequences(untrained._packer().pack(battles.take([0]))[0][0])[0]
+    with torch.no_grad():
+        lm_logits = lm(input_ids=torch.tensor([sample[0]])).logits[0, -1, ids]
+        net_logits = untrained.net_(*(torch.tensor([[x]]) for x in (
+            sample[0], [1] * len(sample[0]), sample[1])))[0]
+    torch.testing.assert_close(net_logits, lm_logits, atol=1e-4, rtol=1e-4)
+
+    model = fit("llm", causal, battles, head="tokens", epochs=4, lr=1e-2)
+    losses = [record["train_loss"] for record in model.history_]
+    assert losses[-1] < losses[0]
+    model.save(tmp_path / "model")
+    np.testing.assert_allclose(load_model(tmp_path / "model").predict_proba(battles),
+                               model.predict_proba(battles), atol=1e-6)
+    bare = save_base(tmp_path / "bare", "llama")  # a LlamaModel: no LM head saved
+    with pytest.raises(ConfigError, match="--head tokens needs --base .* LM head"):
+        fit("llm", bare, battles, head="tokens", max_steps=1)

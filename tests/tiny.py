@@ -37,35 +37,45 @@ def make_battles(n: int = 40, seed: int = 0, soft: bool = False) -> Battles:
                    response_a=response_a, response_b=response_b, target=target)
 
 
-def tokenizer_for(encoder: bool):
+def tokenizer_for(encoder: bool, texts: list[str] | None = None, vocab_size: int = 600):
+    """A byte-level BPE tokenizer trained on the test words (and ``texts``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
-    texts = [" ".join(WORDS), "Prompt: Response: Response A: Response B:\n\n question"]
+    texts = [" ".join(WORDS), "Prompt: Response: Response A: Response B:\n\n question"
+             ] * 20 + list(texts or [])
     bpe = Tokenizer(models.BPE(unk_token="[UNK]"))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    bpe.train_from_iterator(texts * 20, trainers.BpeTrainer(
-        vocab_size=600, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<s>", "</s>"],
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "<s>", "</s>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     specials = ({"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]"} if encoder
                 else {"bos_token": "<s>", "eos_token": "</s>"})  # Llama-like: no pad token
     return PreTrainedTokenizerFast(tokenizer_object=bpe, unk_token="[UNK]", **specials)
 
 
-def save_base(path: Path, model_type: str) -> Path:
+def save_base(path: Path, model_type: str, texts: list[str] | None = None,
+              max_positions: int = 128) -> Path:
+    """A tiny random ``model_type`` (bert, deberta-v2, roberta, llama) and its tokenizer
+    (trained on the test words and ``texts``) saved in ``path``."""
     import torch
-    from transformers import AutoModel, BertConfig, DebertaV2Config, LlamaConfig
+    from transformers import AutoModel, BertConfig, DebertaV2Config, LlamaConfig, RobertaConfig
 
-    tokenizer = tokenizer_for(encoder=model_type != "llama")
+    tokenizer = tokenizer_for(encoder=model_type != "llama", texts=texts,
+                              vocab_size=4000 if texts else 600)
     shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+                 num_attention_heads=2, intermediate_size=64,
+                 max_position_embeddings=max_positions)
     no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     config = {
         "bert": lambda: BertConfig(**shape, **no_dropout),
         "deberta-v2": lambda: DebertaV2Config(**shape, **no_dropout, relative_attention=True,
                                               position_buckets=16, position_biased_input=False,
                                               pos_att_type=["p2c", "c2p"]),
+        # positions from padding_idx + 1: 65 usable of 66
+        "roberta": lambda: RobertaConfig(**{**shape, "max_position_embeddings": 66},
+                                         **no_dropout, pad_token_id=tokenizer.pad_token_id),
         "llama": lambda: LlamaConfig(**shape, num_key_value_heads=1,
                                      bos_token_id=tokenizer.bos_token_id,
                                      eos_token_id=tokenizer.eos_token_id),
@@ -86,3 +96,24 @@ FAST = dict(max_length=64, batch_size=8, lr=3e-3, epochs=1, val_fraction=0.0,
 """Transformer settings that train a tiny model in seconds."""
 BASE_OF = {"siamese": "deberta-v2", "cross": "bert", "llm": "llama"}
 """The tiny base each transformer backend is tested on."""
+
+
+def save_llama_with_head(path: Path, head: str) -> Path:
+    """A tiny Llama saved with a task head: ``causal`` (LlamaForCausalLM, for
+    ``--head tokens``) or ``reward`` (LlamaForSequenceClassification, num_labels=1, the
+    shape of a reward-model checkpoint)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    tokenizer = tokenizer_for(encoder=False)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=64,
+                         max_position_embeddings=128, num_key_value_heads=1, num_labels=1,
+                         bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(1)
+    model = {"causal": LlamaForCausalLM, "reward": LlamaForSequenceClassification}[head](config)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

@@ -346,6 +346,8 @@ class Settings:
     model_dir: str
     max_body: int = DEFAULT_MAX_BODY
     max_batch: int = DEFAULT_MAX_BATCH
+    runtime: dict[str, Any] | None = None
+    """Prediction-time settings of a transformer model (see :func:`load_model`)."""
 
 
 class _State:
@@ -359,11 +361,12 @@ class _State:
         self.load_error: str | None = None
 
 
-def load_ready_model(model_dir: str | Path) -> PreferenceModel:
+def load_ready_model(model_dir: str | Path, runtime: dict[str, Any] | None = None
+                     ) -> PreferenceModel:
     """Load a model and score one dummy battle, so the first request pays no start-up cost
     (e.g. reading the embedding tables)."""
     check_scores_raw_text(read_manifest(model_dir), model_dir, "the judge service")
-    model = load_model(model_dir)
+    model = load_model(model_dir, runtime)
     model.predict_proba(Battles(id=np.array(["warm-up"], dtype=object), prompt=[("",)],
                                 response_a=[("",)], response_b=[("",)]))
     return model
@@ -407,7 +410,7 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         async def start(loaded: PreferenceModel | None) -> None:
             try:
                 loaded = loaded or await loop.run_in_executor(
-                    executor, load_ready_model, settings.model_dir)
+                    executor, load_ready_model, settings.model_dir, settings.runtime)
             except Exception as exc:  # noqa: BLE001  (reported by /health)
                 state.load_error = f"{type(exc).__name__}: {exc}"
                 logger.error("loading the model failed: %s", state.load_error)
@@ -494,7 +497,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     options = {"host": host, "port": port, "log_config": log_config}
     check_can_listen(host, port)
-    model = load_ready_model(settings.model_dir)
+    model = load_ready_model(settings.model_dir, settings.runtime)
     if workers == 1:
         uvicorn.run(create_app(settings, model), **options)
         return

@@ -25,20 +25,26 @@ from arenajudge.evaluate import (attach_sources, cross_validate, evaluate_predic
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
-from arenajudge.models.transformer.config import TransformerConfig
+from arenajudge.models.transformer import is_main_process
+from arenajudge.models.transformer.config import NetworkConfig, PredictOptions, TrainingConfig
 from arenajudge.outputs import check_output, write_csv, write_submission
 
 logger = logging.getLogger("arenajudge.cli")
 
 TRANSFORMER_BACKENDS = ("siamese", "cross", "llm")
 SETTINGS_GROUPS = {"CPU model options (--backend gbdt)": GBDTConfig,
-                   "Transformer options (--backend siamese|cross|llm)": TransformerConfig}
+                   "Transformer network options (--backend siamese|cross|llm)": NetworkConfig,
+                   "Transformer training options (--backend siamese|cross|llm)":
+                       TrainingConfig}
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(exists=True, dir_okay=False), default=None,
     metavar="FILE", help="YAML or TOML file of the backend's settings (the fields listed "
                          "under its options below); flags given override it.")
 model_settings = config_options(SETTINGS_GROUPS, exclude=("kind",))
+predict_settings = config_options(
+    {"Transformer prediction options (siamese|cross|llm models; default: as trained)":
+     PredictOptions})
 embeddings_option = click.option(
     "--embeddings", "embeddings_path", type=click.Path(exists=True, dir_okay=False),
     default=None, metavar="EMB.parquet",
@@ -140,11 +146,8 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
     logger.info("training on %d battles", len(battles))
     model = make_model().fit(battles)
     model.save(out_dir, force=force)
-    if backend != "gbdt":
-        from arenajudge.models.transformer import is_main_process
-
-        if not is_main_process():  # under `accelerate launch` rank 0 reports
-            return
+    if not is_main_process():  # under `accelerate launch` rank 0 reports
+        return
     calibrated = getattr(model, "validation_", {})
     summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
     if calibrated.get("log_loss") is not None:
@@ -195,7 +198,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
         _print_scores(result.overall, result.by_source, result.folds)
 
 
-@main.command("predict")
+@main.command("predict", cls=GroupedCommand)
 @data_argument
 @model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
@@ -208,11 +211,16 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @input_options
 @seed_option("the A/B order of chosen/rejected pairs in DATA")
 @force_option
+@predict_settings
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
                     embeddings_path: str | None, engine: str, address: str | None,
                     input_format: str | None, columns: str | None, seed: int,
-                    force: bool) -> None:
-    """Write a submission: the probabilities of each battle in DATA, in input order."""
+                    force: bool, settings: dict[str, Any]) -> None:
+    """Write a submission: the probabilities of each battle in DATA, in input order.
+
+    Under `accelerate launch` a transformer model's batches are shared out among the
+    processes (one GPU each); the main process writes the one submission.
+    """
     check_output(out_path, force, "file")
     started = time.perf_counter()
     read_kwargs = {**read_options(input_format, columns), "seed": seed}
@@ -222,21 +230,27 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
         from arenajudge.engines.ray_engine import predict_with_ray
 
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
-                                      read_kwargs=read_kwargs)
-        write_submission(ids, proba, out_path, force=force)
+                                      read_kwargs=read_kwargs, runtime=settings)
+        if is_main_process():
+            write_submission(ids, proba, out_path, force=force)
         n_rows = len(ids)
     else:
         if address:
             raise ConfigError("--address applies to --engine ray only")
-        n_rows = stream_predict(data, load_model(model_dir), out_path, force=force,
-                                read_kwargs=read_kwargs, tie_rate=tie_rate,
-                                embeddings_path=embeddings_path, progress=True)
+        model = load_model(model_dir, settings)
+        options = dict(read_kwargs=read_kwargs, tie_rate=tie_rate,
+                       embeddings_path=embeddings_path)
+        if not is_main_process():  # under `accelerate launch`: score its share, rank 0 writes
+            for _ in score_blocks(data, model, **options):
+                pass
+            return
+        n_rows = stream_predict(data, model, out_path, force=force, progress=True, **options)
     elapsed = time.perf_counter() - started
     click.echo(f"wrote {n_rows:,} predictions to {out_path} "
                f"({n_rows / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
 
 
-@main.command("evaluate")
+@main.command("evaluate", cls=GroupedCommand)
 @data_argument
 @model_dir_option
 @tie_rate_option
@@ -245,12 +259,13 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
 @input_options
 @format_option
 @seed_option("the A/B order of chosen/rejected pairs in DATA")
+@predict_settings
 def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      embeddings_path: str | None, sources_path: str | None,
                      input_format: str | None, columns: str | None, output_format: str,
-                     seed: int) -> None:
+                     seed: int, settings: dict[str, Any]) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
-    model = load_model(model_dir)
+    model = load_model(model_dir, settings)
     blocks = score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
                                                     "seed": seed},
                           tie_rate=tie_rate, embeddings_path=embeddings_path, progress=True,

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import click
 
+from typing import Any
+
 from arenajudge.cli import main
+from arenajudge.cli.options import GroupedCommand
+from arenajudge.cli.model_commands import predict_settings
 
 
-@main.command("serve")
+@main.command("serve", cls=GroupedCommand)
 @click.option("--model", "model_dir", required=True,
               type=click.Path(file_okay=False, path_type=str),
               help="Model directory written by `arenajudge train`.")
@@ -22,8 +26,10 @@ from arenajudge.cli import main
                    "[default: 1000000]")
 @click.option("--max-batch", type=click.IntRange(min=1), default=None,
               help="Most battles in one request; more get 413.  [default: 1000]")
+@predict_settings
 def serve_command(model_dir: str, host: str, port: int, workers: int,
-                  max_body: int | None, max_batch: int | None) -> None:
+                  max_body: int | None, max_batch: int | None,
+                  settings: dict[str, Any]) -> None:
     """Serve a model over HTTP until interrupted.
 
     POST /v1/judge scores battles, GET /health says whether the model is loaded,
@@ -34,4 +40,5 @@ def serve_command(model_dir: str, host: str, port: int, workers: int,
     # Unset limits keep the library's defaults, defined once in arenajudge.serve.
     limits = {name: value for name, value in (("max_body", max_body),
                                               ("max_batch", max_batch)) if value is not None}
-    serve(Settings(model_dir, **limits), host=host, port=port, workers=workers)
+    serve(Settings(model_dir, **limits, runtime=settings or None), host=host, port=port,
+          workers=workers)

@@ -35,6 +35,7 @@ from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDe
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import check_scores_raw_text, read_manifest
 from arenajudge.models.registry import load_model
+from arenajudge.models.transformer.config import KINDS as TRANSFORMER_KINDS
 
 try:
     import ray
@@ -102,7 +103,7 @@ class _BlockScorer:
     """Ray actor: loads the model once, then parses and scores one block per call."""
 
     def __init__(self, model_dir: str, path: str, columns: dict[str, str], seed: int,
-                 tie_rate: float | None) -> None:
+                 tie_rate: float | None, runtime: dict[str, Any] | None = None) -> None:
         self.path = path
         self.columns = columns
         self.seed = seed
@@ -110,7 +111,7 @@ class _BlockScorer:
         self.model: PreferenceModel | None = None
         self.load_error: ArenaJudgeError | None = None
         try:
-            self.model = load_model(model_dir)
+            self.model = load_model(model_dir, runtime)
         except ArenaJudgeError as exc:  # e.g. the directory is missing on this node
             self.load_error = exc
 
@@ -139,7 +140,8 @@ class _BlockScorer:
 def predict_with_ray(data_path: str, model_dir: str, *,
                      read_kwargs: Mapping[str, Any] | None = None,
                      tie_rate: float | None = None, address: str | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE) -> tuple[np.ndarray, np.ndarray]:
+                     batch_size: int = DEFAULT_BATCH_SIZE,
+                     runtime: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Score a battles file on Ray; the local engine's results, in input order.
 
     Parameters
@@ -157,6 +159,8 @@ def predict_with_ray(data_path: str, model_dir: str, *,
         the local cores. An already initialised Ray is used as it is.
     batch_size : int, default=1024
         Battles per block: the unit read, shipped and scored at once.
+    runtime : mapping, optional
+        Prediction-time settings of a transformer model (see :func:`load_model`).
 
     Returns
     -------
@@ -179,30 +183,37 @@ def predict_with_ray(data_path: str, model_dir: str, *,
     if "://" not in data_path and not Path(data_path).is_file():
         raise DataError("does not exist or is not a file", file=data_path)
     # a bad model directory fails before Ray starts
-    check_scores_raw_text(read_manifest(model_dir), model_dir, "the ray engine")
+    manifest = read_manifest(model_dir)
+    check_scores_raw_text(manifest, model_dir, "the ray engine")
     started = not ray.is_initialized()
     if started:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
         return _score(data_path, str(Path(model_dir).resolve()), fmt,
                       dict(options.get("columns") or {}), int(options.get("seed", 0)),
-                      tie_rate, batch_size)
+                      tie_rate, batch_size, dict(runtime or {}),
+                      gpu=manifest.get("backend") in TRANSFORMER_KINDS)
     finally:
         if started:
             ray.shutdown()
 
 
 def _score(data_path: str, model_dir: str, fmt: str, columns: dict[str, str], seed: int,
-           tie_rate: float | None, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+           tie_rate: float | None, batch_size: int, runtime: dict[str, Any], gpu: bool
+           ) -> tuple[np.ndarray, np.ndarray]:
     path = data_path if "://" in data_path else str(Path(data_path).resolve())
-    n_actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # a transformer model scores on a GPU of its own where the cluster has GPUs
+    gpus = int(ray.cluster_resources().get("GPU", 0)) if gpu else 0
+    n_actors = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
     source = _BattleFileSource(path, fmt, batch_size, display_path=data_path)
     # batch_size=None: each block is scored as read, never merged with an error frame.
     scored = ray.data.read_datasource(source).map_batches(
         _BlockScorer, batch_size=None, batch_format="pandas", num_cpus=1,
+        num_gpus=1 if gpus else 0,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
         fn_constructor_kwargs={"model_dir": model_dir, "path": data_path,
-                               "columns": columns, "seed": seed, "tie_rate": tie_rate})
+                               "columns": columns, "seed": seed, "tie_rate": tie_rate,
+                               "runtime": runtime})
     parts = []
     for part in scored.iter_batches(batch_format="pandas", batch_size=None):
         failed = part[ERROR].astype(bool).to_numpy()

@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from typing import Any, Mapping
 
-from arenajudge.config import resolve_config
+from arenajudge.config import config_from_mapping, resolve_config
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import MANIFEST, read_manifest
@@ -51,10 +51,22 @@ def build_model(backend: str, values: Mapping[str, Any] | None = None, *,
     return model
 
 
-def load_model(path: str | Path) -> PreferenceModel:
-    """Load any saved model, whatever its backend, from its directory."""
+def load_model(path: str | Path, runtime: Mapping[str, Any] | None = None) -> PreferenceModel:
+    """Load any saved model, whatever its backend, from its directory.
+
+    ``runtime``: prediction-time settings (e.g. CLI flags given) for backends that take
+    them (a ``predict_options_class``, passed to ``load``); ConfigError for others.
+    """
     backend = read_manifest(path).get("backend")
     if backend not in _CLASSES:
         raise ModelLoadError(f"holds an unknown backend {backend!r}; is this arenajudge "
                              "too old?", file=Path(path) / MANIFEST)
-    return model_class(backend).load(path)
+    cls = model_class(backend)
+    if not runtime:
+        return cls.load(path)
+    options_class = getattr(cls, "predict_options_class", None)
+    if options_class is None:
+        flags = ", ".join("--" + name.replace("_", "-") for name in runtime)
+        raise ConfigError(f"{flags} apply to transformer models; {path} holds a {backend} "
+                          "model")
+    return cls.load(path, config_from_mapping(options_class, runtime, source="command line"))

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from arenajudge.models.transformer.config import KINDS, TransformerConfig
+from arenajudge.models.transformer.config import (KINDS, NetworkConfig, PredictOptions,
+                                                  TrainingConfig, TransformerConfig)
 from arenajudge.models.transformer.model import (CrossModel, LLMModel, SiameseModel,
                                                  TransformerModel)
 
@@ -21,5 +22,6 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-__all__ = ["KINDS", "CrossModel", "LLMModel", "SiameseModel", "TransformerConfig",
-           "TransformerModel", "is_main_process"]
+__all__ = ["KINDS", "CrossModel", "LLMModel", "NetworkConfig", "PredictOptions",
+           "SiameseModel", "TrainingConfig", "TransformerConfig", "TransformerModel",
+           "is_main_process"]

@@ -22,7 +22,7 @@ from arenajudge.config import check_config
 from arenajudge.data.embeddings import EMBEDDING_COLUMNS, FORMAT, FORMAT_VERSION
 from arenajudge.data.schema import Battles, Turns
 from arenajudge.models.transformer.config import TransformerConfig
-from arenajudge.models.transformer.model import hf_model_dir, load_tokenizer, require_extra
+from arenajudge.models.transformer.basemodel import hf_model_dir, load_tokenizer, require_extra
 from arenajudge.models.transformer.packing import (encode_turns, keep_latest, pad_token_id,
                                                    separator_ids, special_tokens)
 
@@ -52,17 +52,17 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
     path, model_type, decoder = hf_model_dir(str(base), "embed")
     import torch
 
-    from arenajudge.models.transformer import networks, trainer
+    from arenajudge.models.transformer import batches, devices, networks
 
     config = TransformerConfig(kind="llm" if decoder else "siamese", base=str(path),
                                max_length=max_length, batch_size=batch_size, device=device,
                                load_in=load_in)
     check_config(config)
     body = networks.load_body(path, config, decoder).eval()
-    dev = trainer.inference_device(config)
+    dev = devices.inference_device(device)
     if load_in == "16bit":
         body.to(dev)
-    dtype = trainer.autocast_dtype(config, dev)
+    dtype = devices.autocast_dtype(config.precision, dev)
     tokenizer = load_tokenizer(path, "--base")
     pad_id = pad_token_id(tokenizer)
 
@@ -77,7 +77,7 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
         for start in tqdm(range(0, len(todo), batch_size), desc="embed",
                                   file=sys.stderr, disable=None):
             rows = todo[start:start + batch_size]
-            batch = trainer.collate([(i, [(inputs[i], [0] * len(inputs[i]))], np.zeros(3), 1.0)
+            batch = batches.collate([(i, [(inputs[i], [0] * len(inputs[i]))], np.zeros(3), 1.0)
                                      for i in rows], pad_id)
             ids = batch["input_ids"][:, 0].to(dev)
             mask = batch["attention_mask"][:, 0].to(dev)

@@ -13,6 +13,7 @@ is known to be present.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from torch import nn
 
 from arenajudge.data.schema import LABELS
 from arenajudge.errors import ConfigError
-from arenajudge.models.transformer.config import TransformerConfig
+from arenajudge.models.transformer import devices
+from arenajudge.models.transformer.config import NetworkConfig, TransformerConfig
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -44,31 +46,33 @@ def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
+def mlp_head(in_size: int, hidden: int, dropout: float) -> nn.Module:
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_size, hidden), nn.GELU(),
+                         nn.Dropout(dropout), nn.Linear(hidden, len(LABELS)))
+
+
 class PreferenceNet(nn.Module):
-    """body -> pooled states of each sequence, concatenated -> MLP head -> logits (B, 3).
+    """body -> pooled states of each sequence, concatenated -> head -> logits (B, 3).
 
     Parameters
     ----------
     body : nn.Module
         A Hugging Face base model (no task head) returning ``last_hidden_state``.
-    hidden_size : int
-        The body's hidden size H.
-    n_sequences : int
-        Sequences per battle S: 2 (siamese) or 1.
+    head : nn.Module
+        Pooled states (B, S*H, or 3H for segment pooling) -> logits (B, 3): an MLP
+        (:func:`mlp_head`) or the LM head's rows of the label words (:func:`token_head`).
     pooling : {"mean", "segments", "last"}
-    head_hidden : int
-    dropout : float
     """
 
-    def __init__(self, body: nn.Module, hidden_size: int, n_sequences: int, pooling: str,
-                 head_hidden: int, dropout: float) -> None:
+    def __init__(self, body: nn.Module, head: nn.Module, pooling: str) -> None:
         super().__init__()
         self.body = body
+        self.head = head
         self.pooling = pooling
-        pooled_size = n_sequences * hidden_size * (3 if pooling == "segments" else 1)
-        self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(pooled_size, head_hidden), nn.GELU(),
-            nn.Dropout(dropout), nn.Linear(head_hidden, len(LABELS)))
+
+    @property
+    def head_weight(self) -> torch.Tensor:
+        return next(self.head.parameters())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 segment_ids: torch.Tensor) -> torch.Tensor:
@@ -84,40 +88,37 @@ class PreferenceNet(nn.Module):
         else:
             pooled = mean_pool(hidden, mask)
         pooled = pooled.reshape(batch, -1)  # (B, S*H) or (B, 3H)
-        return self.head(pooled.to(self.head[1].weight.dtype))
+        return self.head(pooled.to(self.head_weight.dtype))
 
 
-def _body_dtype(config: TransformerConfig, decoder: bool) -> torch.dtype:
-    """Decoder LMs are loaded in 16 bits on a GPU (LoRA trains them in place); encoders
-    are fully fine-tuned and keep fp32 master weights under autocast."""
-    if not decoder or not torch.cuda.is_available() or config.device in ("cpu", "mps"):
-        return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
-
-def _quantization(load_in: str) -> Any:
-    from transformers import BitsAndBytesConfig
-
-    if load_in == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
+def pooled_size(body: nn.Module, n_sequences: int, pooling: str) -> int:
+    return n_sequences * hidden_size(body) * (3 if pooling == "segments" else 1)
 
 
 def load_body(source: Path, config: TransformerConfig, decoder: bool,
-              device_index: int = 0) -> nn.Module:
+              device_index: int | None = None) -> nn.Module:
     """The base model in ``source`` (a Hugging Face directory), ready to fine-tune.
 
-    ``device_index``: the GPU a quantized model is placed on (one per process).
+    ``device_index``: the GPU a quantized model is placed on (one per process; default
+    this process's ``LOCAL_RANK``).
     """
     from transformers import AutoModel
 
-    kwargs: dict[str, Any] = {"dtype": _body_dtype(config, decoder)}
+    kwargs: dict[str, Any] = {"dtype": devices.body_dtype(config.precision, config.device,
+                                                          decoder)}
+    if config.attn_implementation != "auto":
+        kwargs["attn_implementation"] = config.attn_implementation
     if config.load_in != "16bit":
-        kwargs["quantization_config"] = _quantization(config.load_in)
-        kwargs["device_map"] = {"": device_index}
-    body = AutoModel.from_pretrained(source, **kwargs)
+        devices.check_quantized(config.load_in)
+        kwargs["quantization_config"] = devices.quantization(config.load_in, config.precision)
+        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))
+                                if device_index is None else device_index}
+    try:
+        # a *ForSequenceClassification checkpoint (a reward model) loads as its backbone:
+        # its task head's weights are left out
+        body = AutoModel.from_pretrained(source, **kwargs)
+    except (ValueError, ImportError) as exc:  # e.g. flash_attention_2 without flash-attn
+        raise ConfigError(f"cannot load {source} ({str(exc).splitlines()[0]})") from None
     # Our pooling replaces the body's own pooler (BERT has one). Frozen, its unused
     # weights stay out of the optimizer and out of DistributedDataParallel's reduction
     # (which fails on trainable parameters that get no gradient).
@@ -128,18 +129,25 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
     return body
 
 
-def add_lora(body: nn.Module, config: TransformerConfig) -> nn.Module:
-    """Wrap a decoder body with LoRA adapters; only the adapters stay trainable."""
+def add_lora(body: nn.Module, config: NetworkConfig, gradient_checkpointing: bool = False
+             ) -> nn.Module:
+    """Wrap a body with LoRA adapters; only the adapters stay trainable."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.load_in != "16bit":
+        # without the kwargs peft turns checkpointing back to reentrant, which breaks
+        # DistributedDataParallel ("marked ready twice")
         body = prepare_model_for_kbit_training(
-            body, use_gradient_checkpointing=config.gradient_checkpointing)
+            body, use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     targets: str | list[str] = config.lora_targets
     if targets != "all-linear":
         targets = [name.strip() for name in targets.split(",") if name.strip()]
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
                       lora_dropout=config.lora_dropout, target_modules=targets,
+                      # the pooler is unused (frozen in load_body): no gradient
+                      exclude_modules=(r".*pooler.*" if getattr(body, "pooler", None)
+                                       is not None else None),
                       task_type="FEATURE_EXTRACTION")
     try:
         return get_peft_model(body, lora)
@@ -156,3 +164,47 @@ def load_adapter(body: nn.Module, adapter_dir: Path) -> nn.Module:
 
 def hidden_size(body: nn.Module) -> int:
     return int(body.config.hidden_size)
+
+
+LABEL_WORDS = ("A", "B", "tie")
+"""The words whose LM-head scores are the logits of ``--head tokens``, in LABELS order."""
+
+
+def label_token_ids(tokenizer: Any) -> list[int]:
+    """The first token of each label word; ConfigError unless they are distinct."""
+    ids = [tokenizer(word, add_special_tokens=False)["input_ids"][:1] for word in LABEL_WORDS]
+    firsts = [first[0] for first in ids if first]
+    if len(set(firsts)) != len(LABEL_WORDS):
+        raise ConfigError(f"--head tokens: the tokenizer does not start the label words "
+                          f"{', '.join(LABEL_WORDS)} with distinct tokens; use --head mlp")
+    return firsts
+
+
+def _lm_head_weight(source: Path, body: nn.Module) -> torch.Tensor:
+    """The LM head's weight (V, H) of the causal LM saved in ``source``."""
+    from safetensors import safe_open
+
+    if getattr(body.config, "tie_word_embeddings", False):
+        return body.get_input_embeddings().weight.detach()
+    for file in sorted(source.glob("*.safetensors")):
+        with safe_open(str(file), framework="pt") as weights:
+            if "lm_head.weight" in weights.keys():
+                return weights.get_tensor("lm_head.weight")
+    raise ConfigError(f"--head tokens needs --base {source} to be a causal LM with its LM "
+                      "head (lm_head.weight), e.g. saved from *ForCausalLM; use --head mlp")
+
+
+def label_rows(source: Path, body: nn.Module, tokenizer: Any) -> torch.Tensor:
+    """The rows (3, H) of the LM head of ``source`` that score the label words."""
+    return _lm_head_weight(source, body)[label_token_ids(tokenizer)]
+
+
+def token_head(body: nn.Module, rows: torch.Tensor | None = None) -> nn.Module:
+    """A linear layer (H -> 3) starting from the LM head's ``rows`` of the label words
+    (:func:`label_rows`; uninitialised when None, to load saved weights into): its
+    logits are what the LM itself scores "A", "B" and "tie" at the last token."""
+    head = nn.Linear(hidden_size(body), len(LABELS), bias=False)
+    if rows is not None:
+        with torch.no_grad():
+            head.weight.copy_(rows.float())
+    return head

@@ -252,6 +252,13 @@ class Packer:
                 for chunks in self._chunks(battle, swapped)]
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (n, 3) -> probabilities (n, 3), in float64."""
+    logits = np.asarray(logits, dtype=np.float64)
+    proba = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return proba / proba.sum(axis=1, keepdims=True)
+
+
 @dataclass(frozen=True)
 class Samples:
     """Model inputs with their targets: each battle once, or in both A/B orders.
@@ -295,9 +302,7 @@ class Samples:
     def battle_proba(self, logits: np.ndarray) -> np.ndarray:
         """Per-battle probabilities (n_battles, 3) from per-sample logits (n_samples, 3):
         with both orders, the mean of p(A, B) and the column-swapped p(B, A)."""
-        logits = np.asarray(logits, dtype=np.float64)
-        proba = np.exp(logits - logits.max(axis=1, keepdims=True))
-        proba /= proba.sum(axis=1, keepdims=True)
+        proba = softmax(logits)
         if not self.both_orders:
             return proba
         n = self.n_battles
