@@ -5,8 +5,10 @@ unlabelled, 200 times; each time fits the prediction-powered board (PPI++) from 
 votes plus a judge's predictions, and the human-only board from the votes alone. Prints
 one JSON object per judge:
 
-* ``cpu_judge``: the default CPU model's out-of-fold predictions (each battle predicted
-  by a model trained on the other prompts: ``arenajudge cv --oof``);
+* ``cpu_judge``: the default CPU model's predictions of battles whose prompts it was not
+  trained on: out-of-fold predictions from ``arenajudge cv --oof`` for every battle, or
+  without ``--oof`` a model trained on half of the prompts, the simulation then running
+  on the battles of the other half;
 * ``strong_judge``: a simulated judge whose predicted outcome correlates ``--rho`` with
   the vote, the labels drawn from its own probabilities.
 
@@ -16,8 +18,9 @@ score (raw, and net of what the ratings already predict: the residual correlatio
 what narrows the intervals), ``sqrt(1 - rho^2)``, and the attainable ratio
 ``sqrt(1 - rho^2 N / (n + N))`` with ``n`` votes and ``N`` unlabelled battles.
 
+    python benchmarks/leaderboard_ppi.py                    # trains on half the prompts
     arenajudge cv ../shared/data/arena_bench_gpt4_pairs.csv.gz --oof /tmp/arena_oof.csv
-    python benchmarks/leaderboard_ppi.py --oof /tmp/arena_oof.csv
+    python benchmarks/leaderboard_ppi.py --oof /tmp/arena_oof.csv --judges cpu
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 from _common import data_file
 
 from arenajudge.data import read_battles
+from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.leaderboard import fit_leaderboard
 from arenajudge.leaderboard.bradley_terry import LOGIT_TO_ELO
@@ -117,24 +121,44 @@ def strong_judge(battles: Battles, rho: float, seed: int) -> tuple[np.ndarray, n
     return judge((low + high) / 2)
 
 
+def held_out_judge(battles: Battles, seed: int) -> tuple[Battles, np.ndarray]:
+    """The battles of half the prompts, predicted by the CPU model trained on the rest."""
+    from arenajudge.models.gbdt import GBDTModel
+
+    held = folds(battles, n_folds=2, seed=seed) == 0
+    model = GBDTModel().fit(battles.take(~held))
+    test = battles.take(held)
+    return test, model.predict_proba(test.without_labels())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--oof", required=True, help="arenajudge cv --oof output for the file.")
+    parser.add_argument("--oof", default=None,
+                        help="arenajudge cv --oof output for the file; without it the CPU "
+                             "model is trained on half of the prompts.")
     parser.add_argument("--repetitions", type=int, default=200)
     parser.add_argument("--labelled-share", type=float, default=0.1)
     parser.add_argument("--rho", type=float, default=0.8, help="The strong judge's rho.")
+    parser.add_argument("--judges", default="cpu,strong",
+                        help="Comma-separated judges to measure: cpu, strong.")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     started = time.perf_counter()
     battles = read_battles(data_file("arena_bench_gpt4_pairs.csv.gz"))
-    oof = read_oof(args.oof, battles)
     result = {"file": "arena_bench_gpt4_pairs.csv.gz", "battles": len(battles),
-              "labelled_share": args.labelled_share, "repetitions": args.repetitions,
-              "cpu_judge": simulate(battles, battles.target, oof, args.repetitions,
-                                    args.labelled_share, args.seed)}
-    proba, labels = strong_judge(battles, args.rho, args.seed)
-    result["strong_judge"] = simulate(battles, labels, proba, args.repetitions,
-                                      args.labelled_share, args.seed)
+              "labelled_share": args.labelled_share, "repetitions": args.repetitions}
+    judges = args.judges.split(",")
+    if "cpu" in judges:
+        rows, predicted = ((battles, read_oof(args.oof, battles)) if args.oof
+                           else held_out_judge(battles, args.seed))
+        result["cpu_judge"] = {"battles": len(rows), "predictions": "out-of-fold" if args.oof
+                               else "model trained on the other half of the prompts",
+                               **simulate(rows, rows.target, predicted, args.repetitions,
+                                          args.labelled_share, args.seed)}
+    if "strong" in judges:
+        proba, labels = strong_judge(battles, args.rho, args.seed)
+        result["strong_judge"] = simulate(battles, labels, proba, args.repetitions,
+                                          args.labelled_share, args.seed)
     result["seconds"] = round(time.perf_counter() - started, 1)
     result["loadavg"] = open("/proc/loadavg").read().split()[:3]
     print(json.dumps(result, indent=2))
