@@ -103,5 +103,6 @@ from arenajudge.cli import model_commands  # noqa: E402,F401
 from arenajudge.cli import insight_commands  # noqa: E402,F401
 from arenajudge.cli import serve_commands  # noqa: E402,F401
 from arenajudge.cli import transformer_commands  # noqa: E402,F401
+from arenajudge.cli import workflow_commands  # noqa: E402,F401
 
 __all__ = ["main"]

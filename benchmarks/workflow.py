@@ -1,0 +1,142 @@
+"""The winners' workflow on human_dev.csv: OOF blend, distilled student, cascade.
+
+Every number comes from prompt-grouped 5-fold CV with the same folds for all models:
+three gbdt members (default; with MiniLM `--embeddings`; a wider WordLlama feature set
+with other trees), their cross-fitted blend (each fold's weights fitted on the other
+folds' OOF rows), a default-settings gbdt student trained on the labels mixed with the
+blend's OOF probabilities (each fold's student sees the teacher's OOF of its training
+rows only), and the cascade default gbdt -> MiniLM gbdt at share F. Prints one JSON
+object; writes the OOF files and the two cascade stages into --work.
+
+    python benchmarks/workflow.py --embeddings EMB.parquet --embed-base MINILM_DIR \
+        --work /tmp/workflow
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from _common import data_file
+from cascade_curve import curve, embed_seconds_per_row
+
+from arenajudge.data import read_battles
+from arenajudge.data.embeddings import attach_embeddings
+from arenajudge.data.folds import folds
+from arenajudge.data.schema import Battles
+from arenajudge.data.soft_labels import teacher_targets
+from arenajudge.evaluate import attach_sources
+from arenajudge.metrics import log_loss
+from arenajudge.models.ensemble import cross_fitted_blend
+from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.outputs import write_csv
+from arenajudge.data.schema import LABELS
+
+MEMBERS: dict[str, tuple[GBDTConfig, bool]] = {
+    "gbdt": (GBDTConfig(), False),
+    "gbdt_minilm": (GBDTConfig(), True),
+    "gbdt_wide": (GBDTConfig(embedding_dim=32, num_leaves=15, feature_fraction=0.3,
+                             min_child_samples=100, seed=1), False),
+}
+"""name -> (config, trained with the MiniLM --embeddings)."""
+
+
+def oof_predictions(make: Callable[[], GBDTModel], train: Battles, score: Battles,
+                    fold: np.ndarray) -> tuple[np.ndarray, float]:
+    """OOF probabilities of ``score`` (fit on ``train``'s rows of the other folds) and the
+    predict wall seconds per row."""
+    oof = np.zeros((len(score), len(LABELS)))
+    predict_seconds = 0.0
+    for held in np.unique(fold):
+        rows = fold == held
+        model = make().fit(train.take(~rows))
+        started = time.perf_counter()
+        oof[rows] = model.predict_proba(score.take(rows).without_labels())
+        predict_seconds += time.perf_counter() - started
+    return oof, predict_seconds / len(score)
+
+
+def _write_oof(path: Path, battles: Battles, fold: np.ndarray, oof: np.ndarray) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(oof, columns=list(LABELS))
+    frame.insert(0, "fold", fold)
+    frame.insert(0, "id", battles.id)
+    write_csv(frame, path, force=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--embeddings", required=True, help="MiniLM EMB.parquet of the data.")
+    parser.add_argument("--embed-base", default=None, help="The MiniLM model directory, to "
+                                                           "time embedding in the cascade.")
+    parser.add_argument("--work", required=True, help="Directory for OOF files and models.")
+    parser.add_argument("--teacher-weight", type=float, default=0.5)
+    parser.add_argument("--share", type=float, default=0.3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    plain = attach_sources(read_battles(data_file("human_dev.csv"), seed=args.seed),
+                           data_file("human_dev_sources.csv"))
+    embedded = attach_embeddings(plain, args.embeddings)
+    fold = folds(plain, n_folds=5, seed=args.seed)
+    target, members, oofs = plain.target, {}, {}
+    for name, (config, uses_embeddings) in MEMBERS.items():
+        battles = embedded if uses_embeddings else plain
+        oofs[name], seconds = oof_predictions(lambda: GBDTModel(config), battles, battles, fold)
+        members[name] = {"oof_log_loss": round(log_loss(target, oofs[name]), 4),
+                         "predict_ms_per_row": round(1000 * seconds, 3)}
+        _write_oof(work / f"{name}_oof.csv", plain, fold, oofs[name])
+    blend = cross_fitted_blend(list(oofs.values()), target, fold)
+    _write_oof(work / "blend_oof.csv", plain, fold, blend)
+    best = min(members, key=lambda name: members[name]["oof_log_loss"])
+    blend_loss = log_loss(target, blend)
+    # the teacher's OOF is out-of-fold for every row, so training rows may carry it
+    student_data = teacher_targets(plain, blend, args.teacher_weight)
+    student, student_seconds = oof_predictions(GBDTModel, student_data, plain, fold)
+    student_loss = log_loss(target, student)
+    default = log_loss(target, oofs["gbdt"])
+    print(json.dumps({
+        "data": "human_dev.csv", "rows": len(plain), "folds": 5, "seed": args.seed,
+        "members": members,
+        "blend": {"oof_log_loss": round(blend_loss, 4), "best_member": best,
+                  "gain_over_best_member": round(members[best]["oof_log_loss"] - blend_loss, 4),
+                  "gain_over_default_gbdt": round(default - blend_loss, 4)},
+        "student": {"teacher_weight": args.teacher_weight,
+                    "oof_log_loss": round(student_loss, 4),
+                    "gain_over_default_gbdt": round(default - student_loss, 4),
+                    "share_of_blend_gain_recovered": round(
+                        (default - student_loss) / (default - blend_loss), 3),
+                    "predict_ms_per_row": round(1000 * student_seconds, 3)},
+        "cascade": _cascade(plain, embedded, oofs, work, args),
+        "loadavg": os.getloadavg(),
+    }, indent=2))
+
+
+def _cascade(plain: Battles, embedded: Battles, oofs: dict, work: Path, args) -> dict:
+    """Cascade gbdt -> gbdt_minilm at ``args.share`` against gbdt_minilm on every row."""
+    for name, battles in (("gbdt", plain), ("gbdt_minilm", embedded)):
+        GBDTModel(MEMBERS[name][0]).fit(battles).save(work / name, force=True)
+    rate = embed_seconds_per_row(embedded, args.embed_base, 128) if args.embed_base else 0.0
+    oof = (oofs["gbdt"], oofs["gbdt_minilm"])
+    points = curve(embedded, str(work / "gbdt"),
+                   str(work / "gbdt_minilm"), oof, (args.share, 1.0), rate, args.seed)
+    slow_started = time.perf_counter()
+    GBDTModel.load(work / "gbdt_minilm").predict_proba(embedded.without_labels())
+    slow_seconds = time.perf_counter() - slow_started + len(embedded) * rate
+    return {"share": args.share, "embed_seconds_per_row": round(rate, 5),
+            "cascade": points[0], "blend_on_every_row": points[1],
+            "slow_member_every_row": {"log_loss": round(log_loss(plain.target,
+                                                                 oofs["gbdt_minilm"]), 4),
+                                      "seconds": round(slow_seconds, 2)}}
+
+
+if __name__ == "__main__":
+    main()
