@@ -39,14 +39,14 @@ def _labelled(data: str, input_format: str | None, columns: str | None, seed: in
     return battles
 
 
-def _echo_scores(scores: dict, output_format: str) -> None:
+def _echo_scores(scores: dict, output_format: str, combined: str) -> None:
     if output_format == "json":
         echo_json(scores)
         return
     for name, value in scores["oof_log_loss"].items():
         click.echo(f"{name:<40} OOF log loss {value:.4f}")
-    click.echo(f"{'blend (cross-fitted)':<40} OOF log loss {scores['blend_log_loss']:.4f}  "
-               f"gain over best member {scores['gain']:+.4f}")
+    click.echo(f"{combined + ' (cross-fitted)':<40} OOF log loss "
+               f"{scores['blend_log_loss']:.4f}  gain {scores['gain']:+.4f}")
 
 
 @main.command("ensemble")
@@ -87,7 +87,8 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
     _echo_scores({"oof_log_loss": member_scores, "blend_log_loss": blend,
                   "gain": min(member_scores.values()) - blend,
                   "weights": dict(zip(member_dirs, model.blend_.weights)),
-                  "temperature": model.blend_.calibration.temperature}, output_format)
+                  "temperature": model.blend_.calibration.temperature}, output_format,
+                 "blend (vs best member)")
     click.echo(f"weights {', '.join(f'{w:.3f}' for w in model.blend_.weights)}, temperature "
                f"{model.blend_.calibration.temperature:.3f}; saved to {out_dir}", err=True)
 
@@ -137,7 +138,7 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
                   "blend_log_loss": log_loss(battles.target, cascade),
                   "gain": log_loss(battles.target, first) - log_loss(battles.target, cascade),
                   "rescored_share": float(np.mean(entropy(first) >= model.threshold_)),
-                  "threshold": model.threshold_}, output_format)
+                  "threshold": model.threshold_}, output_format, "cascade (vs first)")
     click.echo(f"rescoring rows with first-stage entropy >= {model.threshold_:.4f}; "
                f"saved to {out_dir}", err=True)
 
