@@ -81,6 +81,24 @@ def test_ensemble_saves_loads_and_predicts_identically(workdir, test_battles, tm
     assert np.abs(swapped - swap_proba(proba)).max() <= 1e-9
 
 
+def test_an_ensemble_of_two_backends_saves_loads_and_predicts_identically(tmp_path):
+    torch = pytest.importorskip("torch", reason="needs the transformers extra")
+    pytest.importorskip("transformers", reason="needs the transformers extra")
+    from arenajudge.models.registry import build_model
+    from tiny import BASE_OF, FAST as TINY, make_battles, save_base
+
+    torch.set_num_threads(1)
+    train, held = make_battles(60, seed=0), make_battles(60, seed=1)
+    base = save_base(tmp_path / "base", BASE_OF["siamese"])
+    build_model("siamese", {**TINY, "base": str(base)}).fit(train).save(tmp_path / "siamese")
+    GBDTModel(replace(FAST, holdout_share=0)).fit(train).save(tmp_path / "gbdt")
+    ensemble = EnsembleModel(member_dirs=[tmp_path / "gbdt", tmp_path / "siamese"]).fit(held)
+    ensemble.save(tmp_path / "ensemble")
+    loaded = load_model(tmp_path / "ensemble")
+    assert [type(m).backend for m in loaded.members_] == ["gbdt", "siamese"]
+    assert np.array_equal(loaded.predict_proba(held), ensemble.predict_proba(held))
+
+
 def test_ensemble_reports_members_and_an_honest_blend_score(workdir):
     scores = workdir["ensemble_scores"]
     weights = list(scores["weights"].values())
