@@ -1,10 +1,10 @@
 """Wall-clock time of `arenajudge report` and `arenajudge leaderboard` on the real data.
 
-* report: alpaca_eval_gpt4_turbo.csv.gz (47,485 rows) end to end through the CLI,
+* report: alpaca_eval_gpt4_turbo.csv.gz (~47k rows) end to end through the CLI,
   data-only and with an OOF file (a length heuristic stands in for a model's
   out-of-fold predictions, so every section is drawn);
-* leaderboard: arena_bench_gpt4_pairs.csv.gz (30,977 rows, 15 models), 100 bootstrap
-  replicates, without and with style control.
+* leaderboard: arena_bench_gpt4_pairs.csv.gz (30,977 rows, 15 models), sandwich
+  intervals, without and with style control.
 
 Usage: python benchmarks/report_speed.py [--data-dir ../shared/data]
 Prints one JSON object on stdout.
@@ -35,8 +35,9 @@ def timed_cli(*args: str) -> tuple[float, str]:
     return round(time.perf_counter() - start, 2), done.stdout
 
 
-def heuristic_oof(data: Path, out: Path) -> None:
-    """Predictions from the length difference only: longer answers tend to win."""
+def heuristic_oof(data: Path, out: Path) -> int:
+    """Predictions from the length difference only: longer answers tend to win.
+    Returns the number of battles."""
     battles = read_battles(data)
     len_a, len_b = response_lengths(battles)
     p_a = 1 / (1 + np.exp(-3 * (len_a - len_b) / np.maximum(len_a + len_b, 1)))
@@ -45,6 +46,7 @@ def heuristic_oof(data: Path, out: Path) -> None:
     frame.insert(0, "fold", 0)
     frame.insert(0, "id", battles.id)
     frame.to_csv(out, index=False)
+    return len(battles)
 
 
 def main() -> None:
@@ -57,10 +59,10 @@ def main() -> None:
     if not (alpaca.exists() and arena.exists()):
         print(json.dumps({"skipped": f"real data not found under {data_dir}"}))
         return
-    results: dict[str, object] = {"report_rows": 47_485, "leaderboard_rows": 30_977}
+    results: dict[str, object] = {"leaderboard_rows": len(read_battles(arena))}
     with tempfile.TemporaryDirectory() as tmp:
         oof = Path(tmp) / "oof.csv"
-        heuristic_oof(alpaca, oof)
+        results["report_rows"] = heuristic_oof(alpaca, oof)
         results["report_data_only_s"], _ = timed_cli("report", str(alpaca), "--out",
                                                      f"{tmp}/plain")
         results["report_with_oof_s"], stdout = timed_cli(
@@ -70,7 +72,7 @@ def main() -> None:
                                                      "json")
         results["leaderboard_style_control_s"], styled = timed_cli(
             "leaderboard", str(arena), "--format", "json", "--style-control")
-    board, styled_board = json.loads(stdout), json.loads(styled)
+    board, styled_board = json.loads(stdout)["models"], json.loads(styled)["models"]
     results["leaderboard_top3"] = [(r["model"], round(r["rating"])) for r in board[:3]]
     results["style_control_top3"] = [(r["model"], round(r["rating"])) for r in styled_board[:3]]
     print(json.dumps(results))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,17 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 WORDS = ("model answer explain python code list data result first second detail "
          "because example simple table value step reason clear").split()
+
+
+@pytest.fixture(autouse=True)
+def _cli_logging_stays_in_its_test():
+    """The CLI points the ``arenajudge`` logger at stderr and stops it propagating; an
+    in-process CLI run (in a test or a module fixture) must not hide a later test's log
+    records from ``caplog``. Each test starts from the library's default."""
+    logger = logging.getLogger("arenajudge")
+    logger.handlers.clear()
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
 
 
 def requires_shared_data(name: str) -> Path:

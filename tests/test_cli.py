@@ -221,6 +221,14 @@ def test_transformer_flags_need_a_transformer_backend(workspace, tmp_path):
     assert_one_line_error(result, "--lr", "--backend siamese|cross|llm")
 
 
+def test_ray_flag_errors_do_not_need_the_ray_extra(workspace, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
+    monkeypatch.delitem(sys.modules, "arenajudge.engines.ray_engine", raising=False)
+    result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out",
+                 workspace / "z.csv", "--engine", "ray", "--embeddings", workspace / "test.csv")
+    assert_one_line_error(result, "--embeddings needs --engine local")
+
+
 def test_address_needs_the_ray_engine(workspace):
     result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out",
                  workspace / "z.csv", "--address", "auto")

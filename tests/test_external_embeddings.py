@@ -84,6 +84,7 @@ def test_model_with_embeddings_is_symmetric_and_round_trips(data, tmp_path):
 
 
 def test_serving_refuses_a_model_that_needs_embeddings(data, tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
     from arenajudge.serve import load_ready_model
 
     _, emb, battles = data
@@ -129,3 +130,16 @@ def test_cli_train_predict_evaluate_with_embeddings(data, tmp_path):
     result = _run("train", train, "--out", tmp_path / "m2", "--backend", "siamese",
                   "--base", tmp_path, "--embeddings", emb)
     assert result.exit_code == 2 and "--embeddings applies to --backend gbdt" in result.output
+
+
+@pytest.mark.parametrize("metadata", [b"[" * 100_000, b'{"dim": ' + b"9" * 5000 + b"}",
+                                      b"\xff\xfe"])
+def test_corrupt_embeddings_metadata_is_a_located_error(data, tmp_path, metadata):
+    import pyarrow.parquet as pq
+
+    _, emb, battles = data
+    damaged = tmp_path / "damaged.parquet"
+    table = pq.read_table(emb)
+    pq.write_table(table.replace_schema_metadata({b"arenajudge": metadata}), damaged)
+    with pytest.raises(DataError, match=f"^{damaged}: has corrupt metadata"):
+        attach_embeddings(battles, damaged)

@@ -7,7 +7,7 @@ import copy
 import numpy as np
 import pytest
 
-from arenajudge.data import read_battles
+from arenajudge.data import join_turns, read_battles
 from arenajudge.features import FeatureSpec, feature_builder
 from arenajudge.features.embeddings import WordLlamaEncoder
 from arenajudge.features.text_stats import TEXT_STAT_NAMES, text_stats
@@ -17,16 +17,30 @@ TEXTS = ["", "   ", "Hello world, this is a test.",
          "Привет, как дела?", "你好，世界", "Visit https://example.com or `run()` now!"]
 
 
-def test_wordllama_matches_its_own_pooling():
+def _cosine_with_wordllama(texts: list[str]) -> np.ndarray:
     from wordllama.inference import WordLlamaInference
 
     encoder = WordLlamaEncoder(dim=256)
-    texts = TEXTS[2:] * 3
     ours, _ = encoder.encode(texts)
     reference = WordLlamaInference(encoder.table, copy.deepcopy(encoder.tokenizer)).embed(texts)
     reference /= np.linalg.norm(reference, axis=1, keepdims=True)
-    cosine = (ours * reference).sum(axis=1)
-    assert cosine.mean() > 0.97
+    return (ours * reference).sum(axis=1)
+
+
+def test_wordllama_matches_its_own_pooling():
+    # measured: mean 0.996, lowest 0.982 (the markdown text: words after newlines)
+    cosine = _cosine_with_wordllama(TEXTS[2:] * 3)
+    assert cosine.mean() > 0.99 and cosine.min() > 0.98
+
+
+def test_wordllama_pooling_on_real_responses():
+    from conftest import requires_shared_data
+
+    battles = read_battles(requires_shared_data("human_dev.csv"))
+    rows = np.random.default_rng(0).choice(len(battles), 500, replace=False)
+    texts = [t for t in (join_turns(battles.response_a[i]) for i in rows) if t.strip()]
+    # measured: mean 0.993; 1% of responses below 0.91 (many lines starting a word)
+    assert _cosine_with_wordllama(texts).mean() > 0.99
 
 
 def test_empty_texts_embed_to_zeros_not_nan():
@@ -98,3 +112,20 @@ def test_words_split_like_str_split_and_count_sets():
     assert containment(sets[2:3], sets[3:4]).tolist() == [1.0]
     assert jaccard(sets[0:1], sets[1:2]).tolist() == [0.0]  # both empty
     assert containment(sets[0:1], sets[2:3]).tolist() == [0.0]
+
+
+def test_builder_cache_mixes_old_and_new_rows_past_its_bound(battles_csv):
+    from arenajudge.features.builder import FeatureBuilder
+
+    battles = read_battles(battles_csv)
+    spec = FeatureSpec(embedding_dim=8)
+    reference = FeatureBuilder(spec).transform(battles).matrix()
+    builder = FeatureBuilder(spec, cache_rows=4)
+    builder.transform(battles.take(np.arange(0, 4)))
+    # one cached row first, then three new ones: the cache overflows by three while the
+    # cached row is still needed (this raised KeyError with first-in-first-out eviction)
+    mixed = np.array([0, 10, 11, 12])
+    assert np.array_equal(builder.transform(battles.take(mixed)).matrix(), reference[mixed])
+    again = np.array([12, 1, 11, 5, 0])  # more rows than the bound: computed, not cached
+    assert np.array_equal(builder.transform(battles.take(again)).matrix(), reference[again])
+    assert len(builder._cache) <= 4

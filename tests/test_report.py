@@ -19,7 +19,7 @@ from arenajudge.data import LABELS, Battles, swap_proba
 from arenajudge.errors import DataError, OutputExistsError
 from arenajudge.report import Evidence, read_oof, write_report
 
-pytest.importorskip("matplotlib")
+pytest.importorskip("matplotlib", reason="the report extra (matplotlib) is not installed")
 
 DATA_ONLY = ["class_balance", "battles_per_model", "win_rate_by_length", "position_bias"]
 
@@ -78,7 +78,26 @@ def test_html_references_exactly_the_images_that_exist(tmp_path):
         assert (tmp_path / "r" / src).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in (tmp_path / "r").glob("*.png")) == sorted(sources)
     assert "<link" not in html and "<script" not in html  # readable offline, self-contained
-    assert summary["flip_rate"] == 0.0
+
+
+def test_flip_rate_is_zero_when_symmetric_and_catches_a_position_bias(tmp_path):
+    battles = make_battles(80)
+    proba = noisy_proba(battles)
+    symmetric = write_report(Evidence(battles, proba, swap_proba(proba)), tmp_path / "s")
+    assert symmetric["flip_rate"] == 0.0
+
+    def favour_first_shown(p):  # a predictor that adds 0.3 to whichever side comes first
+        q = p + [0.3, 0.0, 0.0]
+        return q / q.sum(axis=1, keepdims=True)
+
+    forward = favour_first_shown(proba)
+    on_swapped = favour_first_shown(swap_proba(proba))  # its answers on the swapped battles
+    changed = forward.argmax(axis=1) != swap_proba(on_swapped).argmax(axis=1)
+    assert changed.mean() > 0.1
+    biased = write_report(Evidence(battles, forward, on_swapped), tmp_path / "b")
+    assert biased["flip_rate"] == pytest.approx(changed.mean())
+    html = (tmp_path / "b" / "index.html").read_text(encoding="utf-8")
+    assert f"{changed.mean():.2%}" in html
 
 
 def test_data_only_report_without_predictions(tmp_path):

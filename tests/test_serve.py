@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from arenajudge import serve  # noqa: E402
 from arenajudge.data import LABELS, Battles, read_battles  # noqa: E402
 from arenajudge.errors import DataError, MissingDependencyError  # noqa: E402
+from arenajudge.http_limits import json_depth  # noqa: E402
 from arenajudge.models.contract import PreferenceModel  # noqa: E402
 from arenajudge.models.registry import load_model  # noqa: E402
 from arenajudge.models.gbdt import GBDTModel  # noqa: E402
@@ -173,6 +174,27 @@ def test_a_chunked_body_over_the_limit_gets_413(client):
     chunks = (b"x" * 5_000 for _ in range(10))  # no Content-Length: sent chunked
     response = client.post("/v1/judge", content=chunks, headers=JSON)
     assert response.status_code == 413
+
+
+DEEP = b'{"battles": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
+CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+                 "multipart/form-data; boundary=x", None]
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPES)
+def test_deep_nesting_gets_422_whatever_the_content_type(client, content_type):
+    headers = {} if content_type is None else {"content-type": content_type}
+    response = client.post("/v1/judge", content=DEEP, headers=headers)
+    assert response.status_code == 422, response.text
+    [error] = response.json()["detail"]
+    assert error["field"] == "body" and "5,001 levels deep" in error["message"]
+
+
+def test_brackets_inside_strings_are_not_nesting(client):
+    texts = '[{"x\\"' * 100  # a backslash before a quote, then brackets: still text
+    response = client.post("/v1/judge", json={"battles": _battle(prompt=texts)})
+    assert response.status_code == 200, response.text
+    assert json_depth(json.dumps({"a": [texts, [texts]]}).encode()) == 3
 
 
 def test_a_body_without_json_content_type_is_explained(client):
@@ -340,6 +362,21 @@ def test_client_judges_over_http(live_url, client):
         assert judge.health()
 
 
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_a_plain_client_sending_a_whole_oversized_body_reads_the_413(live_url, chunked):
+    import urllib.error
+    import urllib.request
+
+    # 10 MB: over what the kernel buffers on loopback, so an unread rest means a reset
+    body = json.dumps({"battles": [_battle(prompt="x" * 10_000_000)]}).encode()
+    data = (body[i:i + 65_536] for i in range(0, len(body), 65_536)) if chunked else body
+    request = urllib.request.Request(f"{live_url}/v1/judge", data=data, headers=JSON)
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=30)
+    assert answer.value.code == 413
+    assert "byte limit" in json.loads(answer.value.read())["detail"]
+
+
 def test_client_reports_an_unreachable_server():
     from arenajudge.client import Judge
     from arenajudge.errors import ArenaJudgeError
@@ -358,6 +395,25 @@ def test_serve_command_fails_cleanly_on_a_bad_model_dir(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and "not a model directory" in result.output
+
+
+def test_serve_command_on_a_busy_port_is_one_error_line(model_dir):
+    import socket
+
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(main, ["serve", "--model", str(model_dir),
+                                           "--port", str(port)])
+    assert result.exit_code == 2, result.output
+    [line] = result.output.splitlines()
+    assert line.startswith("error: ")
+    assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line
 
 
 def test_missing_fastapi_names_the_extra(monkeypatch):

@@ -1,25 +1,45 @@
-"""Calibration of (n, 3) probabilities: temperature scaling, class-prior shift, a floor.
+"""Calibration of (n, 3) probabilities: temperature, a tie model, a class-prior shift.
 
-Temperature is fitted on held-out predictions; the prior shift moves predictions
-made under the training class balance to a target tie rate (Kaggle's arena data has
-about 31% ties, most public human sets about 1%).
+Everything here is fitted on out-of-sample predictions of a model trained the way the
+shipped one is (see :func:`fit_calibration`), after the model, so it serves every
+backend. Two ways to reach a target share of ties (``--tie-rate``):
+
+- ``prior_shift``: Bayes' rule moves the model's own tie column to the target balance.
+  Sound when the model learnt ties, i.e. its training data held enough of them.
+- ``davidson``: Davidson's (1970) tie model. With q = p(A) / (p(A) + p(B)) the
+  model's A-vs-B odds, P(tie) = nu * sqrt(q (1 - q)) / (1 + nu * sqrt(q (1 - q))):
+  ties grow as the two responses draw level, one parameter nu sets how many there
+  are. Used when the training data holds too few ties for the tie column to be more
+  than noise (human preference sets: about 1%), which a 25-fold prior shift blows up.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
+from scipy.optimize import brentq, minimize_scalar
 
+from arenajudge import safe_json
 from arenajudge.errors import ConfigError, ModelLoadError
-from arenajudge.metrics import log_loss
+from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
 
 PROBA_FLOOR = 1e-4
 """No output probability is ever below this: one confident mistake costs at most ~9.2."""
 _MIN_T, _MAX_T = 0.05, 20.0
+_MAX_NU = 1e6
+CALIBRATION_FOLDS = 3
+"""Cross-fitting folds: the calibration is fitted on the out-of-fold predictions of
+this many models, each trained the way the shipped one is on the other folds."""
+MIN_TIES = 200
+"""Tie votes the training data needs before the model's own tie column is trusted
+(and then only when it beats the Davidson tie model out of sample)."""
+MARGIN_QUANTILES = 101
+TIE_MODELS = ("prior_shift", "davidson")
 
 
 def apply_floor(proba: np.ndarray, floor: float = PROBA_FLOOR) -> np.ndarray:
@@ -36,9 +56,13 @@ def _tempered(log_proba: np.ndarray, temperature: float) -> np.ndarray:
     return proba / proba.sum(axis=1, keepdims=True)
 
 
+def _log(proba: np.ndarray) -> np.ndarray:
+    return np.log(np.clip(proba, 1e-12, 1))
+
+
 def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
     """The temperature T minimising the log loss of softmax(log(proba) / T) on ``y``."""
-    log_proba = np.log(np.clip(proba, 1e-12, 1))
+    log_proba = _log(proba)
     result = minimize_scalar(lambda t: log_loss(y, _tempered(log_proba, t)),
                              bounds=(_MIN_T, _MAX_T), method="bounded")
     return float(result.x)
@@ -49,6 +73,55 @@ def check_tie_rate(tie_rate: float | None) -> None:
         raise ConfigError(f"--tie-rate must be strictly between 0 and 1, got {tie_rate}")
 
 
+# ------------------------------------------------------------------ Davidson's model
+def decisive_margin(proba: np.ndarray) -> np.ndarray:
+    """sqrt(q (1 - q)) with q = p(A) / (p(A) + p(B)), shape (n,): 0.5 for a coin flip,
+    near 0 when one response clearly wins."""
+    q = proba[:, 0] / np.maximum(proba[:, 0] + proba[:, 1], 1e-12)
+    return np.sqrt(q * (1 - q))
+
+
+def davidson(proba: np.ndarray, nu: float) -> np.ndarray:
+    """Davidson probabilities, shape (n, 3): the A-vs-B odds of ``proba`` kept, the tie
+    probability nu * m / (1 + nu * m) with m the :func:`decisive_margin`."""
+    q = proba[:, 0] / np.maximum(proba[:, 0] + proba[:, 1], 1e-12)
+    strength = nu * decisive_margin(proba)
+    tie = strength / (1 + strength)
+    return np.column_stack([(1 - tie) * q, (1 - tie) * (1 - q), tie])
+
+
+def fit_davidson(y: np.ndarray, proba: np.ndarray) -> float:
+    """Maximum-likelihood nu of :func:`davidson` for labels ``y`` ((n,) or (n, 3))
+    given the A-vs-B odds of ``proba`` (its tie column is ignored)."""
+    target = np.eye(3)[np.asarray(y, dtype=int)] if np.ndim(y) == 1 else np.asarray(y, float)
+    margin, ties = decisive_margin(proba), target[:, 2]
+
+    def negative_log_likelihood(log_nu: float) -> float:
+        strength = math.exp(log_nu) * margin
+        return float(-(ties * np.log(strength + 1e-300) - np.log1p(strength)).sum())
+
+    if ties.sum() == 0:
+        return 0.0
+    result = minimize_scalar(negative_log_likelihood, bounds=(-20, math.log(_MAX_NU)),
+                             method="bounded")
+    return float(math.exp(result.x))
+
+
+def solve_davidson(margins: np.ndarray, tie_rate: float) -> float:
+    """The nu at which the mean Davidson tie probability over ``margins`` is ``tie_rate``."""
+    margins = np.asarray(margins, dtype=float)
+
+    def excess(log_nu: float) -> float:
+        strength = math.exp(log_nu) * margins
+        return float((strength / (1 + strength)).mean() - tie_rate)
+
+    low, high = -30.0, math.log(_MAX_NU)
+    if excess(high) < 0:  # the target is beyond what these margins allow
+        return _MAX_NU
+    return float(math.exp(brentq(excess, low, high, xtol=1e-10)))
+
+
+# ----------------------------------------------------------------- the calibration
 @dataclass(frozen=True)
 class Calibration:
     """A fitted calibration.
@@ -59,20 +132,37 @@ class Calibration:
         Divides the log-probabilities; > 1 softens overconfident predictions.
     train_prior : tuple of 3 floats
         Class balance of the (swap-augmented) training data, for the prior shift.
+    tie_model : str
+        How ``tie_rate`` is reached: ``"prior_shift"`` or ``"davidson"`` (see the module).
+    nu : float
+        Davidson's nu fitted on the out-of-sample predictions, used when no
+        ``tie_rate`` is asked for and ``tie_model`` is ``"davidson"``.
+    margins : tuple of floats
+        Quantiles of the :func:`decisive_margin` of the calibrated out-of-sample
+        predictions; the Davidson nu for a tie rate makes their mean tie probability
+        that rate, so a row's prediction never depends on the rows beside it.
     """
 
     temperature: float = 1.0
     train_prior: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    tie_model: str = "prior_shift"
+    nu: float = 0.0
+    margins: tuple[float, ...] = ()
 
     def transform(self, proba: np.ndarray, tie_rate: float | None = None) -> np.ndarray:
-        """Calibrated probabilities, shape (n, 3).
+        """Calibrated probabilities, shape (n, 3), every entry >= ``PROBA_FLOOR``.
 
-        ``tie_rate`` moves the prediction to a target class balance of
-        ((1 - r) / 2, (1 - r) / 2, r) by Bayes' rule (a class-prior shift).
+        With ``tie_model`` ``"davidson"`` the tie column always comes from Davidson's
+        model (nu fitted on the training data, or solved for ``tie_rate``);
+        otherwise ``tie_rate`` moves the prediction to a target class balance of
+        ((1 - r) / 2, (1 - r) / 2, r) by Bayes' rule on the tie column.
         """
         check_tie_rate(tie_rate)
-        proba = _tempered(np.log(np.clip(proba, 1e-12, 1)), self.temperature)
-        if tie_rate is not None:
+        proba = _tempered(_log(proba), self.temperature)
+        if self.tie_model == "davidson":
+            proba = davidson(proba, self.nu if tie_rate is None else
+                             solve_davidson(np.asarray(self.margins), tie_rate))
+        elif tie_rate is not None:
             target = np.array([(1 - tie_rate) / 2, (1 - tie_rate) / 2, tie_rate])
             proba = proba * (target / np.asarray(self.train_prior))
         return apply_floor(proba)
@@ -82,16 +172,88 @@ class Calibration:
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":
+        """Read calibration.json, refusing missing, malformed or non-finite values."""
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = safe_json.loads(path.read_text(encoding="utf-8"))
             calibration = cls(temperature=float(raw["temperature"]),
-                              train_prior=tuple(float(v) for v in raw["train_prior"]))
+                              train_prior=tuple(float(v) for v in raw["train_prior"]),
+                              tie_model=str(raw.get("tie_model", "prior_shift")),
+                              nu=float(raw.get("nu", 0.0)),
+                              margins=tuple(float(v) for v in raw.get("margins", ())))
         except FileNotFoundError:
             raise ModelLoadError("is missing; the model directory is incomplete",
                                  file=path) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"is corrupt ({exc}); retrain the model", file=path) from None
+        numbers = (calibration.temperature, calibration.nu, *calibration.train_prior,
+                   *calibration.margins)
+        if not all(math.isfinite(v) for v in numbers):
+            raise ModelLoadError("is corrupt (a value is NaN or infinite); retrain the model",
+                                 file=path)
         if not (_MIN_T <= calibration.temperature <= _MAX_T and len(calibration.train_prior) == 3
-                and min(calibration.train_prior) > 0):
+                and min(calibration.train_prior) > 0 and 0 <= calibration.nu <= _MAX_NU
+                and calibration.tie_model in TIE_MODELS
+                and (calibration.tie_model != "davidson" or calibration.margins)
+                and all(0 < m <= 0.5 for m in calibration.margins)):
             raise ModelLoadError("holds out-of-range values; retrain the model", file=path)
         return calibration
+
+
+def _choose_tie_model(target: np.ndarray, tempered: np.ndarray, nu: float
+                      ) -> tuple[str, dict[str, Any]]:
+    """``prior_shift`` when the training data has >= MIN_TIES ties and the model's tie
+    column beats Davidson's model (``nu`` fitted on the same predictions); else
+    ``davidson``. Returns the choice and the evidence for it."""
+    ties = float(target[:, 2].sum())
+    evidence: dict[str, Any] = {"ties": round(ties, 3), "min_ties": MIN_TIES}
+    if ties < MIN_TIES:
+        evidence["reason"] = f"{ties:.0f} tie votes < {MIN_TIES}: the tie column is noise"
+        return "davidson", evidence
+    own, modelled = log_loss(target, tempered), log_loss(target, davidson(tempered, nu))
+    evidence.update(log_loss_tie_column=own, log_loss_davidson=modelled)
+    if own <= modelled:
+        evidence["reason"] = "enough ties, and the learnt tie column beats Davidson's model"
+        return "prior_shift", evidence
+    evidence["reason"] = "enough ties, but Davidson's model beats the learnt tie column"
+    return "davidson", evidence
+
+
+def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, float]
+         ) -> tuple[Calibration, dict[str, Any]]:
+    temperature = fit_temperature(target, oof)
+    tempered = _tempered(_log(oof), temperature)
+    nu = fit_davidson(target, tempered)
+    tie_model, evidence = _choose_tie_model(target, tempered, nu)
+    margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
+                          np.linspace(0, 1, MARGIN_QUANTILES))
+    return Calibration(temperature=temperature, train_prior=tuple(train_prior),
+                       tie_model=tie_model, nu=nu,
+                       margins=tuple(round(float(m), 6) for m in margins)), evidence
+
+
+def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
+                    train_prior: tuple[float, float, float]
+                    ) -> tuple[Calibration, dict[str, Any]]:
+    """Fit the calibration on out-of-sample predictions ``oof`` (n, 3) of labels
+    ``target`` (n, 3), and score it honestly.
+
+    ``fold`` (n,) numbers the rows' folds: the reported log loss and ECE are those of
+    each fold calibrated by a calibration fitted on the other folds alone, so the
+    figure is out of sample for the calibration too. Returns the calibration (fitted
+    on all rows) and its report: rows, folds, log_loss, prior_log_loss, ece,
+    temperature, tie_model, nu and the evidence for the tie model.
+    """
+    calibration, evidence = _fit(target, oof, train_prior)
+    calibrated = np.empty_like(oof)
+    for k in np.unique(fold):
+        held = fold == k
+        others = _fit(target[~held], oof[~held], train_prior)[0] if (~held).any() \
+            else calibration
+        calibrated[held] = others.transform(oof[held])
+    report = {"rows": int(len(target)), "folds": int(len(np.unique(fold))),
+              "log_loss": log_loss(target, calibrated),
+              "prior_log_loss": prior_log_loss(target),
+              "ece": expected_calibration_error(target, calibrated),
+              "temperature": calibration.temperature, "tie_model": calibration.tie_model,
+              "nu": calibration.nu, "tie_model_evidence": evidence}
+    return calibration, report

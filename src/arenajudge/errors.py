@@ -79,5 +79,9 @@ class MissingDependencyError(ArenaJudgeError, ImportError):
     """An optional dependency (an extra) is not installed."""
 
 
-class OutputExistsError(ArenaJudgeError):
+class OutputError(ArenaJudgeError):
+    """An output cannot be written there, or what would be written is not valid."""
+
+
+class OutputExistsError(OutputError):
     """An output path exists and ``--force`` was not given."""

@@ -1,4 +1,9 @@
-"""Cross-validation and evaluation of preference models, overall and per source."""
+"""Cross-validation and evaluation of preference models, overall and per source.
+
+Every score stands beside two baselines fitted on the same rows: the class prior
+(``prior_log_loss``) and a length-only model (``length_log_loss``, fitted on the same
+folds), so a user sees prior -> length -> model.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,15 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import minimize
+from scipy.special import log_softmax
 from tqdm.auto import tqdm
 
-from arenajudge.data.folds import folds
+from arenajudge.data.folds import folds, prompt_groups
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import DataError
-from arenajudge.metrics import scores
+from arenajudge.leaderboard import response_lengths
+from arenajudge.metrics import log_loss, scores
 from arenajudge.models.contract import PreferenceModel, check_labelled
 
 
@@ -31,13 +39,81 @@ class CVResult:
         return {"overall": self.overall, "folds": self.folds, "by_source": self.by_source}
 
 
-def scores_by_source(battles: Battles, proba: np.ndarray) -> dict[str, dict[str, float]]:
+def relative_length_difference(battles: Battles) -> np.ndarray:
+    """(len A - len B) / (len A + len B) in characters, shape (n,), in [-1, 1]; 0 for
+    two empty responses."""
+    len_a, len_b = response_lengths(battles)
+    return (len_a - len_b) / np.maximum(len_a + len_b, 1)
+
+
+def _length_logits(params: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    # (w d, -w d, b + c |d|): swapping A and B (d -> -d) swaps the two outputs
+    w, b, c = params
+    return np.column_stack([w * diff, -w * diff, b + c * np.abs(diff)])
+
+
+def fit_length_baseline(diff: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Parameters (3,) of the length-only baseline: a symmetric multinomial logistic
+    model of labels ``target`` (n, 3) on ``diff`` (n,), the
+    :func:`relative_length_difference`, by maximum likelihood."""
+    features = np.column_stack([diff, np.ones_like(diff), np.abs(diff)])
+
+    def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
+        log_proba = log_softmax(_length_logits(params, diff), axis=1)
+        residual = (np.exp(log_proba) - target) / len(diff)  # d loss / d logits
+        gradient = np.array([residual[:, 0] @ diff - residual[:, 1] @ diff,
+                             *(residual[:, 2] @ features[:, 1:])])
+        return float(-(target * log_proba).sum(axis=1).mean()), gradient
+
+    return minimize(loss_and_gradient, np.zeros(3), jac=True, method="L-BFGS-B").x
+
+
+def length_baseline_proba(params: np.ndarray, diff: np.ndarray) -> np.ndarray:
+    """Probabilities (n, 3) of the length-only baseline with ``params`` at ``diff``."""
+    return np.exp(log_softmax(_length_logits(params, diff), axis=1))
+
+
+def length_baseline_oof(battles: Battles, fold_of: np.ndarray) -> np.ndarray:
+    """Out-of-fold probabilities (n, 3) of the length-only baseline on ``fold_of``; with
+    a single fold, the in-sample fit."""
+    diff, target = relative_length_difference(battles), battles.target
+    if len(np.unique(fold_of)) < 2:
+        return length_baseline_proba(fit_length_baseline(diff, target), diff)
+    oof = np.zeros((len(battles), len(LABELS)))
+    for fold in np.unique(fold_of):
+        held = fold_of == fold
+        oof[held] = length_baseline_proba(fit_length_baseline(diff[~held], target[~held]),
+                                          diff[held])
+    return oof
+
+
+def _scores(target: np.ndarray, proba: np.ndarray, length: np.ndarray) -> dict[str, float]:
+    return {**scores(target, proba), "length_log_loss": log_loss(target, length)}
+
+
+def scores_by_source(battles: Battles, proba: np.ndarray, length: np.ndarray
+                     ) -> dict[str, dict[str, float]]:
     """Scores of each source's rows (empty when the battles have no source)."""
     if battles.source is None:
         return {}
-    return {str(name): scores(battles.target[battles.source == name],
-                              proba[battles.source == name])
+    return {str(name): _scores(battles.target[battles.source == name],
+                               proba[battles.source == name], length[battles.source == name])
             for name in np.unique(battles.source)}
+
+
+def evaluate_predictions(battles: Battles, proba: np.ndarray, *, n_folds: int = 5,
+                         seed: int = 0) -> tuple[dict[str, float], dict[str, dict]]:
+    """Overall and per-source scores of ``proba`` (n, 3) on labelled ``battles``, with the
+    length-only baseline fitted by prompt-grouped ``n_folds``-fold CV on the same rows
+    (fewer folds when there are fewer prompts; none for a single prompt)."""
+    groups = prompt_groups(battles)
+    n_groups = int(groups.max()) + 1 if len(groups) else 0
+    # whole prompts to folds at random: StratifiedGroupKFold is slow on 50k prompts
+    fold_of = np.random.default_rng(seed).permutation(n_groups)[groups] % max(
+        1, min(n_folds, n_groups))
+    length = length_baseline_oof(battles, fold_of)
+    return (_scores(battles.target, proba, length),
+            scores_by_source(battles, proba, length))
 
 
 def cross_validate(make_model: Callable[[], PreferenceModel], battles: Battles, *,
@@ -45,19 +121,22 @@ def cross_validate(make_model: Callable[[], PreferenceModel], battles: Battles, 
     """Prompt-grouped K-fold CV: fit a fresh model per fold, predict its held-out rows.
 
     Returns out-of-fold probabilities, shape (n, 3), with per-fold, overall and
-    per-source log loss, accuracy, ECE and the class-prior log loss of the same rows.
+    per-source log loss, accuracy, ECE, the class-prior log loss of the same rows and
+    the log loss of the length-only baseline fitted on the same folds.
     """
     check_labelled(battles)
     fold_of = folds(battles, n_folds=n_folds, seed=seed)
     oof = np.zeros((len(battles), len(LABELS)))
+    length = length_baseline_oof(battles, fold_of)
     result = CVResult(oof=oof, fold=fold_of)
     for fold in tqdm(range(n_folds), desc="cv folds", disable=not progress, unit="fold"):
         held = fold_of == fold
         model = make_model().fit(battles.take(~held))
         oof[held] = model.predict_proba(battles.take(held).without_labels())
-        result.folds.append({"fold": fold, **scores(battles.target[held], oof[held])})
-    result.overall = scores(battles.target, oof)
-    result.by_source = scores_by_source(battles, oof)
+        result.folds.append({"fold": fold, **_scores(battles.target[held], oof[held],
+                                                     length[held])})
+    result.overall = _scores(battles.target, oof, length)
+    result.by_source = scores_by_source(battles, oof, length)
     return result
 
 

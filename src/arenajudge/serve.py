@@ -18,14 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Callable, Literal
+from typing import Annotated, Any, AsyncIterator, Literal
 
 import numpy as np
 
-from arenajudge.data.readers import repair_surrogates
+from arenajudge.data.cells import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
 from arenajudge.engines.local import predict
 from arenajudge.errors import MissingDependencyError
+from arenajudge.http_limits import BodyLimit, check_can_listen
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import MANIFEST, check_scores_raw_text, read_manifest
 from arenajudge.models.registry import load_model
@@ -155,6 +156,39 @@ class JudgeResponse(BaseModel):
     results: list[Judgement]
 
 
+class HealthStatus(BaseModel):
+    status: Literal["ok", "loading", "failed"]
+    model: str
+
+
+class ErrorMessage(BaseModel):
+    detail: str
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="Where: `body`, `battles[3].prompt`, `tie_rate`, ...")
+    type: str = Field(description="pydantic's error type, e.g. `missing`, `json_invalid`.")
+    message: str
+
+
+class FieldErrors(BaseModel):
+    detail: list[FieldError]
+
+
+JUDGE_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorMessage, "description": "The body is not UTF-8 text"},
+    413: {"model": ErrorMessage,
+          "description": "Body over --max-body bytes or more battles than --max-batch"},
+    422: {"model": FieldErrors,
+          "description": "Not JSON, nested too deep, or invalid battles; `detail` names "
+                         "each bad field"},
+    500: {"model": ErrorMessage, "description": "The model failed while scoring"},
+    503: {"model": ErrorMessage, "description": "The model is still loading or failed "
+                                                "to load"},
+}
+"""Every status ``POST /v1/judge`` answers besides 200, documented in its OpenAPI schema."""
+
+
 # --------------------------------------------------------------------------- scoring
 def battles_from_request(request: JudgeRequest) -> Battles:
     """The request's battles, followed by their A/B-swapped copies when ``swap`` is set."""
@@ -258,48 +292,6 @@ def _judgements(request: JudgeRequest, proba: np.ndarray) -> list[Judgement]:
 
 
 # --------------------------------------------------------------------------- limits
-class BodyLimit:
-    """ASGI middleware: answer 413 to a request body over ``max_body`` bytes.
-
-    The body is read (at most ``max_body`` bytes of it) before the app sees it, so an
-    over-long chunked body gets a 413 rather than a parse error.
-    """
-
-    def __init__(self, app: Any, max_body: int) -> None:
-        self.app = app
-        self.max_body = max_body
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if declared.isdigit() and int(declared) > self.max_body:
-            return await self._too_large(scope, receive, send)
-        chunks, size = [], 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.max_body:
-                return await self._too_large(scope, receive, send)
-            if not message.get("more_body"):
-                break
-        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
-
-        async def replay() -> dict:
-            return body.pop() if body else await receive()
-
-        await self.app(scope, replay, send)
-
-    async def _too_large(self, scope: dict, receive: Callable, send: Callable) -> None:
-        response = JSONResponse(status_code=413, content={
-            "detail": f"request body is over the {self.max_body:,}-byte limit; send fewer "
-                      "or shorter battles per request"})
-        await response(scope, receive, send)
-
-
 def _field_name(loc: tuple) -> str:
     """``("body", "battles", 3, "prompt")`` -> ``"battles[3].prompt"``."""
     name = ""
@@ -444,7 +436,10 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
                                 else "the model failed to load; see the server log")
         return state.batcher
 
-    @app.get("/health")
+    @app.get("/health", responses={
+        200: {"description": "The model is loaded", "model": HealthStatus},
+        503: {"description": "The model is still loading or failed to load",
+              "model": HealthStatus}})
     async def health() -> JSONResponse:
         """200 once the model is loaded, 503 before (or if loading failed)."""
         if state.batcher is not None:
@@ -459,9 +454,7 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
 
     @app.post("/v1/judge", response_model=JudgeResponse,
               dependencies=[Depends(_check_batch_count)],
-              responses={413: {"description": "Body or battle count over the limit"},
-                         422: {"description": "Invalid battles; `detail` names each field"},
-                         503: {"description": "The model is not loaded yet"}})
+              responses=JUDGE_ERRORS)
     async def judge(request: JudgeRequest) -> JudgeResponse:
         """Probabilities that A wins, B wins or it is a tie, and the verdict, per battle."""
         batcher = ready_batcher()
@@ -485,9 +478,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
           workers: int = 1) -> None:
     """Run the service until interrupted.
 
-    The model is loaded (and checked) here first, so a bad model directory fails
-    before the port is bound. With ``workers`` > 1 each uvicorn worker process loads
-    its own copy and micro-batches its own requests.
+    The port is checked and the model loaded (and checked) here first, so a busy port
+    or a bad model directory fails with one error before uvicorn starts. With
+    ``workers`` > 1 each uvicorn worker process loads its own copy and micro-batches
+    its own requests.
     """
     try:
         import uvicorn
@@ -498,6 +492,7 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     options = {"host": host, "port": port, "log_config": log_config}
+    check_can_listen(host, port)
     model = load_ready_model(settings.model_dir)
     if workers == 1:
         uvicorn.run(create_app(settings, model), **options)

@@ -6,6 +6,7 @@ import io
 import math
 
 import click
+import pandas as pd
 
 from arenajudge.cli import main
 from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
@@ -13,7 +14,13 @@ from arenajudge.cli.options import (data_argument, echo_json, force_option, form
 from arenajudge.data import read_battles
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import attach_sources
+from arenajudge.data.schema import Battles
 from arenajudge.leaderboard import COLUMNS, Leaderboard, fit_leaderboard
+from arenajudge.leaderboard.categories import (CategoryBoards, category_values,
+                                               fit_category_boards)
+from arenajudge.leaderboard.intervals import INTERVALS
+from arenajudge.leaderboard.ppi import fit_ppi_leaderboard, suggest_battles
+from arenajudge.leaderboard.ties import TIE_MODELS
 from arenajudge.models.manifest import data_summary, read_manifest
 from arenajudge.models.registry import load_model
 from arenajudge.outputs import atomic_path, check_output
@@ -55,7 +62,7 @@ def report_command(data: str, input_format: str | None, columns: str | None,
 
     if model_dir and oof:
         raise ConfigError("give --model or --oof, not both")
-    check_output(out, force)
+    check_output(out, force, "directory")
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))
     if sources:
         battles = attach_sources(battles, sources)
@@ -94,14 +101,81 @@ def _render(board: Leaderboard, rated_from: str) -> str:
                     else f"[{row.ci_lower:.0f}, {row.ci_upper:.0f}]")
         lines.append(f"{rank:>4}  {row.model:<40} {row.rating:>7.0f}  {interval:>13}  "
                      f"{row.battles:>8,}  {row.win_rate:>8.1%}")
-    lines.append(f"rated from {rated_from}; Elo scale, average model = 1000"
-                 + (f"; 95% intervals from {board.n_bootstrap} bootstrap replicates"
-                    if board.n_bootstrap else ""))
+    method = {"sandwich": "; 95% intervals: sandwich (robust)",
+              "bootstrap": f"; 95% intervals from {board.n_bootstrap} bootstrap replicates",
+              "none": ""}[board.interval]
+    lines.append(f"rated from {rated_from}; Elo scale, average model = 1000" + method)
+    if board.tie_parameter is not None:
+        name = "nu" if board.ties == "davidson" else "theta"
+        both_bad = ("" if board.both_bad_share is None
+                    else f"; {board.both_bad_share:.1%} of ties voted both bad")
+        lines.append(f"ties: {board.ties} model, fitted {name} = {board.tie_parameter:.3f}"
+                     + both_bad)
     if board.style_coefficients:
         effects = ", ".join(f"{name} {value:+.3f}"
                             for name, value in board.style_coefficients.items())
         lines.append(f"style control (log-odds per standard deviation of A - B): {effects}")
+    if board.prediction_powered:
+        gain = board.prediction_powered
+        lines.append(
+            f"prediction-powered (PPI++, lambda {gain['lambda']:.2f}): "
+            f"{gain['voted_battles']:,} human votes + {gain['unvoted_battles']:,} judged "
+            f"battles; intervals {gain['width_ratio']:.2f}x the human-only width, worth "
+            f"{gain['effective_human_votes']:,.0f} human votes "
+            f"({gain['human_votes_gained']:+,.0f}); judge-vote correlation "
+            f"{gain['rho']:.2f}")
     return "\n".join(lines)
+
+
+def _render_categories(boards: CategoryBoards, overall: Leaderboard) -> str:
+    lines = []
+    for value, changes in boards.rank_changes(overall).items():
+        board = boards.boards[value]
+        moved = ", ".join(f"{c['model']} {c['overall_rank']}->{c['rank']}" for c in changes)
+        lines.append(f"{boards.column}={value} ({board.battles:,} battles, "
+                     f"{len(board.table)} models): "
+                     + (f"ranks differ: {moved}" if moved else "same order as overall"))
+    if boards.too_small:
+        lines.append("not rated (fewer battles than --min-battles): " + ", ".join(
+            f"{value} ({count:,})" for value, count in boards.too_small.items()))
+    return "\n".join(lines)
+
+
+def _check_leaderboard_options(model_dir: str | None, unlabelled: str | None,
+                               n_suggest: int | None, by_column: str | None, ci: str,
+                               style_control: bool) -> None:
+    if unlabelled and not model_dir:
+        raise ConfigError("--unlabelled needs --model MODEL_DIR: the judge whose predictions "
+                          "on the unlabelled battles power the ratings")
+    if n_suggest and not unlabelled:
+        raise ConfigError("--suggest picks among --unlabelled battles; give --unlabelled and "
+                          "--model")
+    if unlabelled and (by_column or ci != "sandwich" or style_control):
+        raise ConfigError("--unlabelled (prediction-powered ratings) works with sandwich "
+                          "intervals on one board: drop --by, --ci and --style-control")
+
+
+def _echo_csv(frame) -> None:
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    click.echo(buffer.getvalue(), nl=False)
+
+
+def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_format: str,
+                 rated_from: str) -> None:
+    if output_format == "json":
+        echo_json({**board.summary(), **({"by": boards.summary(board)} if boards else {})})
+    elif output_format == "csv" and boards:
+        tables = [board.table.assign(board="all")] + [
+            part.table.assign(board=f"{boards.column}={value}")
+            for value, part in boards.boards.items()]
+        _echo_csv(pd.concat(tables, ignore_index=True)[["board", *COLUMNS]])
+    elif output_format == "csv":
+        _echo_csv(board.table[list(COLUMNS)])
+    else:
+        click.echo(_render(board, rated_from))
+        if boards:
+            click.echo(_render_categories(boards, board))
 
 
 @main.command("leaderboard")
@@ -113,42 +187,81 @@ def _render(board: Leaderboard, rated_from: str) -> str:
 @click.option("--plot", default=None, metavar="FILE.png",
               type=click.Path(dir_okay=False, path_type=str),
               help="Also draw the ratings and their intervals to this PNG.")
+@click.option("--ci", type=click.Choice(INTERVALS), default="sandwich", show_default=True,
+              help="95% intervals: sandwich (robust, one fit), bootstrap (refits) or none.")
 @click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=100,
-              show_default=True, help="Bootstrap replicates for the 95% intervals (0: none).")
+              show_default=True, help="Bootstrap replicates with --ci bootstrap.")
+@click.option("--ties", type=click.Choice(TIE_MODELS), default="half", show_default=True,
+              help="half: a tie is half a win each; davidson / rao-kupper: ties as a third "
+                   "outcome with a fitted tie parameter.")
 @click.option("--style-control", is_flag=True,
               help="Adjust ratings for differences in length and markdown.")
+@click.option("--by", "by_column", default=None, metavar="COLUMN",
+              help="Also fit one board per value of this column of DATA (e.g. language, "
+                   "source) and show where ranks differ from the overall board.")
+@click.option("--min-battles", type=click.IntRange(min=1), default=200, show_default=True,
+              help="Battles a --by category needs to get a board.")
+@click.option("--unlabelled", default=None, metavar="BATTLES",
+              type=click.Path(dir_okay=False, exists=True, path_type=str),
+              help="Battles without votes: with --model, prediction-powered ratings from "
+                   "the votes in DATA plus the model's predictions on these.")
+@click.option("--suggest", "n_suggest", type=click.IntRange(min=1), default=None,
+              metavar="N", help="Instead of the board, print as CSV the N --unlabelled "
+                               "battles whose votes would narrow adjacent ranks most.")
 @seed_option("the bootstrap resampling and of the A/B order of chosen/rejected pairs")
 @force_option
 def leaderboard_command(data: str, input_format: str | None, columns: str | None,
                         model_dir: str | None, output_format: str, plot: str | None,
-                        n_bootstrap: int, style_control: bool, seed: int, force: bool
-                        ) -> None:
+                        ci: str, n_bootstrap: int, ties: str, style_control: bool,
+                        by_column: str | None, min_battles: int, unlabelled: str | None,
+                        n_suggest: int | None, seed: int, force: bool) -> None:
     """Rank the models in DATA by Bradley–Terry ratings from the votes.
 
-    A tie counts as half a win for each side; ratings are on the Elo scale with
-    bootstrap 95% intervals. With --model, ratings come from the model's predicted
-    probabilities instead, p(A wins) + p(tie) / 2 per battle: rank models whose
-    answers have no votes yet. Rows without model names are skipped.
+    Ratings are on the Elo scale (average model = 1000) with 95% intervals; a tie
+    counts as half a win for each side unless --ties models it. With --model alone,
+    ratings come from the model's predicted probabilities instead: rank models whose
+    answers have no votes yet. With --model and --unlabelled, DATA's votes and the
+    model's predictions on the unlabelled battles combine into prediction-powered
+    ratings whose intervals stay valid however biased the model is. Rows without
+    model names are skipped.
     """
+    _check_leaderboard_options(model_dir, unlabelled, n_suggest, by_column, ci, style_control)
     if plot:
-        check_output(plot, force)
-    battles = read_battles(data, seed=seed, **read_options(input_format, columns))
-    proba = load_model(model_dir).predict_proba(battles) if model_dir else None
-    board = fit_leaderboard(battles, proba, n_bootstrap=n_bootstrap, seed=seed,
-                            style_control=style_control)
-    if output_format == "json":
-        echo_json(board.records())
-    elif output_format == "csv":
-        buffer = io.StringIO()
-        board.table.to_csv(buffer, index=False, columns=list(COLUMNS), lineterminator="\n")
-        click.echo(buffer.getvalue(), nl=False)
+        check_output(plot, force, "file")
+    options = read_options(input_format, columns)
+    battles = read_battles(data, seed=seed, **options)
+    model = load_model(model_dir) if model_dir else None
+    boards = None
+    if unlabelled:
+        extra = read_battles(unlabelled, seed=seed, **options)
+        extra_proba = model.predict_proba(extra)
+        board = fit_ppi_leaderboard(battles, model.predict_proba(battles), extra, extra_proba,
+                                    ties=ties)
+        if n_suggest:
+            _echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
+            return
+        rated_from = f"votes on {len(battles):,} battles and predictions of {model_dir}"
     else:
+        proba = model.predict_proba(battles) if model else None
+
+        def fit(part: Battles, part_proba=proba) -> Leaderboard:
+            return fit_leaderboard(part, part_proba, ci=ci, n_bootstrap=n_bootstrap, ties=ties,
+                                   seed=seed, style_control=style_control)
+
+        board = fit(battles)
+        if by_column:
+            values = category_values(battles, by_column, input_format)
+            boards = fit_category_boards(
+                battles, values, by_column, min_battles,
+                lambda mask: fit(battles.take(mask), None if proba is None else proba[mask]))
         rated_from = (f"predictions of {model_dir}" if model_dir else "votes") + (
-            f" on {len(battles) - board.skipped - board.self_battles:,} battles")
-        click.echo(_render(board, rated_from))
+            f" on {board.battles:,} battles")
+    _echo_boards(board, boards, output_format, rated_from)
     if plot:
         from arenajudge.report.plots import leaderboard, save_plot
 
-        title = "predicted ratings" if model_dir else "ratings from votes"
+        title = ("prediction-powered ratings" if unlabelled else
+                 "predicted ratings" if model_dir else "ratings from votes")
         with atomic_path(plot, force) as staged:
-            save_plot(leaderboard, {"rows": board.records(), "title": title}, staged)
+            save_plot(leaderboard, {"rows": board.records(), "title": title,
+                                    "interval": board.interval}, staged)

@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import click
 import numpy as np
-import pandas as pd
 from tqdm.auto import tqdm
 
 from arenajudge.cli import main
@@ -22,13 +21,12 @@ from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.data.soft_labels import read_oof, teacher_record, teacher_targets
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import attach_sources, cross_validate, oof_frame, scores_by_source
-from arenajudge.metrics import scores
+from arenajudge.evaluate import attach_sources, cross_validate, evaluate_predictions, oof_frame
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
 from arenajudge.models.transformer.config import TransformerConfig
-from arenajudge.outputs import check_output, write_csv
+from arenajudge.outputs import check_output, write_csv, write_submission
 
 logger = logging.getLogger("arenajudge.cli")
 
@@ -117,9 +115,9 @@ def predict_in_batches(model: PreferenceModel, battles: Battles, tie_rate: float
 
 
 def _format_scores(title: str, values: dict[str, float]) -> str:
-    return (f"{title:<24} rows {values['rows']:>6}  log loss {values['log_loss']:.4f}  "
-            f"prior {values['prior_log_loss']:.4f}  accuracy {values['accuracy']:.3f}  "
-            f"ECE {values['ece']:.3f}")
+    return (f"{title:<24} rows {values['rows']:>6}  prior {values['prior_log_loss']:.4f}  "
+            f"length {values['length_log_loss']:.4f}  log loss {values['log_loss']:.4f}  "
+            f"accuracy {values['accuracy']:.3f}  ECE {values['ece']:.3f}")
 
 
 def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> None:
@@ -154,7 +152,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
                   input_format: str | None, columns: str | None, force: bool,
                   settings: dict[str, Any]) -> None:
     """Train a preference model on labelled DATA and save it to --out MODEL_DIR."""
-    check_output(out_dir, force)
+    check_output(out_dir, force, "directory")
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path)
     battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
     check_labelled(battles)
@@ -171,11 +169,15 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 
         if not is_main_process():  # under `accelerate launch` rank 0 reports
             return
-    holdout = getattr(model, "validation_", {})
+    calibrated = getattr(model, "validation_", {})
     summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
-    if holdout.get("log_loss_raw") is not None:
-        summary += (f"; holdout log loss {holdout['log_loss_raw']:.4f} before calibration "
-                    f"(temperature {holdout['temperature']:.2f})")
+    if calibrated.get("log_loss") is not None:
+        summary += (f"; out-of-sample calibrated log loss {calibrated['log_loss']:.4f} "
+                    f"(class prior {calibrated['prior_log_loss']:.4f}, ECE "
+                    f"{calibrated['ece']:.3f}, {calibrated['rows']:,} rows, "
+                    f"{calibrated['folds']}-fold cross-fit; ties: {calibrated['tie_model']})")
+    else:
+        summary += "; no out-of-sample score (no holdout to calibrate on)"
     click.echo(f"{summary}; saved to {out_dir}", err=True)
 
 
@@ -184,7 +186,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 @click.option("--folds", "n_folds", type=click.IntRange(min=2), default=5, show_default=True,
               help="Number of prompt-grouped folds.")
 @click.option("--oof", "oof_path", type=click.Path(dir_okay=False), default=None,
-              metavar="OOF.csv",
+              metavar="OUT",
               help="Write out-of-fold predictions (id,fold + the three probabilities).")
 @backend_option
 @config_option
@@ -204,7 +206,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
     own fold-K subdirectory.
     """
     if oof_path:
-        check_output(oof_path, force)
+        check_output(oof_path, force, "file")
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path,
                                         checkpoint_per_fold=True)
     battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
@@ -221,7 +223,7 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @data_argument
 @model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              metavar="OUT.csv",
+              metavar="OUT",
               help="Submission CSV to write: id,winner_model_a,winner_model_b,winner_tie.")
 @tie_rate_option
 @embeddings_option
@@ -235,13 +237,13 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
                     input_format: str | None, columns: str | None, seed: int,
                     force: bool) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order."""
-    check_output(out_path, force)
+    check_output(out_path, force, "file")
     started = time.perf_counter()
     if engine == "ray":
+        if embeddings_path:  # before the import: a flag error must not need the ray extra
+            raise ConfigError("--embeddings needs --engine local")
         from arenajudge.engines.ray_engine import predict_with_ray
 
-        if embeddings_path:
-            raise ConfigError("--embeddings needs --engine local")
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
                                       read_kwargs={**read_options(input_format, columns),
                                                    "seed": seed})
@@ -252,9 +254,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
         battles = _read(data, input_format, columns, seed,
                         embeddings_path=embeddings_path).without_labels()
         ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
-    submission = pd.DataFrame(proba, columns=list(LABELS))
-    submission.insert(0, "id", ids)
-    write_csv(submission, out_path, force=force)
+    write_submission(ids, proba, out_path, force=force)
     elapsed = time.perf_counter() - started
     click.echo(f"wrote {len(ids):,} predictions to {out_path} "
                f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
@@ -278,8 +278,7 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
     battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
     check_labelled(battles)
     proba = predict_in_batches(model, battles.without_labels(), tie_rate)
-    overall = scores(battles.target, proba)
-    by_source = scores_by_source(battles, proba)
+    overall, by_source = evaluate_predictions(battles, proba, seed=seed)
     if output_format == "json":
         echo_json({"overall": overall, "by_source": by_source})
     else:

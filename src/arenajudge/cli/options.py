@@ -18,7 +18,8 @@ import click
 from click.core import ParameterSource
 
 from arenajudge.config import field_help, field_types
-from arenajudge.data.readers import FORMATS, parse_columns_option
+from arenajudge.data.readers import parse_columns_option
+from arenajudge.data.tables import FORMATS
 from arenajudge.errors import ArenaJudgeError
 
 MAX_SEED = 2**31 - 1

@@ -24,7 +24,8 @@ from arenajudge.outputs import check_output
               help="A local Hugging Face model directory: an encoder, or a decoder LM "
                    "such as Gemma-2.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              metavar="EMB.parquet", help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
+              metavar="OUT",
+              help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
 @click.option("--max-length", type=click.IntRange(min=8), default=512, show_default=True,
               help="Tokens per text; longer texts keep their latest turns.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
@@ -45,7 +46,7 @@ def embed_command(data: str, base: str, out_path: str, max_length: int, batch_si
     from arenajudge.data.embeddings import write_embeddings
     from arenajudge.models.transformer.embed import embed_battles
 
-    check_output(out_path, force)
+    check_output(out_path, force, "file")
     battles = read_battles(data, seed=seed, **read_options(input_format, columns))
     vectors, metadata = embed_battles(battles, base, max_length=max_length,
                                       batch_size=batch_size, device=device, load_in=load_in)

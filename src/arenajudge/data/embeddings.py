@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from arenajudge import safe_json
 from arenajudge.data.schema import Battles, ExternalEmbeddings
 from arenajudge.errors import DataError
 from arenajudge.outputs import atomic_path
@@ -65,8 +66,12 @@ def read_embeddings(path: str | Path, battles: Battles) -> tuple[np.ndarray, dic
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot be read as parquet ({exc})", file=path) from None
     raw = (table.schema.metadata or {}).get(METADATA_KEY)
-    metadata = json.loads(raw) if raw else {}
-    if metadata.get("format") != FORMAT or set(EMBEDDING_COLUMNS) - set(table.column_names):
+    try:
+        metadata = safe_json.loads(raw) if raw else {}
+    except safe_json.JSONProblem as exc:
+        raise DataError(f"has corrupt metadata: {exc}; re-run `arenajudge embed`",
+                        file=path) from None
+    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT or set(EMBEDDING_COLUMNS) - set(table.column_names):
         raise DataError("is not an embeddings file; make one with `arenajudge embed DATA "
                         "--base DIR --out EMB.parquet`", file=path)
     if metadata.get("version") != FORMAT_VERSION:

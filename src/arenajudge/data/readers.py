@@ -1,23 +1,22 @@
 """Readers: files in any supported layout -> validated :class:`Battles`.
 
-Three file formats (CSV incl. ``.csv.gz``, JSON lines, parquet) and three layouts:
+Files of any format (:mod:`arenajudge.data.tables`) hold one of three layouts, whose
+cells :mod:`arenajudge.data.cells` parses:
 
 * Kaggle: ``id, prompt, response_a, response_b`` as JSON lists of turns, optional
   ``model_a, model_b`` and labels ``winner_model_a, winner_model_b, winner_tie``
   (or one ``winner`` column);
 * arena conversations: ``conversation_a, conversation_b`` as lists of
   ``{role, content}`` messages and ``winner`` in {model_a, model_b, tie, tie (bothbad)};
-* preference pairs: ``prompt, chosen, rejected`` (strings or message lists), placed
-  in a seeded random A/B order so that the labels stay balanced.
+* preference pairs: ``prompt, chosen, rejected`` (text, lists of turns or message
+  lists), placed in a seeded random A/B order so that the labels stay balanced;
+* votes only: ``model_a, model_b`` and labels (e.g. arena ``winner``) without texts,
+  enough for a leaderboard.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import logging
-import re
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -25,12 +24,14 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from arenajudge.data.cells import (CellError, SurrogateCounter, decode_json_cell, is_missing,
+                                   message_turns, pair_cell, turn_list)
 from arenajudge.data.schema import LABELS, Battles, Turns
-from arenajudge.errors import ArenaJudgeError, ConfigError, DataError
+from arenajudge.data.tables import read_table
+from arenajudge.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ("csv", "jsonl", "json", "parquet")
 CANONICAL_COLUMNS = (
     "id", "prompt", "response_a", "response_b", "model_a", "model_b", *LABELS,
     "winner", "source", "conversation_a", "conversation_b", "chosen", "rejected",
@@ -38,11 +39,10 @@ CANONICAL_COLUMNS = (
 KAGGLE_COLUMNS = ("prompt", "response_a", "response_b")
 ARENA_COLUMNS = ("conversation_a", "conversation_b")
 PAIR_COLUMNS = ("chosen", "rejected")
-WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, "tie (bothbad)": 2}
+BOTH_BAD_VALUES = ("tie (bothbad)", "both_bad")
+WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, **dict.fromkeys(BOTH_BAD_VALUES, 2)}
 MAX_REPORTED_ERRORS = 200
 _LABEL_TOLERANCE = 1e-6
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_EXAMPLE_CELL = '["first turn", "second turn"]'
 
 
 @dataclass
@@ -80,10 +80,6 @@ class Problems:
         raise first
 
 
-class _CellError(ValueError):
-    """A cell does not hold what its column needs; the message says what it holds."""
-
-
 # --------------------------------------------------------------------------- options
 def parse_columns_option(text: str | None) -> dict[str, str]:
     """Parse ``--columns prompt=question,response_a=answer1`` into {canonical: actual}."""
@@ -98,97 +94,6 @@ def parse_columns_option(text: str | None) -> dict[str, str]:
                               "write e.g. --columns prompt=question,response_a=answer1")
         mapping[name] = actual
     return mapping
-
-
-def detect_format(path: Path) -> str:
-    """The file format implied by ``path``'s extension (``.gz`` is looked through)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    ext = suffixes[-1].lstrip(".") if suffixes else ""
-    aliases = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json",
-               "parquet": "parquet", "pq": "parquet"}
-    if ext not in aliases:
-        raise DataError(f"has an unknown extension {ext or '(none)'!r}; "
-                        f"pass --format with one of {', '.join(FORMATS)}", file=path)
-    return aliases[ext]
-
-
-# --------------------------------------------------------------------------- tables
-def _open_text(path: Path):
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    return opener(path, "rt", encoding="utf-8")
-
-
-def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
-    records: list[Any]
-    with _open_text(path) as handle:
-        if fmt == "json":
-            try:
-                records = json.load(handle)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"is not valid JSON ({exc.msg} at line {exc.lineno}); "
-                                "a .json file must hold one list of row objects", file=path)
-            if not isinstance(records, list):
-                raise DataError("must hold a JSON list of row objects", file=path)
-        else:
-            records = []
-            for lineno, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise DataError(f"line {lineno} is not valid JSON ({exc.msg}); "
-                                    "each line of a JSONL file must be one JSON object",
-                                    file=path)
-    for position, record in enumerate(records, 1):
-        if not isinstance(record, dict):
-            raise DataError(f"row {position} is a {type(record).__name__}, not an object "
-                            "with named columns", file=path)
-    return pd.DataFrame.from_records(records)
-
-
-def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
-    """Read a file into a raw frame of Python objects, with no schema checks.
-
-    Raises
-    ------
-    DataError
-        The file is missing, unreadable, not UTF-8, or not of the given format.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DataError("does not exist", file=path)
-    if path.is_dir():
-        raise DataError("is a directory; give a data file", file=path)
-    fmt = format or detect_format(path)
-    if fmt not in FORMATS:
-        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    try:
-        if fmt == "csv":
-            return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
-                               compression="infer")
-        if fmt == "parquet":
-            return pd.read_parquet(path)
-        return _read_json_records(path, fmt)
-    except ArenaJudgeError:
-        raise
-    except UnicodeDecodeError as exc:
-        raise DataError(f"is not valid UTF-8 text (bad byte at offset {exc.start} of the "
-                        "decoded stream); re-save it as UTF-8", file=path) from None
-    except pd.errors.EmptyDataError:
-        raise DataError("is empty: it has no header and no rows", file=path) from None
-    except pd.errors.ParserError as exc:
-        reason = str(exc).strip().splitlines()[-1]
-        raise DataError(f"is not a readable CSV file ({reason}); check its quoting",
-                        file=path) from None
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"cannot be read ({exc}); is it a complete {fmt} file?",
-                        file=path) from None
-    except Exception as exc:  # pyarrow raises its own types for corrupt parquet files
-        raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
-                        file=path) from None
 
 
 def _apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str], path: Path
@@ -209,109 +114,6 @@ def _apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str], path:
     return renamed
 
 
-# --------------------------------------------------------------------------- cells
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and np.isnan(value))
-
-
-def _as_python(value: Any) -> Any:
-    """Parquet gives numpy arrays for lists; everything else passes through."""
-    return value.tolist() if isinstance(value, np.ndarray) else value
-
-
-def _repair(text: str, counter: list[int]) -> str:
-    if text.isascii():
-        return text
-    repaired, n = _SURROGATE.subn("\ufffd", text)
-    counter[0] += n
-    return repaired
-
-
-def repair_surrogates(text: str) -> str:
-    """``text`` with each lone surrogate (from a JSON escape such as ``"\\ud800"``) as U+FFFD."""
-    return _repair(text, [0])
-
-
-def _turn_list(value: Any, counter: list[int]) -> Turns:
-    if not isinstance(value, list):
-        raise _CellError(f"holds a JSON {type(value).__name__}, not a list of turns; "
-                         f"expected e.g. {_EXAMPLE_CELL}")
-    turns = []
-    for turn in value:
-        if turn is None:
-            turns.append("")
-        elif isinstance(turn, str):
-            turns.append(_repair(turn, counter))
-        else:
-            raise _CellError(f"has a turn that is a {type(turn).__name__}, not a string; "
-                             f"expected e.g. {_EXAMPLE_CELL}")
-    return tuple(turns)
-
-
-def _decode_json_cell(value: Any) -> Any:
-    if _is_missing(value) or value == "":
-        raise _CellError(f"is empty; expected a JSON list of turns such as {_EXAMPLE_CELL} "
-                         "([] for no turns)")
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError as exc:
-            snippet = value[:40] + ("…" if len(value) > 40 else "")
-            raise _CellError(f"is not valid JSON ({exc.msg} at character {exc.pos}) in "
-                             f"{snippet!r}; expected a JSON list of turns such as "
-                             f"{_EXAMPLE_CELL}") from None
-    return _as_python(value)
-
-
-def _message_turns(messages: list, counter: list[int]) -> tuple[Turns, Turns]:
-    """Split ``[{role, content}, ...]`` into (user turns, assistant turns)."""
-    user, assistant = [], []
-    for message in messages:
-        if not isinstance(message, dict) or "content" not in message:
-            raise _CellError("holds a message that is not a {role, content} object")
-        content = message["content"]
-        if isinstance(content, list):  # multimodal content parts: keep the text parts
-            content = "\n".join(part.get("text", "") for part in content
-                                if isinstance(part, dict))
-        if content is not None and not isinstance(content, str):
-            raise _CellError(f"holds a message whose content is a {type(content).__name__}")
-        text = _repair(content or "", counter)
-        role = str(message.get("role", "")).lower()
-        if role in ("assistant", "gpt", "bot", "model"):
-            assistant.append(text)
-        elif role in ("user", "human"):
-            user.append(text)
-        elif role != "system":
-            raise _CellError(f"holds a message with unknown role {role!r}; "
-                             "expected user, assistant or system")
-    return tuple(user), tuple(assistant)
-
-
-def _is_message_list(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) for m in value)
-
-
-def _flexible_cell(value: Any, counter: list[int]) -> tuple[Turns | None, Turns]:
-    """A pair-layout cell: plain text, a JSON list of turns, or a message list.
-
-    Returns (user turns, other turns): user turns are ``None`` unless the cell is a
-    message list, whose assistant turns are then the other turns.
-    """
-    value = _as_python(value)
-    if _is_missing(value):
-        raise _CellError("is empty")
-    if isinstance(value, str):
-        if not value.lstrip().startswith("["):
-            return None, (_repair(value, counter),)
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None, (_repair(value, counter),)
-    if _is_message_list(value):
-        return _message_turns(value, counter)
-    return None, _turn_list(value, counter)
-
-
 # --------------------------------------------------------------------------- columns
 class _Reader:
     """Parses one raw frame column by column, collecting problems."""
@@ -319,7 +121,7 @@ class _Reader:
     def __init__(self, frame: pd.DataFrame, problems: Problems):
         self.frame = frame
         self.problems = problems
-        self.surrogates = [0]
+        self.surrogates = SurrogateCounter()
         self.ids = self._ids()
 
     def _where(self, position: int) -> dict:
@@ -340,7 +142,7 @@ class _Reader:
         return self._id_values(self.frame["id"], "id")
 
     def _id_values(self, column: pd.Series, name: str) -> np.ndarray:
-        ids = np.array(["" if _is_missing(v) else str(v).strip() for v in column], dtype=object)
+        ids = np.array(["" if is_missing(v) else str(v).strip() for v in column], dtype=object)
         for position in np.flatnonzero(ids == ""):
             self.problems.error("is empty; every row needs a unique id", row=position + 1,
                                 column=name)
@@ -360,24 +162,33 @@ class _Reader:
         for position, raw in enumerate(self.frame[name].tolist()):
             try:
                 values.append(parse(raw))
-            except _CellError as exc:
+            except CellError as exc:
                 self.problems.error(str(exc), column=name, **self._where(position))
                 values.append(empty)
         return values
 
     def json_turns(self, name: str) -> list[Turns]:
-        return self.column(name, lambda raw: _turn_list(_decode_json_cell(raw), self.surrogates))
+        return self.column(name, lambda raw: turn_list(decode_json_cell(raw), self.surrogates))
 
     def optional_text(self, name: str) -> np.ndarray | None:
         if name not in self.frame.columns:
             return None
-        return np.array(["" if _is_missing(v) else str(v) for v in self.frame[name]],
+        return np.array(["" if is_missing(v) else str(v) for v in self.frame[name]],
                         dtype=object)
 
+    def _blank(self, name: str) -> bool:
+        return all(is_missing(v) or str(v).strip() == "" for v in self.frame[name])
+
     def labels(self) -> np.ndarray | None:
+        """Label rows, or None for unlabelled input: no label columns, or label columns
+        that are blank in every row (a test file with its answers cleared). A label
+        column blank in some rows only is an error for each such row."""
         present = [c for c in LABELS if c in self.frame.columns]
         if not present:
-            return self.winner_labels() if "winner" in self.frame.columns else None
+            has_winner = "winner" in self.frame.columns and not self._blank("winner")
+            return self.winner_labels() if has_winner else None
+        if all(self._blank(c) for c in present):
+            return None
         if len(present) < len(LABELS):
             for missing in (c for c in LABELS if c not in present):
                 self.problems.error("is missing; give all three label columns or none",
@@ -398,13 +209,20 @@ class _Reader:
 
     def winner_labels(self) -> np.ndarray:
         def parse(raw):
-            key = "" if _is_missing(raw) else str(raw).strip().lower()
+            key = "" if is_missing(raw) else str(raw).strip().lower()
             if key not in WINNER_VALUES:
-                raise _CellError(f"is {raw!r}; expected one of {', '.join(WINNER_VALUES)}")
+                raise CellError(f"is {raw!r}; expected one of {', '.join(WINNER_VALUES)}")
             return WINNER_VALUES[key]
 
         classes = self.column("winner", parse, empty=2)
         return np.eye(len(LABELS))[classes]
+
+    def both_bad(self) -> np.ndarray | None:
+        """Ties voted "both bad", where the labels come from a ``winner`` column."""
+        if "winner" not in self.frame.columns or set(LABELS) & set(self.frame.columns):
+            return None
+        return np.array([str(v).strip().lower() in BOTH_BAD_VALUES
+                         for v in self.frame["winner"]], dtype=bool)
 
 
 def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
@@ -418,11 +236,14 @@ def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
             problems.error("is missing; the Kaggle layout needs prompt, response_a and "
                            "response_b (map yours with --columns)", column=missing)
         return None
+    if columns.issuperset(("model_a", "model_b")) and columns & {"winner", *LABELS}:
+        return "votes"
     found = ", ".join(map(str, frame.columns)) or "(none)"
     problems.error(
         "has no battle columns: expected prompt, response_a, response_b (Kaggle layout), "
         "conversation_a, conversation_b (arena conversations) or prompt, chosen, rejected "
-        f"(preference pairs); found {found}. Map yours with e.g. "
+        "(preference pairs), or model_a, model_b, winner (votes only, for a leaderboard); "
+        f"found {found}. Map yours with e.g. "
         "--columns prompt=question,response_a=answer1,response_b=answer2")
     return None
 
@@ -434,10 +255,7 @@ def _kaggle(reader: _Reader) -> tuple[list, list, list]:
 
 def _arena(reader: _Reader) -> tuple[list, list, list]:
     def conversation(raw):
-        messages = _decode_json_cell(raw)
-        if not isinstance(messages, list):
-            raise _CellError("is not a list of {role, content} messages")
-        return _message_turns(messages, reader.surrogates)
+        return message_turns(decode_json_cell(raw), reader.surrogates)
 
     side_a = reader.column("conversation_a", conversation, empty=((), ()))
     side_b = reader.column("conversation_b", conversation, empty=((), ()))
@@ -446,10 +264,10 @@ def _arena(reader: _Reader) -> tuple[list, list, list]:
 
 def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
     def side(raw):
-        return _flexible_cell(raw, reader.surrogates)
+        return pair_cell(raw, reader.surrogates)
 
     def prompt_cell(raw):
-        user, turns = _flexible_cell(raw, reader.surrogates)
+        user, turns = pair_cell(raw, reader.surrogates)
         return turns if user is None else user
 
     chosen = reader.column("chosen", side, empty=(None, ()))
@@ -494,17 +312,19 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
         prompt, response_a, response_b = _kaggle(reader)
     elif layout == "arena":
         prompt, response_a, response_b = _arena(reader)
+    elif layout == "votes":
+        prompt, response_a, response_b = ([()] * len(frame) for _ in range(3))
     else:
         prompt, response_a, response_b, target = _pairs(reader, seed)
     if target is None:
         target = reader.labels()
-    if reader.surrogates[0]:
-        problems.warn(f"replaced {reader.surrogates[0]} lone surrogate escape(s) with U+FFFD")
+    if reader.surrogates.count:
+        problems.warn(f"replaced {reader.surrogates.count} lone surrogate escape(s) with U+FFFD")
     return Battles(
         id=reader.ids, prompt=prompt, response_a=response_a, response_b=response_b,
         model_a=reader.optional_text("model_a"), model_b=reader.optional_text("model_b"),
         target=target, source=reader.optional_text("source"), path=str(path),
-        repaired_surrogates=reader.surrogates[0],
+        repaired_surrogates=reader.surrogates.count, both_bad=reader.both_bad(),
     )
 
 

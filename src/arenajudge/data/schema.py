@@ -71,6 +71,9 @@ class Battles:
         Lone surrogate escapes replaced by U+FFFD while reading.
     embeddings : ExternalEmbeddings or None
         Outside embeddings attached with ``--embeddings EMB.parquet``.
+    both_bad : ndarray of bool, shape (n,), or None
+        Ties voted "both bad" (arena ``winner`` = ``tie (bothbad)`` / ``both_bad``),
+        where the input has a ``winner`` column.
     """
 
     id: np.ndarray
@@ -84,6 +87,7 @@ class Battles:
     path: str | None = None
     repaired_surrogates: int = field(default=0)
     embeddings: ExternalEmbeddings | None = None
+    both_bad: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.id)
@@ -127,6 +131,7 @@ class Battles:
             target=pick(self.target),
             source=pick(self.source),
             embeddings=None if self.embeddings is None else self.embeddings.take(idx),
+            both_bad=pick(self.both_bad),
         )
 
     def swap(self) -> "Battles":

@@ -28,8 +28,9 @@ import pandas as pd
 from arenajudge import errors
 from arenajudge.calibration import check_tie_rate
 from arenajudge.data.readers import (ARENA_COLUMNS, KAGGLE_COLUMNS, PAIR_COLUMNS, Problems,
-                                     detect_format, parse_frame)
+                                     parse_frame)
 from arenajudge.data.schema import LABELS
+from arenajudge.data.tables import check_unique_columns, decode_record_line, detect_format
 from arenajudge.engines.local import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 from arenajudge.models.contract import PreferenceModel
@@ -109,18 +110,16 @@ def _raw_blocks(f: Any, fmt: str, rows: int, path: str) -> Iterator[pd.DataFrame
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=rows):
+        parquet = pq.ParquetFile(f)
+        check_unique_columns(parquet.schema_arrow.names, path)
+        for batch in parquet.iter_batches(batch_size=rows):
             yield batch.to_pandas()
     else:
         records: list[dict] = []
         for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
             if not line.strip():
                 continue
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise DataError(f"line {lineno} is a JSON {type(record).__name__}, not an "
-                                "object with named columns", file=path)
-            records.append(record)
+            records.append(decode_record_line(line, lineno, path))
             if len(records) == rows:
                 yield pd.DataFrame.from_records(records)
                 records = []

@@ -22,7 +22,7 @@ import numpy as np
 
 from arenajudge.data.schema import Battles, join_turns
 from arenajudge.threads import resolve_jobs
-from arenajudge.features.embeddings import HFEncoder, wordllama_encoder
+from arenajudge.features.embeddings import hf_encoder, wordllama_encoder
 from arenajudge.features.external import external_names
 from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, count_miss,
                                             count_requests, instruction_flags, text_stats)
@@ -33,7 +33,7 @@ SIDE_EXTRA_NAMES = ("log_tokens", "turns", "empty_turns", "prompt_word_coverage"
 SHARED_EXTRA_NAMES = ("prompt_turns", "ab_jaccard", "ab_cosine", "identical", "both_empty",
                       "length_ratio", "mean_log_chars", "log_chars_gap", "imperative_prompt",
                       "count_request")
-_CACHE_ROWS = 300_000
+CACHE_ROWS = 300_000
 _MIN_ROWS_PER_THREAD = 2048
 
 
@@ -47,7 +47,7 @@ class FeatureSpec:
     @property
     def dim(self) -> int:
         """Width of one embedding."""
-        return HFEncoder(self.encoder).hidden_size if self.encoder else self.embedding_dim
+        return hf_encoder(self.encoder).hidden_size if self.encoder else self.embedding_dim
 
     def names(self, external_components: int = 0) -> list[str]:
         """Column names of :meth:`PairFeatures.matrix`, in order; ``external_components``
@@ -96,7 +96,7 @@ def _embed(spec: FeatureSpec, texts: list[str], words: Words) -> tuple[np.ndarra
     if spec.encoder is None:
         return wordllama.encode(texts, words)
     # token counts stay WordLlama's so the length features mean the same with any encoder
-    return HFEncoder(spec.encoder).encode(texts), wordllama.encode(texts, words)[1]
+    return hf_encoder(spec.encoder).encode(texts), wordllama.encode(texts, words)[1]
 
 
 def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
@@ -168,7 +168,7 @@ def _compute_in_threads(spec: FeatureSpec, battles: Battles, n_jobs: int) -> Pai
 def _row_keys(battles: Battles) -> list[int]:
     # Python caches each str's hash, so keying by the hash of a row's turns costs one pass
     # over new texts and nothing for seen ones; 64-bit keys collide with odds ~1e-9 at
-    # the cache's 300,000 rows.
+    # the cache's default 300,000 rows.
     return [hash(row) for row in zip(battles.prompt, battles.response_a, battles.response_b)]
 
 
@@ -177,28 +177,35 @@ class FeatureBuilder:
 
     Cross-validation and train-then-refit see the same rows many times; features
     depend on a row's texts only, so rows are cached by a hash of their content.
+    At most ``cache_rows`` rows are kept; the least recently used go first.
     """
 
-    def __init__(self, spec: FeatureSpec) -> None:
+    def __init__(self, spec: FeatureSpec, cache_rows: int = CACHE_ROWS) -> None:
         self.spec = spec
+        self.cache_rows = cache_rows
         self._cache: OrderedDict[int, tuple[np.ndarray, ...]] = OrderedDict()
 
     def transform(self, battles: Battles, n_jobs: int = 1) -> PairFeatures:
         """Features of ``battles``, computed on ``n_jobs`` threads (0: one per core)."""
-        if len(battles) > _CACHE_ROWS:
+        if len(battles) > self.cache_rows:
             return _compute_in_threads(self.spec, battles, n_jobs)
         keys = _row_keys(battles)
-        missing = [i for i, key in enumerate(keys) if key not in self._cache]
+        # hits are read before anything is evicted, so eviction cannot lose a row in use
+        rows = [self._cache.get(key) for key in keys]
+        missing = [i for i, row in enumerate(rows) if row is None]
+        for key, row in zip(keys, rows):
+            if row is not None:
+                self._cache.move_to_end(key)
+        fresh = None
         if missing:
             fresh = _compute_in_threads(self.spec, battles.take(np.asarray(missing)), n_jobs)
             for j, i in enumerate(missing):
-                self._cache[keys[i]] = (fresh.shared[j], fresh.side_a[j], fresh.side_b[j],
-                                        fresh.anti[j])
-            while len(self._cache) > _CACHE_ROWS:
+                rows[i] = (fresh.shared[j], fresh.side_a[j], fresh.side_b[j], fresh.anti[j])
+                self._cache[keys[i]] = rows[i]
+            while len(self._cache) > self.cache_rows:
                 self._cache.popitem(last=False)
-            if len(missing) == len(keys):
-                return fresh
-        rows = [self._cache[key] for key in keys]
+        if fresh is not None and len(missing) == len(keys):
+            return fresh
         return PairFeatures(*(np.vstack([r[b] for r in rows]) for b in range(4)))
 
 

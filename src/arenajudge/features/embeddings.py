@@ -5,22 +5,23 @@ with the Llama-2 BPE runs at ~0.2M tokens/s, too slow for the hot path, so texts
 split on whitespace and each distinct word is tokenised once and cached with the sum
 of its token vectors and its token count; a text's embedding is then one sparse
 product. The result matches WordLlama's own pooling up to the word-start marker of
-words that follow a newline (cosine > 0.99, tested).
+words that follow a newline: mean cosine 0.993 over 500 human_dev responses, 0.996 on
+the test texts (tested); texts with many newline-led words fall to ~0.9.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import threading
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
+from arenajudge import safe_json
 from arenajudge.errors import ConfigError, MissingDependencyError
 from arenajudge.features.words import Words
 
@@ -150,37 +151,75 @@ def wordllama_encoder(dim: int) -> WordLlamaEncoder:
     return WordLlamaEncoder(dim)
 
 
+def _check_model_dir(path: Path) -> None:
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"--encoder {path} is not a Hugging Face model directory "
+                          "(no config.json); give a local directory saved with "
+                          "save_pretrained()")
+
+
+def _signature(path: Path) -> tuple:
+    """(directory, then name, mtime, size of each file in it): cheap to read, and it
+    changes whenever a file is rewritten. Every file counts: the config, the weights
+    and the tokenizer all decide the vectors."""
+    files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+    return (str(path.resolve()), *((f.name, f.stat().st_mtime_ns, f.stat().st_size)
+                                   for f in files))
+
+
+@lru_cache(maxsize=16)
+def _content_digest(signature: tuple) -> str:
+    """sha256 of the files of :func:`_signature`: two fine-tunes that share a
+    config.json get different digests. Hashed once per signature (~1 s per 400 MB)."""
+    digest = hashlib.sha256()
+    path = Path(signature[0])
+    for name, _, _ in signature[1:]:
+        digest.update(name.encode())
+        with open(path / name, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 class HFEncoder:
     """Mean-pooled last hidden states of a local Hugging Face encoder directory.
 
-    Embeddings are cached on disk under ``cache_dir``, keyed by a hash of the encoder's
-    config and weights' names and of the texts, so re-running CV or training on the
-    same data skips the forward passes.
+    The model is loaded once, on the first texts it has not cached, onto ``device``
+    (``"auto"``: CUDA when present, else CPU); :func:`hf_encoder` shares one instance
+    per directory, so CV folds and chunks reuse it. Embeddings are cached on disk under
+    ``cache_dir``, keyed by a hash of the encoder's config and weights' bytes and of
+    the texts, so re-running CV or training on the same data skips the forward passes.
+    Pooling is :func:`arenajudge.models.transformer.networks.mean_pool`, as for
+    ``arenajudge embed``.
     """
 
     def __init__(self, path: str | Path, *, max_length: int = 256, batch_size: int = 32,
-                 cache_dir: str | Path | None = None) -> None:
+                 cache_dir: str | Path | None = None, device: str = "auto") -> None:
         self.path = Path(path)
-        if not (self.path / "config.json").is_file():
-            raise ConfigError(f"--encoder {self.path} is not a Hugging Face model directory "
-                              "(no config.json); give a local directory saved with "
-                              "save_pretrained()")
+        _check_model_dir(self.path)
         self.max_length = max_length
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / \
             "arenajudge" / "embeddings"
+        self.device = device
         self._model = None
         self._tokenizer = None
+        self._lock = threading.Lock()
+
+    @cached_property
+    def digest(self) -> str:
+        """sha256 of the directory's files, see :func:`_content_digest`."""
+        return _content_digest(_signature(self.path))
 
     @property
     def hidden_size(self) -> int:
-        config = json.loads((self.path / "config.json").read_text(encoding="utf-8"))
         try:
+            config = safe_json.loads((self.path / "config.json").read_text(encoding="utf-8"))
             return int(config.get("hidden_size") or config["dim"])
-        except (KeyError, TypeError, ValueError):
+        except (AttributeError, KeyError, TypeError, ValueError):
             raise ConfigError(f"--encoder {self.path}/config.json names no hidden_size") from None
 
-    def _load(self):
+    def _load(self) -> None:
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer
@@ -188,38 +227,70 @@ class HFEncoder:
             raise MissingDependencyError(
                 "--encoder needs torch and transformers, which are not installed; install "
                 "them with `pip install arenajudge[transformers]`") from None
-        self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        self._model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
-        return torch
+        with self._lock:
+            if self._model is not None:
+                return
+            device = self.device
+            if device == "auto":
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+            self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self._model = AutoModel.from_pretrained(self.path, local_files_only=True
+                                                    ).to(device).eval()
 
     def _key(self, texts: list[str]) -> str:
         digest = hashlib.sha256()
-        digest.update((self.path / "config.json").read_bytes())
+        digest.update(self.digest.encode())
         digest.update(f"{self.max_length}".encode())
         for text in texts:
             digest.update(hashlib.sha256(text.encode("utf-8", "replace")).digest())
         return digest.hexdigest()
+
+    def _forward(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        from arenajudge.models.transformer.networks import mean_pool
+
+        self._load()
+        assert self._model is not None and self._tokenizer is not None
+        device = next(self._model.parameters()).device
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = [t or " " for t in texts[start:start + self.batch_size]]
+                inputs = self._tokenizer(batch, padding=True, truncation=True,
+                                         max_length=self.max_length, return_tensors="pt"
+                                         ).to(device)
+                hidden = self._model(**inputs).last_hidden_state
+                pooled = mean_pool(hidden.float(), inputs["attention_mask"])
+                chunks.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())
+        return np.concatenate(chunks).astype(np.float32)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embeddings, shape (n, hidden), L2-normalised; zeros for empty texts."""
         cache_file = self.cache_dir / f"{self._key(texts)}.npy"
         if cache_file.exists():
             return np.load(cache_file)
-        torch = self._load()
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                batch = [t or " " for t in texts[start:start + self.batch_size]]
-                inputs = self._tokenizer(batch, padding=True, truncation=True,
-                                         max_length=self.max_length, return_tensors="pt")
-                hidden = self._model(**inputs).last_hidden_state
-                mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-                chunks.append(torch.nn.functional.normalize(pooled, dim=1).float().numpy())
-        embeddings = np.concatenate(chunks).astype(np.float32)
+        embeddings = self._forward(texts)
         embeddings[[not t.strip() for t in texts]] = 0.0
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         tmp = cache_file.with_suffix(".tmp.npy")
         np.save(tmp, embeddings)
         tmp.replace(cache_file)
         return embeddings
+
+
+_hf_encoders: dict[str, tuple[tuple, HFEncoder]] = {}
+_hf_lock = threading.Lock()
+
+
+def hf_encoder(path: str | Path) -> HFEncoder:
+    """The process-wide :class:`HFEncoder` of directory ``path``: loaded once, and
+    replaced when the directory's files change (a fine-tune saved over it)."""
+    path = Path(path)
+    _check_model_dir(path)
+    signature = _signature(path)
+    with _hf_lock:
+        held = _hf_encoders.get(signature[0])
+        if held is None or held[0] != signature:
+            held = _hf_encoders[signature[0]] = (signature, HFEncoder(path))
+        return held[1]

@@ -3,8 +3,9 @@
 Training sees every battle in both orders (the swapped copy with its label
 swapped); prediction averages p(A, B) with the column-swapped p(B, A), so swapping
 A and B in the input swaps the two outputs exactly. A prompt-grouped holdout picks
-the number of boosting rounds and fits the temperature; the final model is then
-refitted on all rows.
+the number of boosting rounds; three prompt-grouped models trained the same way give
+the out-of-fold predictions the calibration is fitted on (cross-fitting); the final
+model is then trained on all rows.
 """
 
 from __future__ import annotations
@@ -17,15 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from arenajudge.calibration import Calibration, fit_temperature
-from arenajudge.data.folds import holdout_mask
+from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
+from arenajudge.config import check_config, option
+from arenajudge.data.folds import folds, holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
+from arenajudge.data.sources import source_weights
 from arenajudge.errors import ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
 from arenajudge.features.external import ExternalProjection
-from arenajudge.metrics import log_loss
-from arenajudge.config import check_config, option
-from arenajudge.data.sources import source_weights
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
 from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
                                         schema_hash, write_manifest)
@@ -123,8 +123,9 @@ class GBDTModel(PreferenceModel):
     booster_ : lightgbm.Booster
     calibration_ : Calibration
     validation_ : dict
-        Holdout metrics of the round-picking model (rows, log loss before and after
-        temperature scaling, best round).
+        The calibration's report (:func:`arenajudge.calibration.fit_calibration`: the
+        out-of-fold, calibrated log loss and ECE, the tie model chosen and why), the
+        early-stopping round and the rounds of the final model.
     projection_ : ExternalProjection or None
         The PCA of outside embeddings, when the training battles carried them; the
         battles to predict must then carry embeddings of the same encoder.
@@ -146,6 +147,31 @@ class GBDTModel(PreferenceModel):
                                                       verbose=False)]
         return lgb.train(self.config.lightgbm_params(), dataset, **kwargs)
 
+    def _best_rounds(self, pair: PairFeatures, target: np.ndarray, weight: np.ndarray,
+                     holdout: np.ndarray) -> int:
+        """Boosting rounds picked by early stopping on the prompt-grouped ``holdout``."""
+        fit_rows, held_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
+        booster = self._train(
+            _augmented(pair.take(fit_rows), target[fit_rows], weight[fit_rows]),
+            _augmented(pair.take(held_rows), target[held_rows], weight[held_rows]),
+            self.config.n_estimators)
+        return int(booster.best_iteration) or self.config.n_estimators
+
+    def _cross_fit(self, battles: Battles, pair: PairFeatures, target: np.ndarray,
+                   weight: np.ndarray, rounds_per_row: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Out-of-fold raw predictions (n, 3) and fold numbers (n,) of models trained as
+        the shipped one is (fixed rounds in proportion to their rows) on prompt-grouped
+        folds: what the calibration is fitted on."""
+        fold = folds(battles, n_folds=CALIBRATION_FOLDS, seed=self.config.seed)
+        oof = np.zeros((len(battles), len(LABELS)))
+        for k in range(CALIBRATION_FOLDS):
+            rows, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
+            booster = self._train(_augmented(pair.take(rows), target[rows], weight[rows]),
+                                  None, max(1, round(rounds_per_row * len(rows))))
+            oof[held] = self._symmetric(booster, pair.take(held))
+        return oof, fold
+
     def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
             ) -> "GBDTModel":
         """Fit on labelled ``battles`` (hard or soft labels); returns ``self``."""
@@ -162,28 +188,22 @@ class GBDTModel(PreferenceModel):
         holdout = holdout_mask(
             battles, self.config.holdout_share, self.config.seed,
             without=f"{self.config.n_estimators} rounds without a holdout and calibration")
-        temperature, rounds = 1.0, self.config.n_estimators
-        self.validation_: dict[str, Any] = {}
-        if holdout is not None:
-            fit_rows, held_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
-            booster = self._train(
-                _augmented(pair.take(fit_rows), target[fit_rows], weight[fit_rows]),
-                _augmented(pair.take(held_rows), target[held_rows], weight[held_rows]),
-                self.config.n_estimators)
-            raw = self._symmetric(booster, pair.take(held_rows))
-            temperature = fit_temperature(target[held_rows], raw)
-            # more rows in the refit warrant proportionally more rounds
-            rounds = max(1, round(booster.best_iteration * len(battles) / len(fit_rows)))
-            self.validation_ = {
-                "rows": int(len(held_rows)), "best_iteration": int(booster.best_iteration),
-                "log_loss_raw": log_loss(target[held_rows], raw),
-                "temperature": temperature,
-            }
-        self.booster_ = self._train(_augmented(pair, target, weight), None, rounds)
         counts = (np.vstack([target, swap_proba(target)]) * np.concatenate([weight, weight])[
             :, None]).sum(axis=0)
-        prior = (counts + 1) / (counts.sum() + len(LABELS))  # smoothed: no class has prior 0
-        self.calibration_ = Calibration(temperature=temperature, train_prior=tuple(prior))
+        prior = tuple((counts + 1) / (counts.sum() + len(LABELS)))  # smoothed: no prior 0
+        self.calibration_ = Calibration(train_prior=prior)
+        self.validation_: dict[str, Any] = {}
+        rounds_per_row = self.config.n_estimators / len(battles)
+        if holdout is not None:
+            best = self._best_rounds(pair, target, weight, holdout)
+            # more rows warrant proportionally more rounds
+            rounds_per_row = best / int((~holdout).sum())
+            oof, fold = self._cross_fit(battles, pair, target, weight, rounds_per_row)
+            self.calibration_, self.validation_ = fit_calibration(target, oof, fold, prior)
+            self.validation_.update(best_iteration=best,
+                                    rounds=max(1, round(rounds_per_row * len(battles))))
+        self.booster_ = self._train(_augmented(pair, target, weight), None,
+                                    max(1, round(rounds_per_row * len(battles))))
         self.feature_names_ = self.config.features.names(self._external_components)
         self.training_ = data_summary(battles)
         if balanced is not None:
@@ -230,7 +250,7 @@ class GBDTModel(PreferenceModel):
         features.json, and embeddings_pca.safetensors when trained with outside embeddings;
         atomically, refusing to overwrite unless ``force``."""
         self.check_fitted()
-        with atomic_path(path, force) as staged:
+        with atomic_path(path, force, kind="directory") as staged:
             staged.mkdir()
             self.booster_.save_model(str(staged / BOOSTER_FILE))
             self.calibration_.save(staged / CALIBRATION_FILE)

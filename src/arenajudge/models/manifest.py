@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from arenajudge import __version__
+from arenajudge import __version__, safe_json
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ArenaJudgeError, ConfigError, ModelLoadError
 
@@ -98,11 +98,9 @@ def _major_minor(version: str) -> tuple[str, ...]:
 
 def _parse(manifest_path: Path) -> dict[str, Any]:
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        # ValueError covers JSONDecodeError and integer literals past Python's digit limit
-        reason = "nested too deeply" if isinstance(exc, RecursionError) else exc
-        raise ModelLoadError(f"is corrupt ({reason}); retrain the model",
+        manifest = safe_json.loads(manifest_path.read_bytes())
+    except (safe_json.JSONProblem, OSError) as exc:
+        raise ModelLoadError(f"is corrupt ({exc}); retrain the model",
                              file=manifest_path) from None
     if not isinstance(manifest, dict) or manifest.get("package") != "arenajudge":
         raise ModelLoadError("is not an arenajudge manifest", file=manifest_path)

@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from arenajudge import __version__, metrics
+from arenajudge import __version__
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import DataError
+from arenajudge.evaluate import evaluate_predictions
 from arenajudge.outputs import atomic_path
 from arenajudge.report.html import render_page
 from arenajudge.report.plots import save_plot
@@ -65,7 +66,7 @@ def _summary(evidence: Evidence, predictor: str, sections: list[Section]
                                "sections": [s.key for s in sections],
                                "plots": [s.image for s in sections if s.has_plot]}
     if evidence.proba is not None:
-        summary["metrics"] = metrics.scores(battles.target, evidence.proba)
+        summary["metrics"] = evaluate_predictions(battles, evidence.proba)[0]
     bias = next(s.numbers for s in sections if s.key == "position_bias")
     if "flip_rate" in bias:
         summary["flip_rate"] = bias["flip_rate"]
@@ -78,7 +79,8 @@ def _summary_rows(summary: dict[str, Any]) -> list[dict[str, str]]:
     scores = summary.get("metrics")
     if scores:
         rows += [("log loss", f"{scores['log_loss']:.4f} (class prior of these rows: "
-                              f"{scores['prior_log_loss']:.4f})"),
+                              f"{scores['prior_log_loss']:.4f}; length-only baseline, "
+                              f"cross-validated on them: {scores['length_log_loss']:.4f})"),
                  ("accuracy", f"{scores['accuracy']:.1%}"),
                  ("expected calibration error", f"{scores['ece']:.4f}")]
     else:
@@ -126,7 +128,7 @@ def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none"
                              f"{np.shape(value)}")
     sections = all_sections(evidence)
     summary = _summary(evidence, predictor, sections)
-    with atomic_path(out, force) as staged:
+    with atomic_path(out, force, kind="directory") as staged:
         staged.mkdir()
         for section in sections:
             if section.has_plot:

@@ -21,6 +21,13 @@ _SHORT = ("A wins", "B wins", "tie")
 _COLORS = ("#4C72B0", "#DD8452", "#55A868", "#8172B3")
 
 
+def plain_text(text: Any) -> str:
+    """``text`` as matplotlib shows it verbatim: a ``$`` would otherwise start mathtext
+    (a model called ``$x_$`` made drawing fail). Every text taken from data goes
+    through here."""
+    return str(text).replace("$", r"\$")
+
+
 def _new_figure(height: float) -> Any:
     try:
         from matplotlib.figure import Figure
@@ -63,7 +70,7 @@ def battles_per_model(figure: Any, numbers: dict[str, Any]) -> None:
     models, counts = numbers["models"][:MAX_BARS], numbers["battles"][:MAX_BARS]
     figure.set_size_inches(WIDTH, 1.0 + 0.22 * len(models))
     ax = figure.subplots()
-    ax.barh(models[::-1], counts[::-1], color=_COLORS[0])
+    ax.barh([plain_text(m) for m in models[::-1]], counts[::-1], color=_COLORS[0])
     ax.tick_params(axis="y", labelsize=7)
     ax.set_xlabel("battles")
     if len(numbers["models"]) > MAX_BARS:
@@ -133,7 +140,8 @@ def log_loss_by(figure: Any, numbers: dict[str, Any]) -> None:
     ax.barh(y + 0.2, [g["log_loss"] for g in groups], 0.4, label="model", color=_COLORS[0])
     ax.barh(y - 0.2, [g["prior_log_loss"] for g in groups], 0.4, label="class prior",
             color="#BBBBBB")
-    ax.set_yticks(y, [f"{g['group']} (n={g['rows']:,})" for g in groups], fontsize=8)
+    ax.set_yticks(y, [plain_text(f"{g['group']} (n={g['rows']:,})") for g in groups],
+                  fontsize=8)
     ax.set_xlabel("log loss (lower is better)")
     ax.legend(fontsize=8)
 
@@ -149,8 +157,10 @@ def leaderboard(figure: Any, numbers: dict[str, Any]) -> None:
     high = np.array([np.nan if r["ci_upper"] is None else r["ci_upper"] for r in rows])
     errors = np.nan_to_num(np.vstack([rating - low, high - rating]))
     ax.errorbar(rating, y, xerr=errors, fmt="o", color=_COLORS[0], capsize=3, ms=4)
-    ax.set_yticks(y, [r["model"] for r in rows], fontsize=8)
-    ax.set_xlabel("rating (Elo scale) with 95% bootstrap interval")
+    ax.set_yticks(y, [plain_text(r["model"]) for r in rows], fontsize=8)
+    interval = numbers.get("interval", "bootstrap")
+    ax.set_xlabel("rating (Elo scale)"
+                  + ("" if interval == "none" else f" with 95% {interval} interval"))
     ax.grid(axis="x", alpha=0.3)
     if numbers.get("title"):
-        ax.set_title(numbers["title"], fontsize=9)
+        ax.set_title(plain_text(numbers["title"]), fontsize=9)

@@ -13,6 +13,7 @@ import numpy as np
 
 from arenajudge import metrics
 from arenajudge.data.schema import LABELS, Battles, join_turns, swap_proba
+from arenajudge.evaluate import relative_length_difference
 from arenajudge.leaderboard import response_lengths
 from arenajudge.report import plots
 
@@ -116,14 +117,8 @@ def battles_per_model(evidence: Evidence) -> Section:
                    note=f"{len(models)} models; each battle counts for both of its models.")
 
 
-def _relative_length_difference(battles: Battles) -> np.ndarray:
-    """(len A - len B) / (len A + len B), in [-1, 1]; 0 for two empty responses."""
-    len_a, len_b = response_lengths(battles)
-    return (len_a - len_b) / np.maximum(len_a + len_b, 1)
-
-
 def win_rate_by_length(evidence: Evidence) -> Section:
-    diff = _relative_length_difference(evidence.battles)
+    diff = relative_length_difference(evidence.battles)
     # Quantile bins: most battles have similar lengths, fixed-width bins would leave
     # a few crowded bins in the middle and empty ones at the ends.
     edges = np.unique(np.quantile(diff, np.linspace(0, 1, LENGTH_BINS + 1)))

@@ -14,7 +14,7 @@ MODEL_DIR layout::
                          adapter_model.safetensors over the base named in the config
     tokenizer/           the tokenizer, saved with save_pretrained
     head.safetensors     the MLP head
-    calibration.json     temperature (fitted on the validation fold) and training prior
+    calibration.json     temperature and tie model (fitted on the validation fold), prior
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from arenajudge.calibration import Calibration, fit_temperature
-from arenajudge.data.folds import holdout_mask
+from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
+from arenajudge.data.folds import holdout_mask, prompt_groups
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
 from arenajudge.config import check_config
@@ -171,7 +171,8 @@ class TransformerModel(PreferenceModel):
         One record per evaluation: step, epoch, train_loss, val_log_loss.
     validation_ : dict
         rows, best_step, log_loss_raw (best validation log loss before calibration),
-        temperature, steps, resumed_from, stopped_early.
+        temperature, steps, resumed_from, stopped_early, and the calibration's report
+        (out-of-sample calibrated log loss and ECE of the validation fold, tie model).
     calibration_ : Calibration
         Temperature fitted on the validation fold (1 without one) and the training prior.
     training_ : dict
@@ -259,12 +260,14 @@ class TransformerModel(PreferenceModel):
             "log_loss_raw": result.state.best_log_loss, "temperature": 1.0,
             "steps": result.total_steps, "resumed_from": result.resumed_from,
             "stopped_early": result.state.stopped_early}
-        if val is not None:
-            self.validation_["temperature"] = fit_temperature(
-                val.target[:val.n_battles], self._raw_proba(val))
-        self.calibration_ = Calibration(temperature=self.validation_["temperature"],
-                                        train_prior=_train_prior(battles.target[fit_rows],
-                                                                 weight[fit_rows]))
+        prior = _train_prior(battles.target[fit_rows], weight[fit_rows])
+        self.calibration_ = Calibration(train_prior=prior)
+        if val is not None:  # the shipped network never trained on the validation fold
+            val_rows = np.flatnonzero(val_mask)
+            self.calibration_, report = fit_calibration(
+                battles.target[val_rows], self._raw_proba(val),
+                prompt_groups(battles.take(val_rows)) % CALIBRATION_FOLDS, prior)
+            self.validation_.update(report)
         self.training_ = summary
         return self
 
@@ -326,7 +329,7 @@ class TransformerModel(PreferenceModel):
             return
         from safetensors.torch import save_file
 
-        with atomic_path(path, force) as staged:
+        with atomic_path(path, force, kind="directory") as staged:
             staged.mkdir()
             body = self.net_.body
             if self.decoder and self.config.merge_lora:

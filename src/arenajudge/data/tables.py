@@ -1,0 +1,145 @@
+"""Tables: a file on disk -> a raw frame of Python objects, with no schema checks.
+
+CSV (``.csv``, ``.csv.gz``), JSON lines, one JSON list of objects, and parquet. Every
+way a file can fail to be a table is one :class:`DataError` naming the file (and the
+line or column where there is one): bad bytes, bad JSON, hostile JSON (see
+:mod:`arenajudge.safe_json`) and a column named twice, which pandas would otherwise
+rename to ``name.1`` and JSON would drop silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from arenajudge import safe_json
+from arenajudge.errors import ArenaJudgeError, ConfigError, DataError
+
+FORMATS = ("csv", "jsonl", "json", "parquet")
+
+
+def detect_format(path: Path) -> str:
+    """The file format implied by ``path``'s extension (``.gz`` is looked through)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1].lstrip(".") if suffixes else ""
+    aliases = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json",
+               "parquet": "parquet", "pq": "parquet"}
+    if ext not in aliases:
+        raise DataError(f"has an unknown extension {ext or '(none)'!r}; "
+                        f"pass --input-format with one of {', '.join(FORMATS)}", file=path)
+    return aliases[ext]
+
+
+# --------------------------------------------------------------------------- tables
+def _open_text(path: Path):
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    return opener(path, "rt", encoding="utf-8")
+
+
+def decode_record_line(line: str, lineno: int, path: str | Path) -> dict:
+    """One JSONL line as a row object; repeated keys are refused (JSON keeps the last)."""
+    try:
+        record = safe_json.loads(line, unique_keys=True)
+    except safe_json.JSONProblem as exc:
+        raise DataError(f"line {lineno} is {exc}; each line of a JSONL file must be one "
+                        "JSON object", file=path) from None
+    if not isinstance(record, dict):
+        raise DataError(f"line {lineno} is a JSON {type(record).__name__}, not an object "
+                        "with named columns", file=path)
+    return record
+
+
+def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
+    with _open_text(path) as handle:
+        if fmt == "jsonl":
+            return pd.DataFrame.from_records(
+                [decode_record_line(line, lineno, path)
+                 for lineno, line in enumerate(handle, 1) if line.strip()])
+        text = handle.read()
+    try:
+        records = safe_json.loads(text, unique_keys=True)
+    except safe_json.JSONProblem as exc:
+        raise DataError(f"is {exc}; a .json file must hold one list of row objects",
+                        file=path) from None
+    if not isinstance(records, list):
+        raise DataError("must hold a JSON list of row objects", file=path)
+    for position, record in enumerate(records, 1):
+        if not isinstance(record, dict):
+            raise DataError(f"row {position} is a {type(record).__name__}, not an object "
+                            "with named columns", file=path)
+    return pd.DataFrame.from_records(records)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    # pandas renames a repeated header to "name.1"; read the header as data to see it
+    header = pd.read_csv(path, header=None, nrows=1, dtype=object, keep_default_na=False,
+                         encoding="utf-8", compression="infer").iloc[0].tolist()
+    check_unique_columns(header, path)
+    return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
+                       compression="infer")
+
+
+def check_unique_columns(columns: Any, path: str | Path) -> None:
+    """Refuse a table whose header names a column twice: which one holds the data?"""
+    seen: set[str] = set()
+    for name in map(str, columns):
+        if name in seen:
+            raise DataError("is named twice in the header; rename or drop one column",
+                            file=path, column=name)
+        seen.add(name)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    parquet = pq.ParquetFile(path)
+    check_unique_columns(parquet.schema_arrow.names, path)
+    return parquet.read().to_pandas()
+
+
+def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
+    """Read a file into a raw frame of Python objects, with no schema checks.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable, not UTF-8, or not of the given format.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError("does not exist", file=path)
+    if path.is_dir():
+        raise DataError("is a directory; give a data file", file=path)
+    fmt = format or detect_format(path)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    try:
+        if fmt == "csv":
+            return _read_csv(path)
+        if fmt == "parquet":
+            return _read_parquet(path)
+        return _read_json_records(path, fmt)
+    except ArenaJudgeError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise DataError(f"is not valid UTF-8 text (bad byte at offset {exc.start} of the "
+                        "decoded stream); re-save it as UTF-8", file=path) from None
+    except pd.errors.EmptyDataError:
+        raise DataError("is empty: it has no header and no rows", file=path) from None
+    except pd.errors.ParserError as exc:
+        reason = str(exc).strip().splitlines()[-1]
+        raise DataError(f"is not a readable CSV file ({reason}); check its quoting",
+                        file=path) from None
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"cannot be read ({exc}); is it a complete {fmt} file?",
+                        file=path) from None
+    except Exception as exc:  # pyarrow raises its own types for corrupt parquet files
+        reason = (str(exc).strip().splitlines() or [""])[0]
+        raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {reason})",
+                        file=path) from None

@@ -1,0 +1,80 @@
+"""95% intervals of the ratings: the sandwich (robust) estimate or the bootstrap.
+
+The sandwich is ``H^-1 B H^-1``: ``H`` the Hessian of the penalised negative
+log-likelihood at the fit, ``B`` the sum of outer products of the per-battle gradients
+(centred within each independent sample), as LMArena's ``arena-rank`` computes it. It
+needs one fit, stays valid when the model is misspecified (e.g. ties as half wins),
+and gives prediction-powered intervals the same way. The bootstrap refits on battles
+resampled with replacement and takes percentiles.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.stats import norm
+from tqdm.auto import tqdm
+
+from arenajudge.leaderboard.bradley_terry import (LOGIT_TO_ELO, ratings, to_params_matrix,
+                                                  to_params_vector)
+
+CI_LEVEL = 0.95
+INTERVALS = ("sandwich", "bootstrap", "none")
+Z = float(norm.ppf(0.5 + CI_LEVEL / 2))
+"""Half-width of the normal ``CI_LEVEL`` interval, in standard deviations."""
+
+
+def _per_row(row_of: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
+    return np.bincount(row_of, weights=values, minlength=n_rows)
+
+
+def gradient_covariance(design: np.ndarray, row_of: np.ndarray, first: np.ndarray,
+                        second: np.ndarray) -> np.ndarray:
+    """``sum_i (g_i - mean g)(h_i - mean h)^T`` in parameter space, shape (p, p), for the
+    per-battle gradients whose (eta, tau) parts are ``first`` and ``second`` (n, q) on
+    design rows ``row_of`` (n,)."""
+    n_rows, q = len(design), first.shape[1]
+    local = np.empty((n_rows, q, q))
+    for i in range(q):
+        for j in range(q):
+            local[:, i, j] = _per_row(row_of, first[:, i] * second[:, j], n_rows)
+    totals = [to_params_vector(design, np.column_stack(
+        [_per_row(row_of, s[:, i], n_rows) for i in range(q)])) for s in (first, second)]
+    return to_params_matrix(design, local) - np.outer(*totals) / max(len(row_of), 1)
+
+
+def strength_covariance(bread: np.ndarray, meat: np.ndarray, n_models: int) -> np.ndarray:
+    """Sandwich covariance of the log-strengths, shape (m, m): ``H^-1 B H^-1``."""
+    inverse = np.linalg.inv(bread)
+    return (inverse @ meat @ inverse)[:n_models, :n_models]
+
+
+def rating_covariance(strength_cov: np.ndarray) -> np.ndarray:
+    """Covariance of the Elo ratings (strengths centred on their mean), shape (m, m)."""
+    m = len(strength_cov)
+    centre = np.eye(m) - 1.0 / m
+    return LOGIT_TO_ELO ** 2 * centre @ strength_cov @ centre
+
+
+def normal_interval(rating: np.ndarray, covariance: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """``rating -/+ z * sd``, the two-sided ``CI_LEVEL`` normal interval."""
+    half = Z * np.sqrt(np.clip(np.diag(covariance), 0, None))
+    return rating - half, rating + half
+
+
+def bootstrap_interval(refit: Callable[[np.ndarray], np.ndarray], n: int, n_models: int,
+                       n_bootstrap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile ``CI_LEVEL`` intervals of the ratings, two arrays of shape (n_models,),
+    from ``refit(weights)`` (-> beta) on battles resampled with replacement."""
+    if n_bootstrap == 0:
+        return np.full(n_models, np.nan), np.full(n_models, np.nan)
+    rng = np.random.default_rng(seed)
+    replicates = np.array([
+        ratings(refit(np.bincount(rng.integers(0, n, n), minlength=n).astype(float)),
+                n_models)
+        for _ in tqdm(range(n_bootstrap), desc="bootstrap", leave=False, disable=None)])
+    tail = (1 - CI_LEVEL) / 2 * 100
+    low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
+    return low, high

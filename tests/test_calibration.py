@@ -1,0 +1,178 @@
+"""Calibration: Davidson's tie model, the prior shift, honest training figures, baselines."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from arenajudge.calibration import (MIN_TIES, PROBA_FLOOR, Calibration, davidson,
+                                    fit_calibration, fit_davidson)
+from arenajudge.cli import main
+from arenajudge.data import read_battles
+from arenajudge.errors import ModelLoadError
+from arenajudge.evaluate import (fit_length_baseline, length_baseline_proba,
+                                 relative_length_difference)
+from arenajudge.metrics import log_loss, prior_log_loss
+from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+
+from conftest import synthetic_frame
+
+FAST = GBDTConfig(n_estimators=40, min_child_samples=5, num_leaves=7, holdout_share=0.25,
+                  early_stopping_rounds=10, embedding_dim=16, n_jobs=1)
+CONFIG = {"n_estimators": 30, "min_child_samples": 5, "num_leaves": 7, "holdout_share": 0.25,
+          "early_stopping_rounds": 10, "embedding_dim": 16, "n_jobs": 1}
+
+
+def _davidson_votes(n: int, nu: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels drawn from Davidson's model at ``nu`` and the A-vs-B odds they came from."""
+    rng = np.random.default_rng(seed)
+    q = rng.beta(2, 2, size=n)
+    truth = davidson(np.column_stack([q, 1 - q, np.zeros(n)]), nu)
+    labels = (rng.random(n)[:, None] > truth.cumsum(axis=1)).sum(axis=1)
+    noise = rng.dirichlet(np.ones(3), size=n)  # a tie column the fit must ignore
+    return labels, np.column_stack([q * 0.9, (1 - q) * 0.9, 0.1 * noise[:, 0]])
+
+
+def test_davidson_recovers_a_known_tie_parameter():
+    labels, proba = _davidson_votes(6000, nu=0.8, seed=0)
+    assert fit_davidson(labels, proba) == pytest.approx(0.8, rel=0.10)
+
+
+def _target(labels: np.ndarray) -> np.ndarray:
+    return np.eye(3)[labels]
+
+
+def test_few_ties_choose_davidson_and_hit_the_tie_rate():
+    labels, proba = _davidson_votes(3000, nu=0.05, seed=1)
+    assert (labels == 2).sum() < MIN_TIES
+    calibration, report = fit_calibration(_target(labels), proba, np.arange(3000) % 3,
+                                          (0.49, 0.49, 0.02))
+    assert calibration.tie_model == report["tie_model"] == "davidson"
+    shifted = calibration.transform(proba, tie_rate=0.25)
+    assert shifted[:, 2].mean() == pytest.approx(0.25, abs=0.01)
+    # ties follow the margin: the closest tenth of pairs ties more than the clearest
+    margin = np.abs(proba[:, 0] - proba[:, 1])
+    assert shifted[margin < np.quantile(margin, 0.1), 2].mean() > \
+        shifted[margin > np.quantile(margin, 0.9), 2].mean() + 0.1
+
+
+def test_learnt_ties_choose_the_prior_shift():
+    """Ties that a model predicts from something other than the margin: its own tie
+    column beats Davidson's model, and --tie-rate shifts that column by Bayes' rule."""
+    rng = np.random.default_rng(2)
+    n = 3000
+    tie_chance = rng.choice([0.05, 0.6], size=n)  # what the model learnt about ties
+    q = rng.beta(2, 2, size=n)
+    proba = np.column_stack([(1 - tie_chance) * q, (1 - tie_chance) * (1 - q), tie_chance])
+    labels = (rng.random(n)[:, None] > proba.cumsum(axis=1)).sum(axis=1)
+    assert (labels == 2).sum() >= MIN_TIES
+    prior = tuple(_target(labels).mean(axis=0))
+    calibration, report = fit_calibration(_target(labels), proba, np.arange(n) % 3, prior)
+    assert calibration.tie_model == "prior_shift"
+    assert report["tie_model_evidence"]["log_loss_tie_column"] < \
+        report["tie_model_evidence"]["log_loss_davidson"]
+    assert report["log_loss"] < prior_log_loss(labels)
+    low, high = (calibration.transform(proba, tie_rate=r)[:, 2] for r in (0.1, 0.6))
+    assert high.mean() > low.mean() + 0.2
+    # Bayes' rule keeps the order of the tie column
+    assert np.all(np.diff(high[np.argsort(low)]) > -1e-9)
+
+
+@pytest.fixture(scope="module")
+def tie_free(tmp_path_factory):
+    frame = synthetic_frame(n=240)
+    tied = frame["winner_tie"] == 1
+    frame.loc[tied, ["winner_model_a", "winner_tie"]] = [1, 0]
+    path = tmp_path_factory.mktemp("tie_free") / "train.csv"
+    frame.to_csv(path, index=False)
+    battles = read_battles(path)
+    return battles, GBDTModel(FAST).fit(battles)
+
+
+@pytest.mark.parametrize("tie_rate", [0.001, 0.3, 0.95])
+def test_tie_rate_on_a_tie_free_model_stays_within_bounds(tie_free, tie_rate):
+    battles, model = tie_free
+    assert model.calibration_.tie_model == "davidson"
+    proba = model.predict_proba(battles.without_labels(), tie_rate=tie_rate)
+    assert proba.min() >= PROBA_FLOOR - 1e-12 and proba.max() <= 1
+    assert np.allclose(proba.sum(axis=1), 1)
+    assert proba[:, 2].mean() == pytest.approx(tie_rate, abs=0.05)
+
+
+def test_train_reports_an_out_of_sample_calibrated_figure(tie_free):
+    battles, model = tie_free
+    report = model.validation_
+    assert report["rows"] == len(battles) and report["folds"] == 3
+    assert report["log_loss"] < report["prior_log_loss"]
+
+
+@pytest.mark.parametrize("field,value", [("temperature", "NaN"), ("train_prior", "Infinity"),
+                                         ("margins", "NaN"), ("nu", "-Infinity")])
+def test_non_finite_calibration_is_refused(tmp_path, field, value):
+    path = tmp_path / "calibration.json"
+    Calibration(tie_model="davidson", nu=0.5, margins=(0.1, 0.3)).save(path)
+    text = json.loads(path.read_text())
+    text[field] = [0.3, value, 0.3] if isinstance(text[field], list) else value
+    path.write_text(json.dumps(text).replace(f'"{value}"', value))
+    with pytest.raises(ModelLoadError, match="is corrupt"):
+        Calibration.load(path)
+
+
+def test_calibration_round_trips(tmp_path):
+    calibration = Calibration(temperature=1.3, train_prior=(0.45, 0.45, 0.1),
+                              tie_model="davidson", nu=0.4, margins=(0.1, 0.2, 0.5))
+    calibration.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json") == calibration
+
+
+def test_length_baseline_is_symmetric_and_learns_length(tmp_path):
+    path = tmp_path / "train.csv"
+    synthetic_frame(n=240).to_csv(path, index=False)
+    battles = read_battles(path)
+    diff = relative_length_difference(battles)
+    params = fit_length_baseline(diff, battles.target)
+    proba = length_baseline_proba(params, diff)
+    swapped = length_baseline_proba(params, relative_length_difference(battles.swap()))
+    np.testing.assert_allclose(swapped, proba[:, [1, 0, 2]], atol=1e-12)
+    assert log_loss(battles.target, proba) < prior_log_loss(battles.target) - 0.05
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A synthetic training file and the model `arenajudge train` made of it."""
+    root = tmp_path_factory.mktemp("cli")
+    synthetic_frame(n=240).to_csv(root / "train.csv", index=False)
+    (root / "config.json").write_text(json.dumps(CONFIG))
+    trained = CliRunner().invoke(main, ["train", str(root / "train.csv"), "--out",
+                                        str(root / "model"), "--config",
+                                        str(root / "config.json")])
+    assert trained.exit_code == 0, trained.output
+    return root, trained.stderr
+
+
+def test_cli_train_says_its_figure_is_out_of_sample_and_calibrated(workspace):
+    root, stderr = workspace
+    assert "out-of-sample calibrated log loss" in stderr
+    manifest = json.loads((root / "model" / "manifest.json").read_text())
+    figure = manifest["metrics"]["holdout"]["log_loss"]
+    assert f"{figure:.4f}" in stderr
+    assert manifest["metrics"]["holdout"]["tie_model"] in ("davidson", "prior_shift")
+    assert "tie_model" in json.loads((root / "model" / "calibration.json").read_text())
+
+
+@pytest.mark.parametrize("command", ["cv", "evaluate"])
+def test_cv_and_evaluate_print_the_length_baseline(workspace, command):
+    root, _ = workspace
+    extra = (["--folds", "3", "--config", str(root / "config.json")] if command == "cv"
+             else ["--model", str(root / "model")])
+    text = CliRunner().invoke(main, [command, str(root / "train.csv"), *extra])
+    assert text.exit_code == 0, text.output
+    overall = next(line for line in text.stdout.splitlines() if line.startswith("overall"))
+    assert "prior" in overall and "length" in overall
+    payload = json.loads(CliRunner().invoke(
+        main, [command, str(root / "train.csv"), *extra, "--format", "json"]).stdout)
+    scores = payload["overall"]
+    assert scores["prior_log_loss"] > scores["length_log_loss"] > 0
