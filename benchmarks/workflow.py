@@ -15,9 +15,11 @@ object; writes the OOF files and the two cascade stages into --work.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -29,14 +31,13 @@ from cascade_curve import curve, embed_seconds_per_row
 from arenajudge.data import read_battles
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.folds import folds
-from arenajudge.data.schema import Battles
-from arenajudge.data.soft_labels import teacher_targets
+from arenajudge.data.schema import LABELS, Battles
+from arenajudge.data.soft_labels import read_oof, teacher_targets
 from arenajudge.evaluate import attach_sources
 from arenajudge.metrics import log_loss
 from arenajudge.models.ensemble import cross_fitted_blend
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 from arenajudge.outputs import write_csv
-from arenajudge.data.schema import LABELS
 
 MEMBERS: dict[str, tuple[GBDTConfig, bool]] = {
     "gbdt": (GBDTConfig(), False),
@@ -71,29 +72,58 @@ def _write_oof(path: Path, battles: Battles, fold: np.ndarray, oof: np.ndarray) 
     write_csv(frame, path, force=True)
 
 
+def member_oof(name: str, battles: Battles, fold: np.ndarray, work: Path, reuse: bool
+               ) -> tuple[np.ndarray, float]:
+    """A member's OOF probabilities and predict seconds per row, computed and saved in
+    ``work`` (``{name}_oof.csv`` + ``{name}_oof.json``), or, with ``reuse``, read back
+    from an earlier run of this script with the same config, seed and folds."""
+    config = MEMBERS[name][0]
+    record = {"config": asdict(config), "fold_sha256": hashlib.sha256(fold.tobytes()).hexdigest()}
+    meta = work / f"{name}_oof.json"
+    if reuse and meta.is_file():
+        saved = json.loads(meta.read_text())
+        if {k: saved[k] for k in record} == record:
+            return read_oof(work / f"{name}_oof.csv", battles), saved["predict_seconds_per_row"]
+    oof, seconds = oof_predictions(lambda: GBDTModel(config), battles, battles, fold)
+    _write_oof(work / f"{name}_oof.csv", battles, fold, oof)
+    meta.write_text(json.dumps({**record, "predict_seconds_per_row": seconds,
+                                "loadavg": os.getloadavg()}))
+    return oof, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--embeddings", required=True, help="MiniLM EMB.parquet of the data.")
+    parser.add_argument("--embeddings", default=None, help="MiniLM EMB.parquet of the data.")
     parser.add_argument("--embed-base", default=None, help="The MiniLM model directory, to "
                                                            "time embedding in the cascade.")
     parser.add_argument("--work", required=True, help="Directory for OOF files and models.")
     parser.add_argument("--teacher-weight", type=float, default=0.5)
     parser.add_argument("--share", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--members", default=",".join(MEMBERS),
+                        help="Members to cross-validate; with fewer than all, print their "
+                             "scores only.")
+    parser.add_argument("--reuse", action="store_true",
+                        help="Read back members' OOF files that an earlier run wrote to "
+                             "--work with the same config and folds.")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     plain = attach_sources(read_battles(data_file("human_dev.csv"), seed=args.seed),
                            data_file("human_dev_sources.csv"))
-    embedded = attach_embeddings(plain, args.embeddings)
+
+    def embedded() -> Battles:
+        return attach_embeddings(plain, args.embeddings)
     fold = folds(plain, n_folds=5, seed=args.seed)
     target, members, oofs = plain.target, {}, {}
-    for name, (config, uses_embeddings) in MEMBERS.items():
-        battles = embedded if uses_embeddings else plain
-        oofs[name], seconds = oof_predictions(lambda: GBDTModel(config), battles, battles, fold)
+    for name in args.members.split(","):
+        battles = embedded() if MEMBERS[name][1] else plain
+        oofs[name], seconds = member_oof(name, battles, fold, work, args.reuse)
         members[name] = {"oof_log_loss": round(log_loss(target, oofs[name]), 4),
                          "predict_ms_per_row": round(1000 * seconds, 3)}
-        _write_oof(work / f"{name}_oof.csv", plain, fold, oofs[name])
+    if set(oofs) != set(MEMBERS):
+        print(json.dumps({"members": members, "loadavg": os.getloadavg()}, indent=2))
+        return
     blend = cross_fitted_blend(list(oofs.values()), target, fold)
     _write_oof(work / "blend_oof.csv", plain, fold, blend)
     best = min(members, key=lambda name: members[name]["oof_log_loss"])
@@ -115,7 +145,7 @@ def main() -> None:
                     "share_of_blend_gain_recovered": round(
                         (default - student_loss) / (default - blend_loss), 3),
                     "predict_ms_per_row": round(1000 * student_seconds, 3)},
-        "cascade": _cascade(plain, embedded, oofs, work, args),
+        "cascade": _cascade(plain, embedded(), oofs, work, args),
         "loadavg": os.getloadavg(),
     }, indent=2))
 
