@@ -73,7 +73,7 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
     Prints each member's OOF log loss and the blend's, cross-fitted (weights fitted on
     the other prompt-grouped folds), and writes an `ensemble` MODEL_DIR.
     """
-    check_output(out_dir, force)
+    check_output(out_dir, force, "directory")
     if len(oof_paths) != len(member_dirs):
         raise ConfigError(f"got {len(oof_paths)} --oof files for {len(member_dirs)} "
                           "members; give one per member, in the same order")
@@ -122,7 +122,7 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
                     output_format: str, seed: int, force: bool) -> None:
     """Write a `cascade` MODEL_DIR: FAST_DIR scores every row, SLOW_DIR rescores the
     uncertain share, blended there with weights fitted on the OOF files."""
-    check_output(out_dir, force)
+    check_output(out_dir, force, "directory")
     if share is not None and max_entropy is not None:
         raise ConfigError("give --share or --max-entropy, not both")
     config = CascadeConfig(share=0.3 if share is None else share, max_entropy=max_entropy,
@@ -166,7 +166,7 @@ def pseudo_label_command(data: str, model_dir: str, out_path: str, min_confidenc
                          columns: str | None, seed: int, force: bool) -> None:
     """Label UNLABELLED battles with a model's probabilities (soft labels), ready for
     `arenajudge train` on the concatenation with the labelled data."""
-    check_output(out_path, force)
+    check_output(out_path, force, "file")
     if not embeddings_path:
         check_scores_raw_text(read_manifest(model_dir), model_dir, "pseudo-label without "
                               "--embeddings")
