@@ -25,7 +25,8 @@ from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.data.soft_labels import read_oof
 from arenajudge.metrics import log_loss
-from arenajudge.models.cascade import CascadeConfig, CascadeModel, cross_fitted_cascade, entropy
+from arenajudge.models.cascade import (CascadeConfig, CascadeModel, cross_fitted_cascade,
+                                       entropy)
 from arenajudge.models.contract import PreferenceModel
 
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)

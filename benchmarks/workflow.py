@@ -78,12 +78,14 @@ def member_oof(name: str, battles: Battles, fold: np.ndarray, work: Path, reuse:
     ``work`` (``{name}_oof.csv`` + ``{name}_oof.json``), or, with ``reuse``, read back
     from an earlier run of this script with the same config, seed and folds."""
     config = MEMBERS[name][0]
-    record = {"config": asdict(config), "fold_sha256": hashlib.sha256(fold.tobytes()).hexdigest()}
+    record = {"config": asdict(config),
+              "fold_sha256": hashlib.sha256(fold.tobytes()).hexdigest()}
     meta = work / f"{name}_oof.json"
     if reuse and meta.is_file():
         saved = json.loads(meta.read_text())
         if {k: saved[k] for k in record} == record:
-            return read_oof(work / f"{name}_oof.csv", battles), saved["predict_seconds_per_row"]
+            return (read_oof(work / f"{name}_oof.csv", battles),
+                    saved["predict_seconds_per_row"])
     oof, seconds = oof_predictions(lambda: GBDTModel(config), battles, battles, fold)
     _write_oof(work / f"{name}_oof.csv", battles, fold, oof)
     meta.write_text(json.dumps({**record, "predict_seconds_per_row": seconds,
@@ -137,7 +139,8 @@ def main() -> None:
         "data": "human_dev.csv", "rows": len(plain), "folds": 5, "seed": args.seed,
         "members": members,
         "blend": {"oof_log_loss": round(blend_loss, 4), "best_member": best,
-                  "gain_over_best_member": round(members[best]["oof_log_loss"] - blend_loss, 4),
+                  "gain_over_best_member": round(
+                      members[best]["oof_log_loss"] - blend_loss, 4),
                   "gain_over_default_gbdt": round(default - blend_loss, 4)},
         "student": {"teacher_weight": args.teacher_weight,
                     "oof_log_loss": round(student_loss, 4),

@@ -14,7 +14,8 @@ from arenajudge.data.schema import Battles
 from arenajudge.data.soft_labels import confident_rows, pseudo_label_frame, read_oof
 from arenajudge.errors import ConfigError
 from arenajudge.metrics import log_loss
-from arenajudge.models.cascade import CascadeConfig, CascadeModel, cross_fitted_cascade, entropy
+from arenajudge.models.cascade import (CascadeConfig, CascadeModel, cross_fitted_cascade,
+                                       entropy)
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.ensemble import EnsembleConfig, EnsembleModel, cross_fitted_blend
 from arenajudge.models.manifest import check_scores_raw_text, read_manifest

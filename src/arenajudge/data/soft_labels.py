@@ -29,7 +29,8 @@ def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype={"id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError,
+            UnicodeDecodeError) as exc:
         raise DataError(f"cannot be read as a CSV of id + {', '.join(LABELS)} ({exc})",
                         file=path) from None
     missing = [c for c in ("id", *LABELS) if c not in frame.columns]
@@ -39,7 +40,8 @@ def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
                         file=path, column=missing[0])
     duplicated = frame["id"][frame["id"].duplicated()]
     if len(duplicated):
-        raise DataError("appears twice", file=path, row_id=str(duplicated.iloc[0]), column="id")
+        raise DataError("appears twice", file=path, row_id=str(duplicated.iloc[0]),
+                        column="id")
     values = frame[list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
     bad = (np.isnan(values).any(axis=1) | (values < 0).any(axis=1)
            | (np.abs(values.sum(axis=1) - 1) > _TOLERANCE))
@@ -50,8 +52,9 @@ def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
     position = dict(zip(frame["id"], range(len(frame))))
     absent = [row_id for row_id in battles.id if str(row_id) not in position]
     if absent:
-        raise DataError(f"has no prediction for {len(absent)} row(s) of {battles.path or 'the data'}"
-                        ", e.g. this one; it must cover the same rows", file=path,
+        raise DataError(f"has no prediction for {len(absent)} row(s) of "
+                        f"{battles.path or 'the data'}, e.g. this one; it must cover the "
+                        "same rows", file=path,
                         row_id=str(absent[0]), column="id")
     rows = np.array([position[str(row_id)] for row_id in battles.id])
     return values[rows] / values[rows].sum(axis=1, keepdims=True)
