@@ -36,7 +36,7 @@ from arenajudge.outputs import check_output
               help="Weights precision: 16bit, or 8bit/4bit through bitsandbytes (CUDA).")
 @input_options
 @format_option
-@seed_option("nothing here but the A/B order of chosen/rejected pairs")
+@seed_option("the A/B order of chosen/rejected pairs (embedding itself is deterministic)")
 @force_option
 def embed_command(data: str, base: str, out_path: str, max_length: int, batch_size: int,
                   device: str, load_in: str, input_format: str | None, columns: str | None,
