@@ -51,10 +51,12 @@ def embed_seconds_per_row(battles: Battles, base: str, max_length: int) -> float
 
 
 def curve(battles: Battles, first_dir: str, then_dir: str, oof: tuple[np.ndarray, np.ndarray],
-          shares: tuple[float, ...], embed_rate: float, seed: int) -> list[dict]:
-    """One point per share: cross-fitted OOF log loss, rows rescored, wall seconds."""
+          shares: tuple[float, ...], embed_rate: float, seed: int,
+          timing: Battles | None = None) -> list[dict]:
+    """One point per share: cross-fitted OOF log loss of ``battles``, and the rows
+    rescored and wall seconds of the cascade scoring ``timing`` (default ``battles``)."""
     fold = folds(battles, n_folds=5, seed=seed)
-    unlabelled = battles.without_labels()
+    unlabelled = (battles if timing is None else timing).without_labels()
     points = []
     for share in shares:
         config = CascadeConfig(share=share)
@@ -64,7 +66,8 @@ def curve(battles: Battles, first_dir: str, then_dir: str, oof: tuple[np.ndarray
                         >= cascade.threshold_).sum())
         seconds = timed_predict(cascade, unlabelled) + rescored * embed_rate
         proba = cross_fitted_cascade(*oof, battles.target, fold, config)
-        points.append({"share": share, "rows_rescored": rescored,
+        points.append({"share": share, "rows_timed": len(unlabelled),
+                       "rows_rescored": rescored,
                        "log_loss": round(log_loss(battles.target, proba), 4),
                        "seconds": round(seconds, 2)})
     return points
