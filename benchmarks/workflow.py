@@ -33,7 +33,7 @@ from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.data.soft_labels import read_oof, teacher_targets
-from arenajudge.evaluate import attach_sources
+from arenajudge.evaluate import CVResult, attach_sources, oof_frame
 from arenajudge.metrics import log_loss
 from arenajudge.models.ensemble import cross_fitted_blend
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
@@ -64,12 +64,7 @@ def oof_predictions(make: Callable[[], GBDTModel], train: Battles, score: Battle
 
 
 def _write_oof(path: Path, battles: Battles, fold: np.ndarray, oof: np.ndarray) -> None:
-    import pandas as pd
-
-    frame = pd.DataFrame(oof, columns=list(LABELS))
-    frame.insert(0, "fold", fold)
-    frame.insert(0, "id", battles.id)
-    write_csv(frame, path, force=True)
+    write_csv(oof_frame(battles, CVResult(oof=oof, fold=fold)), path, force=True)
 
 
 def member_oof(name: str, battles: Battles, fold: np.ndarray, work: Path, reuse: bool
@@ -95,6 +90,8 @@ def member_oof(name: str, battles: Battles, fold: np.ndarray, work: Path, reuse:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--data", default=None, help="Labelled battles (default: "
+                                                     "human_dev.csv with its sources).")
     parser.add_argument("--embeddings", default=None, help="MiniLM EMB.parquet of the data.")
     parser.add_argument("--embed-base", default=None, help="The MiniLM model directory, to "
                                                            "time embedding in the cascade.")
@@ -111,8 +108,9 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-    plain = attach_sources(read_battles(data_file("human_dev.csv"), seed=args.seed),
-                           data_file("human_dev_sources.csv"))
+    plain = read_battles(args.data or data_file("human_dev.csv"), seed=args.seed)
+    if args.data is None:
+        plain = attach_sources(plain, data_file("human_dev_sources.csv"))
 
     def embedded() -> Battles:
         return attach_embeddings(plain, args.embeddings)
@@ -136,7 +134,7 @@ def main() -> None:
     student_loss = log_loss(target, student)
     default = log_loss(target, oofs["gbdt"])
     print(json.dumps({
-        "data": "human_dev.csv", "rows": len(plain), "folds": 5, "seed": args.seed,
+        "data": Path(args.data).name if args.data else "human_dev.csv", "rows": len(plain), "folds": 5, "seed": args.seed,
         "members": members,
         "blend": {"oof_log_loss": round(blend_loss, 4), "best_member": best,
                   "gain_over_best_member": round(

@@ -17,6 +17,7 @@ from arenajudge.data import LABELS, read_battles, swap_proba
 from arenajudge.data.soft_labels import read_oof
 from arenajudge.errors import ModelLoadError
 from arenajudge.evaluate import cross_validate, oof_frame
+from arenajudge.metrics import log_loss
 from arenajudge.models.cascade import CascadeConfig, CascadeModel, entropy
 from arenajudge.models.composite import Blend
 from arenajudge.models.ensemble import EnsembleModel
@@ -53,9 +54,11 @@ def workdir(tmp_path_factory) -> dict[str, Path]:
         files[name], files[f"{name}_oof"] = root / name, root / f"{name}_oof.csv"
     out = run("ensemble", files["fast"], files["other"], "--oof", files["fast_oof"],
               "--oof", files["other_oof"], "--data", files["train"],
-              "--out", root / "ensemble", "--format", "json")
+              "--out", root / "ensemble", "--format", "json",
+              "--write-oof", root / "blend_oof.csv")
     assert out.exit_code == 0, out.output
     files["ensemble"], files["ensemble_scores"] = root / "ensemble", json.loads(out.stdout)
+    files["blend_oof"] = root / "blend_oof.csv"
     return files
 
 
@@ -105,6 +108,9 @@ def test_ensemble_reports_members_and_an_honest_blend_score(workdir):
     assert len(weights) == 2 and min(weights) >= 0 and sum(weights) == pytest.approx(1)
     members = list(scores["oof_log_loss"].values())
     assert scores["gain"] == pytest.approx(min(members) - scores["blend_log_loss"])
+    battles = read_battles(workdir["train"])
+    cross_fitted = read_oof(workdir["blend_oof"], battles)
+    assert log_loss(battles.target, cross_fitted) == pytest.approx(scores["blend_log_loss"])
 
 
 def test_blend_weights_are_a_simplex_and_shun_a_useless_member():

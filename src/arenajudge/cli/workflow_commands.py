@@ -13,6 +13,7 @@ from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.data.soft_labels import confident_rows, pseudo_label_frame, read_oof
 from arenajudge.errors import ConfigError
+from arenajudge.evaluate import CVResult, oof_frame
 from arenajudge.metrics import log_loss
 from arenajudge.models.cascade import (CascadeConfig, CascadeModel, cross_fitted_cascade,
                                        entropy)
@@ -59,6 +60,9 @@ def _echo_scores(scores: dict, output_format: str, combined: str) -> None:
                    "member, in the members' order.")
 @labels_data_option
 @out_dir_option
+@click.option("--write-oof", "blend_oof_path", type=click.Path(dir_okay=False), default=None,
+              metavar="OOF.csv", help="Also write the blend's cross-fitted OOF predictions "
+                                      "(a teacher for `train --teacher`).")
 @click.option("--min-weight", type=click.FloatRange(0, 1, max_open=True), default=0.0,
               show_default=True, help=EnsembleConfig.__dataclass_fields__["min_weight"]
               .metadata["help"])
@@ -67,7 +71,8 @@ def _echo_scores(scores: dict, output_format: str, combined: str) -> None:
 @seed_option("the A/B order of chosen/rejected pairs in DATA and the scoring folds")
 @force_option
 def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], data: str,
-                     out_dir: str, min_weight: float, input_format: str | None,
+                     out_dir: str, blend_oof_path: str | None, min_weight: float,
+                     input_format: str | None,
                      columns: str | None, output_format: str, seed: int, force: bool) -> None:
     """Blend saved models with weights fitted on their out-of-fold predictions.
 
@@ -75,6 +80,8 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
     the other prompt-grouped folds), and writes an `ensemble` MODEL_DIR.
     """
     check_output(out_dir, force, "directory")
+    if blend_oof_path:
+        check_output(blend_oof_path, force, "file")
     if len(oof_paths) != len(member_dirs):
         raise ConfigError(f"got {len(oof_paths)} --oof files for {len(member_dirs)} "
                           "members; give one per member, in the same order")
@@ -84,7 +91,11 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
     model.fit(battles, oof=oof).save(out_dir, force=force)
     fold = folds(battles, n_folds=HONEST_FOLDS, seed=seed)
     member_scores = {path: log_loss(battles.target, p) for path, p in zip(member_dirs, oof)}
-    blend = log_loss(battles.target, cross_fitted_blend(oof, battles.target, fold))
+    blended = cross_fitted_blend(oof, battles.target, fold)
+    if blend_oof_path:
+        write_csv(oof_frame(battles, CVResult(oof=blended, fold=fold)), blend_oof_path,
+                  force=force)
+    blend = log_loss(battles.target, blended)
     _echo_scores({"oof_log_loss": member_scores, "blend_log_loss": blend,
                   "gain": min(member_scores.values()) - blend,
                   "weights": dict(zip(member_dirs, model.blend_.weights)),
