@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Callable
 
@@ -39,11 +39,14 @@ from arenajudge.models.ensemble import cross_fitted_blend
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 from arenajudge.outputs import write_csv
 
+DEFAULT = GBDTConfig(n_jobs=1)
+"""The default CPU model on one thread: on a shared machine, threads that wait for busy
+cores slow LightGBM down; the model and its predictions are the same."""
 MEMBERS: dict[str, tuple[GBDTConfig, bool]] = {
-    "gbdt": (GBDTConfig(), False),
-    "gbdt_minilm": (GBDTConfig(), True),
-    "gbdt_wide": (GBDTConfig(embedding_dim=32, num_leaves=15, feature_fraction=0.3,
-                             min_child_samples=100, seed=1), False),
+    "gbdt": (DEFAULT, False),
+    "gbdt_minilm": (DEFAULT, True),
+    "gbdt_wide": (replace(DEFAULT, embedding_dim=32, num_leaves=15, feature_fraction=0.3,
+                          min_child_samples=100, seed=1), False),
 }
 """name -> (config, trained with the MiniLM --embeddings)."""
 
@@ -130,7 +133,8 @@ def main() -> None:
     blend_loss = log_loss(target, blend)
     # the teacher's OOF is out-of-fold for every row, so training rows may carry it
     student_data = teacher_targets(plain, blend, args.teacher_weight)
-    student, student_seconds = oof_predictions(GBDTModel, student_data, plain, fold)
+    student, student_seconds = oof_predictions(lambda: GBDTModel(DEFAULT), student_data,
+                                               plain, fold)
     student_loss = log_loss(target, student)
     default = log_loss(target, oofs["gbdt"])
     print(json.dumps({
