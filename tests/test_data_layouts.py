@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from arenajudge.data import read_battles
@@ -98,7 +99,6 @@ def test_pair_text_that_looks_like_json_is_one_turn(tmp_path, text, suffix):
     rows = [{"prompt": "Answer in JSON", "chosen": text, "rejected": "plain"}]
     path = tmp_path / f"pairs{suffix}"
     if suffix == ".csv":
-        import pandas as pd
         pd.DataFrame(rows).to_csv(path, index=False)
     else:
         path.write_text(json.dumps(rows[0]) + "\n", encoding="utf-8")
@@ -108,8 +108,6 @@ def test_pair_text_that_looks_like_json_is_one_turn(tmp_path, text, suffix):
 
 
 def test_pair_text_holding_a_json_message_list_is_the_messages(tmp_path):
-    import pandas as pd
-
     chosen = json.dumps(conversation("hello", "hi there"))
     rejected = json.dumps(conversation("hello", "go away"))
     path = tmp_path / "pairs.csv"
@@ -135,6 +133,10 @@ def test_repeated_columns_are_refused_in_every_format(tmp_path):
         with pytest.raises(DataError, match="response_a") as info:
             read_battles(path)
         assert str(path) in str(info.value) and "twice" in str(info.value)
+    unnamed = tmp_path / "unnamed.csv"  # trailing commas: blank names, not repeated ones
+    unnamed.write_text('id,prompt,response_a,response_b,,\n1,"[""p""]","[""a""]","[""b""]",,\n',
+                       encoding="utf-8")
+    assert len(read_battles(unnamed)) == 1
 
 
 HOSTILE = {"deep": "[" * 100_000 + "]" * 100_000, "huge_int": "[" + "9" * 5000 + "]"}
@@ -142,8 +144,6 @@ HOSTILE = {"deep": "[" * 100_000 + "]" * 100_000, "huge_int": "[" + "9" * 5000 +
 
 @pytest.mark.parametrize("case", sorted(HOSTILE))
 def test_hostile_json_in_a_cell_is_a_located_error(tmp_path, case):
-    import pandas as pd
-
     path = tmp_path / "data.csv"
     pd.DataFrame([{"id": "7", "prompt": '["p"]', "response_a": HOSTILE[case],
                    "response_b": '["b"]'}]).to_csv(path, index=False)

@@ -1,4 +1,4 @@
-"""The bundled sample: loads as labelled battles with sources, stays small, keeps its licences."""
+"""The bundled sample: labelled battles with sources, small, shipped with its licences."""
 
 from __future__ import annotations
 

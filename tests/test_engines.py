@@ -76,14 +76,18 @@ def test_bad_options_fail_before_ray_starts(files, tmp_path):
         ray_engine.predict_with_ray(files["test"], model, tie_rate=1.0)
 
 
-def test_preference_pairs_are_refused_with_a_hint():
-    frame = pd.DataFrame({"prompt": ["p"], "chosen": ["c"], "rejected": ["r"]})
-    with pytest.raises(ConfigError, match="--engine local"):
-        ray_engine._check_streamable_layout(frame, {}, "pairs.csv")
-    renamed = pd.DataFrame({"q": ["p"], "chosen": ["c"], "rejected": ["r"],
-                            "a": ["x"], "b": ["y"]})
-    ray_engine._check_streamable_layout(
-        renamed, {"prompt": "q", "response_a": "a", "response_b": "b"}, "kaggle.csv")
+def test_ray_scores_preference_pairs_in_the_local_a_b_order(ray_local, files, tmp_path):
+    kaggle = synthetic_frame(n=90, seed=5)
+    pairs = tmp_path / "pairs.jsonl"
+    pd.DataFrame({"prompt": kaggle["prompt"], "chosen": kaggle["response_a"],
+                  "rejected": kaggle["response_b"]}).to_json(pairs, orient="records",
+                                                             lines=True)
+    battles = read_battles(pairs, seed=2)
+    expected = predict(load_model(files["model"]), battles)
+    ids, proba = ray_engine.predict_with_ray(str(pairs), files["model"],
+                                             read_kwargs={"seed": 2}, batch_size=20)
+    assert list(ids) == list(battles.id)
+    np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-9)
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

@@ -135,6 +135,8 @@ MALFORMED = {
     "bad JSON": (b'{"battles": [', 422, "body"),
     "invalid escape": (b'{"battles": [{"prompt": "\\uZZZZ"}]}', 422, "body"),
     "invalid UTF-8 bytes": (b'{"battles": "\xff\xfe"}', 400, None),
+    "huge integer literal": (b'{"battles": [], "tie_rate": ' + b"1" * 5_000 + b"}", 400,
+                             None),
     "not an object": (b'[1, 2]', 422, "body"),
     "battles not a list": (b'{"battles": "x"}', 422, "battles"),
     "prompt a number": (json.dumps({"battles": [_battle(), _battle(1, prompt=3)]}).encode(),

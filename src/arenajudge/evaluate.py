@@ -7,6 +7,7 @@ folds), so a user sees prior -> length -> model.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -17,8 +18,8 @@ from scipy.optimize import minimize
 from scipy.special import log_softmax
 from tqdm.auto import tqdm
 
-from arenajudge.data.folds import folds, prompt_groups
-from arenajudge.data.schema import LABELS, Battles
+from arenajudge.data.folds import folds
+from arenajudge.data.schema import LABELS, Battles, join_turns
 from arenajudge.errors import DataError
 from arenajudge.leaderboard import response_lengths
 from arenajudge.metrics import log_loss, scores
@@ -73,10 +74,13 @@ def length_baseline_proba(params: np.ndarray, diff: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(_length_logits(params, diff), axis=1))
 
 
-def length_baseline_oof(battles: Battles, fold_of: np.ndarray) -> np.ndarray:
+def length_baseline_oof(battles: Battles, fold_of: np.ndarray,
+                        diff: np.ndarray | None = None) -> np.ndarray:
     """Out-of-fold probabilities (n, 3) of the length-only baseline on ``fold_of``; with
-    a single fold, the in-sample fit."""
-    diff, target = relative_length_difference(battles), battles.target
+    a single fold, the in-sample fit. ``diff`` passes the battles'
+    :func:`relative_length_difference` when their texts are gone (streamed)."""
+    diff = relative_length_difference(battles) if diff is None else diff
+    target = battles.target
     if len(np.unique(fold_of)) < 2:
         return length_baseline_proba(fit_length_baseline(diff, target), diff)
     oof = np.zeros((len(battles), len(LABELS)))
@@ -101,17 +105,33 @@ def scores_by_source(battles: Battles, proba: np.ndarray, length: np.ndarray
             for name in np.unique(battles.source)}
 
 
+def prompt_keys(battles: Battles) -> np.ndarray:
+    """A stable 64-bit key of each battle's prompt text, shape (n,): equal prompts, equal
+    keys, in every process (unlike ``hash``), so streamed blocks group like the file."""
+    return np.array([int.from_bytes(hashlib.blake2b(
+        join_turns(p).strip().encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+        "little", signed=True) for p in battles.prompt], dtype=np.int64)
+
+
 def evaluate_predictions(battles: Battles, proba: np.ndarray, *, n_folds: int = 5,
-                         seed: int = 0) -> tuple[dict[str, float], dict[str, dict]]:
+                         seed: int = 0, length_diff: np.ndarray | None = None,
+                         groups: np.ndarray | None = None
+                         ) -> tuple[dict[str, float], dict[str, dict]]:
     """Overall and per-source scores of ``proba`` (n, 3) on labelled ``battles``, with the
     length-only baseline fitted by prompt-grouped ``n_folds``-fold CV on the same rows
-    (fewer folds when there are fewer prompts; none for a single prompt)."""
-    groups = prompt_groups(battles)
+    (fewer folds when there are fewer prompts; none for a single prompt).
+
+    Battles streamed without their texts pass what the baseline needs instead: each
+    row's ``length_diff`` (:func:`relative_length_difference`) and prompt ``groups``
+    (:func:`prompt_keys`).
+    """
+    groups = np.unique(prompt_keys(battles) if groups is None else groups,
+                       return_inverse=True)[1]
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     # whole prompts to folds at random: StratifiedGroupKFold is slow on 50k prompts
     fold_of = np.random.default_rng(seed).permutation(n_groups)[groups] % max(
         1, min(n_folds, n_groups))
-    length = length_baseline_oof(battles, fold_of)
+    length = length_baseline_oof(battles, fold_of, length_diff)
     return (_scores(battles.target, proba, length),
             scores_by_source(battles, proba, length))
 

@@ -11,6 +11,7 @@ of them can turn a failure into an error that names its location.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
 
@@ -22,10 +23,15 @@ class JSONProblem(ValueError):
 def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) < len(pairs):
-        seen: set[str] = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        counts = Counter(key for key, _ in pairs)
+        twice = next(key for key, n in counts.items() if n > 1)
         raise JSONProblem(f"JSON whose object has the key {twice!r} twice")
     return obj
+
+
+# built once: json.loads(text, object_pairs_hook=...) builds a decoder on every call
+_DECODER = json.JSONDecoder()
+_UNIQUE_KEYS_DECODER = json.JSONDecoder(object_pairs_hook=_unique_object)
 
 
 def loads(text: str | bytes, *, unique_keys: bool = False) -> Any:
@@ -35,7 +41,9 @@ def loads(text: str | bytes, *, unique_keys: bool = False) -> Any:
     the last value silently).
     """
     try:
-        return json.loads(text, object_pairs_hook=_unique_object if unique_keys else None)
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        return (_UNIQUE_KEYS_DECODER if unique_keys else _DECODER).decode(text)
     except JSONProblem:
         raise
     except json.JSONDecodeError as exc:

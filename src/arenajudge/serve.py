@@ -176,7 +176,8 @@ class FieldErrors(BaseModel):
 
 
 JUDGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorMessage, "description": "The body is not UTF-8 text"},
+    400: {"model": ErrorMessage, "description": "The body cannot be decoded: bytes that "
+                                                "are not UTF-8, or a number over 4,300 digits"},
     413: {"model": ErrorMessage,
           "description": "Body over --max-body bytes or more battles than --max-batch"},
     422: {"model": FieldErrors,

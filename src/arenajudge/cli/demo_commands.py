@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+from functools import partial
 from pathlib import Path
 
 import click
@@ -42,13 +43,25 @@ def _write_report(test: Battles, model: GBDTModel, proba: np.ndarray, out: Path)
                  out, predictor="demo model (trained without these battles' prompts)")
 
 
+def _echo_outputs(out: Path, has_report: bool, seconds: float) -> None:
+    report = (f"{out / 'report' / 'index.html'}  (open it in a browser)" if has_report
+              else 'not written: it needs matplotlib (pip install -e ".[report]")')
+    click.echo(f"\nwrote {out}/ in {seconds:.0f} s:\n"
+               f"  model       {out / 'model'}  (arenajudge predict DATA "
+               f"--model {out / 'model'} --out OUT)\n"
+               f"  submission  {out / 'submission.csv'}  (held-out test set)\n"
+               f"  oof         {out / 'oof.csv'}  (cross-validation)\n"
+               f"  report      {report}")
+
+
 @main.command("demo")
 @click.option("--out", "out_dir", default="arenajudge-demo", show_default=True,
               metavar="OUT", type=click.Path(file_okay=False, path_type=str),
               help="New folder for the model, submission, out-of-fold predictions and report.")
-@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=5, show_default=True,
-              help="Number of prompt-grouped cross-validation folds.")
-@seed_option("the folds and the model")
+@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=3, show_default=True,
+              help="Number of prompt-grouped cross-validation folds (3 keeps the demo within "
+                   "3 minutes on 2 cores).")
+@seed_option("the split, the folds and the model")
 @force_option
 def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
     """Train and score the CPU model on the bundled sample of 3,000 human votes.
@@ -66,7 +79,7 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
     train, test = _split(load_sample(), seed)
     click.echo(f"bundled sample: {len(train):,} battles to train on, {len(test):,} held out "
                f"(no prompt in both)")
-    make_model = lambda: GBDTModel(seed=seed)  # noqa: E731
+    make_model = partial(GBDTModel, seed=seed)
     cv = cross_validate(make_model, train, n_folds=n_folds, seed=seed)
     _echo_scores(f"{n_folds}-fold prompt-grouped cross-validation (out of fold, calibrated):",
                  cv.overall, cv.by_source)
@@ -74,8 +87,6 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
     proba = model.predict_proba(test.without_labels())
     _echo_scores("held-out test set:", *evaluate_predictions(test, proba, seed=seed))
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
-    report = (f"{out / 'report' / 'index.html'}  (open it in a browser)" if has_matplotlib
-              else 'not written: it needs matplotlib (pip install -e ".[report]")')
     with atomic_path(out, force, kind="directory") as staged:
         staged.mkdir()
         model.save(staged / "model")
@@ -84,9 +95,4 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
         oof_frame(train, cv).to_csv(staged / "oof.csv", index=False)
         if has_matplotlib:
             _write_report(test, model, proba, staged / "report")
-    click.echo(f"\nwrote {out}/ in {time.perf_counter() - started:.0f} s:\n"
-               f"  model       {out / 'model'}  (arenajudge predict DATA --model {out / 'model'}"
-               f" --out OUT)\n"
-               f"  submission  {out / 'submission.csv'}\n"
-               f"  oof         {out / 'oof.csv'}\n"
-               f"  report      {report}")
+    _echo_outputs(out, has_matplotlib, time.perf_counter() - started)

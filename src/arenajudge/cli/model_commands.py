@@ -6,11 +6,10 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import click
 import numpy as np
-from tqdm.auto import tqdm
 
 from arenajudge.cli import main
 from arenajudge.cli.options import (GroupedCommand, config_options, data_argument, echo_json,
@@ -18,10 +17,12 @@ from arenajudge.cli.options import (GroupedCommand, config_options, data_argumen
                                     model_dir_option, read_options, seed_option)
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
-from arenajudge.data.schema import LABELS, Battles
+from arenajudge.data.schema import Battles
 from arenajudge.data.soft_labels import read_oof, teacher_record, teacher_targets
+from arenajudge.engines.local import ScoredBlock, score_blocks, stream_predict
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import attach_sources, cross_validate, evaluate_predictions, oof_frame
+from arenajudge.evaluate import (attach_sources, cross_validate, evaluate_predictions, oof_frame,
+                                 prompt_keys, relative_length_difference)
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
@@ -30,7 +31,6 @@ from arenajudge.outputs import check_output, write_csv, write_submission
 
 logger = logging.getLogger("arenajudge.cli")
 
-PREDICT_BATCH = 4096
 TRANSFORMER_BACKENDS = ("siamese", "cross", "llm")
 SETTINGS_GROUPS = {"CPU model options (--backend gbdt)": GBDTConfig,
                    "Transformer options (--backend siamese|cross|llm)": TransformerConfig}
@@ -100,18 +100,6 @@ def _read(data: str, input_format: str | None, columns: str | None, seed: int,
     if embeddings_path:
         battles = attach_embeddings(battles, embeddings_path)
     return attach_sources(battles, sources_path) if sources_path else battles
-
-
-def predict_in_batches(model: PreferenceModel, battles: Battles, tie_rate: float | None,
-                       progress: bool = True) -> np.ndarray:
-    """``model.predict_proba`` in batches of ``PREDICT_BATCH`` rows, with a progress bar."""
-    parts = []
-    with tqdm(total=len(battles), desc="predicting", unit="pair", disable=not progress) as bar:
-        for start in range(0, len(battles), PREDICT_BATCH):
-            chunk = battles.take(np.arange(start, min(start + PREDICT_BATCH, len(battles))))
-            parts.append(model.predict_proba(chunk, tie_rate=tie_rate))
-            bar.update(len(chunk))
-    return np.vstack(parts) if parts else np.zeros((0, len(LABELS)))
 
 
 def _format_scores(title: str, values: dict[str, float]) -> str:
@@ -239,25 +227,25 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
     """Write a submission: the probabilities of each battle in DATA, in input order."""
     check_output(out_path, force, "file")
     started = time.perf_counter()
+    read_kwargs = {**read_options(input_format, columns), "seed": seed}
     if engine == "ray":
         if embeddings_path:  # before the import: a flag error must not need the ray extra
             raise ConfigError("--embeddings needs --engine local")
         from arenajudge.engines.ray_engine import predict_with_ray
 
         ids, proba = predict_with_ray(data, model_dir, tie_rate=tie_rate, address=address,
-                                      read_kwargs={**read_options(input_format, columns),
-                                                   "seed": seed})
+                                      read_kwargs=read_kwargs)
+        write_submission(ids, proba, out_path, force=force)
+        n_rows = len(ids)
     else:
         if address:
             raise ConfigError("--address applies to --engine ray only")
-        model = load_model(model_dir)
-        battles = _read(data, input_format, columns, seed,
-                        embeddings_path=embeddings_path).without_labels()
-        ids, proba = battles.id, predict_in_batches(model, battles, tie_rate)
-    write_submission(ids, proba, out_path, force=force)
+        n_rows = stream_predict(data, load_model(model_dir), out_path, force=force,
+                                read_kwargs=read_kwargs, tie_rate=tie_rate,
+                                embeddings_path=embeddings_path, progress=True)
     elapsed = time.perf_counter() - started
-    click.echo(f"wrote {len(ids):,} predictions to {out_path} "
-               f"({len(ids) / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
+    click.echo(f"wrote {n_rows:,} predictions to {out_path} "
+               f"({n_rows / max(elapsed, 1e-9):,.0f} pairs/s)", err=True)
 
 
 @main.command("evaluate")
@@ -275,11 +263,36 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      seed: int) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
     model = load_model(model_dir)
-    battles = _read(data, input_format, columns, seed, sources_path, embeddings_path)
-    check_labelled(battles)
-    proba = predict_in_batches(model, battles.without_labels(), tie_rate)
-    overall, by_source = evaluate_predictions(battles, proba, seed=seed)
+    blocks = score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
+                                                    "seed": seed},
+                          tie_rate=tie_rate, embeddings_path=embeddings_path, progress=True,
+                          check=check_labelled)
+    battles, proba, baseline_inputs = _labelled_scores(blocks)
+    if sources_path:
+        battles = attach_sources(battles, sources_path)
+    overall, by_source = evaluate_predictions(battles, proba, seed=seed, **baseline_inputs)
     if output_format == "json":
         echo_json({"overall": overall, "by_source": by_source})
     else:
         _print_scores(overall, by_source)
+
+
+def _labelled_scores(blocks: Iterable[ScoredBlock]
+                     ) -> tuple[Battles, np.ndarray, dict[str, np.ndarray]]:
+    """Ids, labels and sources of the streamed ``blocks`` (as battles without texts,
+    which are dropped block by block), their probabilities, shape (n, 3), and what the
+    length baseline needs of the texts (``length_diff``, prompt ``groups``)."""
+    ids, target, source, proba, diff, groups = [], [], [], [], [], []
+    for block in blocks:
+        ids.append(block.ids)
+        target.append(block.target)
+        source.append(block.battles.source)
+        proba.append(block.proba)
+        diff.append(relative_length_difference(block.battles))
+        groups.append(prompt_keys(block.battles))
+    no_turns = [()] * sum(map(len, ids))
+    battles = Battles(id=np.concatenate(ids), prompt=no_turns, response_a=no_turns,
+                      response_b=no_turns, target=np.vstack(target),
+                      source=None if source[0] is None else np.concatenate(source))
+    return battles, np.vstack(proba), {"length_diff": np.concatenate(diff),
+                                       "groups": np.concatenate(groups)}

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import click
 import numpy as np
+import pandas as pd
 
 from arenajudge.cli import main
-from arenajudge.cli.model_commands import _read, embeddings_option, predict_in_batches
+from arenajudge.cli.model_commands import _read, embeddings_option
 from arenajudge.cli.options import (echo_json, force_option, format_option, input_options,
-                                    model_dir_option, seed_option)
+                                    model_dir_option, read_options, seed_option)
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
+from arenajudge.engines.local import score_blocks
 from arenajudge.data.soft_labels import confident_rows, pseudo_label_frame, read_oof
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import CVResult, oof_frame
 from arenajudge.metrics import log_loss
 from arenajudge.models.cascade import (CascadeConfig, CascadeModel, cross_fitted_cascade,
                                        entropy)
-from arenajudge.models.contract import PreferenceModel, check_labelled
+from arenajudge.models.contract import check_labelled
 from arenajudge.models.ensemble import EnsembleConfig, EnsembleModel, cross_fitted_blend
 from arenajudge.models.manifest import check_scores_raw_text, read_manifest
 from arenajudge.models.registry import load_model
@@ -155,12 +157,6 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
                f"saved to {out_dir}", err=True)
 
 
-def score_unlabelled(model: PreferenceModel, battles: Battles) -> np.ndarray:
-    """The model's probabilities of ``battles``, (n, 3): the one place pseudo-labelling
-    scores rows, so a streaming engine can replace it."""
-    return predict_in_batches(model, battles, tie_rate=None)
-
-
 @main.command("pseudo-label")
 @click.argument("data", metavar="UNLABELLED", type=click.Path(exists=True, dir_okay=False))
 @model_dir_option
@@ -183,10 +179,14 @@ def pseudo_label_command(data: str, model_dir: str, out_path: str, min_confidenc
         check_scores_raw_text(read_manifest(model_dir), model_dir, "pseudo-label without "
                               "--embeddings")
     model = load_model(model_dir)
-    battles = _read(data, input_format, columns, seed,
-                    embeddings_path=embeddings_path).without_labels()
-    proba = score_unlabelled(model, battles)
-    keep = confident_rows(proba, min_confidence)
-    write_csv(pseudo_label_frame(battles.take(keep), proba[keep]), out_path, force=force)
-    click.echo(f"wrote {len(keep):,} of {len(battles):,} battles with soft labels to "
+    frames, n_rows = [], 0
+    for block in score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
+                                                        "seed": seed},
+                              embeddings_path=embeddings_path, progress=True):
+        keep = confident_rows(block.proba, min_confidence)
+        frames.append(pseudo_label_frame(block.battles.take(keep), block.proba[keep]))
+        n_rows += len(block.battles)
+    labelled = pd.concat(frames, ignore_index=True)
+    write_csv(labelled, out_path, force=force)
+    click.echo(f"wrote {len(labelled):,} of {n_rows:,} battles with soft labels to "
                f"{out_path}", err=True)

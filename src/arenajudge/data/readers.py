@@ -116,17 +116,19 @@ def _apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str], path:
 
 # --------------------------------------------------------------------------- columns
 class _Reader:
-    """Parses one raw frame column by column, collecting problems."""
+    """Parses one raw frame column by column, collecting problems; ``first_row`` is the
+    position in the file of the frame's first row (a block of a streamed file)."""
 
-    def __init__(self, frame: pd.DataFrame, problems: Problems):
+    def __init__(self, frame: pd.DataFrame, problems: Problems, first_row: int = 0):
         self.frame = frame
         self.problems = problems
+        self.first_row = first_row
         self.surrogates = SurrogateCounter()
         self.ids = self._ids()
 
     def _where(self, position: int) -> dict:
         row_id = self.ids[position]
-        return {"row_id": row_id} if row_id else {"row": position + 1}
+        return {"row_id": row_id} if row_id else {"row": self.first_row + position + 1}
 
     def _ids(self) -> np.ndarray:
         n = len(self.frame)
@@ -135,7 +137,8 @@ class _Reader:
                 return self._id_values(self.frame["question_id"], "question_id")
             if "chosen" in self.frame.columns:
                 self.problems.warn("has no id column; rows are numbered from 1 as their ids")
-                return np.array([str(i) for i in range(1, n + 1)], dtype=object)
+                numbers = range(self.first_row + 1, self.first_row + n + 1)
+                return np.array([str(i) for i in numbers], dtype=object)
             self.problems.error("is missing; every row needs a unique id "
                                 "(map another column with --columns id=NAME)", column="id")
             return np.array([""] * n, dtype=object)
@@ -144,8 +147,8 @@ class _Reader:
     def _id_values(self, column: pd.Series, name: str) -> np.ndarray:
         ids = np.array(["" if is_missing(v) else str(v).strip() for v in column], dtype=object)
         for position in np.flatnonzero(ids == ""):
-            self.problems.error("is empty; every row needs a unique id", row=position + 1,
-                                column=name)
+            self.problems.error("is empty; every row needs a unique id",
+                                row=self.first_row + position + 1, column=name)
         first_seen: dict[str, int] = {}
         for position, row_id in enumerate(ids):
             if not row_id:
@@ -154,7 +157,7 @@ class _Reader:
                 self.problems.error(f"is a duplicate (first seen in row {first_seen[row_id]}); "
                                     "ids must be unique", row_id=row_id, column=name)
             else:
-                first_seen[row_id] = position + 1
+                first_seen[row_id] = self.first_row + position + 1
         return ids
 
     def column(self, name: str, parse: Callable[[Any], Any], empty: Any = ()) -> list:
@@ -263,6 +266,8 @@ def _arena(reader: _Reader) -> tuple[list, list, list]:
 
 
 def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
+    """Prompt, response A, response B and labels of chosen/rejected pairs; row ``i`` of
+    the file takes draw ``i`` of the seeded stream, so blocks give the whole file's order."""
     def side(raw):
         return pair_cell(raw, reader.surrogates)
 
@@ -276,7 +281,9 @@ def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
         prompt = reader.column("prompt", prompt_cell)
     else:
         prompt = [user or () for user, _ in chosen]
-    chosen_is_b = np.random.default_rng(seed).random(len(chosen)) < 0.5
+    rng = np.random.default_rng(seed)
+    rng.bit_generator.advance(reader.first_row)  # one 64-bit draw per row before this frame
+    chosen_is_b = rng.random(len(chosen)) < 0.5
     pairs = list(zip((c[1] for c in chosen), (r[1] for r in rejected)))
     response_a = [r if flip else c for (c, r), flip in zip(pairs, chosen_is_b)]
     response_b = [c if flip else r for (c, r), flip in zip(pairs, chosen_is_b)]
@@ -295,9 +302,12 @@ def load_battles(path: str | Path, problems: Problems, *, format: str | None = N
 
 
 def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
-                columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles | None:
+                columns: Mapping[str, str] | None = None, seed: int = 0,
+                first_row: int = 0) -> Battles | None:
     """Battles from a raw frame as :func:`read_table` gives it, e.g. one block of a file
-    read in a stream; ``path`` names the file in messages. See :func:`load_battles`."""
+    read in a stream whose first row is row ``first_row`` (0-based) of the file: row
+    numbers in messages and the A/B order of preference pairs then match the whole
+    file's. ``path`` names the file in messages. See :func:`load_battles`."""
     path = Path(path)
     frame = _apply_column_mapping(frame, columns or {}, path)
     layout = _layout(frame, path, problems)
@@ -306,7 +316,7 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
     if len(frame) == 0:
         problems.error("has no rows; it needs at least one battle")
         return None
-    reader = _Reader(frame, problems)
+    reader = _Reader(frame, problems, first_row)
     target = None
     if layout == "kaggle":
         prompt, response_a, response_b = _kaggle(reader)

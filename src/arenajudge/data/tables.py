@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 
@@ -76,20 +77,26 @@ def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
-    # pandas renames a repeated header to "name.1"; read the header as data to see it
+def check_csv_header(path: Path) -> None:
+    """Refuse a CSV file that names a column twice: pandas renames the second "name.1",
+    so the header is read as data to see it."""
     header = pd.read_csv(path, header=None, nrows=1, dtype=object, keep_default_na=False,
                          encoding="utf-8", compression="infer").iloc[0].tolist()
     check_unique_columns(header, path)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    check_csv_header(path)
     return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
                        compression="infer")
 
 
 def check_unique_columns(columns: Any, path: str | Path) -> None:
-    """Refuse a table whose header names a column twice: which one holds the data?"""
+    """Refuse a table whose header names a column twice: which one holds the data?
+    Blank names (trailing commas in a CSV header) are unnamed columns, never read."""
     seen: set[str] = set()
     for name in map(str, columns):
-        if name in seen:
+        if name in seen and name.strip():
             raise DataError("is named twice in the header; rename or drop one column",
                             file=path, column=name)
         seen.add(name)
@@ -103,13 +110,13 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     return parquet.read().to_pandas()
 
 
-def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
-    """Read a file into a raw frame of Python objects, with no schema checks.
+def check_data_path(path: str | Path, format: str | None = None) -> tuple[Path, str]:
+    """``path`` and its format, once ``path`` is known to be a file of a known format.
 
     Raises
     ------
     DataError
-        The file is missing, unreadable, not UTF-8, or not of the given format.
+        The file is missing or a directory; ConfigError for an unknown ``format``.
     """
     path = Path(path)
     if not path.exists():
@@ -119,12 +126,15 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
     fmt = format or detect_format(path)
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return path, fmt
+
+
+@contextmanager
+def read_errors(path: str | Path, fmt: str) -> Iterator[None]:
+    """Turn what pandas, pyarrow and the decoders raise on a bad file into one DataError
+    naming ``path``; shared by the whole-file and the block readers."""
     try:
-        if fmt == "csv":
-            return _read_csv(path)
-        if fmt == "parquet":
-            return _read_parquet(path)
-        return _read_json_records(path, fmt)
+        yield
     except ArenaJudgeError:
         raise
     except UnicodeDecodeError as exc:
@@ -140,6 +150,22 @@ def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
         raise DataError(f"cannot be read ({exc}); is it a complete {fmt} file?",
                         file=path) from None
     except Exception as exc:  # pyarrow raises its own types for corrupt parquet files
-        reason = (str(exc).strip().splitlines() or [""])[0]
-        raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {reason})",
+        raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
                         file=path) from None
+
+
+def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:
+    """Read a file into a raw frame of Python objects, with no schema checks.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable, not UTF-8, or not of the given format.
+    """
+    path, fmt = check_data_path(path, format)
+    with read_errors(path, fmt):
+        if fmt == "csv":
+            return _read_csv(path)
+        if fmt == "parquet":
+            return _read_parquet(path)
+        return _read_json_records(path, fmt)

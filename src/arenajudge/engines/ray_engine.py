@@ -1,7 +1,8 @@
 """Batch scoring on Ray Data, for ``arenajudge predict --engine ray [--address auto]``.
 
-One streaming read task cuts the file into blocks with the same pandas / JSON parsing
-as the in-process reader, so both engines see the same battles. A pool of actors, each
+One streaming read task cuts the file into blocks with the block reader of the local
+engine (:mod:`arenajudge.data.blocks`), so both engines see the same battles, preference
+pairs in the same seeded A/B order. A pool of actors, each
 loading the model once, turns blocks into battles and scores them in parallel; the
 driver keeps only ids and probabilities and puts them back in input order. Texts never
 accumulate anywhere, so memory stays flat as the input grows. The same code runs on
@@ -15,10 +16,8 @@ raised there with their type: the CLI shows the same one-line message as locally
 
 from __future__ import annotations
 
-import io
 import json
 import logging
-import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping, NoReturn
 
@@ -27,10 +26,10 @@ import pandas as pd
 
 from arenajudge import errors
 from arenajudge.calibration import check_tie_rate
-from arenajudge.data.readers import (ARENA_COLUMNS, KAGGLE_COLUMNS, PAIR_COLUMNS, Problems,
-                                     parse_frame)
+from arenajudge.data.blocks import (STREAM_FORMATS, SeenIds, check_read_options,
+                                    parse_block, raw_blocks)
 from arenajudge.data.schema import LABELS
-from arenajudge.data.tables import check_unique_columns, decode_record_line, detect_format
+from arenajudge.data.tables import detect_format, read_errors
 from arenajudge.engines.local import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 from arenajudge.models.contract import PreferenceModel
@@ -49,9 +48,7 @@ ROW = "__arenajudge_row__"
 """Column carrying each row's position in the file, to restore input order."""
 ERROR = "__arenajudge_error__"
 """Column carrying a user error to the driver (JSON of its type and fields)."""
-STREAM_FORMATS = ("csv", "jsonl", "parquet")
 DEFAULT_BATCH_SIZE = 1024
-READ_OPTIONS = ("format", "columns", "seed")
 
 
 # --------------------------------------------------------------------------- errors
@@ -91,52 +88,13 @@ class _BattleFileSource(FileBasedDatasource):
     def _read_stream(self, f: Any, path: str) -> Iterator[pd.DataFrame]:
         start = 0
         try:
-            for block in _raw_blocks(f, self.fmt, self.block_rows, self.display_path):
-                block[ROW] = np.arange(start, start + len(block))
-                start += len(block)
-                yield block
+            with read_errors(self.display_path, self.fmt):
+                for block in raw_blocks(f, self.fmt, self.block_rows, self.display_path):
+                    block[ROW] = np.arange(start, start + len(block))
+                    start += len(block)
+                    yield block
         except ArenaJudgeError as exc:
             yield _error_frame(exc, start)
-        except (ValueError, OSError, EOFError, zlib.error) as exc:
-            yield _error_frame(DataError(f"cannot be read as {self.fmt} ({type(exc).__name__}"
-                                         f": {exc})", file=self.display_path), start)
-
-
-def _raw_blocks(f: Any, fmt: str, rows: int, path: str) -> Iterator[pd.DataFrame]:
-    """Raw frames as :func:`arenajudge.data.read_table` would give them, in pieces."""
-    if fmt == "csv":
-        yield from pd.read_csv(f, dtype=object, keep_default_na=False, encoding="utf-8",
-                               chunksize=rows)
-    elif fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        parquet = pq.ParquetFile(f)
-        check_unique_columns(parquet.schema_arrow.names, path)
-        for batch in parquet.iter_batches(batch_size=rows):
-            yield batch.to_pandas()
-    else:
-        records: list[dict] = []
-        for lineno, line in enumerate(io.TextIOWrapper(f, encoding="utf-8"), 1):
-            if not line.strip():
-                continue
-            records.append(decode_record_line(line, lineno, path))
-            if len(records) == rows:
-                yield pd.DataFrame.from_records(records)
-                records = []
-        if records:
-            yield pd.DataFrame.from_records(records)
-
-
-def _check_streamable_layout(frame: pd.DataFrame, columns: Mapping[str, str], path: str
-                             ) -> None:
-    """Preference pairs get a random A/B order drawn over the whole file; refuse them."""
-    renamed = {actual: name for name, actual in columns.items()}
-    names = {renamed.get(column, column) for column in frame.columns}
-    if (names.issuperset(PAIR_COLUMNS) and not names.issuperset(KAGGLE_COLUMNS)
-            and not names.issuperset(ARENA_COLUMNS)):
-        raise ConfigError("preference-pair files (chosen/rejected) are placed in a seeded "
-                          "A/B order drawn over the whole file; score them with "
-                          "--engine local", file=path)
 
 
 # --------------------------------------------------------------------------- scoring
@@ -160,21 +118,18 @@ class _BlockScorer:
         if ERROR in block.columns:  # the reader failed
             return block
         rows = block.pop(ROW).to_numpy()
+        first_row = int(rows[0]) if len(rows) else 0
         try:
-            return self._score(block.reset_index(drop=True), rows)
+            return self._score(block.reset_index(drop=True), rows, first_row)
         except ArenaJudgeError as exc:
-            return _error_frame(exc, int(rows[0]))
+            return _error_frame(exc, first_row)
 
-    def _score(self, block: pd.DataFrame, rows: np.ndarray) -> pd.DataFrame:
+    def _score(self, block: pd.DataFrame, rows: np.ndarray, first_row: int) -> pd.DataFrame:
         if self.load_error is not None:
             raise self.load_error
         assert self.model is not None
-        _check_streamable_layout(block, self.columns, self.path)
-        problems = Problems(self.path)
-        battles = parse_frame(block, self.path, problems, columns=self.columns,
+        battles = parse_block(block, self.path, first_row, columns=self.columns,
                               seed=self.seed)
-        problems.raise_first()
-        assert battles is not None  # no errors means the block was parsed
         proba = predict(self.model, battles, self.tie_rate)
         return pd.DataFrame({ROW: rows, "id": battles.id,
                              **{label: proba[:, k] for k, label in enumerate(LABELS)},
@@ -211,15 +166,10 @@ def predict_with_ray(data_path: str, model_dir: str, *,
     Raises
     ------
     DataError, ConfigError, ModelLoadError
-        As the local engine would; also ConfigError for preference-pair files, whose
-        A/B order is drawn over the whole file (use the local engine for those).
+        As the local engine would.
     """
     check_tie_rate(tie_rate)
-    options = dict(read_kwargs or {})
-    unknown = sorted(set(options) - set(READ_OPTIONS))
-    if unknown:
-        raise ConfigError(f"unknown read option(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(READ_OPTIONS)}")
+    options = check_read_options(read_kwargs)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     fmt = options.get("format") or detect_format(Path(data_path))
@@ -263,8 +213,5 @@ def _score(data_path: str, model_dir: str, fmt: str, columns: dict[str, str], se
         raise DataError("has no rows; it needs at least one battle", file=data_path)
     result = pd.concat(parts, ignore_index=True).sort_values(ROW, kind="stable")
     ids = result["id"].to_numpy(dtype=object)
-    duplicated = pd.Index(ids).duplicated()
-    if duplicated.any():
-        raise DataError("is a duplicate; ids must be unique", file=data_path,
-                        row_id=str(ids[duplicated][0]), column="id")
+    SeenIds(data_path).add(ids, first_row=0)
     return ids, result[list(LABELS)].to_numpy(dtype=np.float64)

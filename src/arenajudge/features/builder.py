@@ -16,7 +16,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import astuple, dataclass
+from typing import Iterator
 
 import numpy as np
 
@@ -99,23 +102,38 @@ def _embed(spec: FeatureSpec, texts: list[str], words: Words) -> tuple[np.ndarra
     return hf_encoder(spec.encoder).encode(texts), wordllama.encode(texts, words)[1]
 
 
+def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:
+    """Each distinct text once, and the index into them of each text, shape (n,).
+
+    Prompts repeat across battles (many models answer one prompt) and so do baseline
+    answers; every feature of a text depends on that text alone, so each is computed
+    once per distinct text.
+    """
+    index: dict[str, int] = {}
+    of_text = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64,
+                          count=len(texts))
+    return list(index), of_text
+
+
 def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     n = len(battles)
     prompts = [join_turns(t) for t in battles.prompt]
     texts_a = [join_turns(t) for t in battles.response_a]
     texts_b = [join_turns(t) for t in battles.response_b]
-    texts = prompts + texts_a + texts_b
-    words = Words.split(texts)  # split once: the stats and the embeddings share it
-    embeddings, tokens = _embed(spec, texts, words)
+    distinct, of_text = _distinct(prompts + texts_a + texts_b)
+    words = Words.split(distinct)  # split once: the stats and the embeddings share it
+    embeddings, tokens = _embed(spec, distinct, words)
+    embeddings, tokens = embeddings[of_text], tokens[of_text]
     emb_p, emb_a, emb_b = embeddings[:n], embeddings[n:2 * n], embeddings[2 * n:]
     tok_a, tok_b = tokens[n:2 * n], tokens[2 * n:]
-    stats = text_stats(texts, words)
+    stats = text_stats(distinct, words)[of_text]
     stats_p, stats_a, stats_b = stats[:n], stats[n:2 * n], stats[2 * n:]
     sets = words.lower_sets
-    words_p, words_a, words_b = sets[:n], sets[n:2 * n], sets[2 * n:]
+    words_p, words_a, words_b = (sets[of_text[k * n:(k + 1) * n]] for k in range(3))
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
-    last_prompts = [t[-1] if t else "" for t in battles.prompt]
-    requests = count_requests(last_prompts)
+    last_prompts, of_prompt = _distinct([t[-1] if t else "" for t in battles.prompt])
+    prompt_requests = count_requests(last_prompts)
+    requests = [prompt_requests[i] for i in of_prompt]
 
     def side(turns, texts_x, stats_x, tok_x, words_x, emb_x):
         return np.column_stack([
@@ -138,7 +156,7 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
         empty_a * empty_b,
         np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1),
         (log_chars_a + log_chars_b) / 2, np.abs(log_chars_a - log_chars_b),
-        instruction_flags(last_prompts, requests), emb_p,
+        instruction_flags(last_prompts, prompt_requests)[of_prompt], emb_p,
     ]).astype(np.float32)
     return PairFeatures(
         shared=shared,
@@ -165,6 +183,21 @@ def _compute_in_threads(spec: FeatureSpec, battles: Battles, n_jobs: int) -> Pai
     return PairFeatures(*(np.vstack(blocks) for blocks in zip(*map(astuple, parts))))
 
 
+_row_cache_on: ContextVar[bool] = ContextVar("arenajudge_row_cache", default=True)
+
+
+@contextmanager
+def row_cache_off() -> Iterator[None]:
+    """Within this block, :meth:`FeatureBuilder.transform` neither looks up nor keeps
+    rows: a streamed file's rows come once each, and keeping them would grow memory
+    with the file."""
+    token = _row_cache_on.set(False)
+    try:
+        yield
+    finally:
+        _row_cache_on.reset(token)
+
+
 def _row_keys(battles: Battles) -> list[int]:
     # Python caches each str's hash, so keying by the hash of a row's turns costs one pass
     # over new texts and nothing for seen ones; 64-bit keys collide with odds ~1e-9 at
@@ -187,7 +220,7 @@ class FeatureBuilder:
 
     def transform(self, battles: Battles, n_jobs: int = 1) -> PairFeatures:
         """Features of ``battles``, computed on ``n_jobs`` threads (0: one per core)."""
-        if len(battles) > self.cache_rows:
+        if len(battles) > self.cache_rows or not _row_cache_on.get():
             return _compute_in_threads(self.spec, battles, n_jobs)
         keys = _row_keys(battles)
         # hits are read before anything is evicted, so eviction cannot lose a row in use

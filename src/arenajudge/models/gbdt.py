@@ -30,6 +30,7 @@ from arenajudge.models.contract import PreferenceModel, check_labelled, check_sa
 from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
                                         schema_hash, write_manifest)
 from arenajudge.outputs import atomic_path
+from arenajudge.timing import timed
 
 logger = logging.getLogger(__name__)
 
@@ -241,8 +242,11 @@ class GBDTModel(PreferenceModel):
         self.check_fitted()
         if len(battles) == 0:
             return np.zeros((0, len(LABELS)))
-        return self.calibration_.transform(self._symmetric(self.booster_,
-                                                           self._features(battles)), tie_rate)
+        with timed("features"):
+            pair = self._features(battles)
+        with timed("lightgbm"):
+            raw = self._symmetric(self.booster_, pair)
+        return self.calibration_.transform(raw, tie_rate)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, force: bool = False) -> None:

@@ -1,0 +1,189 @@
+"""Battles files read in blocks of rows, for the engines that stream (local and Ray).
+
+A block is a raw frame exactly as :func:`arenajudge.data.read_table` would give those
+rows, numbered by its first row in the file, and parsed by the same
+:func:`~arenajudge.data.readers.parse_frame`: a streamed file gives the battles, the
+messages (file, row id, column) and, for preference pairs, the seeded A/B order of the
+file read whole. Across blocks only the ids are kept, to catch duplicates. Memory is
+bounded by the block size, not the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Any, BinaryIO, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from arenajudge.data.readers import Problems, parse_frame
+from arenajudge.data.schema import Battles
+from arenajudge.data.tables import (check_csv_header, check_data_path, check_unique_columns,
+                                    decode_record_line, read_errors, read_table)
+from arenajudge.errors import ConfigError, DataError
+from arenajudge.timing import timed
+
+STREAM_FORMATS = ("csv", "jsonl", "parquet")
+"""Formats read block by block; a ``.json`` list is read whole, then cut into blocks."""
+DEFAULT_BLOCK_ROWS = 8192
+READ_OPTIONS = ("format", "columns", "seed")
+"""Keyword arguments of :func:`battle_blocks` (and :func:`~arenajudge.data.read_battles`)
+that engines accept as ``read_kwargs``."""
+
+
+def check_read_options(read_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``read_kwargs`` as a dict, once every key is known (:data:`READ_OPTIONS`)."""
+    options = dict(read_kwargs or {})
+    unknown = sorted(set(options) - set(READ_OPTIONS))
+    if unknown:
+        raise ConfigError(f"unknown read option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(READ_OPTIONS)}")
+    return options
+
+
+def raw_blocks(source: BinaryIO, fmt: str, block_rows: int, path: str | Path
+               ) -> Iterator[pd.DataFrame]:
+    """Raw frames of ``block_rows`` rows of the open binary file ``source`` (``fmt`` in
+    :data:`STREAM_FORMATS`), as :func:`~arenajudge.data.read_table` gives them; at
+    least one frame, empty for a file with no rows, so that its layout is still checked."""
+    if fmt == "csv":
+        yield from pd.read_csv(source, dtype=object, keep_default_na=False,
+                               encoding="utf-8", chunksize=block_rows)
+    elif fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(source)
+        check_unique_columns(parquet.schema_arrow.names, path)
+        if parquet.metadata.num_rows == 0:
+            yield parquet.schema_arrow.empty_table().to_pandas()
+        for batch in parquet.iter_batches(batch_size=block_rows):
+            yield batch.to_pandas()
+    else:
+        records: list[dict] = []
+        yielded = False
+        lines = enumerate(io.TextIOWrapper(source, encoding="utf-8"), 1)
+        for record in (decode_record_line(line, lineno, path) for lineno, line in lines
+                       if line.strip()):
+            records.append(record)
+            if len(records) == block_rows:
+                yield pd.DataFrame.from_records(records)
+                records, yielded = [], True
+        if records or not yielded:
+            yield pd.DataFrame.from_records(records)
+
+
+def read_blocks(path: str | Path, format: str | None = None,
+                block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(first row, raw frame) of each block of a local file, rows numbered from 0.
+
+    Raises
+    ------
+    DataError
+        As :func:`~arenajudge.data.read_table`: missing, unreadable, not UTF-8 ...
+    """
+    if block_rows < 1:
+        raise DataError(f"cannot be read in blocks of {block_rows} rows; give at least 1",
+                        file=path)
+    path, fmt = check_data_path(path, format)
+    if fmt not in STREAM_FORMATS:  # one JSON list is parsed whole anyway
+        frame = read_table(path, fmt)
+        for start in range(0, max(len(frame), 1), block_rows):
+            yield start, frame.iloc[start:start + block_rows].reset_index(drop=True)
+        return
+    start = 0
+    with read_errors(path, fmt), _open_binary(path) as source:
+        if fmt == "csv":
+            check_csv_header(path)
+        for frame in raw_blocks(source, fmt, block_rows, path):
+            yield start, frame.reset_index(drop=True)
+            start += len(frame)
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
+
+
+class _BlockProblems(Problems):
+    """Problems of one block; a warning already logged for an earlier block is not
+    logged again (a file without ids would otherwise warn once per block)."""
+
+    def __init__(self, file: str, logged: set[str]) -> None:
+        super().__init__(file)
+        self.logged = logged
+
+    def warn(self, message: str) -> None:
+        if message not in self.logged:
+            self.logged.add(message)
+            super().warn(message)
+        else:
+            self.warnings.append(message)
+
+
+def parse_block(frame: pd.DataFrame, path: str | Path, first_row: int, *,
+                columns: Mapping[str, str] | None = None, seed: int = 0,
+                logged: set[str] | None = None) -> Battles:
+    """The battles of one block whose first row is row ``first_row`` (0-based) of the
+    file; raises the block's first problem as :func:`~arenajudge.data.read_battles` does.
+    ``logged`` collects the warnings logged so far, to log each once per file."""
+    problems = _BlockProblems(str(path), set() if logged is None else logged)
+    battles = parse_frame(frame, path, problems, columns=columns, seed=seed,
+                          first_row=first_row)
+    problems.raise_first()
+    assert battles is not None  # no errors means the block was parsed
+    return battles
+
+
+class SeenIds:
+    """The ids of the rows read so far, to catch one that comes again in a later block."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._row_of: dict[Any, int] = {}
+
+    def add(self, ids: np.ndarray, first_row: int) -> None:
+        """Remember ``ids``, the ids of rows ``first_row``, ``first_row + 1``, ...
+
+        Raises
+        ------
+        DataError
+            An id was seen before, naming it and the row where it first came.
+        """
+        row_of = self._row_of
+        for row, row_id in enumerate(ids.tolist(), first_row + 1):
+            first = row_of.setdefault(row_id, row)
+            if first != row:
+                raise DataError(f"is a duplicate (first seen in row {first}); ids must be "
+                                "unique", file=self.path, row_id=str(row_id), column="id")
+
+
+def battle_blocks(path: str | Path, *, format: str | None = None,
+                  columns: Mapping[str, str] | None = None, seed: int = 0,
+                  block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[int, Battles]]:
+    """(first row, validated battles) of each block of ``path``, in file order.
+
+    The read options are those of :func:`~arenajudge.data.read_battles`, and the
+    battles of all blocks together are the ones it gives (same ids, turns, labels and
+    A/B order). Reading and parsing time the ``read`` and ``parse`` stages
+    (:mod:`arenajudge.timing`).
+
+    Raises
+    ------
+    DataError
+        The first problem of the first bad block (file, row id or row, column), or an id
+        that repeats one of an earlier block.
+    """
+    seen, logged = SeenIds(path), set()
+    blocks = read_blocks(path, format, block_rows)
+    while True:
+        with timed("read"):
+            item = next(blocks, None)
+        if item is None:
+            return
+        first_row, frame = item
+        with timed("parse"):
+            battles = parse_block(frame, path, first_row, columns=columns, seed=seed,
+                                  logged=logged)
+            seen.add(battles.id, first_row)
+        yield first_row, battles

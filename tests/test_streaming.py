@@ -1,0 +1,190 @@
+"""Streaming predict: blocks of a file give exactly the whole file's output, errors and
+all, and a failure leaves no output."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import synthetic_frame
+
+from arenajudge.cli import main
+from arenajudge.data import LABELS, read_battles
+from arenajudge.data.blocks import battle_blocks
+from arenajudge.data.embeddings import write_embeddings
+from arenajudge.engines import local
+from arenajudge.errors import DataError
+from arenajudge.evaluate import evaluate_predictions
+from arenajudge.models.registry import load_model
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.outputs import write_csv
+
+BLOCK = 17
+"""Rows per block in these tests: 230 rows make 14 blocks, the last one short."""
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("streaming")
+    synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
+    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
+        read_battles(root / "train.csv")).save(root / "model")
+    return root / "model"
+
+
+def _write(frame: pd.DataFrame, path) -> None:
+    if path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    elif path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+
+
+def _whole_file_submission(model_dir, data, path, **read_kwargs) -> str:
+    battles = read_battles(data, **read_kwargs)
+    frame = pd.DataFrame(load_model(model_dir).predict_proba(battles), columns=list(LABELS))
+    frame.insert(0, "id", battles.id)
+    write_csv(frame, path)
+    return path.read_text()
+
+
+def _pairs_frame(n: int) -> pd.DataFrame:
+    kaggle = synthetic_frame(n=n, seed=4)
+    return pd.DataFrame({"prompt": kaggle["prompt"], "chosen": kaggle["response_a"],
+                         "rejected": kaggle["response_b"]})
+
+
+@pytest.mark.parametrize("name", ["test.csv", "test.csv.gz", "test.jsonl", "test.parquet",
+                                  "pairs.csv"])
+def test_streaming_output_equals_whole_file_output(model_dir, tmp_path, name):
+    data = tmp_path / name
+    frame = (_pairs_frame(230) if name.startswith("pairs") else
+             synthetic_frame(n=230).drop(columns=list(LABELS)).sample(frac=1, random_state=0))
+    _write(frame, data)
+    out = tmp_path / "streamed.csv"
+    n = local.stream_predict(data, load_model(model_dir), out, read_kwargs={"seed": 3},
+                             block_rows=BLOCK)
+    assert n == 230
+    assert out.read_text() == _whole_file_submission(model_dir, data, tmp_path / "whole.csv",
+                                                     seed=3)
+
+
+def test_preference_pairs_keep_the_whole_file_ab_order_and_ids(tmp_path):
+    data = tmp_path / "pairs.jsonl"
+    _write(_pairs_frame(120), data)
+    whole = read_battles(data, seed=5)
+    blocks = list(battle_blocks(data, seed=5, block_rows=BLOCK))
+    assert [first for first, _ in blocks] == list(range(0, 120, BLOCK))
+    assert [i for _, b in blocks for i in b.id] == list(whole.id)
+    assert [a for _, b in blocks for a in b.response_a] == whole.response_a
+    np.testing.assert_array_equal(np.vstack([b.target for _, b in blocks]), whole.target)
+    # both orders occur: the draw is not constant within a block
+    assert 0.3 < whole.target[:, 1].mean() < 0.7
+
+
+@pytest.mark.parametrize("layout", ["kaggle", "pairs"])
+def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(model_dir, tmp_path,
+                                                                     layout):
+    if layout == "kaggle":
+        frame, column = synthetic_frame(n=230), "response_b"
+        frame.loc[200, column] = "not json"
+        where = "row id 1200: column response_b"
+    else:  # no id column: rows are numbered across blocks as in the whole file
+        frame, column = _pairs_frame(230), "chosen"
+        frame.loc[200, column] = '[{"role": "wizard", "content": "hi"}]'  # unknown role
+        where = "row id 201: column chosen"
+    data = tmp_path / "bad.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out" / "submission.csv"
+    with pytest.raises(DataError) as streamed:
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK)
+    assert where in str(streamed.value)
+    assert not out.exists() and list(out.parent.iterdir()) == []  # no temp file left
+    with pytest.raises(DataError) as whole:
+        read_battles(data)
+    assert str(streamed.value) == str(whole.value)
+
+
+def test_duplicate_ids_across_blocks_are_caught(model_dir, tmp_path):
+    frame = synthetic_frame(n=120)
+    frame.loc[100, "id"] = frame.loc[3, "id"]  # blocks 0 and 5
+    data = tmp_path / "dupes.jsonl"
+    _write(frame, data)
+    out = tmp_path / "submission.csv"
+    with pytest.raises(DataError) as streamed:
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK)
+    with pytest.raises(DataError) as whole:
+        read_battles(data)
+    assert str(streamed.value) == str(whole.value)
+    assert "row id 1003: column id: is a duplicate (first seen in row 4)" in str(whole.value)
+    assert not out.exists()
+
+
+def test_an_empty_file_is_refused_as_the_whole_file_reader_refuses_it(model_dir, tmp_path):
+    data = tmp_path / "empty.csv"
+    data.write_text("id,prompt,response_a,response_b\n")
+    with pytest.raises(DataError, match="has no rows"):
+        list(local.score_blocks(data, load_model(model_dir)))
+
+
+def test_cli_evaluate_over_blocks_equals_the_whole_file_metrics(model_dir, tmp_path,
+                                                                monkeypatch):
+    frame = synthetic_frame(n=230, seed=7)
+    frame["source"] = np.where(np.arange(230) % 3 == 0, "hh", "arena")
+    data = tmp_path / "labelled.csv"
+    frame.to_csv(data, index=False)
+    battles = read_battles(data)
+    proba = load_model(model_dir).predict_proba(battles)
+    monkeypatch.setattr("arenajudge.cli.model_commands.score_blocks",
+                        functools.partial(local.score_blocks, block_rows=BLOCK))
+    result = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(model_dir),
+                                       "--format", "json"])
+    assert result.exit_code == 0, result.output
+    reported = json.loads(result.stdout)
+    overall, by_source = evaluate_predictions(battles, proba)
+    assert reported["overall"] == overall
+    assert reported["by_source"]["hh"] == by_source["hh"]
+
+
+def test_embeddings_are_attached_block_by_block(tmp_path):
+    frame = synthetic_frame(n=120, seed=2)
+    data = tmp_path / "train.csv"
+    frame.to_csv(data, index=False)
+    battles = read_battles(data)
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(120, 3, 6)).astype(np.float32)
+    emb = tmp_path / "emb.parquet"
+    # the file's rows in another order than the data's: attached by id
+    order = rng.permutation(120)
+    write_embeddings(battles.id[order], {name: vectors[order, k] for k, name in enumerate(
+        ("prompt_emb", "response_a_emb", "response_b_emb"))},
+        {"format": "arenajudge.embeddings", "version": 1, "encoder": "/models/x",
+         "model_type": "llama", "dim": 6, "max_length": 64, "pooling": "mean"}, emb)
+    from arenajudge.data.embeddings import attach_embeddings
+
+    model = GBDTModel(n_estimators=10, holdout_share=0, embedding_dim=8,
+                      embedding_components=3).fit(attach_embeddings(battles, emb))
+    streamed = np.vstack([block.proba for block in local.score_blocks(
+        data, model, embeddings_path=emb, block_rows=BLOCK)])
+    np.testing.assert_array_equal(streamed,
+                                  model.predict_proba(attach_embeddings(battles, emb)))
+
+
+def test_a_failing_scorer_stops_the_reader_thread(model_dir, tmp_path):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=230).to_csv(data, index=False)
+
+    def refuse(battles):
+        if battles.id[0] != "1000":
+            raise DataError("stop here")
+
+    with pytest.raises(DataError, match="stop here"):
+        list(local.score_blocks(data, load_model(model_dir), block_rows=BLOCK, check=refuse))
+    import threading
+
+    assert not any(t.name == "arenajudge-reader" for t in threading.enumerate())
