@@ -23,6 +23,8 @@ from arenajudge.errors import ModelLoadError, NotFittedError
 from arenajudge.evaluate import cross_validate
 from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
 from arenajudge.data.sources import source_weights
+from arenajudge.models.cascade import CascadeConfig, CascadeModel
+from arenajudge.models.ensemble import EnsembleModel
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 from arenajudge.models.registry import build_model, load_model
 
@@ -36,8 +38,9 @@ TRANSFORMERS = ("siamese", "cross", "llm")
 NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("transformers") is None
                                  or importlib.util.find_spec("peft") is None,
                                  reason="needs the transformers extra")
+COMPOSITES = ("ensemble", "cascade")
 CONTRACT_BACKENDS = [pytest.param(name, marks=NEEDS_TORCH if name in TRANSFORMERS else ())
-                     for name in ("gbdt", *TRANSFORMERS)]
+                     for name in ("gbdt", *TRANSFORMERS, *COMPOSITES)]
 """Every backend the contract test runs on; composite backends join with their members."""
 
 
@@ -57,10 +60,26 @@ def contract_battles():
 def make(tmp_path_factory):
     """``make(backend, seed)``: a fresh, fast, unfitted model of any backend."""
     bases: dict = {}
+    members = tmp_path_factory.mktemp("members")
+
+    def composite(name: str):
+        """An ensemble or cascade of two small gbdt members with different settings,
+        fitted on other battles than the contract's (the blend is fitted on held-out rows)."""
+        if not (members / "b").exists():
+            train = make_battles(n=80, seed=7)
+            GBDTModel(FAST).fit(train).save(members / "a")
+            GBDTModel(replace(FAST, num_leaves=3, embedding_dim=4, seed=1)).fit(train).save(
+                members / "b")
+        if name == "ensemble":
+            return EnsembleModel(member_dirs=[members / "a", members / "b"])
+        return CascadeModel(CascadeConfig(share=0.5), first_dir=members / "a",
+                            then_dir=members / "b")
 
     def factory(name: str, seed: int = 0):
         if name == "gbdt":
             return GBDTModel(replace(FAST, seed=seed))
+        if name in COMPOSITES:
+            return composite(name)
         if not bases:
             import torch
 

@@ -18,6 +18,7 @@ from arenajudge.cli.options import (GroupedCommand, config_options, data_argumen
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import Battles
+from arenajudge.data.soft_labels import read_oof, teacher_record, teacher_targets
 from arenajudge.engines.local import ScoredBlock, score_blocks, stream_predict
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import (attach_sources, cross_validate, evaluate_predictions, oof_frame,
@@ -130,11 +131,18 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
 @embeddings_option
 @sources_option("in training, a large source is kept from drowning out small ones "
                 "(source_balance)")
+@click.option("--teacher", "teacher_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, metavar="OOF.csv",
+              help="Distil: train on a mix of the labels and this teacher's probabilities "
+                   "of the same rows (e.g. an ensemble's `cv --oof` file).")
+@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of the teacher's probabilities in the training targets.")
 @input_options
 @force_option
 @model_settings
 def train_command(data: str, out_dir: str, backend: str, config_path: str | None,
                   embeddings_path: str | None, sources_path: str | None,
+                  teacher_path: str | None, teacher_weight: float,
                   input_format: str | None, columns: str | None, force: bool,
                   settings: dict[str, Any]) -> None:
     """Train a preference model on labelled DATA and save it to --out MODEL_DIR."""
@@ -142,9 +150,13 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path)
     battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
     check_labelled(battles)
+    if teacher_path:
+        battles = teacher_targets(battles, read_oof(teacher_path, battles), teacher_weight)
     started = time.perf_counter()
     logger.info("training on %d battles", len(battles))
     model = make_model().fit(battles)
+    if teacher_path:
+        model.training_["teacher"] = teacher_record(teacher_path, teacher_weight)
     model.save(out_dir, force=force)
     if not is_main_process():  # under `accelerate launch` rank 0 reports
         return

@@ -20,6 +20,8 @@ _CLASSES = {
     "siamese": "arenajudge.models.transformer.model:SiameseModel",
     "cross": "arenajudge.models.transformer.model:CrossModel",
     "llm": "arenajudge.models.transformer.model:LLMModel",
+    "ensemble": "arenajudge.models.ensemble:EnsembleModel",
+    "cascade": "arenajudge.models.cascade:CascadeModel",
 }
 BACKENDS = tuple(_CLASSES)
 """Every backend a manifest may name."""
