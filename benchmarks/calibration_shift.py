@@ -46,7 +46,7 @@ def train_figure(battles, seed: int) -> tuple[GBDTModel, dict]:
     report = model.validation_
     return model, {"seconds": round(time.perf_counter() - started, 1),
                    "log_loss": round(report["log_loss"], 4), "ece": round(report["ece"], 4),
-                   "tie_model": report["tie_model"], "nu": round(report["nu"], 4),
+                   "tie_model": report["tie_model"], "nu": round(report["tie_model_evidence"]["davidson_nu"], 4),
                    "temperature": round(report["temperature"], 4)}
 
 

@@ -110,10 +110,10 @@ def test_train_reports_an_out_of_sample_calibrated_figure(tie_free):
 
 
 @pytest.mark.parametrize("field,value", [("temperature", "NaN"), ("train_prior", "Infinity"),
-                                         ("margins", "NaN"), ("nu", "-Infinity")])
+                                         ("margins", "NaN")])
 def test_non_finite_calibration_is_refused(tmp_path, field, value):
     path = tmp_path / "calibration.json"
-    Calibration(tie_model="davidson", nu=0.5, margins=(0.1, 0.3)).save(path)
+    Calibration(tie_model="davidson", margins=(0.1, 0.3)).save(path)
     text = json.loads(path.read_text())
     text[field] = [0.3, value, 0.3] if isinstance(text[field], list) else value
     path.write_text(json.dumps(text).replace(f'"{value}"', value))
@@ -123,7 +123,7 @@ def test_non_finite_calibration_is_refused(tmp_path, field, value):
 
 def test_calibration_round_trips(tmp_path):
     calibration = Calibration(temperature=1.3, train_prior=(0.45, 0.45, 0.1),
-                              tie_model="davidson", nu=0.4, margins=(0.1, 0.2, 0.5))
+                              tie_model="davidson", margins=(0.1, 0.2, 0.5))
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json") == calibration
 

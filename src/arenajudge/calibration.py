@@ -134,9 +134,6 @@ class Calibration:
         Class balance of the (swap-augmented) training data, for the prior shift.
     tie_model : str
         How ``tie_rate`` is reached: ``"prior_shift"`` or ``"davidson"`` (see the module).
-    nu : float
-        Davidson's nu fitted on the out-of-sample predictions, used when no
-        ``tie_rate`` is asked for and ``tie_model`` is ``"davidson"``.
     margins : tuple of floats
         Quantiles of the :func:`decisive_margin` of the calibrated out-of-sample
         predictions; the Davidson nu for a tie rate makes their mean tie probability
@@ -146,22 +143,20 @@ class Calibration:
     temperature: float = 1.0
     train_prior: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
     tie_model: str = "prior_shift"
-    nu: float = 0.0
     margins: tuple[float, ...] = ()
 
     def transform(self, proba: np.ndarray, tie_rate: float | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n, 3), every entry >= ``PROBA_FLOOR``.
 
-        With ``tie_model`` ``"davidson"`` the tie column always comes from Davidson's
-        model (nu fitted on the training data, or solved for ``tie_rate``);
-        otherwise ``tie_rate`` moves the prediction to a target class balance of
+        Without ``tie_rate`` the model's own (tempered) tie column is kept. With it,
+        ``davidson`` takes the tie column from Davidson's model, nu solved for
+        ``tie_rate``; ``prior_shift`` moves the prediction to a class balance of
         ((1 - r) / 2, (1 - r) / 2, r) by Bayes' rule on the tie column.
         """
         check_tie_rate(tie_rate)
         proba = _tempered(_log(proba), self.temperature)
-        if self.tie_model == "davidson":
-            proba = davidson(proba, self.nu if tie_rate is None else
-                             solve_davidson(np.asarray(self.margins), tie_rate))
+        if tie_rate is not None and self.tie_model == "davidson":
+            proba = davidson(proba, solve_davidson(np.asarray(self.margins), tie_rate))
         elif tie_rate is not None:
             target = np.array([(1 - tie_rate) / 2, (1 - tie_rate) / 2, tie_rate])
             proba = proba * (target / np.asarray(self.train_prior))
@@ -178,20 +173,18 @@ class Calibration:
             calibration = cls(temperature=float(raw["temperature"]),
                               train_prior=tuple(float(v) for v in raw["train_prior"]),
                               tie_model=str(raw.get("tie_model", "prior_shift")),
-                              nu=float(raw.get("nu", 0.0)),
                               margins=tuple(float(v) for v in raw.get("margins", ())))
         except FileNotFoundError:
             raise ModelLoadError("is missing; the model directory is incomplete",
                                  file=path) from None
         except (ValueError, KeyError, TypeError) as exc:
             raise ModelLoadError(f"is corrupt ({exc}); retrain the model", file=path) from None
-        numbers = (calibration.temperature, calibration.nu, *calibration.train_prior,
-                   *calibration.margins)
+        numbers = (calibration.temperature, *calibration.train_prior, *calibration.margins)
         if not all(math.isfinite(v) for v in numbers):
             raise ModelLoadError("is corrupt (a value is NaN or infinite); retrain the model",
                                  file=path)
         if not (_MIN_T <= calibration.temperature <= _MAX_T and len(calibration.train_prior) == 3
-                and min(calibration.train_prior) > 0 and 0 <= calibration.nu <= _MAX_NU
+                and min(calibration.train_prior) > 0
                 and calibration.tie_model in TIE_MODELS
                 and (calibration.tie_model != "davidson" or calibration.margins)
                 and all(0 < m <= 0.5 for m in calibration.margins)):
@@ -226,8 +219,9 @@ def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, f
     tie_model, evidence = _choose_tie_model(target, tempered, nu)
     margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
                           np.linspace(0, 1, MARGIN_QUANTILES))
+    evidence["davidson_nu"] = nu
     return Calibration(temperature=temperature, train_prior=tuple(train_prior),
-                       tie_model=tie_model, nu=nu,
+                       tie_model=tie_model,
                        margins=tuple(round(float(m), 6) for m in margins)), evidence
 
 
@@ -241,7 +235,7 @@ def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
     each fold calibrated by a calibration fitted on the other folds alone, so the
     figure is out of sample for the calibration too. Returns the calibration (fitted
     on all rows) and its report: rows, folds, log_loss, prior_log_loss, ece,
-    temperature, tie_model, nu and the evidence for the tie model.
+    temperature, tie_model and the evidence for it (with Davidson's nu fitted).
     """
     calibration, evidence = _fit(target, oof, train_prior)
     calibrated = np.empty_like(oof)
@@ -255,5 +249,5 @@ def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
               "prior_log_loss": prior_log_loss(target),
               "ece": expected_calibration_error(target, calibrated),
               "temperature": calibration.temperature, "tie_model": calibration.tie_model,
-              "nu": calibration.nu, "tie_model_evidence": evidence}
+              "tie_model_evidence": evidence}
     return calibration, report
