@@ -95,7 +95,7 @@ def _whole_file_diff(data: Path, model: str, submission: Path) -> float:
     """Largest difference between the streamed submission and ``predict_proba`` on the
     whole file read at once; ids must match row for row."""
     from arenajudge.data import LABELS, read_battles
-    from arenajudge.models.base import load_model
+    from arenajudge.models.registry import load_model
 
     battles = read_battles(data)
     expected = load_model(model).predict_proba(battles)

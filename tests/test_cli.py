@@ -233,3 +233,32 @@ def test_address_needs_the_ray_engine(workspace):
     result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out",
                  workspace / "z.csv", "--address", "auto")
     assert_one_line_error(result, "--engine ray")
+
+
+GENERIC_METAVARS = ("RANGE", "DIRECTORY", "PATH", "TEXT", "FILENAME", "INTEGER", "BOOLEAN")
+
+
+def _every_option():
+    import click
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        command = main.get_command(ctx, name)
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.is_flag:
+                yield name, param, param.make_metavar(click.Context(command))
+
+
+def test_every_option_names_what_it_takes_in_one_vocabulary():
+    """One metavar per kind: DATA, MODEL_DIR and OUT for paths, N for counts, never
+    click's generic INTEGER RANGE / DIRECTORY / TEXT."""
+    seen = list(_every_option())
+    assert len(seen) > 50
+    for command, param, metavar in seen:
+        where = f"{command} {param.opts[0]}: {metavar}"
+        assert not any(word in metavar for word in GENERIC_METAVARS), where
+        if param.name == "model_dir":
+            assert metavar == "MODEL_DIR", where
+        if param.opts[0] == "--out":
+            assert metavar in ("OUT", "MODEL_DIR"), where
+        if param.name == "seed":
+            assert param.help.startswith("Seed of "), where

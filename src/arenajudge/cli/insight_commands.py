@@ -42,7 +42,7 @@ model_option = click.option("--model", "model_dir", default=None, metavar="MODEL
 @click.option("--sources", default=None, metavar="FILE",
               type=click.Path(dir_okay=False, exists=True, path_type=str),
               help="CSV id,source naming each battle's source set.")
-@click.option("--out", required=True, metavar="REPORT_DIR",
+@click.option("--out", required=True, metavar="OUT",
               type=click.Path(file_okay=False, path_type=str),
               help="Directory to write index.html and the plots to.")
 @format_option
@@ -184,12 +184,12 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
 @model_option
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "csv"]),
               default="text", show_default=True, help="Output format on stdout.")
-@click.option("--plot", default=None, metavar="FILE.png",
+@click.option("--plot", default=None, metavar="OUT",
               type=click.Path(dir_okay=False, path_type=str),
               help="Also draw the ratings and their intervals to this PNG.")
 @click.option("--ci", type=click.Choice(INTERVALS), default="sandwich", show_default=True,
               help="95% intervals: sandwich (robust, one fit), bootstrap (refits) or none.")
-@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=100,
+@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=100, metavar="N",
               show_default=True, help="Bootstrap replicates with --ci bootstrap.")
 @click.option("--ties", type=click.Choice(TIE_MODELS), default="half", show_default=True,
               help="half: a tie is half a win each; davidson / rao-kupper: ties as a third "
@@ -199,7 +199,7 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
 @click.option("--by", "by_column", default=None, metavar="COLUMN",
               help="Also fit one board per value of this column of DATA (e.g. language, "
                    "source) and show where ranks differ from the overall board.")
-@click.option("--min-battles", type=click.IntRange(min=1), default=200, show_default=True,
+@click.option("--min-battles", type=click.IntRange(min=1), metavar="N", default=200, show_default=True,
               help="Battles a --by category needs to get a board.")
 @click.option("--unlabelled", default=None, metavar="BATTLES",
               type=click.Path(dir_okay=False, exists=True, path_type=str),

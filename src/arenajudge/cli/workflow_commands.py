@@ -66,6 +66,7 @@ def _echo_scores(scores: dict, output_format: str, combined: str) -> None:
               metavar="OOF.csv", help="Also write the blend's cross-fitted OOF predictions "
                                       "(a teacher for `train --teacher`).")
 @click.option("--min-weight", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+              metavar="W",
               show_default=True, help=EnsembleConfig.__dataclass_fields__["min_weight"]
               .metadata["help"])
 @input_options
@@ -113,9 +114,10 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
 @click.option("--then", "then_dir", required=True, metavar="SLOW_DIR",
               type=click.Path(exists=True, file_okay=False),
               help="Rescores the rows the first model is least sure of.")
-@click.option("--share", type=click.FloatRange(0, 1), default=None,
+@click.option("--share", type=click.FloatRange(0, 1), default=None, metavar="F",
               help="Share F of rows the second model rescores (default 0.3).")
 @click.option("--max-entropy", type=click.FloatRange(0, float(np.log(3))), default=None,
+              metavar="H",
               help="Instead of --share: rescore rows whose first-stage entropy (nats) is at "
                    "least this.")
 @click.option("--swap-tta", is_flag=True, help=CascadeConfig.__dataclass_fields__[
@@ -161,8 +163,8 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
 @click.argument("data", metavar="UNLABELLED", type=click.Path(exists=True, dir_okay=False))
 @model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
-              metavar="PL.csv", help="Kaggle-layout CSV with soft labels and a source column.")
-@click.option("--min-confidence", type=click.FloatRange(1 / 3, 1), default=1 / 3,
+              metavar="OUT", help="Kaggle-layout CSV with soft labels and a source column.")
+@click.option("--min-confidence", type=click.FloatRange(1 / 3, 1), default=1 / 3, metavar="C",
               help="Keep only rows whose most probable class has at least this probability "
                    "(default: keep all).")
 @embeddings_option

@@ -160,7 +160,7 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
         a second, so that a quick run or an early error prints nothing else).
     check : callable, optional
         Called with each block's battles before scoring them, e.g.
-        :func:`~arenajudge.models.base.check_labelled`; it raises to stop.
+        :func:`~arenajudge.models.contract.check_labelled`; it raises to stop.
 
     Yields
     ------
