@@ -11,7 +11,7 @@ import click
 import numpy as np
 
 from arenajudge.cli import main
-from arenajudge.cli.model_commands import _format_scores as format_scores
+from arenajudge.cli.model_commands import format_scores
 from arenajudge.cli.options import force_option, seed_option
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles

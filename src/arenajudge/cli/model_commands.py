@@ -109,7 +109,8 @@ def _read(data: str, input_format: str | None, columns: str | None, seed: int,
     return attach_sources(battles, sources_path) if sources_path else battles
 
 
-def _format_scores(title: str, values: dict[str, float]) -> str:
+def format_scores(title: str, values: dict[str, float]) -> str:
+    """One line of scores: rows, class prior, length baseline, log loss, accuracy, ECE."""
     return (f"{title:<24} rows {values['rows']:>6}  prior {values['prior_log_loss']:.4f}  "
             f"length {values['length_log_loss']:.4f}  log loss {values['log_loss']:.4f}  "
             f"accuracy {values['accuracy']:.3f}  ECE {values['ece']:.3f}")
@@ -117,10 +118,10 @@ def _format_scores(title: str, values: dict[str, float]) -> str:
 
 def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> None:
     for fold in folds or []:
-        click.echo(_format_scores(f"fold {fold['fold']}", fold))
-    click.echo(_format_scores("overall", overall))
+        click.echo(format_scores(f"fold {fold['fold']}", fold))
+    click.echo(format_scores("overall", overall))
     for source, values in by_source.items():
-        click.echo(_format_scores(f"source {source}", values))
+        click.echo(format_scores(f"source {source}", values))
 
 
 @main.command("train", cls=GroupedCommand)
