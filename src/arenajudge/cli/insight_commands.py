@@ -41,7 +41,8 @@ model_option = click.option("--model", "model_dir", default=None, metavar="MODEL
                    "winner_tie) instead of a model.")
 @click.option("--sources", default=None, metavar="FILE",
               type=click.Path(dir_okay=False, exists=True, path_type=str),
-              help="CSV id,source naming each battle's source set.")
+              help="CSV of id,source (else a `source` column in DATA): the report's "
+                   "figures per source.")
 @click.option("--out", required=True, metavar="OUT",
               type=click.Path(file_okay=False, path_type=str),
               help="Directory to write index.html and the plots to.")
