@@ -152,6 +152,8 @@ def test_user_errors_are_one_line(workspace, args, fragments):
      ["--model", "does not exist"]),
     (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--seed", "-1"], ["--seed"]),
     (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--backend", "svm"], ["--backend"]),
+    # the backend is --backend; --model names a model directory only
+    (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--model", "llm"], ["--backend"]),
     (["nonsense"], ["No such command"]),
 ])
 def test_usage_errors_are_one_line(workspace, args, fragments):
