@@ -50,6 +50,16 @@ def test_empty_texts_embed_to_zeros_not_nan():
     assert np.allclose(np.linalg.norm(embeddings[2:], axis=1), 1, atol=1e-5)
 
 
+def test_the_word_cache_gives_the_same_embeddings_however_it_grew():
+    texts = [f"word{i} shared words {i % 7} and more{i // 3}" for i in range(300)] + TEXTS
+    at_once = WordLlamaEncoder(dim=16).encode(texts)
+    grown = WordLlamaEncoder(dim=16)
+    parts = [grown.encode(texts[start:start + 37]) for start in range(0, len(texts), 37)]
+    for whole, part in zip(at_once, (np.concatenate(p) for p in zip(*parts))):
+        np.testing.assert_array_equal(whole, part)
+    np.testing.assert_array_equal(grown.encode(texts)[0], at_once[0])  # all words cached
+
+
 def test_text_stats_see_markdown_refusals_and_scripts():
     stats = dict(zip(TEXT_STAT_NAMES, text_stats(TEXTS).T))
     assert stats["empty"].tolist()[:3] == [1, 1, 0]

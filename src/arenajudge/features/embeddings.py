@@ -72,8 +72,13 @@ class WordLlamaEncoder:
         self.dim = dim
         self._lock = threading.Lock()
         self._word_ids: dict[str, int] = {}
-        self._word_vectors = np.zeros((0, dim), dtype=np.float32)
+        self._clear_words()
+
+    def _clear_words(self) -> None:
+        # new arrays, never zeroed in place: other threads may still read the old ones
+        self._word_vectors = np.zeros((0, self.dim), dtype=np.float32)
         self._word_tokens = np.zeros(0, dtype=np.float32)
+        self._word_ids.clear()
 
     def _token_runs(self, words: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(token ids of all ``words`` concatenated, token count of each word).
@@ -99,36 +104,49 @@ class WordLlamaEncoder:
             count_parts.append(np.diff(np.append(starts, len(ids))))
         return np.concatenate(ids_parts), np.concatenate(count_parts)
 
-    def _add_words(self, words: list[str]) -> None:
-        """Cache the summed token vectors and token counts of ``words``."""
+    def _add_words(self, words: list[str], known: int) -> None:
+        """Cache the summed token vectors and token counts of ``words``, rows ``known``
+        onwards of the cache.
+
+        The arrays grow by doubling, so adding a block's words copies the cache O(1)
+        times on average, not once per block; rows below ``known`` are never written
+        again, so views of them handed to other threads stay valid.
+        """
         ids, counts = self._token_runs(words)
         indptr = np.concatenate([[0], np.cumsum(counts)])
         tokens = sp.csr_matrix((np.ones(len(ids), dtype=np.float32), ids, indptr),
                                shape=(len(words), len(self.table)))
-        self._word_vectors = np.vstack([self._word_vectors, tokens @ self.table])
-        self._word_tokens = np.concatenate([self._word_tokens, counts.astype(np.float32)])
+        end = known + len(words)
+        if end > len(self._word_tokens):
+            capacity = max(end, 2 * len(self._word_tokens))
+            vectors = np.empty((capacity, self.dim), dtype=np.float32)
+            vectors[:known] = self._word_vectors[:known]
+            token_counts = np.empty(capacity, dtype=np.float32)
+            token_counts[:known] = self._word_tokens[:known]
+            self._word_vectors, self._word_tokens = vectors, token_counts
+        self._word_vectors[known:end] = tokens @ self.table
+        self._word_tokens[known:end] = counts
 
     def _word_matrix(self, words: Words) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
         """Sparse (n_texts, n_cached_words) word counts, caching unseen words, with the
         cached words' vectors and token counts that the columns refer to.
 
-        The cache arrays are replaced, never changed in place, so the returned ones stay
+        The returned arrays are views of rows that are never written again, so they stay
         consistent while other threads add words.
         """
         with self._lock:
             if len(self._word_ids) > _WORD_CACHE_LIMIT:
-                self._word_ids.clear()
-                self._word_vectors = self._word_vectors[:0]
-                self._word_tokens = self._word_tokens[:0]
+                self._clear_words()
             vocab = self._word_ids
             known = len(vocab)
             # the Python-level cache lookup runs once per distinct word, not once per word
             cache_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words.distinct),
                                     dtype=np.int64, count=len(words.distinct))
-            if len(vocab) > known:
-                self._add_words(list(vocab)[known:])
-            return (words.matrix(cache_ids, len(vocab)), self._word_vectors,
-                    self._word_tokens)
+            if len(vocab) > known:  # new words have ids known, known + 1, ... in order
+                self._add_words([words.distinct[i] for i in np.flatnonzero(cache_ids >= known)],
+                                known)
+            return (words.matrix(cache_ids, len(vocab)), self._word_vectors[:len(vocab)],
+                    self._word_tokens[:len(vocab)])
 
     def encode(self, texts: list[str], words: Words | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
