@@ -4,9 +4,10 @@ Every number comes from prompt-grouped 5-fold CV with the same folds for all mod
 three gbdt members (default; with MiniLM `--embeddings`; a wider WordLlama feature set
 with other trees), their cross-fitted blend (each fold's weights fitted on the other
 folds' OOF rows), a default-settings gbdt student trained on the labels mixed with the
-blend's OOF probabilities (each fold's student sees the teacher's OOF of its training
-rows only), and the cascade default gbdt -> MiniLM gbdt at share F. Prints one JSON
-object; writes the OOF files and the two cascade stages into --work.
+blend's probabilities (nested: each fold's teacher is cross-validated on that fold's
+training rows alone, see :func:`nested_student`), and the cascade default gbdt ->
+MiniLM gbdt at share F. Prints one JSON object; writes the OOF files and the two
+cascade stages into --work.
 
     python benchmarks/workflow.py --embeddings EMB.parquet --embed-base MINILM_DIR \
         --work /tmp/workflow
@@ -64,6 +65,33 @@ def oof_predictions(make: Callable[[], GBDTModel], train: Battles, score: Battle
         oof[rows] = model.predict_proba(score.take(rows).without_labels())
         predict_seconds += time.perf_counter() - started
     return oof, predict_seconds / len(score)
+
+
+def nested_student(plain: Battles, embedded: Battles, fold: np.ndarray, teacher_weight: float
+                   ) -> tuple[np.ndarray, float]:
+    """OOF probabilities of a default gbdt distilled from the blend, and its predict
+    seconds per row, with no label of a held-out fold reaching its student: for each
+    outer fold the teacher's probabilities of the training rows come from the members
+    cross-validated and blended on those rows alone (nested). The blend's own OOF of
+    the training rows would not do: the members that predicted them were trained on
+    the held-out fold, and a student imitating them inherits what they learnt of it."""
+    oof = np.zeros((len(plain), len(LABELS)))
+    predict_seconds = 0.0
+    for held in np.unique(fold):
+        train = fold != held
+        inner = fold[train]
+        members = [oof_predictions(lambda c=config: GBDTModel(c),
+                                   (embedded if uses_embeddings else plain).take(train),
+                                   (embedded if uses_embeddings else plain).take(train),
+                                   inner)[0]
+                   for config, uses_embeddings in MEMBERS.values()]
+        teacher = cross_fitted_blend(members, plain.target[train], inner)
+        student = GBDTModel(DEFAULT).fit(teacher_targets(plain.take(train), teacher,
+                                                         teacher_weight))
+        started = time.perf_counter()
+        oof[~train] = student.predict_proba(plain.take(~train).without_labels())
+        predict_seconds += time.perf_counter() - started
+    return oof, predict_seconds / len(plain)
 
 
 def _write_oof(path: Path, battles: Battles, fold: np.ndarray, oof: np.ndarray) -> None:
@@ -131,10 +159,7 @@ def main() -> None:
     _write_oof(work / "blend_oof.csv", plain, fold, blend)
     best = min(members, key=lambda name: members[name]["oof_log_loss"])
     blend_loss = log_loss(target, blend)
-    # the teacher's OOF is out-of-fold for every row, so training rows may carry it
-    student_data = teacher_targets(plain, blend, args.teacher_weight)
-    student, student_seconds = oof_predictions(lambda: GBDTModel(DEFAULT), student_data,
-                                               plain, fold)
+    student, student_seconds = nested_student(plain, embedded(), fold, args.teacher_weight)
     student_loss = log_loss(target, student)
     default = log_loss(target, oofs["gbdt"])
     print(json.dumps({
