@@ -292,3 +292,20 @@ def test_cascade_rescores_the_uncertain_share_and_reports_it(workdir, test_battl
     predicted = run("-v", "predict", workdir["test"], "--model", tmp_path / "c",
                     "--out", tmp_path / "sub.csv")
     assert f"second stage {rescored.sum()} " in predicted.stderr
+
+
+def test_a_student_is_calibrated_and_scored_against_the_votes(workdir):
+    """The teacher changes what the model is taught, never what it is scored against:
+    its calibration and printed figure are those of the votes."""
+    from arenajudge.data.soft_labels import teacher_targets
+    from arenajudge.metrics import prior_log_loss
+
+    battles = read_battles(workdir["train"])
+    uniform = np.full((len(battles), 3), 1 / 3)
+    student = GBDTModel(FAST).fit(teacher_targets(battles, uniform, 0.9))
+    assert student.validation_["prior_log_loss"] == pytest.approx(
+        prior_log_loss(battles.target))
+    plain = GBDTModel(FAST).fit(battles)
+    # against the votes, a student taught near-uniform targets scores near the plain
+    # model; against those targets its cross-entropy could not fall below log 3
+    assert abs(student.validation_["log_loss"] - plain.validation_["log_loss"]) < 0.1

@@ -74,6 +74,10 @@ class Battles:
     both_bad : ndarray of bool, shape (n,), or None
         Ties voted "both bad" (arena ``winner`` = ``tie (bothbad)`` / ``both_bad``),
         where the input has a ``winner`` column.
+    votes : ndarray of float, shape (n, 3), or None
+        The labels as read, kept when ``target`` has become training targets of another
+        kind (a teacher's probabilities mixed in): calibration and every printed score
+        are measured against the votes, not against what the model was taught.
     """
 
     id: np.ndarray
@@ -88,6 +92,7 @@ class Battles:
     repaired_surrogates: int = field(default=0)
     embeddings: ExternalEmbeddings | None = None
     both_bad: np.ndarray | None = None
+    votes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.id)
@@ -132,6 +137,7 @@ class Battles:
             source=pick(self.source),
             embeddings=None if self.embeddings is None else self.embeddings.take(idx),
             both_bad=pick(self.both_bad),
+            votes=pick(self.votes),
         )
 
     def swap(self) -> "Battles":
@@ -143,11 +149,18 @@ class Battles:
             model_a=self.model_b,
             model_b=self.model_a,
             target=None if self.target is None else _swap_ab_columns(self.target),
+            votes=None if self.votes is None else _swap_ab_columns(self.votes),
             embeddings=None if self.embeddings is None else self.embeddings.swap(),
         )
 
+    @property
+    def scored_target(self) -> np.ndarray | None:
+        """What predictions are scored and calibrated against: the votes where a
+        teacher changed ``target``, else ``target``."""
+        return self.target if self.votes is None else self.votes
+
     def without_labels(self) -> "Battles":
-        return replace(self, target=None)
+        return replace(self, target=None, votes=None)
 
 
 def swap_proba(proba: np.ndarray) -> np.ndarray:

@@ -64,13 +64,15 @@ def teacher_targets(battles: Battles, teacher: np.ndarray, teacher_weight: float
     """``battles`` with targets (1 - w) * labels + w * teacher (soft labels, rows sum to 1).
 
     Training on them minimises (1 - w) CE(labels) + w CE(teacher), which differs from
-    the KL to the teacher by a constant: the distillation loss."""
+    the KL to the teacher by a constant: the distillation loss. The labels stay as
+    ``votes``, which the calibration and the printed scores are measured against."""
     if not 0 <= teacher_weight <= 1:
         raise ConfigError(f"--teacher-weight must be between 0 and 1, got {teacher_weight}")
     if battles.target is None:
         raise DataError("has no labels to mix with the teacher's", file=battles.path)
     mixed = (1 - teacher_weight) * battles.target + teacher_weight * teacher
-    return replace(battles, target=mixed / mixed.sum(axis=1, keepdims=True))
+    return replace(battles, target=mixed / mixed.sum(axis=1, keepdims=True),
+                   votes=battles.scored_target)
 
 
 def teacher_record(path: str | Path, teacher_weight: float) -> dict[str, object]:

@@ -200,7 +200,8 @@ class GBDTModel(PreferenceModel):
             # more rows warrant proportionally more rounds
             rounds_per_row = best / int((~holdout).sum())
             oof, fold = self._cross_fit(battles, pair, target, weight, rounds_per_row)
-            self.calibration_, self.validation_ = fit_calibration(target, oof, fold, prior)
+            self.calibration_, self.validation_ = fit_calibration(
+                battles.scored_target, oof, fold, prior)
             self.validation_.update(best_iteration=best,
                                     rounds=max(1, round(rounds_per_row * len(battles))))
         self.booster_ = self._train(_augmented(pair, target, weight), None,

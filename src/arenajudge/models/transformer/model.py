@@ -176,7 +176,7 @@ class TransformerModel(PreferenceModel):
         if val is not None:  # the shipped network never trained on the validation fold
             val_rows = np.flatnonzero(val_mask)
             self.calibration_, report = fit_calibration(
-                battles.target[val_rows], self._raw_proba(val),
+                battles.scored_target[val_rows], self._raw_proba(val),
                 prompt_groups(battles.take(val_rows)) % CALIBRATION_FOLDS, prior)
             self.validation_.update(report)
         self.training_ = summary
