@@ -80,10 +80,9 @@ def nested_student(plain: Battles, embedded: Battles, fold: np.ndarray, teacher_
     for held in np.unique(fold):
         train = fold != held
         inner = fold[train]
-        members = [oof_predictions(lambda c=config: GBDTModel(c),
-                                   (embedded if uses_embeddings else plain).take(train),
-                                   (embedded if uses_embeddings else plain).take(train),
-                                   inner)[0]
+        rows = {False: plain.take(train), True: embedded.take(train)}
+        members = [oof_predictions(lambda c=config: GBDTModel(c), rows[uses_embeddings],
+                                   rows[uses_embeddings], inner)[0]
                    for config, uses_embeddings in MEMBERS.values()]
         teacher = cross_fitted_blend(members, plain.target[train], inner)
         student = GBDTModel(DEFAULT).fit(teacher_targets(plain.take(train), teacher,

@@ -29,9 +29,8 @@ def _usage_line(exc: click.UsageError) -> str:
     """Click's usage error as one line, naming the command whose --help helps."""
     command = exc.ctx.command_path if exc.ctx is not None else "arenajudge"
     message = " ".join(exc.format_message().split())
-    takes_backend = exc.ctx is not None and any(p.name == "backend"
-                                                for p in exc.ctx.command.params)
-    if isinstance(exc, click.NoSuchOption) and exc.option_name == "--model" and takes_backend:
+    if (isinstance(exc, click.NoSuchOption) and exc.option_name == "--model"
+            and exc.ctx is not None and any(p.name == "backend" for p in exc.ctx.command.params)):
         # --model was the backend flag before it named model directories only
         message = "No such option '--model': choose the backend with --backend"
     return f"error: {message} (see `{command} --help`)"

@@ -58,7 +58,8 @@ def _echo_outputs(out: Path, has_report: bool, seconds: float) -> None:
 @click.option("--out", "out_dir", default="arenajudge-demo", show_default=True,
               metavar="OUT", type=click.Path(file_okay=False, path_type=str),
               help="New folder for the model, submission, out-of-fold predictions and report.")
-@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=3, metavar="N", show_default=True,
+@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=3, metavar="N",
+              show_default=True,
               help="Number of prompt-grouped cross-validation folds (3 keeps the demo within "
                    "3 minutes on 2 cores).")
 @seed_option("the split, the folds and the model")

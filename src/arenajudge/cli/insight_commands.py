@@ -190,8 +190,8 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
               help="Also draw the ratings and their intervals to this PNG.")
 @click.option("--ci", type=click.Choice(INTERVALS), default="sandwich", show_default=True,
               help="95% intervals: sandwich (robust, one fit), bootstrap (refits) or none.")
-@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=100, metavar="N",
-              show_default=True, help="Bootstrap replicates with --ci bootstrap.")
+@click.option("--bootstrap", "n_bootstrap", type=click.IntRange(min=0), default=100,
+              metavar="N", show_default=True, help="Bootstrap replicates with --ci bootstrap.")
 @click.option("--ties", type=click.Choice(TIE_MODELS), default="half", show_default=True,
               help="half: a tie is half a win each; davidson / rao-kupper: ties as a third "
                    "outcome with a fitted tie parameter.")
@@ -200,7 +200,8 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
 @click.option("--by", "by_column", default=None, metavar="COLUMN",
               help="Also fit one board per value of this column of DATA (e.g. language, "
                    "source) and show where ranks differ from the overall board.")
-@click.option("--min-battles", type=click.IntRange(min=1), metavar="N", default=200, show_default=True,
+@click.option("--min-battles", type=click.IntRange(min=1), default=200, metavar="N",
+              show_default=True,
               help="Battles a --by category needs to get a board.")
 @click.option("--unlabelled", default=None, metavar="BATTLES",
               type=click.Path(dir_okay=False, exists=True, path_type=str),

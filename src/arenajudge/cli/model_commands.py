@@ -72,7 +72,8 @@ engine_option = click.option(
     "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
     help="Score in this process, or in parallel Ray actors (needs the ray extra).")
 address_option = click.option(
-    "--address", default=None, metavar="ADDRESS", help="Ray cluster address (e.g. auto); local cores if omitted.")
+    "--address", default=None, metavar="ADDRESS",
+    help="Ray cluster address (e.g. auto); local cores if omitted.")
 
 
 def _model_factory(backend: str, config_path: str | None, settings: dict[str, Any],
@@ -137,7 +138,8 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
               default=None, metavar="OOF.csv",
               help="Distil: train on a mix of the labels and this teacher's probabilities "
                    "of the same rows (e.g. an ensemble's `cv --oof` file).")
-@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=0.5, metavar="W", show_default=True,
+@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=0.5, metavar="W",
+              show_default=True,
               help="Share of the teacher's probabilities in the training targets.")
 @input_options
 @force_option
@@ -176,7 +178,8 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
 
 @main.command("cv", cls=GroupedCommand)
 @data_argument
-@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=5, metavar="N", show_default=True,
+@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=5, metavar="N",
+              show_default=True,
               help="Number of prompt-grouped folds.")
 @click.option("--oof", "oof_path", type=click.Path(dir_okay=False), default=None,
               metavar="OUT",

@@ -18,8 +18,10 @@ from arenajudge.cli.model_commands import predict_settings
 @click.option("--host", default="127.0.0.1", metavar="HOST", show_default=True,
               help="Interface to bind; loopback only unless you name another, "
                    "e.g. 0.0.0.0 for all.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, metavar="N", show_default=True)
-@click.option("--workers", type=click.IntRange(min=1), metavar="N", default=1, show_default=True,
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, metavar="N",
+              show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, metavar="N",
+              show_default=True,
               help="Server processes; each loads its own copy of the model.")
 @click.option("--max-body", type=click.IntRange(min=1), metavar="BYTES", default=None,
               help="Largest request body in bytes; larger ones get 413.  "

@@ -26,9 +26,11 @@ from arenajudge.outputs import check_output
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               metavar="OUT",
               help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
-@click.option("--max-length", type=click.IntRange(min=8), default=512, metavar="N", show_default=True,
+@click.option("--max-length", type=click.IntRange(min=8), default=512, metavar="N",
+              show_default=True,
               help="Tokens per text; longer texts keep their latest turns.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, metavar="N", show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, metavar="N",
+              show_default=True,
               help="Texts per forward pass.")
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help=field_help(TransformerConfig, "device"))
