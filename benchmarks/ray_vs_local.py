@@ -34,7 +34,7 @@ DEFAULT_DATA = HERE.parents[1] / "shared" / "data" / "alpaca_eval_gpt4_turbo.csv
 LOCAL = """
 import sys, numpy as np
 from arenajudge.data import read_battles
-from arenajudge.engines.local import predict
+from arenajudge.engines.scoring import predict
 from arenajudge.models.registry import load_model
 battles = read_battles(sys.argv[1])
 proba = predict(load_model(sys.argv[2]), battles)

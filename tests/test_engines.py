@@ -11,7 +11,7 @@ import pytest
 from conftest import synthetic_frame
 
 from arenajudge.data import LABELS, read_battles
-from arenajudge.engines.local import predict
+from arenajudge.engines.scoring import predict
 from arenajudge.errors import ConfigError, DataError, MissingDependencyError
 from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTModel

@@ -4,6 +4,8 @@ all, and a failure leaves no output."""
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 import json
 
 import numpy as np
@@ -17,7 +19,7 @@ from arenajudge.data import LABELS, read_battles
 from arenajudge.data.blocks import battle_blocks
 from arenajudge.data.embeddings import write_embeddings
 from arenajudge.engines import local
-from arenajudge.errors import DataError
+from arenajudge.errors import ArenaJudgeError, DataError
 from arenajudge.evaluate import evaluate_predictions
 from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTModel
@@ -59,16 +61,20 @@ def _pairs_frame(n: int) -> pd.DataFrame:
                          "rejected": kaggle["response_b"]})
 
 
+WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "2-workers"])
+
+
+@WORKERS
 @pytest.mark.parametrize("name", ["test.csv", "test.csv.gz", "test.jsonl", "test.parquet",
                                   "pairs.csv"])
-def test_streaming_output_equals_whole_file_output(model_dir, tmp_path, name):
+def test_streaming_output_equals_whole_file_output(model_dir, tmp_path, name, workers):
     data = tmp_path / name
     frame = (_pairs_frame(230) if name.startswith("pairs") else
              synthetic_frame(n=230).drop(columns=list(LABELS)).sample(frac=1, random_state=0))
     _write(frame, data)
     out = tmp_path / "streamed.csv"
     n = local.stream_predict(data, load_model(model_dir), out, read_kwargs={"seed": 3},
-                             block_rows=BLOCK)
+                             block_rows=BLOCK, workers=workers)
     assert n == 230
     assert out.read_text() == _whole_file_submission(model_dir, data, tmp_path / "whole.csv",
                                                      seed=3)
@@ -87,9 +93,10 @@ def test_preference_pairs_keep_the_whole_file_ab_order_and_ids(tmp_path):
     assert 0.3 < whole.target[:, 1].mean() < 0.7
 
 
+@WORKERS
 @pytest.mark.parametrize("layout", ["kaggle", "pairs"])
 def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(model_dir, tmp_path,
-                                                                     layout):
+                                                                     layout, workers):
     if layout == "kaggle":
         frame, column = synthetic_frame(n=230), "response_b"
         frame.loc[200, column] = "not json"
@@ -102,7 +109,8 @@ def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(model_dir, 
     frame.to_csv(data, index=False)
     out = tmp_path / "out" / "submission.csv"
     with pytest.raises(DataError) as streamed:
-        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK)
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK,
+                             workers=workers)
     assert where in str(streamed.value)
     assert not out.exists() and list(out.parent.iterdir()) == []  # no temp file left
     with pytest.raises(DataError) as whole:
@@ -110,14 +118,16 @@ def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(model_dir, 
     assert str(streamed.value) == str(whole.value)
 
 
-def test_duplicate_ids_across_blocks_are_caught(model_dir, tmp_path):
+@WORKERS
+def test_duplicate_ids_across_blocks_are_caught(model_dir, tmp_path, workers):
     frame = synthetic_frame(n=120)
     frame.loc[100, "id"] = frame.loc[3, "id"]  # blocks 0 and 5
     data = tmp_path / "dupes.jsonl"
     _write(frame, data)
     out = tmp_path / "submission.csv"
     with pytest.raises(DataError) as streamed:
-        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK)
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK,
+                             workers=workers)
     with pytest.raises(DataError) as whole:
         read_battles(data)
     assert str(streamed.value) == str(whole.value)
@@ -132,8 +142,9 @@ def test_an_empty_file_is_refused_as_the_whole_file_reader_refuses_it(model_dir,
         list(local.score_blocks(data, load_model(model_dir)))
 
 
+@WORKERS
 def test_cli_evaluate_over_blocks_equals_the_whole_file_metrics(model_dir, tmp_path,
-                                                                monkeypatch):
+                                                                monkeypatch, workers):
     frame = synthetic_frame(n=230, seed=7)
     frame["source"] = np.where(np.arange(230) % 3 == 0, "hh", "arena")
     data = tmp_path / "labelled.csv"
@@ -143,7 +154,7 @@ def test_cli_evaluate_over_blocks_equals_the_whole_file_metrics(model_dir, tmp_p
     monkeypatch.setattr("arenajudge.cli.model_commands.score_blocks",
                         functools.partial(local.score_blocks, block_rows=BLOCK))
     result = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(model_dir),
-                                       "--format", "json"])
+                                       "--format", "json", "--workers", str(workers)])
     assert result.exit_code == 0, result.output
     reported = json.loads(result.stdout)
     overall, by_source = evaluate_predictions(battles, proba)
@@ -188,3 +199,104 @@ def test_a_failing_scorer_stops_the_reader_thread(model_dir, tmp_path):
     import threading
 
     assert not any(t.name == "arenajudge-reader" for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("tie_rate", [None, 0.3])
+def test_worker_processes_write_the_in_process_output(model_dir, tmp_path, tie_rate):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=230).drop(columns=list(LABELS)).to_csv(data, index=False)
+    outputs = []
+    for workers in (1, 2):
+        outputs.append(tmp_path / f"workers-{workers}.csv")
+        assert local.stream_predict(data, load_model(model_dir), outputs[-1],
+                                    tie_rate=tie_rate, block_rows=BLOCK, workers=workers) == 230
+    assert outputs[0].read_text() == outputs[1].read_text()
+    whole = load_model(model_dir).predict_proba(read_battles(data), tie_rate=tie_rate)
+    np.testing.assert_array_equal(pd.read_csv(outputs[1])[list(LABELS)], whole)
+
+
+def test_a_late_bad_row_with_workers_leaves_no_output(model_dir, tmp_path):
+    frame = synthetic_frame(n=230)
+    frame.loc[200, "response_b"] = "not json"
+    data = tmp_path / "bad.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "out" / "submission.csv"
+    with pytest.raises(DataError, match="row id 1200: column response_b"):
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK, workers=2)
+    assert not out.exists() and list(out.parent.iterdir()) == []
+
+
+class DyingModel(GBDTModel):
+    """Its worker copies die while scoring, as a process killed for memory does."""
+
+    def worker_copy(self):
+        clone = super().worker_copy()
+        clone.dies = True
+        return clone
+
+    def predict_proba(self, battles, tie_rate=None):
+        if getattr(self, "dies", False):
+            import os
+
+            os._exit(9)
+        return super().predict_proba(battles, tie_rate)
+
+
+def test_a_worker_that_dies_is_one_clear_error_and_no_output(model_dir, tmp_path):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=100).to_csv(data, index=False)
+    model = DyingModel.load(model_dir)
+    out = tmp_path / "submission.csv"
+    with pytest.raises(ArenaJudgeError, match=r"worker process stopped while scoring rows "
+                                              r"1-17 .*--workers 1"):
+        local.stream_predict(data, model, out, block_rows=BLOCK, workers=2)
+    assert not out.exists()
+    assert local.stream_predict(data, model, out, block_rows=BLOCK, workers=1) == 100
+
+
+def test_models_without_a_worker_copy_score_in_this_process(model_dir, tmp_path, monkeypatch):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=100).to_csv(data, index=False)
+    model = load_model(model_dir)
+    monkeypatch.setattr(model, "worker_copy", lambda: None)
+    monkeypatch.setattr("arenajudge.engines.scoring.ProcessPoolExecutor", None)  # unused
+    blocks = list(local.score_blocks(data, model, block_rows=BLOCK, workers=2))
+    np.testing.assert_array_equal(np.vstack([b.proba for b in blocks]),
+                                  load_model(model_dir).predict_proba(read_battles(data)))
+
+
+def test_a_script_without_a_main_guard_fails_clearly_instead_of_hanging(model_dir, tmp_path):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=60).to_csv(data, index=False)
+    script = tmp_path / "unguarded.py"  # every spawned worker reruns this file
+    script.write_text(
+        "from arenajudge.engines.local import stream_predict\n"
+        "from arenajudge.models.registry import load_model\n"
+        f"stream_predict(r'{data}', load_model(r'{model_dir}'), r'{tmp_path / 'out.csv'}',"
+        " block_rows=17, workers=2)\n")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode != 0
+    assert 'outside `if __name__ == "__main__":`' in result.stderr
+    assert not (tmp_path / "out.csv").exists()
+
+
+@WORKERS
+def test_a_warning_of_every_block_is_logged_once(model_dir, tmp_path, caplog, workers):
+    data = tmp_path / "no-ids.csv"
+    _pairs_frame(100).to_csv(data, index=False)
+    with caplog.at_level("WARNING", logger="arenajudge"):
+        blocks = list(local.score_blocks(data, load_model(model_dir), block_rows=BLOCK,
+                                         workers=workers))
+    assert len(blocks) == 6
+    warned = [r.getMessage() for r in caplog.records if "has no id column" in r.getMessage()]
+    assert warned == [f"{data}: has no id column; rows are numbered from 1 as their ids"]
+
+
+def test_predict_hands_back_ids_without_texts(model_dir, tmp_path):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=60).to_csv(data, index=False)
+    block = next(local.score_blocks(data, load_model(model_dir), block_rows=BLOCK,
+                                    workers=2, keep_texts=False))
+    assert list(block.ids) == [str(1000 + i) for i in range(BLOCK)]
+    assert block.battles.prompt == [()] * BLOCK and block.target is not None

@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import log_softmax
 from tqdm.auto import tqdm
 
@@ -65,6 +64,8 @@ def fit_length_baseline(diff: np.ndarray, target: np.ndarray) -> np.ndarray:
         gradient = np.array([residual[:, 0] @ diff - residual[:, 1] @ diff,
                              *(residual[:, 2] @ features[:, 1:])])
         return float(-(target * log_proba).sum(axis=1).mean()), gradient
+
+    from scipy.optimize import minimize
 
     return minimize(loss_and_gradient, np.zeros(3), jac=True, method="L-BFGS-B").x
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from arenajudge.data.cells import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
-from arenajudge.engines.local import predict
+from arenajudge.engines.scoring import predict
 from arenajudge.errors import MissingDependencyError
 from arenajudge.http_limits import BodyLimit, check_can_listen
 from arenajudge.models.contract import PreferenceModel

@@ -60,3 +60,13 @@ def timed(name: str) -> Iterator[None]:
         return
     with times.stage(name):
         yield
+
+
+def add_stages(seconds: dict[str, float]) -> None:
+    """Add stage times measured elsewhere (a worker process) to the run collecting, if any."""
+    times = _current.get()
+    if times is None:
+        return
+    with times._lock:
+        for name, value in seconds.items():
+            times.seconds[name] += value

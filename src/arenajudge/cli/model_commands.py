@@ -14,7 +14,8 @@ import numpy as np
 from arenajudge.cli import main
 from arenajudge.cli.options import (GroupedCommand, config_options, data_argument, echo_json,
                                     flags_of, force_option, format_option, input_options,
-                                    model_dir_option, read_options, seed_option)
+                                    model_dir_option, read_options, seed_option,
+                                    workers_option)
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import Battles
@@ -225,13 +226,14 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @embeddings_option
 @engine_option
 @address_option
+@workers_option
 @input_options
 @seed_option("the A/B order of chosen/rejected pairs in DATA")
 @force_option
 @predict_settings
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
                     embeddings_path: str | None, engine: str, address: str | None,
-                    input_format: str | None, columns: str | None, seed: int,
+                    workers: int, input_format: str | None, columns: str | None, seed: int,
                     force: bool, settings: dict[str, Any]) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order.
 
@@ -256,7 +258,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
             raise ConfigError("--address applies to --engine ray only")
         model = load_model(model_dir, settings)
         options = dict(read_kwargs=read_kwargs, tie_rate=tie_rate,
-                       embeddings_path=embeddings_path)
+                       embeddings_path=embeddings_path, workers=workers)
         if not is_main_process():  # under `accelerate launch`: score its share, rank 0 writes
             for _ in score_blocks(data, model, **options):
                 pass
@@ -273,12 +275,13 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
 @tie_rate_option
 @embeddings_option
 @sources_option("scores per source")
+@workers_option
 @input_options
 @format_option
 @seed_option("the A/B order of chosen/rejected pairs in DATA")
 @predict_settings
 def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
-                     embeddings_path: str | None, sources_path: str | None,
+                     embeddings_path: str | None, sources_path: str | None, workers: int,
                      input_format: str | None, columns: str | None, output_format: str,
                      seed: int, settings: dict[str, Any]) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
@@ -286,7 +289,7 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
     blocks = score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
                                                     "seed": seed},
                           tie_rate=tie_rate, embeddings_path=embeddings_path, progress=True,
-                          check=check_labelled)
+                          check=check_labelled, workers=workers)
     battles, proba, baseline_inputs = _labelled_scores(blocks)
     if sources_path:
         battles = attach_sources(battles, sources_path)

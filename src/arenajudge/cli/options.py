@@ -89,6 +89,10 @@ def seed_option(what: str) -> Callable:
 
 
 force_option = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
+workers_option = click.option(
+    "--workers", type=click.IntRange(0), default=0, show_default=True, metavar="N",
+    help="Processes scoring blocks of DATA side by side with the CPU model; 0 means one "
+         "per core, 1 scores in this process (transformer models always do).")
 
 
 def echo_json(payload: Any) -> None:

@@ -9,7 +9,8 @@ import pandas as pd
 from arenajudge.cli import main
 from arenajudge.cli.model_commands import _read, embeddings_option
 from arenajudge.cli.options import (echo_json, force_option, format_option, input_options,
-                                    model_dir_option, read_options, seed_option)
+                                    model_dir_option, read_options, seed_option,
+                                    workers_option)
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.engines.local import score_blocks
@@ -168,11 +169,12 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
               help="Keep only rows whose most probable class has at least this probability "
                    "(default: keep all).")
 @embeddings_option
+@workers_option
 @input_options
 @seed_option("the A/B order of chosen/rejected pairs in UNLABELLED")
 @force_option
 def pseudo_label_command(data: str, model_dir: str, out_path: str, min_confidence: float,
-                         embeddings_path: str | None, input_format: str | None,
+                         embeddings_path: str | None, workers: int, input_format: str | None,
                          columns: str | None, seed: int, force: bool) -> None:
     """Label UNLABELLED battles with a model's probabilities (soft labels), ready for
     `arenajudge train` on the concatenation with the labelled data."""
@@ -184,7 +186,8 @@ def pseudo_label_command(data: str, model_dir: str, out_path: str, min_confidenc
     frames, n_rows = [], 0
     for block in score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
                                                         "seed": seed},
-                              embeddings_path=embeddings_path, progress=True):
+                              embeddings_path=embeddings_path, progress=True,
+                              workers=workers):
         keep = confident_rows(block.proba, min_confidence)
         frames.append(pseudo_label_frame(block.battles.take(keep), block.proba[keep]))
         n_rows += len(block.battles)

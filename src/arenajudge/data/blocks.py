@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import logging
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Mapping
 
@@ -24,6 +25,8 @@ from arenajudge.data.tables import (check_csv_header, check_data_path, check_uni
                                     decode_record_line, read_errors, read_table)
 from arenajudge.errors import ConfigError, DataError
 from arenajudge.timing import timed
+
+logger = logging.getLogger(__name__)
 
 STREAM_FORMATS = ("csv", "jsonl", "parquet")
 """Formats read block by block; a ``.json`` list is read whole, then cut into blocks."""
@@ -105,33 +108,44 @@ def _open_binary(path: Path) -> BinaryIO:
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
-class _BlockProblems(Problems):
-    """Problems of one block; a warning already logged for an earlier block is not
-    logged again (a file without ids would otherwise warn once per block)."""
-
-    def __init__(self, file: str, logged: set[str]) -> None:
-        super().__init__(file)
-        self.logged = logged
+class _QuietProblems(Problems):
+    """Problems of one block; its warnings are kept for the caller to log, once per file
+    (a file without ids would otherwise warn once per block)."""
 
     def warn(self, message: str) -> None:
-        if message not in self.logged:
-            self.logged.add(message)
-            super().warn(message)
-        else:
-            self.warnings.append(message)
+        self.warnings.append(message)
+
+
+def parse_block_quietly(frame: pd.DataFrame, path: str | Path, first_row: int, *,
+                        columns: Mapping[str, str] | None = None, seed: int = 0
+                        ) -> tuple[Battles, list[str]]:
+    """The battles of one block whose first row is row ``first_row`` (0-based) of the
+    file, and its warnings, unlogged (:class:`FileChecks` logs them); raises the block's
+    first problem as :func:`~arenajudge.data.read_battles` does."""
+    problems = _QuietProblems(str(path))
+    battles = parse_frame(frame, path, problems, columns=columns, seed=seed,
+                          first_row=first_row)
+    problems.raise_first()
+    assert battles is not None  # no errors means the block was parsed
+    return battles, problems.warnings
+
+
+def _log_once(path: str, message: str, logged: set[str]) -> None:
+    if message not in logged:
+        logged.add(message)
+        logger.warning("%s: %s", path, message)
 
 
 def parse_block(frame: pd.DataFrame, path: str | Path, first_row: int, *,
                 columns: Mapping[str, str] | None = None, seed: int = 0,
                 logged: set[str] | None = None) -> Battles:
-    """The battles of one block whose first row is row ``first_row`` (0-based) of the
-    file; raises the block's first problem as :func:`~arenajudge.data.read_battles` does.
-    ``logged`` collects the warnings logged so far, to log each once per file."""
-    problems = _BlockProblems(str(path), set() if logged is None else logged)
-    battles = parse_frame(frame, path, problems, columns=columns, seed=seed,
-                          first_row=first_row)
-    problems.raise_first()
-    assert battles is not None  # no errors means the block was parsed
+    """:func:`parse_block_quietly`, logging the warnings; ``logged`` collects the
+    warnings logged so far, to log each once per file."""
+    battles, warnings = parse_block_quietly(frame, path, first_row, columns=columns,
+                                            seed=seed)
+    logged = set() if logged is None else logged
+    for message in warnings:
+        _log_once(str(path), message, logged)
     return battles
 
 
@@ -158,6 +172,37 @@ class SeenIds:
                                 "unique", file=self.path, row_id=str(row_id), column="id")
 
 
+class FileChecks:
+    """What spans the blocks of one file: the ids read so far (one that comes again is
+    an error) and the warnings logged so far (each is logged once)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self.seen = SeenIds(path)
+        self.logged: set[str] = set()
+
+    def accept(self, first_row: int, battles: Battles, warnings: list[str]) -> None:
+        """Log the block's new ``warnings``, then remember its ids (raises DataError for
+        a repeat, as :meth:`SeenIds.add`)."""
+        for message in warnings:
+            _log_once(self.path, message, self.logged)
+        self.seen.add(battles.id, first_row)
+
+
+def timed_read_blocks(path: str | Path, format: str | None = None,
+                      block_rows: int = DEFAULT_BLOCK_ROWS
+                      ) -> Iterator[tuple[int, pd.DataFrame]]:
+    """:func:`read_blocks`, each block's reading timed as the ``read`` stage
+    (:mod:`arenajudge.timing`)."""
+    blocks = read_blocks(path, format, block_rows)
+    while True:
+        with timed("read"):
+            item = next(blocks, None)
+        if item is None:
+            return
+        yield item
+
+
 def battle_blocks(path: str | Path, *, format: str | None = None,
                   columns: Mapping[str, str] | None = None, seed: int = 0,
                   block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[int, Battles]]:
@@ -174,16 +219,10 @@ def battle_blocks(path: str | Path, *, format: str | None = None,
         The first problem of the first bad block (file, row id or row, column), or an id
         that repeats one of an earlier block.
     """
-    seen, logged = SeenIds(path), set()
-    blocks = read_blocks(path, format, block_rows)
-    while True:
-        with timed("read"):
-            item = next(blocks, None)
-        if item is None:
-            return
-        first_row, frame = item
+    checks = FileChecks(path)
+    for first_row, frame in timed_read_blocks(path, format, block_rows):
         with timed("parse"):
-            battles = parse_block(frame, path, first_row, columns=columns, seed=seed,
-                                  logged=logged)
-            seen.add(battles.id, first_row)
+            battles, warnings = parse_block_quietly(frame, path, first_row, columns=columns,
+                                                    seed=seed)
+            checks.accept(first_row, battles, warnings)
         yield first_row, battles

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold
 
 from arenajudge.data.schema import Battles, join_turns
 from arenajudge.errors import ConfigError
@@ -35,6 +34,9 @@ def folds(battles: Battles, n_folds: int = 5, seed: int = 0) -> np.ndarray:
     if n_groups < n_folds:
         raise ConfigError(f"{n_folds} folds need at least {n_folds} distinct prompts; "
                           f"the data has {n_groups}. Use fewer --folds")
+    # imported here: scikit-learn adds ~0.7 s to the start of every command, predict too
+    from sklearn.model_selection import StratifiedGroupKFold
+
     strata = battles.label if battles.labelled else np.zeros(len(battles), dtype=int)
     splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
     fold_of = np.empty(len(battles), dtype=np.int64)

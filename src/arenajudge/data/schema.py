@@ -162,6 +162,13 @@ class Battles:
     def without_labels(self) -> "Battles":
         return replace(self, target=None, votes=None)
 
+    def without_texts(self) -> "Battles":
+        """These battles with empty turns and no embeddings: their ids, labels, models
+        and sources only, a few bytes per battle."""
+        no_turns: list[Turns] = [()] * len(self)
+        return replace(self, prompt=no_turns, response_a=no_turns, response_b=no_turns,
+                       embeddings=None)
+
 
 def swap_proba(proba: np.ndarray) -> np.ndarray:
     """Exchange the A-wins and B-wins columns of an (n, 3) probability array."""

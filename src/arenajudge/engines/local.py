@@ -1,10 +1,10 @@
-"""In-process scoring, shared by ``predict``, ``evaluate``, the HTTP service and the Ray
-actors.
+"""Streaming a file through a model on this machine, for ``predict``, ``evaluate`` and
+``pseudo-label``.
 
-:func:`score_blocks` streams a file: a reader thread reads and parses blocks of rows
-(:mod:`arenajudge.data.blocks`) into a short queue while the calling thread scores
-them, so reading overlaps scoring, and memory is bounded by the block size, not by the
-file. The blocks come back in input order, with their battles (labels included) and
+:func:`score_blocks` streams a file: a reader thread reads raw blocks of rows
+(:mod:`arenajudge.data.blocks`) into a short queue while the calling thread parses and
+scores them, or hands them to worker processes (:mod:`arenajudge.engines.scoring`), so
+reading overlaps scoring, and memory is bounded by the block size, not by the file. The blocks come back in input order, with their battles (labels included) and
 probabilities; :func:`stream_predict` appends them to a submission CSV that appears
 only once complete.
 """
@@ -21,12 +21,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
+import pandas as pd
 from tqdm.auto import tqdm
 
 from arenajudge.calibration import check_tie_rate
-from arenajudge.data.blocks import DEFAULT_BLOCK_ROWS, battle_blocks, check_read_options
+from arenajudge.data.blocks import DEFAULT_BLOCK_ROWS, check_read_options, timed_read_blocks
 from arenajudge.data.embeddings import EmbeddingsFile
 from arenajudge.data.schema import Battles
+from arenajudge.engines.scoring import BlockRecipe, scored_blocks
 from arenajudge.features.builder import row_cache_off
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.outputs import atomic_path, probability_frame
@@ -38,18 +40,6 @@ _QUEUE_BLOCKS = 2
 """Parsed blocks waiting for the scorer: enough to keep it busy, few enough to keep
 memory flat."""
 _BAR_DELAY_S = 1.0
-
-
-def predict(model: PreferenceModel, battles: Battles, tie_rate: float | None = None
-            ) -> np.ndarray:
-    """``model``'s probabilities for ``battles``, shape (n, 3) in ``LABELS`` order.
-
-    ``tie_rate`` (a class-prior shift) is passed only when given, so models whose
-    ``predict_proba`` has no such parameter still work without it.
-    """
-    if tie_rate is None:
-        return model.predict_proba(battles)
-    return model.predict_proba(battles, tie_rate=tie_rate)
 
 
 @dataclass(frozen=True)
@@ -137,7 +127,8 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
                  read_kwargs: Mapping[str, Any] | None = None,
                  tie_rate: float | None = None, embeddings_path: str | Path | None = None,
                  block_rows: int = DEFAULT_BLOCK_ROWS, progress: bool = False,
-                 check: Callable[[Battles], None] | None = None) -> Iterator[ScoredBlock]:
+                 check: Callable[[Battles], None] | None = None, workers: int = 1,
+                 keep_texts: bool = True) -> Iterator[ScoredBlock]:
     """Read, validate and score a battles file block by block, in input order.
 
     Parameters
@@ -160,7 +151,16 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
         a second, so that a quick run or an early error prints nothing else).
     check : callable, optional
         Called with each block's battles before scoring them, e.g.
-        :func:`~arenajudge.models.contract.check_labelled`; it raises to stop.
+        :func:`~arenajudge.models.contract.check_labelled`; it raises to stop. With
+        worker processes it must be a module-level function (it is pickled).
+    workers : int, default=1
+        Processes parsing and scoring blocks side by side (0: one per core), for models
+        that offer a worker copy (the CPU model); other models, a file of one block and
+        ``embeddings_path`` are scored in this process
+        (:func:`~arenajudge.engines.scoring.scored_blocks`).
+    keep_texts : bool, default=True
+        False yields each block's battles without their turns (ids, labels and sources
+        only), which spares worker processes sending the texts back.
 
     Yields
     ------
@@ -174,25 +174,25 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
         would name it (file, row id or row, column), or an id repeating an earlier one.
     """
     check_tie_rate(tie_rate)
-    blocks = battle_blocks(path, block_rows=block_rows, **check_read_options(read_kwargs))
+    options = check_read_options(read_kwargs)
+    blocks = timed_read_blocks(path, options.get("format"), block_rows)
+    recipe = BlockRecipe(str(path), columns=options.get("columns"),
+                         seed=options.get("seed", 0), tie_rate=tie_rate, check=check,
+                         keep_texts=keep_texts)
     embeddings = EmbeddingsFile(embeddings_path) if embeddings_path else None
     bar = tqdm(desc="scoring", unit="pair", disable=not progress, dynamic_ncols=True,
                delay=_BAR_DELAY_S)
     read = [0]
 
-    def counted(items: Iterator[tuple[int, Battles]]) -> Iterator[tuple[int, Battles]]:
-        for first_row, battles in items:
-            read[0] = first_row + len(battles)
-            yield first_row, battles
+    def counted(items: Iterator[tuple[int, pd.DataFrame]]
+                ) -> Iterator[tuple[int, pd.DataFrame]]:
+        for first_row, frame in items:
+            read[0] = first_row + len(frame)
+            yield first_row, frame
 
     with bar, row_cache_off(), _Feed(counted(blocks)) as feed:
-        for first_row, battles in feed:
-            if check is not None:
-                check(battles)
-            if embeddings is not None:
-                with timed("embeddings"):
-                    battles = embeddings.attach(battles)
-            proba = predict(model, battles.without_labels(), tie_rate)
+        for first_row, battles, proba in scored_blocks(feed, model, recipe, workers=workers,
+                                                       embeddings=embeddings):
             bar.set_postfix_str(f"read {read[0]:,}", refresh=False)
             bar.update(len(battles))
             yield ScoredBlock(first_row, battles, proba)
@@ -201,7 +201,8 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
 def stream_predict(path: str | Path, model: PreferenceModel, out_path: str | Path, *,
                    force: bool = False, read_kwargs: Mapping[str, Any] | None = None,
                    tie_rate: float | None = None, embeddings_path: str | Path | None = None,
-                   block_rows: int = DEFAULT_BLOCK_ROWS, progress: bool = False) -> int:
+                   block_rows: int = DEFAULT_BLOCK_ROWS, progress: bool = False,
+                   workers: int = 1) -> int:
     """Write the submission CSV (``id`` + ``LABELS``) of every battle in ``path``.
 
     Blocks are scored by :func:`score_blocks` (the options are its own) and appended,
@@ -214,7 +215,7 @@ def stream_predict(path: str | Path, model: PreferenceModel, out_path: str | Pat
           open(staged, "w", encoding="utf-8", newline="") as handle):
         for block in score_blocks(path, model, read_kwargs=read_kwargs, tie_rate=tie_rate,
                                   embeddings_path=embeddings_path, block_rows=block_rows,
-                                  progress=progress):
+                                  progress=progress, workers=workers, keep_texts=False):
             with timed("write"):
                 frame = probability_frame(block.ids, block.proba, out_path)
                 frame.to_csv(handle, header=n_rows == 0, index=False)

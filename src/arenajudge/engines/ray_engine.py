@@ -30,7 +30,7 @@ from arenajudge.data.blocks import (STREAM_FORMATS, SeenIds, check_read_options,
                                     parse_block, raw_blocks)
 from arenajudge.data.schema import LABELS
 from arenajudge.data.tables import detect_format, read_errors
-from arenajudge.engines.local import predict
+from arenajudge.engines.scoring import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import check_scores_raw_text, read_manifest

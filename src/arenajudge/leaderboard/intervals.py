@@ -10,10 +10,10 @@ resampled with replacement and takes percentiles.
 
 from __future__ import annotations
 
+from statistics import NormalDist
 from typing import Callable
 
 import numpy as np
-from scipy.stats import norm
 from tqdm.auto import tqdm
 
 from arenajudge.leaderboard.bradley_terry import (LOGIT_TO_ELO, ratings, to_params_matrix,
@@ -21,7 +21,7 @@ from arenajudge.leaderboard.bradley_terry import (LOGIT_TO_ELO, ratings, to_para
 
 CI_LEVEL = 0.95
 INTERVALS = ("sandwich", "bootstrap", "none")
-Z = float(norm.ppf(0.5 + CI_LEVEL / 2))
+Z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
 """Half-width of the normal ``CI_LEVEL`` interval, in standard deviations."""
 
 

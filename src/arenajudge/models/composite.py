@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from scipy.optimize import minimize
 
 from arenajudge.calibration import _MAX_T, _MIN_T, Calibration
 from arenajudge.data.schema import LABELS, Battles, swap_proba
@@ -77,6 +76,8 @@ class Blend:
             mixed -= mixed.max(axis=1, keepdims=True)
             log_proba = mixed - np.log(np.exp(mixed).sum(axis=1, keepdims=True))
             return float(-(weight * (target * log_proba).sum(axis=1)).sum() / weight.sum())
+
+        from scipy.optimize import minimize
 
         bounds = [(-30, 30)] * len(probas) + [(np.log(_MIN_T), np.log(_MAX_T))]
         start = np.zeros(len(probas) + 1)

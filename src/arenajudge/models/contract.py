@@ -66,6 +66,13 @@ class PreferenceModel(ABC):
     def load(cls, path: str | Path) -> "PreferenceModel":
         """Read a model written by :meth:`save`."""
 
+    def worker_copy(self) -> "PreferenceModel | None":
+        """A copy scoring exactly as this model does on a single thread, which a worker
+        process receives pickled to score blocks of a file side by side with others;
+        None (the default) keeps scoring in this process, for backends that run their
+        own threads or a GPU."""
+        return None
+
     @property
     def is_fitted(self) -> bool:
         return any(name.endswith("_") and not name.startswith("_") for name in vars(self))

@@ -10,9 +10,10 @@ model is then trained on all rows.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from arenajudge.data.sources import source_weights
 from arenajudge.errors import ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
 from arenajudge.features.external import ExternalProjection
+from arenajudge.models.booster import Booster, BoosterError
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
 from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
                                         schema_hash, write_manifest)
@@ -121,7 +123,8 @@ class GBDTModel(PreferenceModel):
 
     Attributes
     ----------
-    booster_ : lightgbm.Booster
+    booster_ : Booster
+        The final LightGBM model, scored through LightGBM's C library.
     calibration_ : Calibration
     validation_ : dict
         The calibration's report (:func:`arenajudge.calibration.fit_calibration`: the
@@ -204,8 +207,9 @@ class GBDTModel(PreferenceModel):
                 battles.scored_target, oof, fold, prior)
             self.validation_.update(best_iteration=best,
                                     rounds=max(1, round(rounds_per_row * len(battles))))
-        self.booster_ = self._train(_augmented(pair, target, weight), None,
-                                    max(1, round(rounds_per_row * len(battles))))
+        trained = self._train(_augmented(pair, target, weight), None,
+                              max(1, round(rounds_per_row * len(battles))))
+        self.booster_ = Booster(trained.model_to_string())
         self.feature_names_ = self.config.features.names(self._external_components)
         self.training_ = data_summary(battles)
         if balanced is not None:
@@ -228,11 +232,19 @@ class GBDTModel(PreferenceModel):
         return pair.join(*self.projection_.transform(battles.embeddings))
 
     # --------------------------------------------------------------- prediction
-    @staticmethod
-    def _symmetric(booster, pair: PairFeatures) -> np.ndarray:
-        forward = booster.predict(pair.matrix())
-        backward = booster.predict(pair.matrix(swapped=True))
+    def _symmetric(self, booster, pair: PairFeatures) -> np.ndarray:
+        """p(A, B) averaged with the column-swapped p(B, A); ``booster`` is the final
+        model's :class:`Booster` or a cross-fitting ``lightgbm.Booster`` (both take
+        ``num_threads``)."""
+        forward = booster.predict(pair.matrix(), num_threads=self.config.n_jobs)
+        backward = booster.predict(pair.matrix(swapped=True), num_threads=self.config.n_jobs)
         return (forward + swap_proba(backward)) / 2
+
+    def worker_copy(self) -> "GBDTModel":
+        """This model on one thread (features and LightGBM), for a worker process."""
+        clone = copy.copy(self)
+        clone.config = replace(self.config, n_jobs=1)
+        return clone
 
     def predict_proba(self, battles: Battles, tie_rate: float | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n, 3), in ``LABELS`` order.
@@ -257,7 +269,7 @@ class GBDTModel(PreferenceModel):
         self.check_fitted()
         with atomic_path(path, force, kind="directory") as staged:
             staged.mkdir()
-            self.booster_.save_model(str(staged / BOOSTER_FILE))
+            self.booster_.save(staged / BOOSTER_FILE)
             self.calibration_.save(staged / CALIBRATION_FILE)
             (staged / FEATURES_FILE).write_text(json.dumps(self.feature_names_, indent=1))
             if self.projection_ is not None:
@@ -269,8 +281,6 @@ class GBDTModel(PreferenceModel):
     @classmethod
     def load(cls, path: str | Path) -> "GBDTModel":
         """Read a MODEL_DIR written by :meth:`save`, checking version and feature schema."""
-        import lightgbm as lgb
-
         path = Path(path)
         manifest = read_manifest(path, backend=cls.backend, verify=True)
         config = config_from_manifest(manifest, GBDTConfig, path)
@@ -290,8 +300,8 @@ class GBDTModel(PreferenceModel):
             raise ModelLoadError("is missing; the model directory is incomplete",
                                  file=booster_path)
         try:
-            booster = lgb.Booster(model_file=str(booster_path))
-        except lgb.basic.LightGBMError as exc:
+            booster = Booster.from_file(booster_path)
+        except (BoosterError, UnicodeDecodeError) as exc:
             raise ModelLoadError(f"is corrupt ({str(exc).strip()}); retrain the model",
                                  file=booster_path) from None
         if booster.num_feature() != len(names):

@@ -1,0 +1,183 @@
+"""Scoring battles: one batch in this process (:func:`predict`), or the raw blocks of a
+file parsed and scored in this process or side by side in worker processes, results in
+input order (:func:`scored_blocks`).
+
+The CPU model's features and the JSON parsing are mostly Python and hold the GIL, so
+threads of one process overlap little of them; worker processes use every core. Each
+worker loads a single-threaded copy of the model (:meth:`PreferenceModel.worker_copy`)
+once, then gets one raw block at a time, parses and scores it exactly as this process
+would, and sends back the battles (without their texts unless asked) and
+probabilities. This process keeps only raw blocks in flight and checks, in file order,
+what spans blocks: repeated ids, warnings logged once. Workers are spawned, not forked:
+this process runs threads (the reader, OpenMP, the tokenizer's pool) that a fork would
+copy in an arbitrary state.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import pickle
+import signal
+import tempfile
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from itertools import chain, islice
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from arenajudge.data.blocks import FileChecks, parse_block_quietly
+from arenajudge.data.embeddings import EmbeddingsFile
+from arenajudge.data.schema import Battles
+from arenajudge.errors import ArenaJudgeError
+from arenajudge.features.builder import row_cache_off
+from arenajudge.models.contract import PreferenceModel
+from arenajudge.threads import resolve_jobs
+from arenajudge.timing import StageTimes, add_stages, collecting, timed
+
+RawBlock = tuple[int, pd.DataFrame]
+"""(position of the block's first row in the file, its raw frame)."""
+Scored = tuple[int, Battles, np.ndarray]
+
+
+def predict(model: PreferenceModel, battles: Battles, tie_rate: float | None = None
+            ) -> np.ndarray:
+    """``model``'s probabilities for ``battles``, shape (n, 3) in ``LABELS`` order.
+
+    ``tie_rate`` (a class-prior shift) is passed only when given, so models whose
+    ``predict_proba`` has no such parameter still work without it.
+    """
+    if tie_rate is None:
+        return model.predict_proba(battles)
+    return model.predict_proba(battles, tie_rate=tie_rate)
+
+
+@dataclass(frozen=True)
+class BlockRecipe:
+    """How every raw block of one file is parsed and scored, in this process or a worker.
+
+    Attributes
+    ----------
+    path : str
+        The file, as errors and warnings name it.
+    columns, seed
+        As for :func:`~arenajudge.data.read_battles`.
+    tie_rate : float or None
+    check : callable, optional
+        Called with each block's battles before scoring; it raises to stop. A worker
+        gets it pickled, so it must be a module-level function.
+    keep_texts : bool, default=True
+        False hands the battles back without their turns (ids, labels, sources kept).
+    """
+
+    path: str
+    columns: Mapping[str, str] | None = None
+    seed: int = 0
+    tie_rate: float | None = None
+    check: Callable[[Battles], None] | None = None
+    keep_texts: bool = True
+
+    def score(self, model: PreferenceModel, first_row: int, frame: pd.DataFrame,
+              embeddings: EmbeddingsFile | None = None
+              ) -> tuple[Battles, np.ndarray, list[str]]:
+        """(battles, probabilities, warnings not yet logged) of one raw block."""
+        with timed("parse"):
+            battles, warnings = parse_block_quietly(frame, self.path, first_row,
+                                                    columns=self.columns, seed=self.seed)
+        if self.check is not None:
+            self.check(battles)
+        if embeddings is not None:
+            with timed("embeddings"):
+                battles = embeddings.attach(battles)
+        proba = predict(model, battles.without_labels(), self.tie_rate)
+        return (battles if self.keep_texts else battles.without_texts()), proba, warnings
+
+
+_worker_model: PreferenceModel | None = None
+
+
+def _adopt(model_path: str) -> None:
+    """Worker initializer: load the pickled model; Ctrl-C is the parent's to handle."""
+    global _worker_model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with open(model_path, "rb") as handle:
+        _worker_model = pickle.load(handle)
+
+
+def _score_in_worker(recipe: BlockRecipe, first_row: int, frame: pd.DataFrame
+                     ) -> tuple[tuple[Battles, np.ndarray, list[str]], dict[str, float]]:
+    times = StageTimes()
+    with collecting(times), row_cache_off():
+        scored = recipe.score(_worker_model, first_row, frame)
+    return scored, dict(times.seconds)
+
+
+def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: BlockRecipe,
+                  *, workers: int = 1, embeddings: EmbeddingsFile | None = None
+                  ) -> Iterator[Scored]:
+    """(first row, battles, probabilities) of each raw block of ``blocks``, in order.
+
+    With ``workers`` > 1 (0: one per core) and a model that offers a worker copy, blocks
+    are parsed and scored by that many processes, at most one block each in flight
+    beyond the one being handed back, so memory stays bounded by the block size. A file
+    of one block, and ``embeddings`` (attached by id from one table in memory), are
+    scored here. Either way the battles, errors and probabilities are those of the
+    whole file read and scored in this process, bit for bit.
+
+    Raises
+    ------
+    DataError
+        The first problem of the first bad block, or an id repeating an earlier one.
+    """
+    blocks, checks = iter(blocks), FileChecks(recipe.path)
+    n_workers = resolve_jobs(workers)
+    worker_model = (model.worker_copy() if n_workers > 1 and embeddings is None else None)
+    head = list(islice(blocks, 2)) if worker_model is not None else []
+    if len(head) < 2:
+        results: Iterator = ((first_row, *recipe.score(model, first_row, frame, embeddings))
+                             for first_row, frame in chain(head, blocks))
+    else:
+        results = _in_workers(chain(head, blocks), worker_model, recipe, n_workers)
+    for first_row, battles, proba, warnings in results:
+        checks.accept(first_row, battles, warnings)
+        yield first_row, battles, proba
+
+
+def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: BlockRecipe,
+                n_workers: int) -> Iterator[tuple[int, Battles, np.ndarray, list[str]]]:
+    pending: deque[tuple[int, int, Future]] = deque()
+    # The model goes through a file, not the start-up pipe: a worker that dies while
+    # starting would leave this process blocked writing a large model into that pipe.
+    with tempfile.TemporaryDirectory(prefix="arenajudge-workers-") as folder:
+        model_path = Path(folder) / "model.pickle"
+        model_path.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_adopt, initargs=(str(model_path),))
+        try:
+            for first_row, frame in blocks:
+                pending.append((first_row, len(frame),
+                                pool.submit(_score_in_worker, recipe, first_row, frame)))
+                if len(pending) > n_workers:
+                    yield _collect(*pending.popleft())
+            while pending:
+                yield _collect(*pending.popleft())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _collect(first_row: int, n_rows: int, future: Future
+             ) -> tuple[int, Battles, np.ndarray, list[str]]:
+    try:
+        (battles, proba, warnings), seconds = future.result()
+    except BrokenProcessPool:
+        raise ArenaJudgeError(
+            f"a worker process stopped while scoring rows {first_row + 1:,}-"
+            f"{first_row + n_rows:,} (out of memory? or a script that calls arenajudge "
+            "outside `if __name__ == \"__main__\":`, which every worker process reruns); "
+            "rerun with --workers 1 to score in this process") from None
+    add_stages(seconds)
+    return first_row, battles, proba, warnings
