@@ -47,9 +47,10 @@ def _write(frame: pd.DataFrame, path) -> None:
         frame.to_csv(path, index=False)
 
 
-def _whole_file_submission(model_dir, data, path, **read_kwargs) -> str:
+def _whole_file_submission(model_dir, data, path, tie_rate=None, **read_kwargs) -> str:
     battles = read_battles(data, **read_kwargs)
-    frame = pd.DataFrame(load_model(model_dir).predict_proba(battles), columns=list(LABELS))
+    frame = pd.DataFrame(load_model(model_dir).predict_proba(battles, tie_rate=tie_rate),
+                         columns=list(LABELS))
     frame.insert(0, "id", battles.id)
     write_csv(frame, path)
     return path.read_text()
@@ -210,9 +211,8 @@ def test_worker_processes_write_the_in_process_output(model_dir, tmp_path, tie_r
         outputs.append(tmp_path / f"workers-{workers}.csv")
         assert local.stream_predict(data, load_model(model_dir), outputs[-1],
                                     tie_rate=tie_rate, block_rows=BLOCK, workers=workers) == 230
-    assert outputs[0].read_text() == outputs[1].read_text()
-    whole = load_model(model_dir).predict_proba(read_battles(data), tie_rate=tie_rate)
-    np.testing.assert_array_equal(pd.read_csv(outputs[1])[list(LABELS)], whole)
+    assert outputs[0].read_text() == outputs[1].read_text() == _whole_file_submission(
+        model_dir, data, tmp_path / "whole.csv", tie_rate=tie_rate)
 
 
 def test_a_late_bad_row_with_workers_leaves_no_output(model_dir, tmp_path):
