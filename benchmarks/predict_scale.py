@@ -8,7 +8,8 @@ On alpaca_eval_gpt4_turbo decompressed to CSV (47,485 pairs), measured in one ru
   inside a fresh process (its imports excluded);
 * ``predict_x1``: ``arenajudge -v predict`` on that file in a fresh process, timed from
   start to exit (imports, model loading and writing included), its CPU time and peak
-  RSS (the child's own, from ``wait4``) and the time per stage it logs;
+  RSS (from ``wait4``: the child's and its worker processes') and the time per stage
+  it logs;
   ``predict_cpu_over_parse_process_cpu`` compares CPU times (the parse process's
   imports included), a figure a busy machine distorts less than wall time;
 * ``predict_x8``: the same for the rows repeated 8 times (379,880 pairs, ids made
