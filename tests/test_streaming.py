@@ -4,6 +4,9 @@ all, and a failure leaves no output."""
 from __future__ import annotations
 
 import functools
+import os
+import signal
+import time
 import subprocess
 import sys
 import json
@@ -300,3 +303,33 @@ def test_predict_hands_back_ids_without_texts(model_dir, tmp_path):
                                     workers=2, keep_texts=False))
     assert list(block.ids) == [str(1000 + i) for i in range(BLOCK)]
     assert block.battles.prompt == [()] * BLOCK and block.target is not None
+
+
+def test_ctrl_c_with_workers_stops_them_quietly_and_leaves_no_output(model_dir, tmp_path):
+    data = tmp_path / "test.csv"
+    synthetic_frame(n=20_000).to_csv(data, index=False)
+    out = tmp_path / "out" / "submission.csv"
+    out.parent.mkdir()
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from arenajudge.engines.local import stream_predict\n"
+        "from arenajudge.models.registry import load_model\n"
+        "if __name__ == '__main__':\n"
+        "    print('started', flush=True)\n"
+        "    try:\n"
+        f"        stream_predict(r'{data}', load_model(r'{model_dir}'), r'{out}',"
+        " block_rows=17, workers=2)\n"
+        "    except KeyboardInterrupt:\n"
+        "        sys.exit(130)\n")
+    # a terminal's Ctrl-C reaches the whole process group, the workers included
+    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    assert process.stdout.readline() == "started\n"
+    time.sleep(1.5)  # the workers are starting or scoring
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert list(out.parent.iterdir()) == []

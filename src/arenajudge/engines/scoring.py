@@ -19,9 +19,11 @@ import multiprocessing
 import pickle
 import signal
 import tempfile
+import threading
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
@@ -100,10 +102,23 @@ class BlockRecipe:
 _worker_model: PreferenceModel | None = None
 
 
+@contextmanager
+def _ctrl_c_left_to_this_process() -> Iterator[None]:
+    """Processes started within inherit Ctrl-C (SIGINT) ignored, even while they import:
+    this process handles it, stops the workers and prints one line."""
+    if threading.current_thread() is not threading.main_thread():  # cannot set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _adopt(model_path: str) -> None:
-    """Worker initializer: load the pickled model; Ctrl-C is the parent's to handle."""
+    """Worker initializer: load the pickled model."""
     global _worker_model
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with open(model_path, "rb") as handle:
         _worker_model = pickle.load(handle)
 
@@ -158,6 +173,11 @@ def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: Bloc
         pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_adopt, initargs=(str(model_path),))
         try:
+            with _ctrl_c_left_to_this_process():
+                # every worker starts now (a submit starts one while none is idle), so no
+                # later submit runs with Ctrl-C ignored here
+                for _ in range(n_workers):
+                    pool.submit(int)
             for first_row, frame in blocks:
                 pending.append((first_row, len(frame),
                                 pool.submit(_score_in_worker, recipe, first_row, frame)))
