@@ -257,11 +257,14 @@ def test_a_worker_that_dies_is_one_clear_error_and_no_output(model_dir, tmp_path
     assert local.stream_predict(data, model, out, block_rows=BLOCK, workers=1) == 100
 
 
-def test_models_without_a_worker_copy_score_in_this_process(model_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("case", ["no worker copy", "shorter than a block"])
+def test_models_without_a_worker_copy_and_short_files_score_in_this_process(
+        model_dir, tmp_path, monkeypatch, case):
     data = tmp_path / "test.csv"
-    synthetic_frame(n=100).to_csv(data, index=False)
+    synthetic_frame(n=100 if case == "no worker copy" else BLOCK - 1).to_csv(data, index=False)
     model = load_model(model_dir)
-    monkeypatch.setattr(model, "worker_copy", lambda: None)
+    if case == "no worker copy":
+        monkeypatch.setattr(model, "worker_copy", lambda: None)
     monkeypatch.setattr("arenajudge.engines.scoring.ProcessPoolExecutor", None)  # unused
     blocks = list(local.score_blocks(data, model, block_rows=BLOCK, workers=2))
     np.testing.assert_array_equal(np.vstack([b.proba for b in blocks]),

@@ -192,7 +192,8 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
 
     with bar, row_cache_off(), _Feed(counted(blocks)) as feed:
         for first_row, battles, proba in scored_blocks(feed, model, recipe, workers=workers,
-                                                       embeddings=embeddings):
+                                                       embeddings=embeddings,
+                                                       block_rows=block_rows):
             bar.set_postfix_str(f"read {read[0]:,}", refresh=False)
             bar.update(len(battles))
             yield ScoredBlock(first_row, battles, proba)

@@ -32,7 +32,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from arenajudge.data.blocks import FileChecks, parse_block_quietly
+from arenajudge.data.blocks import DEFAULT_BLOCK_ROWS, FileChecks, parse_block_quietly
 from arenajudge.data.embeddings import EmbeddingsFile
 from arenajudge.data.schema import Battles
 from arenajudge.errors import ArenaJudgeError
@@ -132,15 +132,16 @@ def _score_in_worker(recipe: BlockRecipe, first_row: int, frame: pd.DataFrame
 
 
 def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: BlockRecipe,
-                  *, workers: int = 1, embeddings: EmbeddingsFile | None = None
-                  ) -> Iterator[Scored]:
+                  *, workers: int = 1, embeddings: EmbeddingsFile | None = None,
+                  block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[Scored]:
     """(first row, battles, probabilities) of each raw block of ``blocks``, in order.
 
     With ``workers`` > 1 (0: one per core) and a model that offers a worker copy, blocks
     are parsed and scored by that many processes, at most one block each in flight
-    beyond the one being handed back, so memory stays bounded by the block size. A file
-    of one block, and ``embeddings`` (attached by id from one table in memory), are
-    scored here. Either way the battles, errors and probabilities are those of the
+    beyond the one being handed back, so memory stays bounded by the block size. The
+    workers start (about a second) once a first block of ``block_rows`` rows, the size
+    read, says more may follow; a shorter file, and ``embeddings`` (attached by id from
+    one table in memory), are scored here. Either way the battles, errors and probabilities are those of the
     whole file read and scored in this process, bit for bit.
 
     Raises
@@ -151,8 +152,8 @@ def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: Bl
     blocks, checks = iter(blocks), FileChecks(recipe.path)
     n_workers = resolve_jobs(workers)
     worker_model = (model.worker_copy() if n_workers > 1 and embeddings is None else None)
-    head = list(islice(blocks, 2)) if worker_model is not None else []
-    if len(head) < 2:
+    head = list(islice(blocks, 1)) if worker_model is not None else []
+    if not head or len(head[0][1]) < block_rows:
         results: Iterator = ((first_row, *recipe.score(model, first_row, frame, embeddings))
                              for first_row, frame in chain(head, blocks))
     else:
