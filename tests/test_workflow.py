@@ -102,6 +102,17 @@ def test_an_ensemble_of_two_backends_saves_loads_and_predicts_identically(tmp_pa
     assert np.array_equal(loaded.predict_proba(held), ensemble.predict_proba(held))
 
 
+def test_an_ensemble_of_cpu_models_streams_through_worker_processes(workdir, tmp_path):
+    from arenajudge.engines.local import stream_predict
+
+    ensemble = load_model(workdir["ensemble"])
+    assert ensemble.worker_copy() is not None
+    outputs = [tmp_path / f"workers-{n}.csv" for n in (1, 2)]
+    for workers, out in zip((1, 2), outputs):
+        stream_predict(workdir["test"], ensemble, out, block_rows=13, workers=workers)
+    assert outputs[0].read_text() == outputs[1].read_text()
+
+
 def test_ensemble_reports_members_and_an_honest_blend_score(workdir):
     scores = workdir["ensemble_scores"]
     weights = list(scores["weights"].values())

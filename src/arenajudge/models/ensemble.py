@@ -9,6 +9,7 @@ the sha256 of its manifest. It loads, predicts and serves like any other model.
 
 from __future__ import annotations
 
+import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -101,6 +102,16 @@ class EnsembleModel(PreferenceModel):
         used = [(p, w) for p, w in zip(probas, self.blend_.weights) if p is not None]
         blend = Blend(weights=tuple(w for _, w in used), calibration=self.blend_.calibration)
         return blend.transform([p for p, _ in used], tie_rate)
+
+    def worker_copy(self) -> "EnsembleModel | None":
+        """This ensemble with every member's worker copy; None when a member scores only
+        in this process."""
+        members = [member.worker_copy() for member in self.members_]
+        if any(member is None for member in members):
+            return None
+        clone = copy.copy(self)
+        clone.members_ = members
+        return clone
 
     def save(self, path: str | Path, *, force: bool = False) -> None:
         """Write MODEL_DIR: blend.json and a manifest naming the members by path relative
