@@ -60,6 +60,8 @@ class Booster:
 
     def __init__(self, text: str) -> None:
         self.text = text
+        # kept here: at interpreter exit module globals may be gone before __del__ runs
+        self._free = _library().LGBM_BoosterFree
         self._handle = ctypes.c_void_p()
         iterations = ctypes.c_int(0)
         _call(_library().LGBM_BoosterLoadModelFromString(
@@ -107,5 +109,5 @@ class Booster:
     def __del__(self) -> None:
         handle = getattr(self, "_handle", None)
         if handle is not None and handle.value is not None:
-            _library().LGBM_BoosterFree(handle)
+            self._free(handle)
             self._handle = None
