@@ -123,9 +123,56 @@ def test_non_finite_calibration_is_refused(tmp_path, field, value):
 
 def test_calibration_round_trips(tmp_path):
     calibration = Calibration(temperature=1.3, train_prior=(0.45, 0.45, 0.1),
-                              tie_model="davidson", margins=(0.1, 0.2, 0.5))
+                              tie_model="davidson", margins=(0.1, 0.2, 0.5),
+                              source_temperatures=(("arena", 1.1), ("hh", 0.9)))
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json") == calibration
+
+
+def test_a_non_finite_source_temperature_is_refused(tmp_path):
+    path = tmp_path / "calibration.json"
+    Calibration(source_temperatures=(("arena", 1.1),)).save(path)
+    path.write_text(path.read_text().replace("1.1", "NaN"))
+    with pytest.raises(ModelLoadError, match="is corrupt"):
+        Calibration.load(path)
+
+
+def _two_sources(n: int, seed: int):
+    """Labels from known probabilities; "sharp" rows are predicted with them, "over"
+    rows with the same probabilities sharpened (cubed): overconfident."""
+    rng = np.random.default_rng(seed)
+    truth = rng.dirichlet([2, 2, 1], size=2 * n)
+    labels = (rng.random(2 * n)[:, None] > truth.cumsum(axis=1)).sum(axis=1)
+    over = truth ** 3 / (truth ** 3).sum(axis=1, keepdims=True)
+    source = np.array(["sharp"] * n + ["over"] * n)
+    proba = np.where((source == "over")[:, None], over, truth)
+    return np.eye(3)[labels], proba, source
+
+
+def test_each_large_source_gets_its_own_temperature():
+    target, proba, source = _two_sources(3000, seed=0)
+    prior = (0.4, 0.4, 0.2)
+    fold = np.arange(len(target)) % 3
+    calibration, report = fit_calibration(target, proba, fold, prior, source)
+    by_source = dict(calibration.source_temperatures)
+    assert abs(by_source["sharp"] - 1) < 0.1 and abs(by_source["over"] - 3) < 0.4
+    assert report["source_temperatures"] == by_source
+    plain, plain_report = fit_calibration(target, proba, fold, prior)
+    assert plain.source_temperatures == ()
+    assert report["log_loss"] < plain_report["log_loss"]  # out of sample, both
+    # rows of a source it never saw, or without a source, take the overall temperature
+    unseen = calibration.transform(proba[:5], source=np.array(["new"] * 5))
+    np.testing.assert_array_equal(unseen, calibration.transform(proba[:5]))
+    np.testing.assert_array_equal(unseen, Calibration(
+        temperature=calibration.temperature, train_prior=prior).transform(proba[:5]))
+
+
+def test_a_small_source_takes_the_overall_temperature():
+    target, proba, source = _two_sources(3000, seed=1)
+    source[:100] = "tiny"
+    calibration, _ = fit_calibration(target, proba, np.arange(len(target)) % 3,
+                                     (0.4, 0.4, 0.2), source)
+    assert "tiny" not in dict(calibration.source_temperatures)
 
 
 def test_length_baseline_is_symmetric_and_learns_length(tmp_path):

@@ -38,6 +38,8 @@ MIN_TIES = 200
 """Tie votes the training data needs before the model's own tie column is trusted
 (and then only when it beats the Davidson tie model out of sample)."""
 MARGIN_QUANTILES = 101
+MIN_SOURCE_ROWS = 300
+"""Out-of-sample rows a source needs before it gets a temperature of its own."""
 TIE_MODELS = ("prior_shift", "davidson")
 
 
@@ -144,15 +146,31 @@ class Calibration:
         Quantiles of the :func:`decisive_margin` of the calibrated out-of-sample
         predictions; the Davidson nu for a tie rate makes their mean tie probability
         that rate, so a row's prediction never depends on the rows beside it.
+    source_temperatures : tuple of (str, float)
+        A temperature of its own for each source of the training data with at least
+        ``MIN_SOURCE_ROWS`` out-of-sample rows: a model can be sharp on one source and
+        overconfident on another. Rows of other sources, or without one, take
+        ``temperature``.
     """
 
     temperature: float = 1.0
     train_prior: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
     tie_model: str = "prior_shift"
     margins: tuple[float, ...] = ()
+    source_temperatures: tuple[tuple[str, float], ...] = ()
 
-    def transform(self, proba: np.ndarray, tie_rate: float | None = None) -> np.ndarray:
-        """Calibrated probabilities, shape (n, 3), every entry >= ``PROBA_FLOOR``.
+    def temperatures(self, n: int, source: np.ndarray | None = None) -> np.ndarray:
+        """The temperature of each of ``n`` rows, shape (n, 1), from their ``source``."""
+        by_source = dict(self.source_temperatures)
+        if source is None or not by_source:
+            return np.full((n, 1), self.temperature)
+        return np.array([by_source.get(name, self.temperature) for name in source],
+                        dtype=float)[:, None]
+
+    def transform(self, proba: np.ndarray, tie_rate: float | None = None,
+                  source: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated probabilities, shape (n, 3), every entry >= ``PROBA_FLOOR``;
+        ``source`` (n,) names each row's source, for the source temperatures.
 
         Without ``tie_rate`` the model's own (tempered) tie column is kept. With it,
         ``davidson`` takes the tie column from Davidson's model, nu solved for
@@ -160,7 +178,7 @@ class Calibration:
         ((1 - r) / 2, (1 - r) / 2, r) by Bayes' rule on the tie column.
         """
         check_tie_rate(tie_rate)
-        proba = _tempered(_log(proba), self.temperature)
+        proba = _tempered(_log(proba), self.temperatures(len(proba), source))
         if tie_rate is not None and self.tie_model == "davidson":
             proba = davidson(proba, solve_davidson(np.asarray(self.margins), tie_rate))
         elif tie_rate is not None:
@@ -169,7 +187,9 @@ class Calibration:
         return apply_floor(proba)
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2), encoding="utf-8")
+        raw = asdict(self)
+        raw["source_temperatures"] = dict(self.source_temperatures)
+        path.write_text(json.dumps(raw, indent=2), encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> "Calibration":
@@ -179,17 +199,24 @@ class Calibration:
             calibration = cls(temperature=float(raw["temperature"]),
                               train_prior=tuple(float(v) for v in raw["train_prior"]),
                               tie_model=str(raw.get("tie_model", "prior_shift")),
-                              margins=tuple(float(v) for v in raw.get("margins", ())))
+                              margins=tuple(float(v) for v in raw.get("margins", ())),
+                              source_temperatures=tuple(
+                                  (str(name), float(value)) for name, value in
+                                  raw.get("source_temperatures", {}).items()))
         except FileNotFoundError:
             raise ModelLoadError("is missing; the model directory is incomplete",
                                  file=path) from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelLoadError(f"is corrupt ({exc}); retrain the model", file=path) from None
-        numbers = (calibration.temperature, *calibration.train_prior, *calibration.margins)
+        source_temperatures = [value for _, value in calibration.source_temperatures]
+        numbers = (calibration.temperature, *calibration.train_prior, *calibration.margins,
+                   *source_temperatures)
         if not all(math.isfinite(v) for v in numbers):
             raise ModelLoadError("is corrupt (a value is NaN or infinite); retrain the model",
                                  file=path)
-        if not (_MIN_T <= calibration.temperature <= _MAX_T and len(calibration.train_prior) == 3
+        if not (all(_MIN_T <= t <= _MAX_T for t in (calibration.temperature,
+                                                     *source_temperatures))
+                and len(calibration.train_prior) == 3
                 and min(calibration.train_prior) > 0
                 and calibration.tie_model in TIE_MODELS
                 and (calibration.tie_model != "davidson" or calibration.margins)
@@ -217,25 +244,37 @@ def _choose_tie_model(target: np.ndarray, tempered: np.ndarray, nu: float
     return "davidson", evidence
 
 
-def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, float]
-         ) -> tuple[Calibration, dict[str, Any]]:
+def _source_temperatures(target: np.ndarray, oof: np.ndarray, source: np.ndarray | None
+                         ) -> tuple[tuple[str, float], ...]:
+    if source is None:
+        return ()
+    names, counts = np.unique(source, return_counts=True)
+    return tuple((str(name), round(fit_temperature(target[source == name],
+                                                   oof[source == name]), 6))
+                 for name, count in zip(names, counts) if count >= MIN_SOURCE_ROWS)
+
+
+def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, float],
+         source: np.ndarray | None = None) -> tuple[Calibration, dict[str, Any]]:
     temperature = fit_temperature(target, oof)
-    tempered = _tempered(_log(oof), temperature)
+    by_source = _source_temperatures(target, oof, source)
+    tempered = _tempered(_log(oof), Calibration(
+        temperature=temperature, source_temperatures=by_source).temperatures(len(oof), source))
     nu = fit_davidson(target, tempered)
     tie_model, evidence = _choose_tie_model(target, tempered, nu)
     margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
                           np.linspace(0, 1, MARGIN_QUANTILES))
     evidence["davidson_nu"] = nu
     return Calibration(temperature=temperature, train_prior=tuple(train_prior),
-                       tie_model=tie_model,
-                       margins=tuple(round(float(m), 6) for m in margins)), evidence
+                       tie_model=tie_model, margins=tuple(round(float(m), 6) for m in margins),
+                       source_temperatures=by_source), evidence
 
 
 def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
-                    train_prior: tuple[float, float, float]
-                    ) -> tuple[Calibration, dict[str, Any]]:
+                    train_prior: tuple[float, float, float],
+                    source: np.ndarray | None = None) -> tuple[Calibration, dict[str, Any]]:
     """Fit the calibration on out-of-sample predictions ``oof`` (n, 3) of labels
-    ``target`` (n, 3), and score it honestly.
+    ``target`` (n, 3), with the rows' ``source`` (n,) if known, and score it honestly.
 
     ``fold`` (n,) numbers the rows' folds: the reported log loss and ECE are those of
     each fold calibrated by a calibration fitted on the other folds alone, so the
@@ -243,17 +282,23 @@ def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
     on all rows) and its report: rows, folds, log_loss, prior_log_loss, ece,
     temperature, tie_model and the evidence for it (with Davidson's nu fitted).
     """
-    calibration, evidence = _fit(target, oof, train_prior)
+    calibration, evidence = _fit(target, oof, train_prior, source)
+
+    def rows(mask: np.ndarray) -> np.ndarray | None:
+        return None if source is None else source[mask]
+
     calibrated = np.empty_like(oof)
     for k in np.unique(fold):
         held = fold == k
-        others = _fit(target[~held], oof[~held], train_prior)[0] if (~held).any() \
-            else calibration
-        calibrated[held] = others.transform(oof[held])
+        others = _fit(target[~held], oof[~held], train_prior, rows(~held))[0] \
+            if (~held).any() else calibration
+        calibrated[held] = others.transform(oof[held], source=rows(held))
     report = {"rows": int(len(target)), "folds": int(len(np.unique(fold))),
               "log_loss": log_loss(target, calibrated),
               "prior_log_loss": prior_log_loss(target),
               "ece": expected_calibration_error(target, calibrated),
-              "temperature": calibration.temperature, "tie_model": calibration.tie_model,
+              "temperature": calibration.temperature,
+              "source_temperatures": dict(calibration.source_temperatures),
+              "tie_model": calibration.tie_model,
               "tie_model_evidence": evidence}
     return calibration, report

@@ -204,7 +204,7 @@ class GBDTModel(PreferenceModel):
             rounds_per_row = best / int((~holdout).sum())
             oof, fold = self._cross_fit(battles, pair, target, weight, rounds_per_row)
             self.calibration_, self.validation_ = fit_calibration(
-                battles.scored_target, oof, fold, prior)
+                battles.scored_target, oof, fold, prior, battles.source)
             self.validation_.update(best_iteration=best,
                                     rounds=max(1, round(rounds_per_row * len(battles))))
         trained = self._train(_augmented(pair, target, weight), None,
@@ -259,7 +259,7 @@ class GBDTModel(PreferenceModel):
             pair = self._features(battles)
         with timed("lightgbm"):
             raw = self._symmetric(self.booster_, pair)
-        return self.calibration_.transform(raw, tie_rate)
+        return self.calibration_.transform(raw, tie_rate, battles.source)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, force: bool = False) -> None:

@@ -175,9 +175,10 @@ class TransformerModel(PreferenceModel):
         self.calibration_ = Calibration(train_prior=prior)
         if val is not None:  # the shipped network never trained on the validation fold
             val_rows = np.flatnonzero(val_mask)
+            held = battles.take(val_rows)
             self.calibration_, report = fit_calibration(
-                battles.scored_target[val_rows], self._raw_proba(val),
-                prompt_groups(battles.take(val_rows)) % CALIBRATION_FOLDS, prior)
+                held.scored_target, self._raw_proba(val),
+                prompt_groups(held) % CALIBRATION_FOLDS, prior, held.source)
             self.validation_.update(report)
         self.training_ = summary
         return self
@@ -248,7 +249,7 @@ class TransformerModel(PreferenceModel):
             swapped = np.argsort(proba.max(axis=1), kind="stable")[:int(np.ceil(share * n))]
             logits = self._logits(samples, n + swapped) + logits
             proba[swapped] = samples.battle_proba(logits)[swapped]
-        return self.calibration_.transform(proba, tie_rate)
+        return self.calibration_.transform(proba, tie_rate, battles.source)
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, force: bool = False) -> None:
