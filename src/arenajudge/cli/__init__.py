@@ -36,6 +36,15 @@ def _usage_line(exc: click.UsageError) -> str:
     return f"error: {message} (see `{command} --help`)"
 
 
+def _leave_process_group() -> None:
+    """Leave the process group a transformer model joined under `accelerate launch`
+    (to sum the processes' predictions): left to the interpreter's exit, gloo's threads
+    can abort the process ("terminate called without an active exception")."""
+    distributed = sys.modules.get("torch.distributed")
+    if distributed is not None and distributed.is_available() and distributed.is_initialized():
+        distributed.destroy_process_group()
+
+
 class _Group(click.Group):
     """Formats every failure as one ``error:`` line: usage errors, user errors, internal
     errors (traceback only with --debug) and Ctrl-C."""
@@ -47,6 +56,7 @@ class _Group(click.Group):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            _leave_process_group()
         except click.UsageError as exc:
             click.echo(_usage_line(exc), err=True)
             sys.exit(EXIT_USER_ERROR)
