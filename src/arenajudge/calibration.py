@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -256,18 +256,17 @@ def _source_temperatures(target: np.ndarray, oof: np.ndarray, source: np.ndarray
 
 def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, float],
          source: np.ndarray | None = None) -> tuple[Calibration, dict[str, Any]]:
-    temperature = fit_temperature(target, oof)
-    by_source = _source_temperatures(target, oof, source)
-    tempered = _tempered(_log(oof), Calibration(
-        temperature=temperature, source_temperatures=by_source).temperatures(len(oof), source))
+    tempering = Calibration(temperature=fit_temperature(target, oof),
+                            train_prior=tuple(train_prior),
+                            source_temperatures=_source_temperatures(target, oof, source))
+    tempered = _tempered(_log(oof), tempering.temperatures(len(oof), source))
     nu = fit_davidson(target, tempered)
     tie_model, evidence = _choose_tie_model(target, tempered, nu)
     margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
                           np.linspace(0, 1, MARGIN_QUANTILES))
     evidence["davidson_nu"] = nu
-    return Calibration(temperature=temperature, train_prior=tuple(train_prior),
-                       tie_model=tie_model, margins=tuple(round(float(m), 6) for m in margins),
-                       source_temperatures=by_source), evidence
+    return replace(tempering, tie_model=tie_model,
+                   margins=tuple(round(float(m), 6) for m in margins)), evidence
 
 
 def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,

@@ -29,8 +29,13 @@ class StageTimes:
         try:
             yield
         finally:
-            with self._lock:
-                self.seconds[name] += time.perf_counter() - started
+            self.add({name: time.perf_counter() - started})
+
+    def add(self, seconds: dict[str, float]) -> None:
+        """Add seconds per stage, e.g. those a worker process measured."""
+        with self._lock:
+            for name, value in seconds.items():
+                self.seconds[name] += value
 
     def summary(self) -> str:
         """``read 0.81 s, parse 1.40 s, ...`` in the order the stages first ran."""
@@ -65,8 +70,5 @@ def timed(name: str) -> Iterator[None]:
 def add_stages(seconds: dict[str, float]) -> None:
     """Add stage times measured elsewhere (a worker process) to the run collecting, if any."""
     times = _current.get()
-    if times is None:
-        return
-    with times._lock:
-        for name, value in seconds.items():
-            times.seconds[name] += value
+    if times is not None:
+        times.add(seconds)

@@ -4,7 +4,8 @@
 :func:`score_blocks` streams a file: a reader thread reads raw blocks of rows
 (:mod:`arenajudge.data.blocks`) into a short queue while the calling thread parses and
 scores them, or hands them to worker processes (:mod:`arenajudge.engines.scoring`), so
-reading overlaps scoring, and memory is bounded by the block size, not by the file. The blocks come back in input order, with their battles (labels included) and
+reading overlaps scoring, and memory is bounded by the block size, not by the file.
+The blocks come back in input order, with their battles (labels included) and
 probabilities; :func:`stream_predict` appends them to a submission CSV that appears
 only once complete.
 """
@@ -37,7 +38,7 @@ from arenajudge.timing import StageTimes, collecting, timed
 logger = logging.getLogger(__name__)
 
 _QUEUE_BLOCKS = 2
-"""Parsed blocks waiting for the scorer: enough to keep it busy, few enough to keep
+"""Raw blocks waiting for the scorer: enough to keep it busy, few enough to keep
 memory flat."""
 _BAR_DELAY_S = 1.0
 
@@ -155,8 +156,8 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
         worker processes it must be a module-level function (it is pickled).
     workers : int, default=1
         Processes parsing and scoring blocks side by side (0: one per core), for models
-        that offer a worker copy (the CPU model); other models, a file of one block and
-        ``embeddings_path`` are scored in this process
+        that offer a worker copy (the CPU model); other models, a file shorter than one
+        block and ``embeddings_path`` are scored in this process
         (:func:`~arenajudge.engines.scoring.scored_blocks`).
     keep_texts : bool, default=True
         False yields each block's battles without their turns (ids, labels and sources

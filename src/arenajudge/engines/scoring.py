@@ -141,8 +141,9 @@ def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: Bl
     beyond the one being handed back, so memory stays bounded by the block size. The
     workers start (about a second) once a first block of ``block_rows`` rows, the size
     read, says more may follow; a shorter file, and ``embeddings`` (attached by id from
-    one table in memory), are scored here. Either way the battles, errors and probabilities are those of the
-    whole file read and scored in this process, bit for bit.
+    one table in memory), are scored here. Either way the battles, errors and
+    probabilities are those of the whole file read and scored in this process, bit for
+    bit.
 
     Raises
     ------
@@ -151,7 +152,7 @@ def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: Bl
     """
     blocks, checks = iter(blocks), FileChecks(recipe.path)
     n_workers = resolve_jobs(workers)
-    worker_model = (model.worker_copy() if n_workers > 1 and embeddings is None else None)
+    worker_model = model.worker_copy() if n_workers > 1 and embeddings is None else None
     head = list(islice(blocks, 1)) if worker_model is not None else []
     if not head or len(head[0][1]) < block_rows:
         results: Iterator = ((first_row, *recipe.score(model, first_row, frame, embeddings))

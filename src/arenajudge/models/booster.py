@@ -35,8 +35,9 @@ def _library() -> ctypes.CDLL:
     if spec is not None and spec.submodule_search_locations:
         name = _LIBRARY_NAMES.get(sys.platform, "lib_lightgbm.so")
         for root in spec.submodule_search_locations:
-            if (Path(root) / "lib" / name).is_file():
-                library = ctypes.cdll.LoadLibrary(str(Path(root) / "lib" / name))
+            path = Path(root) / "lib" / name
+            if path.is_file():
+                library = ctypes.cdll.LoadLibrary(str(path))
                 library.LGBM_GetLastError.restype = ctypes.c_char_p
                 return library
     from lightgbm.basic import _LIB
