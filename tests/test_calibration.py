@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -165,6 +166,53 @@ def test_each_large_source_gets_its_own_temperature():
     np.testing.assert_array_equal(unseen, calibration.transform(proba[:5]))
     np.testing.assert_array_equal(unseen, Calibration(
         temperature=calibration.temperature, train_prior=prior).transform(proba[:5]))
+
+
+def _sources_with_and_without_ties(n: int, seed: int):
+    """Decisive odds known to the model; "votes" rows never tie, "graded" rows tie as
+    Davidson's model with nu = 0.3 says; the model's tie column is the pooled share."""
+    rng = np.random.default_rng(seed)
+    q = rng.beta(2, 2, size=2 * n)
+    source = np.array(["votes"] * n + ["graded"] * n)
+    truth = davidson(np.column_stack([q, 1 - q, np.zeros(2 * n)]), 0.3)
+    truth[source == "votes"] = np.column_stack([q, 1 - q, np.zeros(2 * n)])[source == "votes"]
+    labels = (rng.random(2 * n)[:, None] > truth.cumsum(axis=1)).sum(axis=1).clip(0, 2)
+    pooled_tie = float((labels == 2).mean())
+    proba = np.column_stack([(1 - pooled_tie) * q, (1 - pooled_tie) * (1 - q),
+                             np.full(2 * n, pooled_tie)])
+    return np.eye(3)[labels], proba, source
+
+
+def test_each_large_source_is_moved_to_its_own_share_of_ties():
+    target, proba, source = _sources_with_and_without_ties(3000, seed=0)
+    fold = np.arange(len(target)) % 3
+    prior = tuple(target.mean(axis=0))
+    calibration, report = fit_calibration(target, proba, fold, prior, source)
+    rates = dict(calibration.source_tie_rates)
+    assert report["source_tie_rates"] == rates
+    assert rates["votes"] < 0.001 < 0.05 < rates["graded"]
+    moved = calibration.transform(proba, source=source)
+    assert moved[source == "votes", 2].mean() < 0.002
+    graded = source == "graded"
+    assert moved[graded, 2].mean() == pytest.approx(target[graded, 2].mean(), rel=0.1)
+    plain, plain_report = fit_calibration(target, proba, fold, prior)
+    assert plain.source_tie_rates == ()
+    assert report["log_loss"] < plain_report["log_loss"] - 0.02  # out of sample, both
+    # an unseen source or none keeps the model's own tie column; --tie-rate beats sources
+    unseen = calibration.transform(proba[:5], source=np.array(["new"] * 5))
+    np.testing.assert_array_equal(unseen, calibration.transform(proba[:5]))
+    np.testing.assert_array_equal(
+        calibration.transform(proba, 0.2, source),
+        dataclasses.replace(calibration, source_tie_rates=()).transform(proba, 0.2, source))
+
+
+def test_an_out_of_range_source_tie_rate_is_refused(tmp_path):
+    path = tmp_path / "calibration.json"
+    Calibration(source_tie_rates=(("votes", 0.0),)).save(path)
+    with pytest.raises(ModelLoadError, match="out-of-range"):
+        Calibration.load(path)
+    Calibration(source_tie_rates=(("votes", 0.01),)).save(path)
+    assert Calibration.load(path).source_tie_rates == (("votes", 0.01),)
 
 
 def test_a_small_source_takes_the_overall_temperature():

@@ -11,6 +11,9 @@ backend. Two ways to reach a target share of ties (``--tie-rate``):
   ties grow as the two responses draw level, one parameter nu sets how many there
   are. Used when the training data holds too few ties for the tie column to be more
   than noise (human preference sets: about 1%), which a 25-fold prior shift blows up.
+
+When the training rows name their sources, each large source also gets a temperature
+and a tie rate of its own, applied to rows of that source (see :class:`Calibration`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ MIN_TIES = 200
 (and then only when it beats the Davidson tie model out of sample)."""
 MARGIN_QUANTILES = 101
 MIN_SOURCE_ROWS = 300
-"""Out-of-sample rows a source needs before it gets a temperature of its own."""
+"""Out-of-sample rows a source needs before it gets a temperature and a tie rate of its
+own."""
 TIE_MODELS = ("prior_shift", "davidson")
 
 
@@ -151,6 +155,11 @@ class Calibration:
         ``MIN_SOURCE_ROWS`` out-of-sample rows: a model can be sharp on one source and
         overconfident on another. Rows of other sources, or without one, take
         ``temperature``.
+    source_tie_rates : tuple of (str, float)
+        For each of those sources, the tie rate whose prior shift fits its out-of-sample
+        rows best. Without ``tie_rate``, a row of such a source is moved to its source's
+        rate: pooled sets differ most in how often their voters may call a tie (PandaLM
+        11%, HH-RLHF none).
     """
 
     temperature: float = 1.0
@@ -158,6 +167,7 @@ class Calibration:
     tie_model: str = "prior_shift"
     margins: tuple[float, ...] = ()
     source_temperatures: tuple[tuple[str, float], ...] = ()
+    source_tie_rates: tuple[tuple[str, float], ...] = ()
 
     def temperatures(self, n: int, source: np.ndarray | None = None) -> np.ndarray:
         """The temperature of each of ``n`` rows, shape (n, 1), from their ``source``."""
@@ -167,28 +177,47 @@ class Calibration:
         return np.array([by_source.get(name, self.temperature) for name in source],
                         dtype=float)[:, None]
 
+    def tie_rates(self, n: int, source: np.ndarray | None = None) -> np.ndarray:
+        """The source tie rate of each of ``n`` rows, shape (n,); NaN for rows of other
+        sources or none."""
+        by_source = dict(self.source_tie_rates)
+        if source is None or not by_source:
+            return np.full(n, np.nan)
+        return np.array([by_source.get(name, np.nan) for name in source], dtype=float)
+
+    def _shift_ties(self, proba: np.ndarray, tie_rate: float, tie_model: str) -> np.ndarray:
+        if tie_model == "davidson":
+            return davidson(proba, solve_davidson(np.asarray(self.margins), tie_rate))
+        target = np.array([(1 - tie_rate) / 2, (1 - tie_rate) / 2, tie_rate])
+        return proba * (target / np.asarray(self.train_prior))
+
     def transform(self, proba: np.ndarray, tie_rate: float | None = None,
                   source: np.ndarray | None = None) -> np.ndarray:
         """Calibrated probabilities, shape (n, 3), every entry >= ``PROBA_FLOOR``;
-        ``source`` (n,) names each row's source, for the source temperatures.
+        ``source`` (n,) names each row's source, for the source temperatures and tie rates.
 
-        Without ``tie_rate`` the model's own (tempered) tie column is kept. With it,
-        ``davidson`` takes the tie column from Davidson's model, nu solved for
-        ``tie_rate``; ``prior_shift`` moves the prediction to a class balance of
-        ((1 - r) / 2, (1 - r) / 2, r) by Bayes' rule on the tie column.
+        With ``tie_rate`` r, ``davidson`` takes the tie column from Davidson's model, nu
+        solved for r; ``prior_shift`` moves the prediction to a class balance of
+        ((1 - r) / 2, (1 - r) / 2, r) by Bayes' rule on the tie column. Without it the
+        model's own (tempered) tie column is kept, except on rows of a source with a tie
+        rate of its own: Bayes' rule moves them to it (whatever ``tie_model``: the rate
+        was fitted on that source's rows, and the tie column holds what the model
+        learnt of when that source's voters call a tie).
         """
         check_tie_rate(tie_rate)
         proba = _tempered(_log(proba), self.temperatures(len(proba), source))
-        if tie_rate is not None and self.tie_model == "davidson":
-            proba = davidson(proba, solve_davidson(np.asarray(self.margins), tie_rate))
-        elif tie_rate is not None:
-            target = np.array([(1 - tie_rate) / 2, (1 - tie_rate) / 2, tie_rate])
-            proba = proba * (target / np.asarray(self.train_prior))
+        if tie_rate is not None:
+            return apply_floor(self._shift_ties(proba, tie_rate, self.tie_model))
+        rates = self.tie_rates(len(proba), source)
+        for rate in np.unique(rates[~np.isnan(rates)]):
+            rows = rates == rate
+            proba[rows] = self._shift_ties(proba[rows], float(rate), "prior_shift")
         return apply_floor(proba)
 
     def save(self, path: Path) -> None:
         raw = asdict(self)
         raw["source_temperatures"] = dict(self.source_temperatures)
+        raw["source_tie_rates"] = dict(self.source_tie_rates)
         path.write_text(json.dumps(raw, indent=2), encoding="utf-8")
 
     @classmethod
@@ -202,15 +231,19 @@ class Calibration:
                               margins=tuple(float(v) for v in raw.get("margins", ())),
                               source_temperatures=tuple(
                                   (str(name), float(value)) for name, value in
-                                  raw.get("source_temperatures", {}).items()))
+                                  raw.get("source_temperatures", {}).items()),
+                              source_tie_rates=tuple(
+                                  (str(name), float(value)) for name, value in
+                                  raw.get("source_tie_rates", {}).items()))
         except FileNotFoundError:
             raise ModelLoadError("is missing; the model directory is incomplete",
                                  file=path) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelLoadError(f"is corrupt ({exc}); retrain the model", file=path) from None
         source_temperatures = [value for _, value in calibration.source_temperatures]
+        source_tie_rates = [value for _, value in calibration.source_tie_rates]
         numbers = (calibration.temperature, *calibration.train_prior, *calibration.margins,
-                   *source_temperatures)
+                   *source_temperatures, *source_tie_rates)
         if not all(math.isfinite(v) for v in numbers):
             raise ModelLoadError("is corrupt (a value is NaN or infinite); retrain the model",
                                  file=path)
@@ -220,7 +253,8 @@ class Calibration:
                 and min(calibration.train_prior) > 0
                 and calibration.tie_model in TIE_MODELS
                 and (calibration.tie_model != "davidson" or calibration.margins)
-                and all(0 < m <= 0.5 for m in calibration.margins)):
+                and all(0 < m <= 0.5 for m in calibration.margins)
+                and all(0 < r < 1 for r in source_tie_rates)):
             raise ModelLoadError("holds out-of-range values; retrain the model", file=path)
         return calibration
 
@@ -244,14 +278,38 @@ def _choose_tie_model(target: np.ndarray, tempered: np.ndarray, nu: float
     return "davidson", evidence
 
 
+def _large_sources(source: np.ndarray | None) -> list[str]:
+    if source is None:
+        return []
+    names, counts = np.unique(source, return_counts=True)
+    return [str(name) for name, count in zip(names, counts) if count >= MIN_SOURCE_ROWS]
+
+
 def _source_temperatures(target: np.ndarray, oof: np.ndarray, source: np.ndarray | None
                          ) -> tuple[tuple[str, float], ...]:
-    if source is None:
-        return ()
-    names, counts = np.unique(source, return_counts=True)
-    return tuple((str(name), round(fit_temperature(target[source == name],
-                                                   oof[source == name]), 6))
-                 for name, count in zip(names, counts) if count >= MIN_SOURCE_ROWS)
+    return tuple((name, round(fit_temperature(target[source == name], oof[source == name]), 6))
+                 for name in _large_sources(source))
+
+
+def _fit_tie_rate(target: np.ndarray, tempered: np.ndarray, calibration: Calibration) -> float:
+    """The tie rate whose shift (:meth:`Calibration.transform`) gives the tempered
+    predictions of one source their least log loss; never below half a tie in its rows,
+    so a source without ties does not claim that they cannot happen."""
+    from scipy.optimize import minimize_scalar
+
+    low = math.log(0.5 / (len(target) + 1))
+    result = minimize_scalar(
+        lambda log_rate: log_loss(target, apply_floor(calibration._shift_ties(
+            tempered, math.exp(log_rate), "prior_shift"))), bounds=(low, math.log(0.5)),
+        method="bounded")
+    return float(f"{math.exp(result.x):.6g}")
+
+
+def _source_tie_rates(target: np.ndarray, tempered: np.ndarray, source: np.ndarray | None,
+                      calibration: Calibration) -> tuple[tuple[str, float], ...]:
+    return tuple((name, _fit_tie_rate(target[source == name], tempered[source == name],
+                                      calibration))
+                 for name in _large_sources(source))
 
 
 def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, float],
@@ -265,8 +323,10 @@ def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, f
     margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
                           np.linspace(0, 1, MARGIN_QUANTILES))
     evidence["davidson_nu"] = nu
-    return replace(tempering, tie_model=tie_model,
-                   margins=tuple(round(float(m), 6) for m in margins)), evidence
+    calibration = replace(tempering, tie_model=tie_model,
+                          margins=tuple(round(float(m), 6) for m in margins))
+    return replace(calibration, source_tie_rates=_source_tie_rates(
+        target, tempered, source, calibration)), evidence
 
 
 def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
@@ -298,6 +358,7 @@ def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
               "ece": expected_calibration_error(target, calibrated),
               "temperature": calibration.temperature,
               "source_temperatures": dict(calibration.source_temperatures),
+              "source_tie_rates": dict(calibration.source_tie_rates),
               "tie_model": calibration.tie_model,
               "tie_model_evidence": evidence}
     return calibration, report
