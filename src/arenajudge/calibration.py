@@ -76,6 +76,16 @@ def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
     return float(result.x)
 
 
+def prior_shift(proba: np.ndarray, tie_rate: float | np.ndarray,
+                train_prior: tuple[float, float, float]) -> np.ndarray:
+    """``proba`` (n, 3) moved by Bayes' rule from the class balance ``train_prior`` to
+    ((1 - r) / 2, (1 - r) / 2, r), unnormalised; ``tie_rate`` r is one rate or one per
+    row, shape (n,)."""
+    rate = np.asarray(tie_rate, dtype=float)[..., None]
+    target = np.concatenate([(1 - rate) / 2, (1 - rate) / 2, rate], axis=-1)
+    return proba * (target / np.asarray(train_prior))
+
+
 def check_tie_rate(tie_rate: float | None) -> None:
     if tie_rate is not None and not 0 < tie_rate < 1:
         raise ConfigError(f"--tie-rate must be strictly between 0 and 1, got {tie_rate}")
@@ -134,6 +144,16 @@ def solve_davidson(margins: np.ndarray, tie_rate: float) -> float:
 
 
 # ----------------------------------------------------------------- the calibration
+def _by_source(values: tuple[tuple[str, float], ...], n: int, source: np.ndarray | None,
+               default: float) -> np.ndarray:
+    """The value of each of ``n`` rows, shape (n,), from its ``source``; ``default``
+    for rows of other sources or none."""
+    by_source = dict(values)
+    if source is None or not by_source:
+        return np.full(n, default, dtype=float)
+    return np.array([by_source.get(name, default) for name in source], dtype=float)
+
+
 @dataclass(frozen=True)
 class Calibration:
     """A fitted calibration.
@@ -171,25 +191,12 @@ class Calibration:
 
     def temperatures(self, n: int, source: np.ndarray | None = None) -> np.ndarray:
         """The temperature of each of ``n`` rows, shape (n, 1), from their ``source``."""
-        by_source = dict(self.source_temperatures)
-        if source is None or not by_source:
-            return np.full((n, 1), self.temperature)
-        return np.array([by_source.get(name, self.temperature) for name in source],
-                        dtype=float)[:, None]
+        return _by_source(self.source_temperatures, n, source, self.temperature)[:, None]
 
     def tie_rates(self, n: int, source: np.ndarray | None = None) -> np.ndarray:
         """The source tie rate of each of ``n`` rows, shape (n,); NaN for rows of other
         sources or none."""
-        by_source = dict(self.source_tie_rates)
-        if source is None or not by_source:
-            return np.full(n, np.nan)
-        return np.array([by_source.get(name, np.nan) for name in source], dtype=float)
-
-    def _shift_ties(self, proba: np.ndarray, tie_rate: float, tie_model: str) -> np.ndarray:
-        if tie_model == "davidson":
-            return davidson(proba, solve_davidson(np.asarray(self.margins), tie_rate))
-        target = np.array([(1 - tie_rate) / 2, (1 - tie_rate) / 2, tie_rate])
-        return proba * (target / np.asarray(self.train_prior))
+        return _by_source(self.source_tie_rates, n, source, np.nan)
 
     def transform(self, proba: np.ndarray, tie_rate: float | None = None,
                   source: np.ndarray | None = None) -> np.ndarray:
@@ -206,12 +213,14 @@ class Calibration:
         """
         check_tie_rate(tie_rate)
         proba = _tempered(_log(proba), self.temperatures(len(proba), source))
+        if tie_rate is not None and self.tie_model == "davidson":
+            return apply_floor(davidson(proba, solve_davidson(np.asarray(self.margins),
+                                                              tie_rate)))
         if tie_rate is not None:
-            return apply_floor(self._shift_ties(proba, tie_rate, self.tie_model))
+            return apply_floor(prior_shift(proba, tie_rate, self.train_prior))
         rates = self.tie_rates(len(proba), source)
-        for rate in np.unique(rates[~np.isnan(rates)]):
-            rows = rates == rate
-            proba[rows] = self._shift_ties(proba[rows], float(rate), "prior_shift")
+        known = ~np.isnan(rates)
+        proba[known] = prior_shift(proba[known], rates[known], self.train_prior)
         return apply_floor(proba)
 
     def save(self, path: Path) -> None:
@@ -291,24 +300,26 @@ def _source_temperatures(target: np.ndarray, oof: np.ndarray, source: np.ndarray
                  for name in _large_sources(source))
 
 
-def _fit_tie_rate(target: np.ndarray, tempered: np.ndarray, calibration: Calibration) -> float:
-    """The tie rate whose shift (:meth:`Calibration.transform`) gives the tempered
-    predictions of one source their least log loss; never below half a tie in its rows,
-    so a source without ties does not claim that they cannot happen."""
+def _fit_tie_rate(target: np.ndarray, tempered: np.ndarray,
+                  train_prior: tuple[float, float, float]) -> float:
+    """The tie rate whose :func:`prior_shift` gives the tempered predictions of one
+    source their least log loss; never below half a tie in its rows, so a source
+    without ties does not claim that they cannot happen."""
     from scipy.optimize import minimize_scalar
 
     low = math.log(0.5 / (len(target) + 1))
     result = minimize_scalar(
-        lambda log_rate: log_loss(target, apply_floor(calibration._shift_ties(
-            tempered, math.exp(log_rate), "prior_shift"))), bounds=(low, math.log(0.5)),
+        lambda log_rate: log_loss(target, apply_floor(prior_shift(
+            tempered, math.exp(log_rate), train_prior))), bounds=(low, math.log(0.5)),
         method="bounded")
     return float(f"{math.exp(result.x):.6g}")
 
 
 def _source_tie_rates(target: np.ndarray, tempered: np.ndarray, source: np.ndarray | None,
-                      calibration: Calibration) -> tuple[tuple[str, float], ...]:
+                      train_prior: tuple[float, float, float]
+                      ) -> tuple[tuple[str, float], ...]:
     return tuple((name, _fit_tie_rate(target[source == name], tempered[source == name],
-                                      calibration))
+                                      train_prior))
                  for name in _large_sources(source))
 
 
@@ -323,10 +334,10 @@ def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, f
     margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
                           np.linspace(0, 1, MARGIN_QUANTILES))
     evidence["davidson_nu"] = nu
-    calibration = replace(tempering, tie_model=tie_model,
-                          margins=tuple(round(float(m), 6) for m in margins))
-    return replace(calibration, source_tie_rates=_source_tie_rates(
-        target, tempered, source, calibration)), evidence
+    return replace(tempering, tie_model=tie_model,
+                   margins=tuple(round(float(m), 6) for m in margins),
+                   source_tie_rates=_source_tie_rates(target, tempered, source,
+                                                      tempering.train_prior)), evidence
 
 
 def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
