@@ -5,6 +5,9 @@ Prints one JSON object, per seed:
   with --tie-rate 0.227: log loss against the class prior of those rows;
 - cv: prompt-grouped 5-fold CV of human_dev (per source) and of arena_bench: log loss
   beside the class prior and the length-only baseline, and top-label ECE;
+- names_only (arena_bench): the same folds scored by a Davidson Bradley–Terry fit of the
+  model names alone (`arenajudge leaderboard --ties davidson`), no text: how much of
+  the labels is which model answered, which a text model can only infer;
 - train_vs_cv: the out-of-sample calibrated figure `train` prints for the whole set
   minus the CV figure of the same data.
 
@@ -18,10 +21,15 @@ import json
 import os
 import time
 
+import numpy as np
 from _common import data_file
 
 from arenajudge.data import read_battles
+from arenajudge.data.folds import folds
 from arenajudge.evaluate import attach_sources, cross_validate
+from arenajudge.leaderboard import fit_leaderboard
+from arenajudge.leaderboard.bradley_terry import ELO_ANCHOR, LOGIT_TO_ELO
+from arenajudge.leaderboard.ties import TieModel
 from arenajudge.metrics import log_loss, prior_log_loss
 from arenajudge.models.gbdt import GBDTModel
 
@@ -61,6 +69,23 @@ def cv_figure(battles, seed: int) -> dict:
     return out
 
 
+def names_only_figure(battles, seed: int, n_folds: int = 5) -> float:
+    """Prompt-grouped CV log loss (the folds of :func:`cv_figure`) of a Davidson
+    Bradley–Terry leaderboard fitted on each fold's other rows, from model names alone."""
+    fold_of = folds(battles, n_folds=n_folds, seed=seed)
+    proba = np.empty((len(battles), 3))
+    davidson = TieModel("davidson")
+    for fold in range(n_folds):
+        held = fold_of == fold
+        board = fit_leaderboard(battles.take(~held), ties="davidson", ci="none")
+        rating = dict(zip(board.table.model, board.table.rating))
+        a, b = ([rating.get(name, ELO_ANCHOR) for name in names[held]]
+                for names in (battles.model_a, battles.model_b))
+        eta = (np.asarray(a) - np.asarray(b)) / LOGIT_TO_ELO
+        proba[held] = np.exp(davidson.terms(eta, np.log([board.tie_parameter])).log_proba)
+    return round(log_loss(battles.target, proba), 4)
+
+
 def run_seed(seed: int, names: list[str], arena) -> dict:
     out: dict = {}
     for name in names:
@@ -69,6 +94,8 @@ def run_seed(seed: int, names: list[str], arena) -> dict:
         cv = cv_figure(battles, seed)
         out[name] = {"train": train, "cv": cv,
                      "train_vs_cv": round(train["log_loss"] - cv["overall"]["log_loss"], 4)}
+        if name == "arena_bench":
+            out[name]["names_only"] = names_only_figure(battles, seed)
         if name == "human_dev":
             proba = model.predict_proba(arena.without_labels(), tie_rate=ARENA_TIE_RATE)
             out["shift"] = {"log_loss": round(log_loss(arena.target, proba), 4),

@@ -27,6 +27,7 @@ from arenajudge.data.schema import Battles, join_turns
 from arenajudge.threads import resolve_jobs
 from arenajudge.features.embeddings import hf_encoder, wordllama_encoder
 from arenajudge.features.external import external_names
+from arenajudge.features.model_style import STYLE_SIDE_NAMES
 from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, count_miss,
                                             count_requests, instruction_flags, text_stats)
 from arenajudge.features.words import Words, containment, jaccard
@@ -52,9 +53,10 @@ class FeatureSpec:
         """Width of one embedding."""
         return hf_encoder(self.encoder).hidden_size if self.encoder else self.embedding_dim
 
-    def names(self, external_components: int = 0) -> list[str]:
+    def names(self, external_components: int = 0, style: bool = False) -> list[str]:
         """Column names of :meth:`PairFeatures.matrix`, in order; ``external_components``
-        > 0 adds the blocks of outside embeddings (:mod:`arenajudge.features.external`)."""
+        > 0 adds the blocks of outside embeddings (:mod:`arenajudge.features.external`),
+        ``style`` the model-style side features (:mod:`arenajudge.features.model_style`)."""
         dim = self.dim
         side = list(TEXT_STAT_NAMES + SIDE_EXTRA_NAMES)
         shared = ([f"prompt_{n}" for n in TEXT_STAT_NAMES] + list(SHARED_EXTRA_NAMES)
@@ -63,6 +65,8 @@ class FeatureSpec:
         if external_components:
             ext_shared, ext_side, ext_anti = external_names(external_components)
             shared, side, anti = shared + ext_shared, side + ext_side, anti + ext_anti
+        if style:
+            side = side + list(STYLE_SIDE_NAMES)
         return (shared + [f"a_{n}" for n in side] + [f"b_{n}" for n in side]
                 + [f"diff_{n}" for n in side] + anti)
 
@@ -91,6 +95,11 @@ class PairFeatures:
         """These features with more columns appended to each block."""
         return PairFeatures(np.hstack([self.shared, shared]), np.hstack([self.side_a, side_a]),
                             np.hstack([self.side_b, side_b]), np.hstack([self.anti, anti]))
+
+    def join_sides(self, side_a: np.ndarray, side_b: np.ndarray) -> "PairFeatures":
+        """These features with more columns appended to the two side blocks only."""
+        return PairFeatures(self.shared, np.hstack([self.side_a, side_a]),
+                            np.hstack([self.side_b, side_b]), self.anti)
 
 
 def _embed(spec: FeatureSpec, texts: list[str], words: Words) -> tuple[np.ndarray, np.ndarray]:

@@ -24,9 +24,11 @@ from arenajudge.config import check_config, option
 from arenajudge.data.folds import folds, holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.data.sources import source_weights
-from arenajudge.errors import ModelLoadError
+from arenajudge.errors import ConfigError, DataError, ModelLoadError
 from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
 from arenajudge.features.external import ExternalProjection
+from arenajudge.features.model_style import (STYLE_CHOICES, ModelStyle, cross_fitted_style,
+                                             style_sides, style_supported)
 from arenajudge.models.booster import Booster, BoosterError
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
 from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
@@ -40,6 +42,7 @@ BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
 FEATURES_FILE = "features.json"
 PROJECTION_FILE = "embeddings_pca.safetensors"
+STYLE_FILE = "model_style.{}.safetensors"
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,11 @@ class GBDTConfig:
                                  "of WordLlama (needs the transformers extra).")
     embedding_components: int = option(8, "PCA directions kept of outside embeddings "
                                        "(--embeddings EMB.parquet), if given.", low=1)
+    model_style: str = option("auto", "Model-style features (which model a response reads "
+                              "as written by, and that model's strength), learnt from the "
+                              "model names of the training battles: auto uses them when at "
+                              "least 2,000 battles name both models; off never does.",
+                              choices=STYLE_CHOICES)
     source_balance: float = option(0.5, "When the training battles name their source (a "
                                    "source column or --sources), each battle weighs "
                                    "(battles of its source) ** -source_balance: 0 weighs "
@@ -113,6 +121,17 @@ def _augmented(pair: PairFeatures, target: np.ndarray, weight: np.ndarray
                            np.concatenate([weight, weight]))
 
 
+def _style_files(path: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The model-style files a manifest says the model has; a clear error for one gone."""
+    record = manifest.get("training", {}).get("model_style", {})
+    files = [path / STYLE_FILE.format(k) for k in range(int(record.get("folds", 0)))
+             ] if record.get("used") else []
+    for file in files:
+        if not file.is_file():
+            raise ModelLoadError("is missing; the model directory is incomplete", file=file)
+    return files
+
+
 class GBDTModel(PreferenceModel):
     """Swap-symmetric, calibrated LightGBM preference model.
 
@@ -133,6 +152,10 @@ class GBDTModel(PreferenceModel):
     projection_ : ExternalProjection or None
         The PCA of outside embeddings, when the training battles carried them; the
         battles to predict must then carry embeddings of the same encoder.
+    style_ : tuple of ModelStyle
+        The model-style classifiers of the calibration folds, whose features prediction
+        averages, when the training battles named enough models (``model_style``,
+        :mod:`arenajudge.features.model_style`); empty otherwise.
     """
 
     backend = "gbdt"
@@ -187,7 +210,10 @@ class GBDTModel(PreferenceModel):
             weight = weight * balanced[1]
         self.projection_ = None if battles.embeddings is None else ExternalProjection.fit(
             battles.embeddings, self.config.embedding_components, self.config.seed)
-        pair = self._features(battles)
+        pair = self._base_features(battles)
+        oof_style, style_record = self._fit_style(battles)
+        if oof_style is not None:
+            pair = pair.join_sides(*oof_style)
         target = battles.target
         holdout = holdout_mask(
             battles, self.config.holdout_share, self.config.seed,
@@ -210,8 +236,10 @@ class GBDTModel(PreferenceModel):
         trained = self._train(_augmented(pair, target, weight), None,
                               max(1, round(rounds_per_row * len(battles))))
         self.booster_ = Booster(trained.model_to_string())
-        self.feature_names_ = self.config.features.names(self._external_components)
+        self.feature_names_ = self.config.features.names(self._external_components,
+                                                         style=bool(self.style_))
         self.training_ = data_summary(battles)
+        self.training_["model_style"] = style_record
         if balanced is not None:
             self.training_["source_weight"] = {
                 name: round(value, 6) for name, value in balanced[0].items()}
@@ -225,11 +253,41 @@ class GBDTModel(PreferenceModel):
     def _external_components(self) -> int:
         return 0 if self.projection_ is None else len(self.projection_.components)
 
-    def _features(self, battles: Battles) -> PairFeatures:
+    def _fit_style(self, battles: Battles) -> tuple[tuple[np.ndarray, np.ndarray] | None,
+                                                     dict[str, Any]]:
+        """Cross-fitted model-style blocks of the training battles (None when not used),
+        with ``style_`` the fold classifiers, and what the manifest records of it."""
+        self.style_: tuple[ModelStyle, ...] = ()
+        why = "model_style is off" if self.config.model_style == "off" else style_supported(
+            battles)
+        if why is None:
+            try:
+                # the calibration's folds: each calibration fold then sees model-style
+                # features from a classifier fitted on the rows its booster trains on,
+                # as the shipped model does
+                *sides, styles = cross_fitted_style(
+                    battles, folds(battles, n_folds=CALIBRATION_FOLDS, seed=self.config.seed),
+                    self.config.seed)
+                self.style_ = tuple(styles)
+            except (ConfigError, DataError) as exc:  # e.g. models not all compared
+                why = str(exc)
+        if not self.style_:
+            logger.info("model-style features not used: %s", why)
+            return None, {"used": False, "why": why}
+        return tuple(sides), {"used": True, "models": len(set().union(
+            *(style.models for style in self.style_))), "folds": len(self.style_)}
+
+    def _base_features(self, battles: Battles) -> PairFeatures:
         pair = feature_builder(self.config.features).transform(battles, self.config.n_jobs)
         if self.projection_ is None:
             return pair
         return pair.join(*self.projection_.transform(battles.embeddings))
+
+    def _features(self, battles: Battles) -> PairFeatures:
+        """What the final booster scores: the base features and, when trained with
+        them, the model-style ones."""
+        pair = self._base_features(battles)
+        return pair.join_sides(*style_sides(self.style_, battles)) if self.style_ else pair
 
     # --------------------------------------------------------------- prediction
     def _symmetric(self, booster, pair: PairFeatures) -> np.ndarray:
@@ -264,7 +322,8 @@ class GBDTModel(PreferenceModel):
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, force: bool = False) -> None:
         """Write MODEL_DIR: manifest.json, model.txt (LightGBM text), calibration.json,
-        features.json, and embeddings_pca.safetensors when trained with outside embeddings;
+        features.json, embeddings_pca.safetensors when trained with outside embeddings and
+        model_style.K.safetensors (one per fold) with model-style features;
         atomically, refusing to overwrite unless ``force``."""
         self.check_fitted()
         with atomic_path(path, force, kind="directory") as staged:
@@ -274,6 +333,8 @@ class GBDTModel(PreferenceModel):
             (staged / FEATURES_FILE).write_text(json.dumps(self.feature_names_, indent=1))
             if self.projection_ is not None:
                 self.projection_.save(staged / PROJECTION_FILE)
+            for k, style in enumerate(self.style_):
+                style.save(staged / STYLE_FILE.format(k))
             write_manifest(staged, backend=self.backend, config=asdict(self.config),
                            feature_schema=schema_hash(self.feature_names_),
                            training=self.training_, metrics={"holdout": self.validation_})
@@ -291,7 +352,8 @@ class GBDTModel(PreferenceModel):
                 raise ModelLoadError("is missing; the model directory is incomplete",
                                      file=path / PROJECTION_FILE)
             model.projection_ = ExternalProjection.load(path / PROJECTION_FILE)
-        names = config.features.names(model._external_components)
+        model.style_ = tuple(ModelStyle.load(file) for file in _style_files(path, manifest))
+        names = config.features.names(model._external_components, style=bool(model.style_))
         if schema_hash(names) != manifest.get("feature_schema"):
             raise ModelLoadError("was trained on a different feature schema than this "
                                  "arenajudge computes; retrain the model", file=path)
