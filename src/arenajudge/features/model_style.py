@@ -61,22 +61,19 @@ def _tf_idf(counts, idf: np.ndarray):
     return normalize(weighted.multiply(idf).tocsr(), copy=False)
 
 
-def named_battles(battles: Battles) -> int:
-    """Battles between two distinct named models."""
-    if not battles.has_models:
-        return 0
-    a, b = battles.model_a.astype(str), battles.model_b.astype(str)
-    return int(((a != "") & (b != "") & (a != b)).sum())
-
-
 def style_supported(battles: Battles) -> str | None:
     """Why ``battles`` cannot train model-style features, or None when they can."""
-    named = named_battles(battles)
-    if named < MIN_NAMED_BATTLES:
-        return f"{named} battles name both models (model-style features need {MIN_NAMED_BATTLES})"
-    models = set(battles.model_a.astype(str)) | set(battles.model_b.astype(str))
-    if len(models - {""}) < MIN_MODELS:
-        return f"only {len(models - {''})} models are named (need {MIN_MODELS})"
+    if not battles.has_models:
+        return "the battles name no models"
+    from arenajudge.leaderboard.bradley_terry import model_pairs
+
+    kept, names_a, names_b, _, _ = model_pairs(battles)
+    if len(kept) < MIN_NAMED_BATTLES:
+        return (f"{len(kept)} battles name both models (model-style features need "
+                f"{MIN_NAMED_BATTLES})")
+    models = set(names_a) | set(names_b)
+    if len(models) < MIN_MODELS:
+        return f"only {len(models)} models are named (need {MIN_MODELS})"
     return None
 
 
