@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from arenajudge.calibration import (MIN_TIES, PROBA_FLOOR, Calibration, davidson,
-                                    fit_calibration, fit_davidson)
+from arenajudge.calibration import (CALIBRATION_FOLDS, MIN_TIES, PROBA_FLOOR, Calibration,
+                                    davidson, fit_calibration, fit_davidson)
 from arenajudge.cli import main
 from arenajudge.data import read_battles
 from arenajudge.errors import ModelLoadError
@@ -106,7 +106,7 @@ def test_tie_rate_on_a_tie_free_model_stays_within_bounds(tie_free, tie_rate):
 def test_train_reports_an_out_of_sample_calibrated_figure(tie_free):
     battles, model = tie_free
     report = model.validation_
-    assert report["rows"] == len(battles) and report["folds"] == 3
+    assert report["rows"] == len(battles) and report["folds"] == CALIBRATION_FOLDS
     assert report["log_loss"] < report["prior_log_loss"]
 
 

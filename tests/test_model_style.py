@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from arenajudge.calibration import CALIBRATION_FOLDS
 from arenajudge.data import read_battles
 from arenajudge.errors import ModelLoadError
 from arenajudge.features.model_style import MIN_NAMED_BATTLES, STYLE_SIDE_NAMES
@@ -75,7 +76,8 @@ def test_model_style_features_carry_what_the_names_say(halves, style_model):
     without = GBDTModel(FAST, model_style="off").fit(train)
     names = without.predict_proba(test.without_labels())
     with_style = style_model.predict_proba(test.without_labels())
-    assert style_model.training_["model_style"] == {"used": True, "models": 4, "folds": 3}
+    assert style_model.training_["model_style"] == {"used": True, "models": 4,
+                                                  "folds": CALIBRATION_FOLDS}
     assert without.training_["model_style"] == {"used": False, "why": "model_style is off"}
     assert [n for n in style_model.feature_names_ if "style" in n] == [
         f"{side}_{name}" for side in ("a", "b", "diff") for name in STYLE_SIDE_NAMES]

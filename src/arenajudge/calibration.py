@@ -34,7 +34,7 @@ PROBA_FLOOR = 1e-4
 """No output probability is ever below this: one confident mistake costs at most ~9.2."""
 _MIN_T, _MAX_T = 0.05, 20.0
 _MAX_NU = 1e6
-CALIBRATION_FOLDS = 3
+CALIBRATION_FOLDS = 5
 """Cross-fitting folds: the calibration is fitted on the out-of-fold predictions of
 this many models, each trained the way the shipped one is on the other folds."""
 MIN_TIES = 200

@@ -3,7 +3,7 @@
 Training sees every battle in both orders (the swapped copy with its label
 swapped); prediction averages p(A, B) with the column-swapped p(B, A), so swapping
 A and B in the input swaps the two outputs exactly. A prompt-grouped holdout picks
-the number of boosting rounds; three prompt-grouped models trained the same way give
+the number of boosting rounds; five prompt-grouped models trained the same way give
 the out-of-fold predictions the calibration is fitted on (cross-fitting); the final
 model is then trained on all rows.
 """
