@@ -135,11 +135,11 @@ class ModelStyle:
 
         strengths = _strengths(battles)
         texts, names = _written_by(battles, strengths, seed)
-        counts = _counts(texts)
-        idf = TfidfTransformer(sublinear_tf=True).fit(counts).idf_.astype(np.float32)
         if len(set(names)) < 2:
             raise DataError("names fewer than two models with responses; model-style "
                             "features need more", file=battles.path)
+        counts = _counts(texts)
+        idf = TfidfTransformer(sublinear_tf=True).fit(counts).idf_.astype(np.float32)
         # newton-cg: deterministic (no seed to give), and on 2 ** HASH_BITS columns per
         # model about 4x faster than lbfgs, whose own bookkeeping dominates there
         regression = LogisticRegression(C=INVERSE_REGULARISATION, solver="newton-cg",
