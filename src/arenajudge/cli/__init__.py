@@ -120,5 +120,6 @@ from arenajudge.cli import transformer_commands  # noqa: E402,F401
 from arenajudge.cli import demo_commands  # noqa: E402,F401
 from arenajudge.cli import env_commands  # noqa: E402,F401
 from arenajudge.cli import workflow_commands  # noqa: E402,F401
+from arenajudge.cli import winrate_commands  # noqa: E402,F401
 
 __all__ = ["main"]

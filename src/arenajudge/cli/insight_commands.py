@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import click
 import pandas as pd
 
 from arenajudge.cli import main
-from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
-                                    input_options, read_options, seed_option)
+from arenajudge.cli.options import (data_argument, echo_csv, echo_json, force_option,
+                                    format_option, input_options, optional_model_option,
+                                    read_options, seed_option)
 from arenajudge.data import read_battles
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import attach_sources
@@ -25,16 +25,11 @@ from arenajudge.models.manifest import data_summary, read_manifest
 from arenajudge.models.registry import load_model
 from arenajudge.outputs import atomic_path, check_output
 
-model_option = click.option("--model", "model_dir", default=None, metavar="MODEL_DIR",
-                            type=click.Path(file_okay=False, path_type=str),
-                            help="A trained model directory (arenajudge train).")
-
-
 # --------------------------------------------------------------------------- report
 @main.command("report")
 @data_argument
 @input_options
-@model_option
+@optional_model_option
 @click.option("--oof", default=None, metavar="OOF.csv",
               type=click.Path(dir_okay=False, exists=True, path_type=str),
               help="Out-of-fold predictions (id,fold,winner_model_a,winner_model_b,"
@@ -156,12 +151,6 @@ def _check_leaderboard_options(model_dir: str | None, unlabelled: str | None,
                           "intervals on one board: drop --by, --ci and --style-control")
 
 
-def _echo_csv(frame) -> None:
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=False, lineterminator="\n")
-    click.echo(buffer.getvalue(), nl=False)
-
-
 def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_format: str,
                  rated_from: str) -> None:
     if output_format == "json":
@@ -170,9 +159,9 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
         tables = [board.table.assign(board="all")] + [
             part.table.assign(board=f"{boards.column}={value}")
             for value, part in boards.boards.items()]
-        _echo_csv(pd.concat(tables, ignore_index=True)[["board", *COLUMNS]])
+        echo_csv(pd.concat(tables, ignore_index=True)[["board", *COLUMNS]])
     elif output_format == "csv":
-        _echo_csv(board.table[list(COLUMNS)])
+        echo_csv(board.table[list(COLUMNS)])
     else:
         click.echo(_render(board, rated_from))
         if boards:
@@ -182,7 +171,7 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
 @main.command("leaderboard")
 @data_argument
 @input_options
-@model_option
+@optional_model_option
 @click.option("--format", "output_format", type=click.Choice(["text", "json", "csv"]),
               default="text", show_default=True, help="Output format on stdout.")
 @click.option("--plot", default=None, metavar="OUT",
@@ -240,7 +229,7 @@ def leaderboard_command(data: str, input_format: str | None, columns: str | None
         board = fit_ppi_leaderboard(battles, model.predict_proba(battles), extra, extra_proba,
                                     ties=ties)
         if n_suggest:
-            _echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
+            echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
             return
         rated_from = f"votes on {len(battles):,} battles and predictions of {model_dir}"
     else:

@@ -10,11 +10,13 @@ flag overrides it.
 from __future__ import annotations
 
 import functools
+import io
 import json
 from dataclasses import fields
 from typing import Any, Callable
 
 import click
+import pandas as pd
 from click.core import ParameterSource
 
 from arenajudge.config import field_help, field_types
@@ -57,6 +59,10 @@ model_dir_option = click.option(
     "--model", "model_dir", required=True, metavar="MODEL_DIR",
     type=click.Path(exists=True, file_okay=False, path_type=str),
     help="A model directory written by `arenajudge train`.")
+optional_model_option = click.option(
+    "--model", "model_dir", default=None, metavar="MODEL_DIR",
+    type=click.Path(file_okay=False, path_type=str),
+    help="A trained model directory (arenajudge train).")
 
 
 def input_options(command: Callable) -> Callable:
@@ -98,6 +104,13 @@ workers_option = click.option(
 def echo_json(payload: Any) -> None:
     """Print ``payload`` as JSON on stdout."""
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+def echo_csv(frame: pd.DataFrame) -> None:
+    """Print ``frame`` as CSV (no index) on stdout."""
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=False, lineterminator="\n")
+    click.echo(buffer.getvalue(), nl=False)
 
 
 # --------------------------------------------------------------------------- settings

@@ -10,6 +10,9 @@ cells :mod:`arenajudge.data.cells` parses:
   ``{role, content}`` messages and ``winner`` in {model_a, model_b, tie, tie (bothbad)};
 * preference pairs: ``prompt, chosen, rejected`` (text, lists of turns or message
   lists), placed in a seeded random A/B order so that the labels stay balanced;
+* AlpacaEval annotations (``annotations.json``): ``instruction, output_1, output_2``,
+  ``generator_1, generator_2`` as the model names and ``preference`` (1: output_1 wins,
+  2: output_2 wins, soft values between, 1.5 or 0 a draw) as the labels;
 * votes only: ``model_a, model_b`` and labels (e.g. arena ``winner``) without texts,
   enough for a leaderboard.
 """
@@ -35,10 +38,14 @@ logger = logging.getLogger(__name__)
 CANONICAL_COLUMNS = (
     "id", "prompt", "response_a", "response_b", "model_a", "model_b", *LABELS,
     "winner", "source", "conversation_a", "conversation_b", "chosen", "rejected",
+    "instruction", "output_1", "output_2", "generator_1", "generator_2", "preference",
 )
 KAGGLE_COLUMNS = ("prompt", "response_a", "response_b")
 ARENA_COLUMNS = ("conversation_a", "conversation_b")
 PAIR_COLUMNS = ("chosen", "rejected")
+ALPACA_COLUMNS = ("instruction", "output_1", "output_2")
+ALPACA_OUTPUT_COLUMNS = ("instruction", "output")
+ALPACA_DRAWS = (0.0, 1.5)
 BOTH_BAD_VALUES = ("tie (bothbad)", "both_bad")
 WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, **dict.fromkeys(BOTH_BAD_VALUES, 2)}
 MAX_REPORTED_ERRORS = 200
@@ -135,8 +142,10 @@ class _Reader:
         if "id" not in self.frame.columns:
             if "question_id" in self.frame.columns:
                 return self._id_values(self.frame["question_id"], "question_id")
-            if "chosen" in self.frame.columns:
-                self.problems.warn("has no id column; rows are numbered from 1 as their ids")
+            if "chosen" in self.frame.columns or "output_1" in self.frame.columns:
+                if "chosen" in self.frame.columns:  # AlpacaEval's files never have ids
+                    self.problems.warn("has no id column; rows are numbered from 1 as "
+                                       "their ids")
                 numbers = range(self.first_row + 1, self.first_row + n + 1)
                 return np.array([str(i) for i in numbers], dtype=object)
             self.problems.error("is missing; every row needs a unique id "
@@ -210,6 +219,31 @@ class _Reader:
         values[bad] = 1 / 3
         return values
 
+    def preference_labels(self) -> np.ndarray | None:
+        """AlpacaEval ``preference`` as label rows: ``p`` in [1, 2] is output_2's (B's)
+        share of the win, 1.5 and 0 (AlpacaEval's old code) are draws. None where the
+        column is absent or blank in every row (outputs not yet annotated)."""
+        if "preference" not in self.frame.columns or self._blank("preference"):
+            return None
+
+        def parse(raw: Any) -> np.ndarray:
+            if is_missing(raw) or str(raw).strip() == "":
+                raise CellError("is empty: the annotation has no preference (did it fail?); "
+                                "remove or re-annotate the row")
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                value = float("nan")
+            if value in ALPACA_DRAWS:
+                return np.array([0.0, 0.0, 1.0])
+            if not 1.0 <= value <= 2.0:  # NaN fails too: an annotation that failed
+                raise CellError(f"is {raw!r}; expected a number from 1 (output_1 wins) to 2 "
+                                "(output_2 wins), or 1.5 for a draw; remove or re-annotate "
+                                "rows whose annotation failed")
+            return np.array([2.0 - value, value - 1.0, 0.0])
+
+        return np.array(self.column("preference", parse, empty=np.full(3, 1 / 3)))
+
     def winner_labels(self) -> np.ndarray:
         def parse(raw):
             key = "" if is_missing(raw) else str(raw).strip().lower()
@@ -231,7 +265,7 @@ class _Reader:
 def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
     columns = set(frame.columns)
     for name, required in (("kaggle", KAGGLE_COLUMNS), ("arena", ARENA_COLUMNS),
-                           ("pairs", PAIR_COLUMNS)):
+                           ("pairs", PAIR_COLUMNS), ("alpaca", ALPACA_COLUMNS)):
         if columns.issuperset(required):
             return name
     if "prompt" in columns and columns & {"response_a", "response_b"}:
@@ -241,11 +275,17 @@ def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
         return None
     if columns.issuperset(("model_a", "model_b")) and columns & {"winner", *LABELS}:
         return "votes"
+    if columns.issuperset(ALPACA_OUTPUT_COLUMNS):
+        problems.error("is an AlpacaEval model-outputs file (instruction, output, generator): "
+                       "it holds answers, not battles; `arenajudge winrate` pairs it with "
+                       "the baseline's outputs (give both files and --baseline NAME)")
+        return None
     found = ", ".join(map(str, frame.columns)) or "(none)"
     problems.error(
         "has no battle columns: expected prompt, response_a, response_b (Kaggle layout), "
-        "conversation_a, conversation_b (arena conversations) or prompt, chosen, rejected "
-        "(preference pairs), or model_a, model_b, winner (votes only, for a leaderboard); "
+        "conversation_a, conversation_b (arena conversations), prompt, chosen, rejected "
+        "(preference pairs) or instruction, output_1, output_2 (AlpacaEval annotations), "
+        "or model_a, model_b, winner (votes only, for a leaderboard); "
         f"found {found}. Map yours with e.g. "
         "--columns prompt=question,response_a=answer1,response_b=answer2")
     return None
@@ -263,6 +303,14 @@ def _arena(reader: _Reader) -> tuple[list, list, list]:
     side_a = reader.column("conversation_a", conversation, empty=((), ()))
     side_b = reader.column("conversation_b", conversation, empty=((), ()))
     return [a[0] for a in side_a], [a[1] for a in side_a], [b[1] for b in side_b]
+
+
+def _alpaca(reader: _Reader) -> tuple[list, list, list]:
+    def text(raw: Any) -> Turns:
+        return pair_cell(raw, reader.surrogates)[1]
+
+    return (reader.column("instruction", text), reader.column("output_1", text),
+            reader.column("output_2", text))
 
 
 def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
@@ -316,17 +364,22 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
     if len(frame) == 0:
         problems.error("has no rows; it needs at least one battle")
         return None
+    if layout == "alpaca":  # the generators name the models, output_1 is side A
+        frame = frame.rename(columns={"generator_1": "model_a", "generator_2": "model_b"})
     reader = _Reader(frame, problems, first_row)
     target = None
     if layout == "kaggle":
         prompt, response_a, response_b = _kaggle(reader)
     elif layout == "arena":
         prompt, response_a, response_b = _arena(reader)
+    elif layout == "alpaca":
+        prompt, response_a, response_b = _alpaca(reader)
+        target = reader.preference_labels()
     elif layout == "votes":
         prompt, response_a, response_b = ([()] * len(frame) for _ in range(3))
     else:
         prompt, response_a, response_b, target = _pairs(reader, seed)
-    if target is None:
+    if target is None and layout != "alpaca":
         target = reader.labels()
     if reader.surrogates.count:
         problems.warn(f"replaced {reader.surrogates.count} lone surrogate escape(s) with U+FFFD")

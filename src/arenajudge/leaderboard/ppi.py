@@ -13,11 +13,13 @@ vectors ``y - lambda f`` on voted and ``lambda (n / N) f~`` on unvoted battles. 
 intervals are the sandwich over the two independent samples: valid however biased
 the judge, and narrower the better it predicts the votes. ``lambda`` (in [0, 1]) is
 the PPI++ choice minimising the summed variance of the ratings; 0 gives the human-only
-board back.
+board back. :func:`ppi_mean` is the same estimator for a mean (a win rate against a
+baseline), where everything has a closed form.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -59,6 +61,62 @@ def _power_tuning(problem: RatingProblem, beta: np.ndarray, counts: np.ndarray,
     numerator = np.trace(q @ (cross + cross.T)) / 2
     denominator = (1 + n / big_n) * np.trace(q @ judge)
     return float(np.clip(numerator / denominator, 0.0, 1.0)) if denominator > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class PoweredMean:
+    """A prediction-powered estimate of a mean (see :func:`ppi_mean`).
+
+    Attributes
+    ----------
+    estimate, standard_error : float
+        The estimate and its standard error (normal intervals are valid).
+    lam : float
+        The PPI++ weight of the predictions, in [0, 1]; 0 is votes only.
+    votes_only, votes_only_standard_error : float
+        The mean of the votes alone and its standard error, for comparison.
+    n_voted, n_unvoted : int
+        Voted and predicted items.
+    """
+
+    estimate: float
+    standard_error: float
+    lam: float
+    votes_only: float
+    votes_only_standard_error: float
+    n_voted: int
+    n_unvoted: int
+
+
+def ppi_mean(votes: np.ndarray, voted_predicted: np.ndarray,
+             unvoted_predicted: np.ndarray, *, power_tuning: bool = True) -> PoweredMean:
+    """PPI++ estimate of the mean of ``votes`` over a population the predictions cover.
+
+    ``lam * mean(f~) + mean(y - lam f)`` with variance ``lam^2 var(f~) / N +
+    var(y - lam f) / n``; ``lam = cov(y, f) / ((1 + n / N) var(f))``, clipped to
+    [0, 1], minimises it (Angelopoulos, Duchi & Zrnic 2024). Shapes: ``votes`` and
+    ``voted_predicted`` (n,), ``unvoted_predicted`` (N,); n >= 2 and N >= 1.
+    """
+    y = np.asarray(votes, dtype=float)
+    f = np.asarray(voted_predicted, dtype=float)
+    f_u = np.asarray(unvoted_predicted, dtype=float)
+    n, big_n = len(y), len(f_u)
+    if n < 2 or big_n < 1:
+        raise ValueError(f"need at least 2 votes and 1 prediction, got {n} and {big_n}")
+    lam = 1.0
+    if power_tuning:
+        spread = np.var(np.r_[f, f_u], ddof=1)
+        covariance = np.cov(y, f, ddof=1)[0, 1]
+        lam = float(np.clip(covariance / ((1 + n / big_n) * spread), 0.0, 1.0)) \
+            if spread > 0 else 0.0
+    rectified = y - lam * f
+    variance = (lam ** 2 * (np.var(f_u, ddof=1) if big_n > 1 else 0.0) / big_n
+                + np.var(rectified, ddof=1) / n)
+    return PoweredMean(estimate=float(lam * f_u.mean() + rectified.mean()),
+                       standard_error=float(np.sqrt(variance)), lam=lam,
+                       votes_only=float(y.mean()),
+                       votes_only_standard_error=float(np.std(y, ddof=1) / np.sqrt(n)),
+                       n_voted=n, n_unvoted=big_n)
 
 
 def _check_voted_models(voted_models: np.ndarray, unvoted_models: np.ndarray,

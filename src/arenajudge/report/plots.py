@@ -164,3 +164,28 @@ def leaderboard(figure: Any, numbers: dict[str, Any]) -> None:
     ax.grid(axis="x", alpha=0.3)
     if numbers.get("title"):
         ax.set_title(plain_text(numbers["title"]), fontsize=9)
+
+
+def win_rates(figure: Any, numbers: dict[str, Any]) -> None:
+    """Win rate and LC win rate per model with 95% intervals; ``numbers["rows"]`` as in
+    ``WinRates.records``."""
+    from arenajudge.leaderboard.intervals import Z
+
+    rows = numbers["rows"]
+    figure.set_size_inches(WIDTH, 1.2 + 0.28 * len(rows))
+    ax = figure.subplots()
+    y = np.arange(len(rows))[::-1]
+    for offset, (key, error, label, color) in enumerate((
+            ("length_controlled_winrate", "lc_standard_error", "LC win rate", _COLORS[0]),
+            ("win_rate", "standard_error", "win rate", _COLORS[1]))):
+        values = np.array([r[key] for r in rows], dtype=float)
+        spread = Z * np.nan_to_num(np.array([np.nan if r[error] is None else r[error]
+                                             for r in rows], dtype=float))
+        ax.errorbar(values, y + 0.15 - 0.3 * offset, xerr=spread, fmt="o", ms=4, capsize=2,
+                    color=color, label=label)
+    ax.set_yticks(y, [plain_text(r["model"]) for r in rows], fontsize=8)
+    ax.set_xlim(0, 100)
+    ax.set_xlabel(plain_text(f"% against {numbers['baseline']} ({numbers['estimate']}; "
+                             "95% intervals)"))
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
