@@ -14,7 +14,8 @@ turbo's annotations) prints one JSON object with:
 * ``leave_models_out``: the default CPU judge trained on the annotations of all models
   but a held-out fifth (five groups, each model held out once) predicts each held-out
   model's win rate and LC win rate from its outputs alone: Spearman and mean absolute
-  error (points) over the 57 models, beside a length-only predictor;
+  error (points) over the 57 models, beside a length-only predictor; for the default
+  judge and for it calibrated for unseen models (``--fold-groups model``);
 * ``ppi``: with ``--votes-per-model`` voted pairs of each held-out model, the coverage
   of the true win rate by the prediction-powered 95% interval over ``--repeats``
   draws, and its width against the votes alone.
@@ -23,7 +24,8 @@ turbo's annotations) prints one JSON object with:
     python benchmarks/winrate.py --reference-python /tmp/ae/bin/python [--cache DIR]
 
 Without ``--reference-python`` the AlpacaEval side is skipped. ``--cache DIR`` keeps
-the leave-models-out predictions (five trainings, about 12 minutes on 2 cores).
+the leave-models-out predictions (five trainings per judge, about 10 minutes each on 2
+cores); ``--judges`` with no name runs the votes side only.
 """
 
 from __future__ import annotations
@@ -95,7 +97,9 @@ def reference_side(battles, ours: pd.DataFrame, difficulty: pd.Series, python: s
     worst = max(lc_diff, key=lambda m: abs(lc_diff[m]))
     return {
         "discrete": {"models_in_common": len(common),
-                     "max_abs_diff_points": float(discrete.abs().max())},
+                     "max_abs_diff_points": float(discrete.abs().max()),
+                     "n_total_equal": bool((mine.loc[common, "n_total"]
+                                            == board.loc[common, "n_total"]).all())},
         "lc": {"glm": glm, "models": len(lc_models),
                "max_abs_diff_points": _round(abs(lc_diff[worst])), "worst_model": worst,
                "mean_abs_diff_points": _round(np.mean(np.abs(list(lc_diff.values())))),
@@ -108,23 +112,36 @@ def reference_side(battles, ours: pd.DataFrame, difficulty: pd.Series, python: s
                    board.loc[common, "length_controlled_winrate"]).statistic)}}
 
 
-def leave_models_out(battles, cache: Path | None, seed: int, model_style: str
-                     ) -> tuple[np.ndarray, list]:
-    """The default judge's predictions for each model's pairs, trained without its
-    fifth of the models; cached per group."""
+JUDGES = {"default": {}, "model_folds": {"fold_groups": "model"},
+          "model_folds_no_style": {"fold_groups": "model", "model_style": "off"},
+          "no_style": {"model_style": "off"},
+          "model_folds_dim32": {"fold_groups": "model", "embedding_dim": 32}}
+"""Judge variants: GBDTModel settings. ``default`` is the default CPU judge;
+``model_folds`` calibrates it for models it has not seen (``--fold-groups model``)."""
+
+
+def held_out_groups(battles, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each pair's model (n,), the sorted models (m,) and each model's group (m,)."""
     pairs_model = np.where(battles.model_a == BASELINE, battles.model_b, battles.model_a)
     models = np.array(sorted(set(pairs_model)))
-    groups = np.random.default_rng(seed).permutation(len(models)) % 5
+    return pairs_model, models, np.random.default_rng(seed).permutation(len(models)) % 5
+
+
+def leave_models_out(battles, cache: Path | None, seed: int, judge: str
+                     ) -> tuple[np.ndarray, list[dict]]:
+    """A judge's predictions for each model's pairs, trained without its fifth of the
+    models; cached per group."""
+    pairs_model, models, groups = held_out_groups(battles, seed)
     proba = np.zeros((len(battles), 3))
     timings = []
     for group in range(5):
         held = np.isin(pairs_model, models[groups == group])
-        stored = cache / f"group{group}_seed{seed}_{model_style}.npy" if cache else None
+        stored = cache / f"{judge}_group{group}_seed{seed}.npy" if cache else None
         if stored is not None and stored.exists():
             proba[held] = np.load(stored)
             continue
         started = time.perf_counter()
-        model = GBDTModel(model_style=model_style).fit(battles.take(~held))
+        model = GBDTModel(**JUDGES[judge]).fit(battles.take(~held))
         fitted = time.perf_counter()
         proba[held] = model.predict_proba(battles.take(held).without_labels())
         timings.append({"group": group, "train_rows": int((~held).sum()),
@@ -134,12 +151,26 @@ def leave_models_out(battles, cache: Path | None, seed: int, model_style: str
         if stored is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.save(stored, proba[held])
-    return proba, [groups, models, timings]
+    return proba, timings
 
 
-def length_only(battles, groups, models) -> dict[str, float]:
+def judged_rates(battles, proba: np.ndarray, seed: int) -> pd.DataFrame:
+    """Each held-out model's predicted win rate and LC win rate; the LC's difficulty is
+    fitted from the other models' votes only (the held-out model's are unseen)."""
+    pairs_model, models, groups = held_out_groups(battles, seed)
+    parts = []
+    for group in range(5):
+        rows = np.isin(pairs_model, models[groups == group])
+        difficulty = win_rates(battles.take(~rows), BASELINE).difficulty
+        parts.append(win_rates(battles.take(rows), BASELINE, proba[rows],
+                               difficulty=difficulty).table.set_index("model"))
+    return pd.concat(parts)
+
+
+def length_only(battles, seed: int) -> pd.Series:
     """Each held-out model's win rate predicted from length alone: a logistic fit of the
     share on tanh(standardised length difference) over the other groups' pairs."""
+    _, models, groups = held_out_groups(battles, seed)
     pairs = baseline_pairs(battles, BASELINE)
     spread = np.std(pairs.delta)
     feature = np.column_stack([np.ones(len(pairs.delta)), np.tanh(pairs.delta / spread)])
@@ -153,7 +184,7 @@ def length_only(battles, groups, models) -> dict[str, float]:
         for name in models[groups == group]:
             rows = pairs.model == name
             predicted[name] = 100 * float(expit(feature[rows] @ coef).mean())
-    return predicted
+    return pd.Series(predicted)
 
 
 def _agreement(truth: pd.Series, predicted: pd.Series) -> dict[str, float]:
@@ -211,10 +242,15 @@ def main() -> None:
     parser.add_argument("--votes-per-model", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--model-style", choices=("auto", "off"), default="auto",
-                        help="The judge's model-style features (default: the default).")
-    parser.add_argument("--skip-judge", action="store_true",
-                        help="Only the votes side (no training).")
+    parser.add_argument("--null-models", nargs="*", default=["example"],
+                        help="Models also left out of a second agreement figure: AlpacaEval's "
+                             "'example' answers every instruction with one constant "
+                             "gibberish string that GPT-4-turbo prefers 84%% of the time (a "
+                             "null-model attack on the judge), so its 'true' win rate is the "
+                             "annotator's error.")
+    parser.add_argument("--judges", nargs="*", choices=sorted(JUDGES),
+                        default=["default", "model_folds"],
+                        help="Judge variants to train leave-models-out (none: votes only).")
     args = parser.parse_args()
 
     battles = read_battles(data_file("alpaca_eval_gpt4_turbo.csv.gz"))
@@ -225,33 +261,26 @@ def main() -> None:
     if args.reference_python:
         result.update(reference_side(battles, votes.table, votes.difficulty,
                                      args.reference_python, args.glm))
-    if not args.skip_judge:
-        truth = votes.table.set_index("model")
-        proba, (groups, models, timings) = leave_models_out(battles, args.cache, args.seed,
-                                                            args.model_style)
-        judged = pd.Series(dtype=float)
-        judged_lc = pd.Series(dtype=float)
-        for group in range(5):
-            held = set(models[groups == group])
-            rows = np.isin(np.where(battles.model_a == BASELINE, battles.model_b,
-                                    battles.model_a), list(held))
-            train = battles.take(~rows)
-            # difficulty from the other models' votes only: the held-out model's are unseen
-            difficulty = win_rates(train, BASELINE).difficulty
-            part = win_rates(battles.take(rows), BASELINE, proba[rows],
-                             difficulty=difficulty).table.set_index("model")
-            judged = pd.concat([judged, part["win_rate"]])
-            judged_lc = pd.concat([judged_lc, part["length_controlled_winrate"]])
-        lengths = pd.Series(length_only(battles, groups, models))
-        result["leave_models_out"] = {
-            "timings": timings,
-            "win_rate": {"judge": _agreement(truth["win_rate"], judged),
-                         "length_only": _agreement(truth["win_rate"], lengths)},
-            "lc_win_rate": {"judge": _agreement(truth["length_controlled_winrate"],
-                                                judged_lc)},
-            "mean_signed_error_points": _round((judged - truth["win_rate"]).mean(), 2)}
-        result["ppi"] = ppi_coverage(battles, proba, truth, votes.difficulty,
-                                     args.votes_per_model, args.repeats, args.seed)
+    truth = votes.table.set_index("model")
+    if args.judges:
+        result["leave_models_out"] = {"length_only": {"win_rate": _agreement(
+            truth["win_rate"], length_only(battles, args.seed))}}
+        result["ppi"] = {}
+    for judge in args.judges:
+        proba, timings = leave_models_out(battles, args.cache, args.seed, judge)
+        judged = judged_rates(battles, proba, args.seed)
+        kept = truth.index.difference(args.null_models)
+        result["leave_models_out"][judge] = {
+            "settings": JUDGES[judge], "timings": timings,
+            "win_rate": _agreement(truth["win_rate"], judged["win_rate"]),
+            "win_rate_without_null_models": _agreement(truth.loc[kept, "win_rate"],
+                                                       judged["win_rate"]),
+            "lc_win_rate": _agreement(truth["length_controlled_winrate"],
+                                      judged["length_controlled_winrate"]),
+            "mean_signed_error_points": _round(
+                (judged["win_rate"] - truth["win_rate"]).mean(), 2)}
+        result["ppi"][judge] = ppi_coverage(battles, proba, truth, votes.difficulty,
+                                            args.votes_per_model, args.repeats, args.seed)
     print(json.dumps(result, indent=2))
 
 

@@ -180,6 +180,19 @@ def test_validate_summary(battles_csv):
     assert report.distinct_prompts == 80 and report.duplicate_prompt_rows == 80
 
 
+def test_folds_by_model_never_split_a_pair_of_models(battles_csv):
+    battles = read_battles(battles_csv)
+    fold_of = folds(battles, n_folds=3, seed=1, by="model")
+    pairs = [" ".join(sorted((a, b))) for a, b in zip(battles.model_a, battles.model_b)]
+    assert (pd.Series(fold_of).groupby(pairs).nunique() == 1).all()
+    assert set(fold_of) == {0, 1, 2}
+    unnamed = battles.take(np.arange(10))
+    unnamed = type(unnamed)(**{**unnamed.__dict__, "model_a": np.array([""] * 10,
+                                                                        dtype=object)})
+    with pytest.raises(DataError, match="without both model names"):
+        folds(unnamed, n_folds=2, by="model")
+
+
 def test_folds_never_split_a_prompt(battles_csv):
     battles = read_battles(battles_csv)
     fold_of = folds(battles, n_folds=5, seed=1)

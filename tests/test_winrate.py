@@ -59,6 +59,17 @@ def test_win_rates_equal_hand_counts_with_the_baseline_on_either_side():
     assert list(win_rates(battles, BASE).table.columns) == ["model", *COLUMNS, "estimate"]
 
 
+def test_a_pair_voted_twice_counts_once_with_its_votes_averaged(caplog):
+    win, lose = [0, 1, 0], [1, 0, 0]
+    battles = battles_of([BASE] * 3, ["m"] * 3, [win, lose, win],
+                         response_b=["same", "same", "other"],
+                         prompts=["q1", "q1", "q2"])
+    row = win_rates(battles, BASE).table.iloc[0]
+    assert (row["n_total"], row["n_draws"], row["n_wins"]) == (2, 1, 1)
+    assert row["win_rate"] == pytest.approx(75.0)
+    assert "merged repeated pairs" in caplog.text and "m (1)" in caplog.text
+
+
 def test_baseline_missing_or_a_model_never_meeting_it_is_an_error():
     battles = battles_of(["a", "b"], ["b", "c"], [[1, 0, 0]] * 2)
     with pytest.raises(DataError, match="no battles of the baseline 'base'"):
@@ -307,6 +318,10 @@ def test_cli_text_json_csv_and_out(tmp_path):
     assert result.exit_code == 0, result.output
     written = pd.read_csv(out)
     assert list(written.columns[:11]) == ["model", *COLUMNS]
+    as_json = tmp_path / "leaderboard.json"
+    assert runner.invoke(main, ["winrate", str(votes), "--baseline", BASE, "--out",
+                                str(as_json)]).exit_code == 0
+    assert json.loads(as_json.read_text())["models"][0]["model"] in {"m1", "m2"}
     assert result.stdout.splitlines()[0].startswith("model,win_rate,standard_error")
     again = runner.invoke(main, ["winrate", str(votes), "--baseline", BASE, "--out", str(out)])
     assert again.exit_code == 2 and "already exists" in again.stderr
@@ -411,3 +426,24 @@ def test_cli_plot_is_written(tmp_path):
                                        str(plot)])
     assert result.exit_code == 0, result.output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_judge_calibrated_for_unseen_models_holds_out_whole_models():
+    """fold_groups="model": the holdout and the calibration's folds keep each model's
+    pairs together, as `winrate --model` meets a new model."""
+    gbdt = pytest.importorskip("arenajudge.models.gbdt")
+    rng = np.random.default_rng(8)
+    names = [f"m{k}" for k in range(12)]
+    model = np.repeat(names, 30)
+    words = rng.integers(1, 60, len(model))
+    battles = battles_of([BASE] * len(model), list(model),
+                         np.eye(3)[(words > 20).astype(int)], ["word " * 20] * len(model),
+                         ["word " * k for k in words],
+                         prompts=[f"q{i % 30}" for i in range(len(model))])
+    judge = gbdt.GBDTModel(fold_groups="model", n_estimators=30, min_child_samples=5)
+    judge.fit(battles)
+    fold = judge._folds(battles)
+    assert (pd.Series(fold).groupby(model).nunique() == 1).all()
+    assert judge.validation_, "the calibration was fitted on held-out models"
+    proba = judge.predict_proba(battles)
+    assert np.allclose(proba.sum(axis=1), 1)

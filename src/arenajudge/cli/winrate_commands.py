@@ -15,7 +15,7 @@ from arenajudge.data.model_outputs import read_baseline_battles
 from arenajudge.errors import ConfigError
 from arenajudge.models.manifest import data_summary, read_manifest
 from arenajudge.models.registry import load_model
-from arenajudge.outputs import atomic_path, check_output, write_csv
+from arenajudge.outputs import atomic_path, check_output, write_csv, write_text
 from arenajudge.winrate import WinRates, ppi_win_rates, win_rates
 from arenajudge.winrate.rates import read_difficulty
 
@@ -64,15 +64,16 @@ def _render(rates: WinRates, judge: str | None, in_sample: bool) -> str:
 
 
 def _check_options(model_dir: str | None, votes: str | None, data: tuple[str, ...],
-                   out: str | None, plot: str | None, save_difficulty: str | None,
-                   force: bool) -> None:
+                   difficulty_file: str | None, out: str | None, plot: str | None,
+                   save_difficulty: str | None, force: bool) -> None:
     if votes and not model_dir:
         raise ConfigError("--votes needs --model MODEL_DIR: the judge whose predictions the "
                           "votes correct")
     outputs = [path for path in (out, plot, save_difficulty) if path]
     if len({Path(path).resolve() for path in outputs}) < len(outputs):
         raise ConfigError("--out, --plot and --save-difficulty must be different files")
-    inputs = {Path(path).resolve() for path in (*data, votes, model_dir) if path}
+    inputs = {Path(path).resolve() for path in (*data, votes, model_dir, difficulty_file)
+              if path}
     for path in outputs:
         if Path(path).resolve() in inputs:
             raise ConfigError(f"{path} is an input of this command; write elsewhere")
@@ -81,9 +82,7 @@ def _check_options(model_dir: str | None, votes: str | None, data: tuple[str, ..
 
 def _write_table(rates: WinRates, out: str, force: bool) -> None:
     if Path(out).suffix.lower() == ".json":
-        with atomic_path(out, force) as staged:
-            staged.write_text(json.dumps(rates.summary(), indent=2, ensure_ascii=False),
-                              encoding="utf-8")
+        write_text(json.dumps(rates.summary(), indent=2, ensure_ascii=False), out, force)
     else:
         write_csv(rates.table, out, force=force)
 
@@ -133,7 +132,7 @@ def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | No
     voted pairs, with intervals that hold however biased the judge. A tie counts half.
     The LC win rate is AlpacaEval 2.0's length-controlled win rate.
     """
-    _check_options(model_dir, votes, data, out, plot, save_difficulty, force)
+    _check_options(model_dir, votes, data, difficulty_file, out, plot, save_difficulty, force)
     options = {**read_options(input_format, columns), "seed": seed}
     battles = read_baseline_battles(data, baseline, **options)
     difficulty = read_difficulty(difficulty_file) if difficulty_file else None
@@ -142,11 +141,11 @@ def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | No
         rates = win_rates(battles, baseline, difficulty=difficulty,
                           difficulty_file=difficulty_file)
     else:
+        model = load_model(model_dir)
         if battles.labelled and not votes:
             click.echo(f"note: the votes in {', '.join(data)} are not used with --model; "
                        "pass voted battles as --votes for prediction-powered win rates",
                        err=True)
-        model = load_model(model_dir)
         trained_on = read_manifest(model_dir).get("training", {}).get("sha256")
         in_sample = trained_on == data_summary(battles)["sha256"]
         proba = model.predict_proba(battles.without_labels())

@@ -1,4 +1,5 @@
-"""Cross-validation folds grouped by prompt, so that no prompt leaks across folds."""
+"""Cross-validation folds grouped by prompt, so that no prompt leaks across folds, or by
+the pair of models, so that no model pair does (a judge for models it has not seen)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import logging
 import numpy as np
 
 from arenajudge.data.schema import Battles, join_turns
-from arenajudge.errors import ConfigError
+from arenajudge.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
 MIN_HOLDOUT_PROMPTS = 10
+FOLD_GROUPS = ("prompt", "model")
+"""What folds keep together: rows of one prompt, or rows of one pair of models."""
 
 
 def prompt_groups(battles: Battles) -> np.ndarray:
@@ -21,18 +24,47 @@ def prompt_groups(battles: Battles) -> np.ndarray:
     return groups
 
 
-def folds(battles: Battles, n_folds: int = 5, seed: int = 0) -> np.ndarray:
+def model_pair_groups(battles: Battles) -> np.ndarray:
+    """Group number per row, shape (n,): rows between the same two models (in either
+    order) share one; against one baseline, that is one group per model.
+
+    Raises
+    ------
+    DataError
+        A row without both model names.
+    """
+    if battles.model_a is None or battles.model_b is None:
+        raise DataError("has no model_a / model_b columns; folds grouped by model need the "
+                        "names of the models in each battle", file=battles.path)
+    a = np.array([str(m).strip() for m in battles.model_a], dtype=object)
+    b = np.array([str(m).strip() for m in battles.model_b], dtype=object)
+    unnamed = np.flatnonzero((a == "") | (b == ""))
+    if len(unnamed):
+        raise DataError(f"has {len(unnamed)} row(s) without both model names; folds grouped "
+                        "by model need them on every row", file=battles.path,
+                        row_id=str(battles.id[unnamed[0]]))
+    pairs = np.array([f"{min(x, y)}\n{max(x, y)}" for x, y in zip(a, b)], dtype=object)
+    _, groups = np.unique(pairs, return_inverse=True)
+    return groups
+
+
+def folds(battles: Battles, n_folds: int = 5, seed: int = 0, by: str = "prompt"
+          ) -> np.ndarray:
     """Assign each battle to one of ``n_folds`` folds, shape (n,), values 0..n_folds-1.
 
-    Folds are grouped by prompt (the same prompt text never lands in two folds) and
-    stratified by label where labels exist. The same seed gives the same folds.
+    Folds are grouped by prompt (the same prompt text never lands in two folds), or with
+    ``by="model"`` by the pair of models (:func:`model_pair_groups`), and stratified by
+    label where labels exist. The same seed gives the same folds.
     """
     if n_folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {n_folds}")
-    groups = prompt_groups(battles)
+    if by not in FOLD_GROUPS:
+        raise ConfigError(f"folds group by one of {', '.join(FOLD_GROUPS)}, not {by!r}")
+    groups = prompt_groups(battles) if by == "prompt" else model_pair_groups(battles)
     n_groups = int(groups.max()) + 1
     if n_groups < n_folds:
-        raise ConfigError(f"{n_folds} folds need at least {n_folds} distinct prompts; "
+        kind = "distinct prompts" if by == "prompt" else "distinct pairs of models"
+        raise ConfigError(f"{n_folds} folds need at least {n_folds} {kind}; "
                           f"the data has {n_groups}. Use fewer --folds")
     # imported here: scikit-learn adds ~0.7 s to the start of every command, predict too
     from sklearn.model_selection import StratifiedGroupKFold
@@ -45,16 +77,20 @@ def folds(battles: Battles, n_folds: int = 5, seed: int = 0) -> np.ndarray:
     return fold_of
 
 
-def holdout_mask(battles: Battles, share: float, seed: int, without: str) -> np.ndarray | None:
-    """Mask, shape (n,), of a prompt-grouped fold of about ``share`` of the rows, for
-    early stopping and calibration; None when ``share`` is 0 or there are too few
-    prompts, in which case a warning says the model goes on ``without`` (what it loses).
+def holdout_mask(battles: Battles, share: float, seed: int, without: str, by: str = "prompt"
+                 ) -> np.ndarray | None:
+    """Mask, shape (n,), of a fold (grouped ``by`` as :func:`folds`) of about ``share``
+    of the rows, for early stopping and calibration; None when ``share`` is 0 or there
+    are too few groups, in which case a warning says the model goes on ``without``
+    (what it loses).
     """
     if share == 0:
         return None
     n_folds = max(2, round(1 / share))
-    n_prompts = len(set(battles.prompt))
-    if n_prompts < max(n_folds, MIN_HOLDOUT_PROMPTS):
-        logger.warning("only %d distinct prompts: training %s", n_prompts, without)
+    n_groups = (len(set(battles.prompt)) if by == "prompt"
+                else int(model_pair_groups(battles).max()) + 1)
+    if n_groups < max(n_folds, MIN_HOLDOUT_PROMPTS):
+        what = "prompts" if by == "prompt" else "pairs of models"
+        logger.warning("only %d distinct %s: training %s", n_groups, what, without)
         return None
-    return folds(battles, n_folds=n_folds, seed=seed) == 0
+    return folds(battles, n_folds=n_folds, seed=seed, by=by) == 0

@@ -21,7 +21,7 @@ import numpy as np
 
 from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
 from arenajudge.config import check_config, option
-from arenajudge.data.folds import folds, holdout_mask
+from arenajudge.data.folds import FOLD_GROUPS, folds, holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.data.sources import source_weights
 from arenajudge.errors import ConfigError, DataError, ModelLoadError
@@ -78,6 +78,11 @@ class GBDTConfig:
                               "model names of the training battles: auto uses them when at "
                               "least 2,000 battles name both models; off never does.",
                               choices=STYLE_CHOICES)
+    fold_groups: str = option("prompt", "What the holdout, the calibration's cross-fit folds "
+                              "and the model-style classifiers hold out together: prompt "
+                              "(calibrated for new prompts), or model (each pair of models: "
+                              "calibrated for models it has not seen, as `winrate --model` "
+                              "scores them).", choices=FOLD_GROUPS)
     source_balance: float = option(0.5, "When the training battles name their source (a "
                                    "source column or --sources), each battle weighs "
                                    "(battles of its source) ** -source_balance: 0 weighs "
@@ -181,13 +186,18 @@ class GBDTModel(PreferenceModel):
             self.config.n_estimators)
         return int(booster.best_iteration) or self.config.n_estimators
 
+    def _folds(self, battles: Battles) -> np.ndarray:
+        """The calibration's cross-fit folds, grouped as ``fold_groups`` says."""
+        return folds(battles, n_folds=CALIBRATION_FOLDS, seed=self.config.seed,
+                     by=self.config.fold_groups)
+
     def _cross_fit(self, battles: Battles, pair: PairFeatures, target: np.ndarray,
                    weight: np.ndarray, rounds_per_row: float
                    ) -> tuple[np.ndarray, np.ndarray]:
         """Out-of-fold raw predictions (n, 3) and fold numbers (n,) of models trained as
-        the shipped one is (fixed rounds in proportion to their rows) on prompt-grouped
+        the shipped one is (fixed rounds in proportion to their rows) on the grouped
         folds: what the calibration is fitted on."""
-        fold = folds(battles, n_folds=CALIBRATION_FOLDS, seed=self.config.seed)
+        fold = self._folds(battles)
         oof = np.zeros((len(battles), len(LABELS)))
         for k in range(CALIBRATION_FOLDS):
             rows, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
@@ -214,7 +224,8 @@ class GBDTModel(PreferenceModel):
         target = battles.target
         holdout = holdout_mask(
             battles, self.config.holdout_share, self.config.seed,
-            without=f"{self.config.n_estimators} rounds without a holdout and calibration")
+            without=f"{self.config.n_estimators} rounds without a holdout and calibration",
+            by=self.config.fold_groups)
         counts = (np.vstack([target, swap_proba(target)]) * np.concatenate([weight, weight])[
             :, None]).sum(axis=0)
         prior = tuple((counts + 1) / (counts.sum() + len(LABELS)))  # smoothed: no prior 0
@@ -262,9 +273,8 @@ class GBDTModel(PreferenceModel):
                 # the calibration's folds: each calibration fold then sees model-style
                 # features from a classifier fitted on the rows its booster trains on,
                 # as the shipped model does
-                *sides, styles = cross_fitted_style(
-                    battles, folds(battles, n_folds=CALIBRATION_FOLDS, seed=self.config.seed),
-                    self.config.seed)
+                *sides, styles = cross_fitted_style(battles, self._folds(battles),
+                                                    self.config.seed)
                 self.style_ = tuple(styles)
             except (ConfigError, DataError) as exc:  # e.g. models not all compared
                 why = str(exc)

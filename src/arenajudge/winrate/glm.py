@@ -81,6 +81,13 @@ def fit_logistic(design: np.ndarray | sparse.spmatrix, positive: np.ndarray,
     return beta
 
 
+def standard_error_of_mean(values: np.ndarray) -> float:
+    """``std(values, ddof=1) / sqrt(n)``, as pandas' ``sem``; NaN for fewer than 2."""
+    if len(values) < 2:
+        return float("nan")
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
 def length_feature(delta: np.ndarray, spread_of: np.ndarray | None = None) -> np.ndarray:
     """``tanh(delta / std)``, the std of ``spread_of`` (default ``delta`` itself, so that
     other rows of the same model can share its scale); zeros where the lengths never
@@ -182,10 +189,9 @@ def length_controlled(share: np.ndarray, delta: np.ndarray,
     beta[active] = fit_logistic(design[:, active], share, 1 - share,
                                 np.full(active.sum(), MODEL_RIDGE))
     predicted = expit(equal_length(design) @ beta)
-    sem = float(np.std(predicted, ddof=1) / np.sqrt(len(predicted))) if len(predicted) > 1 \
-        else float("nan")
     return LengthControlled(dict(zip(TERMS, map(float, beta))), predicted,
-                            100 * float(predicted.mean()), 100 * sem)
+                            100 * float(predicted.mean()),
+                            100 * standard_error_of_mean(predicted))
 
 
 def length_controlled_ppi(voted_design: np.ndarray, votes: np.ndarray,

@@ -20,9 +20,9 @@ from arenajudge.data.tables import read_table
 from arenajudge.errors import DataError
 from arenajudge.leaderboard.board import battle_outcomes, kept_battles
 from arenajudge.leaderboard.ppi import ppi_mean
-from arenajudge.leaderboard.style import response_lengths
 from arenajudge.winrate.glm import (LengthControlled, fit_difficulty, lc_design,
-                                    length_controlled, length_controlled_ppi)
+                                    length_controlled, length_controlled_ppi,
+                                    standard_error_of_mean)
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ UNDETERMINED_LENGTH_EFFECT = 10.0
 
 @dataclass(frozen=True)
 class BaselinePairs:
-    """The battles of each model against the baseline, oriented model-first.
+    """The battles of each model against the baseline, oriented model-first: one pair
+    per distinct (model, instruction, model output, baseline output).
 
     Attributes
     ----------
@@ -103,13 +104,35 @@ def baseline_pairs(battles: Battles, baseline: str, outcomes: np.ndarray | None 
     base_is_a = base_is_a[involved]
     chosen = outcomes[rows]
     share = np.where(base_is_a, chosen[:, 1], chosen[:, 0]) + chosen[:, 2] / 2
-    length_a, length_b = response_lengths(battles.take(rows))
+    text_a = [join_turns(battles.response_a[i]) for i in rows]
+    text_b = [join_turns(battles.response_b[i]) for i in rows]
+    pairs = pd.DataFrame({
+        "model": np.where(base_is_a, names_b[involved], names_a[involved]).astype(object),
+        "instruction": [join_turns(battles.prompt[i]) for i in rows],
+        "model_text": np.where(base_is_a, text_b, text_a),
+        "baseline_text": np.where(base_is_a, text_a, text_b),
+        "share": np.clip(share, 0.0, 1.0)})
+    return _merge_repeats(pairs, battles.path)
+
+
+def _merge_repeats(pairs: pd.DataFrame, path: str | None) -> BaselinePairs:
+    """One pair per (model, instruction, both outputs), its share the mean of its votes:
+    a pair annotated twice (or stored twice) is one observation, not two, or its
+    standard error would shrink by the square root of the repeats."""
+    keys = ["model", "instruction", "model_text", "baseline_text"]
+    merged = pairs.groupby(keys, sort=False, as_index=False)["share"].mean()
+    if len(merged) < len(pairs):
+        repeats = pairs.groupby("model").size() - merged.groupby("model").size()
+        shown = ", ".join(f"{name} ({count:,})" for name, count in
+                          repeats[repeats > 0].items())
+        logger.warning("%s: merged repeated pairs (same instruction and outputs; their votes "
+                       "averaged): %s", path, shown)
     return BaselinePairs(
-        model=np.where(base_is_a, names_b[involved], names_a[involved]).astype(object),
-        instruction=np.array([join_turns(battles.prompt[i]) for i in rows], dtype=object),
-        share=np.clip(share, 0.0, 1.0),
-        model_length=np.where(base_is_a, length_b, length_a),
-        baseline_length=np.where(base_is_a, length_a, length_b))
+        model=merged["model"].to_numpy(dtype=object),
+        instruction=merged["instruction"].to_numpy(dtype=object),
+        share=merged["share"].to_numpy(dtype=float),
+        model_length=merged["model_text"].str.len().to_numpy(dtype=float),
+        baseline_length=merged["baseline_text"].str.len().to_numpy(dtype=float))
 
 
 @dataclass(frozen=True)
@@ -208,11 +231,6 @@ def _lookup(difficulty: pd.Series, instruction: np.ndarray) -> np.ndarray | None
     return None if difficulty.empty else difficulty.reindex(instruction).to_numpy(float)
 
 
-def _sem(values: np.ndarray) -> float:
-    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 \
-        else float("nan")
-
-
 def _undetermined(name: str, lc: LengthControlled) -> str | None:
     if abs(lc.coef["length"]) <= UNDETERMINED_LENGTH_EFFECT:
         return None
@@ -221,19 +239,24 @@ def _undetermined(name: str, lc: LengthControlled) -> str | None:
             f"{lc.coef['length']:.0f}); read its raw win rate")
 
 
-def _row(name: str, part: BaselinePairs, difficulty: pd.Series, notes: list[str]
-         ) -> dict[str, Any]:
+def _counts(name: str, part: BaselinePairs) -> dict[str, Any]:
+    """A table row without its LC columns."""
     share = part.share
     wins, losses = int((share > 0.5).sum()), int((share < 0.5).sum())
     draws = len(share) - wins - losses
-    lc = length_controlled(share, part.delta, _lookup(difficulty, part.instruction))
-    notes += filter(None, [_undetermined(name, lc)])
     return {"model": name, "win_rate": 100 * float(share.mean()),
-            "standard_error": 100 * _sem(share), "n_wins": wins, "n_wins_base": losses,
-            "n_draws": draws, "n_total": len(share),
+            "standard_error": 100 * standard_error_of_mean(share), "n_wins": wins,
+            "n_wins_base": losses, "n_draws": draws, "n_total": len(share),
             "discrete_win_rate": 100 * (wins + draws / 2) / len(share),
-            "avg_length": int(part.model_length.mean()),
-            "length_controlled_winrate": lc.win_rate, "lc_standard_error": lc.standard_error}
+            "avg_length": int(part.model_length.mean())}
+
+
+def _row(name: str, part: BaselinePairs, difficulty: pd.Series, notes: list[str]
+         ) -> dict[str, Any]:
+    lc = length_controlled(part.share, part.delta, _lookup(difficulty, part.instruction))
+    notes += filter(None, [_undetermined(name, lc)])
+    return {**_counts(name, part), "length_controlled_winrate": lc.win_rate,
+            "lc_standard_error": lc.standard_error}
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -285,7 +308,7 @@ def ppi_win_rates(unvoted: Battles, unvoted_proba: np.ndarray, voted: Battles,
             raise DataError(f"has {len(voted_part.share)} voted pair(s) of model {name!r} "
                             f"against {baseline!r}; prediction-powered win rates need at "
                             "least 2 per model", file=voted.path)
-        row = _row(name, part, used, [])
+        row = _counts(name, part)
         powered = ppi_mean(voted_part.share, judged_part.share, part.share)
         hard = _lookup(used, voted_part.instruction)
         if hard is not None and np.isnan(hard).any():
