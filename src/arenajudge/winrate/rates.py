@@ -104,8 +104,10 @@ def baseline_pairs(battles: Battles, baseline: str, outcomes: np.ndarray | None 
     base_is_a = base_is_a[involved]
     chosen = outcomes[rows]
     share = np.where(base_is_a, chosen[:, 1], chosen[:, 0]) + chosen[:, 2] / 2
-    text_a = [join_turns(battles.response_a[i]) for i in rows]
-    text_b = [join_turns(battles.response_b[i]) for i in rows]
+    # object arrays: np.where on lists of str would build fixed-width arrays as wide as
+    # the longest answer (gigabytes for a few thousand long answers)
+    text_a = np.array([join_turns(battles.response_a[i]) for i in rows], dtype=object)
+    text_b = np.array([join_turns(battles.response_b[i]) for i in rows], dtype=object)
     pairs = pd.DataFrame({
         "model": np.where(base_is_a, names_b[involved], names_a[involved]).astype(object),
         "instruction": [join_turns(battles.prompt[i]) for i in rows],
