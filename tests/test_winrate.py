@@ -404,6 +404,7 @@ def test_cli_predicted_and_prediction_powered_win_rates(tmp_path, longer_wins_ju
     text = runner.invoke(main, ["winrate", str(base), str(long), str(short), "--baseline",
                                 BASE, "--model", longer_wins_judge])
     assert "does not count the judge's own errors" in text.stdout
+    assert "train the judge with --fold-groups model" in text.stderr
     annotations = _write_json(tmp_path / "annotations.json", [
         {"instruction": f"q{i}", "output_1": "word " * 20, "output_2": "word " * k,
          "generator_1": BASE, "generator_2": name, "preference": pref}

@@ -142,11 +142,17 @@ def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | No
                           difficulty_file=difficulty_file)
     else:
         model = load_model(model_dir)
+        manifest = read_manifest(model_dir)
+        if manifest.get("backend") == "gbdt" and manifest.get("config", {}).get(
+                "fold_groups", "prompt") != "model":
+            click.echo(f"note: {model_dir} was calibrated for new prompts, not for models it "
+                       "has not seen; for win rates of new models train the judge with "
+                       "--fold-groups model", err=True)
         if battles.labelled and not votes:
             click.echo(f"note: the votes in {', '.join(data)} are not used with --model; "
                        "pass voted battles as --votes for prediction-powered win rates",
                        err=True)
-        trained_on = read_manifest(model_dir).get("training", {}).get("sha256")
+        trained_on = manifest.get("training", {}).get("sha256")
         in_sample = trained_on == data_summary(battles)["sha256"]
         proba = model.predict_proba(battles.without_labels())
         if votes:
