@@ -103,6 +103,8 @@ def reference_side(battles, ours: pd.DataFrame, difficulty: pd.Series, python: s
         "lc": {"glm": glm, "models": len(lc_models),
                "max_abs_diff_points": _round(abs(lc_diff[worst])), "worst_model": worst,
                "mean_abs_diff_points": _round(np.mean(np.abs(list(lc_diff.values())))),
+               "models_over_half_a_point": {m: _round(d, 3) for m, d in lc_diff.items()
+                                            if abs(d) > 0.5},
                "alpaca_eval_seconds_incl_start": _round(seconds, 2),
                "spearman_ours_vs_csv_lc": _round(spearmanr(
                    mine.loc[common, "length_controlled_winrate"],
@@ -114,8 +116,7 @@ def reference_side(battles, ours: pd.DataFrame, difficulty: pd.Series, python: s
 
 JUDGES = {"default": {}, "model_folds": {"fold_groups": "model"},
           "model_folds_no_style": {"fold_groups": "model", "model_style": "off"},
-          "no_style": {"model_style": "off"},
-          "model_folds_dim32": {"fold_groups": "model", "embedding_dim": 32}}
+          "no_style": {"model_style": "off"}}
 """Judge variants: GBDTModel settings. ``default`` is the default CPU judge;
 ``model_folds`` calibrates it for models it has not seen (``--fold-groups model``)."""
 
