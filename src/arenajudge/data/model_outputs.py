@@ -18,7 +18,7 @@ import pandas as pd
 
 from arenajudge.data.cells import CellError, SurrogateCounter, is_missing, pair_cell
 from arenajudge.data.readers import ALPACA_OUTPUT_COLUMNS, Problems, parse_frame
-from arenajudge.data.schema import Battles, Turns
+from arenajudge.data.schema import Battles, Turns, join_turns
 from arenajudge.data.tables import read_table
 from arenajudge.errors import DataError
 
@@ -35,7 +35,7 @@ def is_model_outputs(frame: pd.DataFrame) -> bool:
 def _text(raw: object, surrogates: SurrogateCounter, path: Path, column: str,
           row: int) -> str:
     try:
-        return "\n\n".join(pair_cell(raw, surrogates)[1])
+        return join_turns(pair_cell(raw, surrogates)[1])
     except CellError as exc:
         raise DataError(str(exc), file=path, row=row, column=column) from None
 

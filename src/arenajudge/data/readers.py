@@ -138,20 +138,22 @@ class _Reader:
         return {"row_id": row_id} if row_id else {"row": self.first_row + position + 1}
 
     def _ids(self) -> np.ndarray:
-        n = len(self.frame)
         if "id" not in self.frame.columns:
             if "question_id" in self.frame.columns:
                 return self._id_values(self.frame["question_id"], "question_id")
-            if "chosen" in self.frame.columns or "output_1" in self.frame.columns:
-                if "chosen" in self.frame.columns:  # AlpacaEval's files never have ids
-                    self.problems.warn("has no id column; rows are numbered from 1 as "
-                                       "their ids")
-                numbers = range(self.first_row + 1, self.first_row + n + 1)
-                return np.array([str(i) for i in numbers], dtype=object)
+            if "chosen" in self.frame.columns:
+                self.problems.warn("has no id column; rows are numbered from 1 as their ids")
+                return self._row_numbers()
+            if "output_1" in self.frame.columns:  # AlpacaEval's files never have ids
+                return self._row_numbers()
             self.problems.error("is missing; every row needs a unique id "
                                 "(map another column with --columns id=NAME)", column="id")
-            return np.array([""] * n, dtype=object)
+            return np.array([""] * len(self.frame), dtype=object)
         return self._id_values(self.frame["id"], "id")
+
+    def _row_numbers(self) -> np.ndarray:
+        numbers = range(self.first_row + 1, self.first_row + len(self.frame) + 1)
+        return np.array([str(i) for i in numbers], dtype=object)
 
     def _id_values(self, column: pd.Series, name: str) -> np.ndarray:
         ids = np.array(["" if is_missing(v) else str(v).strip() for v in column], dtype=object)

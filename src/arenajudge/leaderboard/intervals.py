@@ -25,6 +25,13 @@ Z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
 """Half-width of the normal ``CI_LEVEL`` interval, in standard deviations."""
 
 
+def standard_error_of_mean(values: np.ndarray) -> float:
+    """``std(values, ddof=1) / sqrt(n)``, as pandas' ``sem``; NaN for fewer than 2."""
+    if len(values) < 2:
+        return float("nan")
+    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
+
+
 def _per_row(row_of: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
     return np.bincount(row_of, weights=values, minlength=n_rows)
 

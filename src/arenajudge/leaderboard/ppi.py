@@ -115,7 +115,7 @@ def ppi_mean(votes: np.ndarray, voted_predicted: np.ndarray,
     return PoweredMean(estimate=float(lam * f_u.mean() + rectified.mean()),
                        standard_error=float(np.sqrt(variance)), lam=lam,
                        votes_only=float(y.mean()),
-                       votes_only_standard_error=float(np.std(y, ddof=1) / np.sqrt(n)),
+                       votes_only_standard_error=intervals.standard_error_of_mean(y),
                        n_voted=n, n_unvoted=big_n)
 
 

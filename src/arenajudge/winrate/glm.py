@@ -31,6 +31,8 @@ import pandas as pd
 from scipy import sparse
 from scipy.special import expit, log_expit
 
+from arenajudge.leaderboard.intervals import standard_error_of_mean
+
 # Ridge (in units of log-likelihood) on the per-model coefficients: negligible next to
 # hundreds of pairs, enough to keep a model that wins (or loses) everything finite.
 MODEL_RIDGE = 1e-3
@@ -79,13 +81,6 @@ def fit_logistic(design: np.ndarray | sparse.spmatrix, positive: np.ndarray,
         if np.max(np.abs(size * step)) < _TOLERANCE:
             break
     return beta
-
-
-def standard_error_of_mean(values: np.ndarray) -> float:
-    """``std(values, ddof=1) / sqrt(n)``, as pandas' ``sem``; NaN for fewer than 2."""
-    if len(values) < 2:
-        return float("nan")
-    return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
 def length_feature(delta: np.ndarray, spread_of: np.ndarray | None = None) -> np.ndarray:

@@ -19,10 +19,10 @@ from arenajudge.data.schema import Battles, join_turns
 from arenajudge.data.tables import read_table
 from arenajudge.errors import DataError
 from arenajudge.leaderboard.board import battle_outcomes, kept_battles
+from arenajudge.leaderboard.intervals import standard_error_of_mean
 from arenajudge.leaderboard.ppi import ppi_mean
 from arenajudge.winrate.glm import (LengthControlled, fit_difficulty, lc_design,
-                                    length_controlled, length_controlled_ppi,
-                                    standard_error_of_mean)
+                                    length_controlled, length_controlled_ppi)
 
 logger = logging.getLogger(__name__)
 
