@@ -56,16 +56,17 @@ def tokenizer_for(encoder: bool, texts: list[str] | None = None, vocab_size: int
 
 
 def save_base(path: Path, model_type: str, texts: list[str] | None = None,
-              max_positions: int = 128) -> Path:
+              max_positions: int = 128, hidden: int = 32) -> Path:
     """A tiny random ``model_type`` (bert, deberta-v2, roberta, llama) and its tokenizer
-    (trained on the test words and ``texts``) saved in ``path``."""
+    (trained on the test words and ``texts``) saved in ``path``. bitsandbytes' 4-bit CPU
+    kernels need ``hidden`` to be a multiple of 64."""
     import torch
     from transformers import AutoModel, BertConfig, DebertaV2Config, LlamaConfig, RobertaConfig
 
     tokenizer = tokenizer_for(encoder=model_type != "llama", texts=texts,
                               vocab_size=4000 if texts else 600)
-    shape = dict(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                 num_attention_heads=2, intermediate_size=64,
+    shape = dict(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=2,
+                 num_attention_heads=2, intermediate_size=2 * hidden,
                  max_position_embeddings=max_positions)
     no_dropout = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     config = {
@@ -76,7 +77,7 @@ def save_base(path: Path, model_type: str, texts: list[str] | None = None,
         # positions from padding_idx + 1: 65 usable of 66
         "roberta": lambda: RobertaConfig(**{**shape, "max_position_embeddings": 66},
                                          **no_dropout, pad_token_id=tokenizer.pad_token_id),
-        "llama": lambda: LlamaConfig(**shape, num_key_value_heads=1,
+        "llama": lambda: LlamaConfig(**shape, num_key_value_heads=1 if hidden == 32 else 2,
                                      bos_token_id=tokenizer.bos_token_id,
                                      eos_token_id=tokenizer.eos_token_id),
     }[model_type]()

@@ -15,7 +15,7 @@ from typing import Any
 from arenajudge import __version__
 
 CORE_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "wordllama")
-OPTIONAL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes",
+OPTIONAL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "gguf",
                      "fastapi", "uvicorn", "ray", "matplotlib")
 
 

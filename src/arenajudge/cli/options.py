@@ -25,7 +25,7 @@ from arenajudge.data.tables import FORMATS
 from arenajudge.errors import ArenaJudgeError
 
 MAX_SEED = 2**31 - 1
-_METAVARS = {"base": "DIR", "encoder": "DIR", "checkpoint_dir": "DIR", "lora_targets": "NAMES",
+_METAVARS = {"base": "MODEL", "encoder": "MODEL", "checkpoint_dir": "DIR", "lora_targets": "NAMES",
              "tta": "MODE"}
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 

@@ -20,9 +20,9 @@ from arenajudge.outputs import check_output
 
 @main.command("embed")
 @data_argument
-@click.option("--base", required=True, type=click.Path(file_okay=False), metavar="DIR",
-              help="A local Hugging Face model directory: an encoder, or a decoder LM "
-                   "such as Gemma-2.")
+@click.option("--base", required=True, metavar="MODEL",
+              help="An encoder, or a decoder LM such as Gemma-2: a local Hugging Face model "
+                   "directory, a hub id (org/name[@revision]) or a .gguf file.")
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               metavar="OUT",
               help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
@@ -35,7 +35,8 @@ from arenajudge.outputs import check_output
 @click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
               help=field_help(TransformerConfig, "device"))
 @click.option("--load-in", type=click.Choice(LOAD_IN), default="16bit", show_default=True,
-              help="Weights precision: 16bit, or 8bit/4bit through bitsandbytes (CUDA).")
+              help="Weights precision: 16bit, or 8bit/4bit through bitsandbytes (on the GPU, "
+                   "else on the CPU).")
 @input_options
 @format_option
 @seed_option("the A/B order of chosen/rejected pairs (embedding itself is deterministic)")
@@ -43,7 +44,7 @@ from arenajudge.outputs import check_output
 def embed_command(data: str, base: str, out_path: str, max_length: int, batch_size: int,
                   device: str, load_in: str, input_format: str | None, columns: str | None,
                   output_format: str, seed: int, force: bool) -> None:
-    """Embed prompts and responses with a local model: mean-pooled last hidden states,
+    """Embed prompts and responses with a Hugging Face model: mean-pooled last hidden states,
     for `arenajudge train --embeddings`."""
     from arenajudge.data.embeddings import write_embeddings
     from arenajudge.models.transformer.embed import embed_battles

@@ -77,7 +77,7 @@ def teacher_targets(battles: Battles, teacher: np.ndarray, teacher_weight: float
 
 def teacher_record(path: str | Path, teacher_weight: float) -> dict[str, object]:
     """What a manifest records of a teacher: its file, sha256 and weight."""
-    from arenajudge.models.manifest import file_sha256
+    from arenajudge.hashing import file_sha256
 
     return {"file": str(path), "sha256": file_sha256(Path(path)), "weight": teacher_weight}
 

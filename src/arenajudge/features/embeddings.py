@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from arenajudge import safe_json
 from arenajudge.errors import ConfigError, MissingDependencyError
 from arenajudge.features.words import Words
+from arenajudge.model_sources import cache_root, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,16 @@ def _check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file():
         raise ConfigError(f"--encoder {path} is not a Hugging Face model directory "
                           "(no config.json); give a local directory saved with "
-                          "save_pretrained()")
+                          "save_pretrained(), a hub id (org/name) or a .gguf file")
+
+
+def _model_dir(name: str | Path) -> Path:
+    """The directory ``--encoder`` names: itself, or a hub id's cached snapshot or a
+    GGUF file's converted copy (:mod:`arenajudge.model_sources`)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    return resolve_model(str(name), "--encoder").path
 
 
 def _signature(path: Path) -> tuple:
@@ -200,7 +210,8 @@ def _content_digest(signature: tuple) -> str:
 
 
 class HFEncoder:
-    """Mean-pooled last hidden states of a local Hugging Face encoder directory.
+    """Mean-pooled last hidden states of a Hugging Face encoder: a local directory, or
+    what a hub id or GGUF file resolves to.
 
     The model is loaded once, on the first texts it has not cached, onto ``device``
     (``"auto"``: CUDA when present, else CPU); :func:`hf_encoder` shares one instance
@@ -213,12 +224,11 @@ class HFEncoder:
 
     def __init__(self, path: str | Path, *, max_length: int = 256, batch_size: int = 32,
                  cache_dir: str | Path | None = None, device: str = "auto") -> None:
-        self.path = Path(path)
+        self.path = _model_dir(path)
         _check_model_dir(self.path)
         self.max_length = max_length
         self.batch_size = batch_size
-        self.cache_dir = Path(cache_dir) if cache_dir else Path.home() / ".cache" / \
-            "arenajudge" / "embeddings"
+        self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
         self.device = device
         self._model = None
         self._tokenizer = None
@@ -302,9 +312,10 @@ _hf_lock = threading.Lock()
 
 
 def hf_encoder(path: str | Path) -> HFEncoder:
-    """The process-wide :class:`HFEncoder` of directory ``path``: loaded once, and
+    """The process-wide :class:`HFEncoder` of ``path`` (a directory, hub id or GGUF
+    file; see :class:`HFEncoder`): loaded once, and
     replaced when the directory's files change (a fine-tune saved over it)."""
-    path = Path(path)
+    path = _model_dir(path)
     _check_model_dir(path)
     signature = _signature(path)
     with _hf_lock:

@@ -69,8 +69,9 @@ class GBDTConfig:
                                   low=0, high=0.5, high_open=True)
     embedding_dim: int = option(8, "Leading WordLlama dimensions used (Matryoshka).",
                                 low=1, high=256)
-    encoder: str | None = option(None, "A local Hugging Face encoder directory used instead "
-                                 "of WordLlama (needs the transformers extra).")
+    encoder: str | None = option(None, "A Hugging Face encoder used instead of WordLlama: a "
+                                 "local directory, a hub id (org/name[@revision]) or a .gguf "
+                                 "file (needs the transformers extra).")
     embedding_components: int = option(8, "PCA directions kept of outside embeddings "
                                        "(--embeddings EMB.parquet), if given.", low=1)
     model_style: str = option("auto", "Model-style features (which model a response reads "

@@ -22,25 +22,16 @@ import numpy as np
 from arenajudge import __version__, safe_json
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ArenaJudgeError, ConfigError, ModelLoadError
+from arenajudge.hashing import file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
 """2: the manifest lists the sha256 of every artifact file (``artifacts``)."""
-_CHUNK = 1 << 20
 
 
 def schema_hash(feature_names: list[str]) -> str:
     """A short stable hash of the feature schema, to refuse mismatched artifacts."""
     return hashlib.sha256("\n".join(feature_names).encode()).hexdigest()[:16]
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def artifact_hashes(path: Path) -> dict[str, str]:

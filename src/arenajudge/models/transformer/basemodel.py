@@ -1,19 +1,19 @@
-"""The ``--base`` model directory: checks before any weights load, its tokenizer and
-the sequence length its positions allow."""
+"""The ``--base`` model: resolved (a directory, hub id or GGUF file) and checked before
+any weights load, its tokenizer and the sequence length its positions allow."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 from arenajudge.errors import ConfigError, MissingDependencyError
+from arenajudge.model_sources import ModelSource, resolve_model
 from arenajudge.models.transformer.config import TransformerConfig
 
 
-def require_extra(purpose: str, *, peft: bool = False, load_in: str = "16bit") -> None:
+def require_extra(purpose: str, *, peft: bool = False) -> None:
     """Raise MissingDependencyError unless the ``transformers`` extra is importable.
 
     ``purpose`` names what needs it in the message (``--backend siamese``, ``embed``).
@@ -30,10 +30,6 @@ def require_extra(purpose: str, *, peft: bool = False, load_in: str = "16bit") -
             f"{purpose} needs {', '.join(needed)}; {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed. Install them with "
             "`pip install arenajudge[transformers]`")
-    if load_in != "16bit" and importlib.util.find_spec("bitsandbytes") is None:
-        raise MissingDependencyError(
-            f"--load-in {load_in} needs bitsandbytes, which is not installed; install it "
-            "with `pip install bitsandbytes` (it needs a CUDA GPU), or use --load-in 16bit")
 
 
 def is_decoder_lm(model_type: str) -> bool:
@@ -46,18 +42,18 @@ def is_decoder_lm(model_type: str) -> bool:
             and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
 
 
-def hf_model_dir(base: str | None, purpose: str) -> tuple[Path, str, bool]:
-    """``--base`` checked to be a local Hugging Face model directory: its absolute path,
+def hf_model_dir(base: str | None, purpose: str, *, sha256: str | None = None
+                 ) -> tuple[ModelSource, str, bool]:
+    """``--base`` resolved (a directory, hub id or GGUF file, see
+    :mod:`arenajudge.model_sources`) and checked to be a Hugging Face model: its source,
     model type and whether it is a decoder LM. Needs transformers (see
-    :func:`require_extra`)."""
+    :func:`require_extra`); ``sha256`` pins a GGUF file's bytes."""
     if not base:
-        raise ConfigError(f"{purpose} needs --base DIR, a local Hugging Face model "
-                          "directory (for example one made with `hf download "
-                          "microsoft/deberta-v3-large --local-dir DIR`)")
-    path = Path(base).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"--base {base} is not a directory; give a local Hugging Face "
-                          "model directory")
+        raise ConfigError(f"{purpose} needs --base MODEL: a local Hugging Face model "
+                          "directory, a hub id (org/name, e.g. google/gemma-2-9b-it) or a "
+                          ".gguf file")
+    source = resolve_model(base, "--base", sha256=sha256)
+    path = source.path
     try:
         hf_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -71,12 +67,12 @@ def hf_model_dir(base: str | None, purpose: str) -> tuple[Path, str, bool]:
     if hf_config.get("is_encoder_decoder"):
         raise ConfigError(f"--base {base} holds an encoder-decoder model ({model_type}); "
                           "use an encoder (siamese, cross) or a decoder LM (llm)")
-    return path.resolve(), model_type, is_decoder_lm(model_type)
+    return source, model_type, is_decoder_lm(model_type)
 
 
-def resolve_base(base: str | None, kind: str) -> Path:
-    """The absolute ``--base`` directory, checked to hold a model that fits ``kind``."""
-    path, model_type, decoder = hf_model_dir(base, f"--backend {kind}")
+def resolve_base(base: str | None, kind: str, *, sha256: str | None = None) -> ModelSource:
+    """``--base`` resolved and checked to hold a model that fits ``kind``."""
+    source, model_type, decoder = hf_model_dir(base, f"--backend {kind}", sha256=sha256)
     if kind == "llm" and not decoder:
         raise ConfigError(f"--base {base} holds a {model_type} model, not a decoder LM; "
                           "--backend llm needs a Llama, Gemma-2, Qwen2 or Mistral-family "
@@ -84,15 +80,16 @@ def resolve_base(base: str | None, kind: str) -> Path:
     if kind != "llm" and decoder:
         raise ConfigError(f"--base {base} holds a decoder LM ({model_type}); use --backend "
                           f"llm for it, or an encoder such as DeBERTa-v3 for --backend {kind}")
-    return path
+    return source
 
 
 def require_model_extra(config: TransformerConfig) -> None:
-    """The extras ``config`` needs are installed, and a GPU where it needs one."""
-    require_extra(f"--backend {config.kind}", peft=config.uses_lora, load_in=config.load_in)
+    """The extras ``config`` needs are installed, and bitsandbytes can quantize where the
+    weights would live."""
+    require_extra(f"--backend {config.kind}", peft=config.uses_lora)
     from arenajudge.models.transformer import devices
 
-    devices.check_quantized(config.load_in)
+    devices.check_quantized(config.load_in, config.device)
 
 
 def load_tokenizer(path: Path, what: str) -> Any:
@@ -102,8 +99,6 @@ def load_tokenizer(path: Path, what: str) -> Any:
         return AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError, TypeError) as exc:
         raise ConfigError(f"{what} {path} has no usable tokenizer ({exc})") from None
-
-
 
 
 def usable_positions(body: Any) -> int | None:

@@ -25,6 +25,7 @@ PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 HEADS = ("mlp", "tokens")
 ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2")
+PROMPT_FORMATS = ("auto", "chat", "plain")
 FULL_FINETUNE_LR, LORA_LR = 2e-5, 1e-4
 """Full fine-tuning of an encoder wants a small step; LoRA adapters a larger one."""
 MIN_MAX_LENGTH = 32
@@ -37,9 +38,10 @@ class NetworkConfig:
     kind: str = option("siamese", "Network layout: siamese (one shared encoder over prompt+A "
                       "and prompt+B), cross (one sequence prompt/A/B) or llm (decoder LM "
                       "with LoRA, last-token head).", choices=KINDS)
-    base: str | None = option(None, "A local Hugging Face model directory (config.json, "
-                             "weights, tokenizer); a sequence-classification checkpoint "
-                             "(e.g. a reward model) gives its backbone.")
+    base: str | None = option(None, "The base model: a local Hugging Face model directory, "
+                             "a hub id (org/name[@revision], from the Hugging Face cache or "
+                             "downloaded) or a .gguf file; a sequence-classification "
+                             "checkpoint (e.g. a reward model) gives its backbone.")
     max_length: int = option(512, "Tokens per input sequence, special tokens included.",
                              low=MIN_MAX_LENGTH)
     prompt_share: float = option(0.3, "Share of the token budget reserved for the prompt "
@@ -48,6 +50,13 @@ class NetworkConfig:
     symmetric: bool = option(True, "Predict the mean of p(A,B) and the swapped p(B,A).")
     head: str = option("mlp", "mlp: an MLP on the pooled states; tokens (llm only): the LM "
                       "head's scores of the label words A, B and tie.", choices=HEADS)
+    zero_shot: bool = option(False, "Train nothing in the network (llm with --head tokens): "
+                            "read the base's own scores of A, B and tie and fit only the "
+                            "calibration on the data.")
+    prompt_format: str = option("auto", "llm input: chat (the task, prompt and both "
+                               "responses in one user turn of the base's chat template), "
+                               "plain (marked text, no template) or auto (chat when the "
+                               "base has a template).", choices=PROMPT_FORMATS)
     head_hidden: int = option(256, "Width of the MLP head's hidden layer.", low=1)
     head_dropout: float = option(0.1, "Dropout before each layer of the head.", low=0, high=1,
                                  high_open=True)
@@ -60,7 +69,8 @@ class NetworkConfig:
     lora_targets: str = option("all-linear", "Comma-separated module names that get LoRA "
                               "adapters, or all-linear.")
     load_in: str = option("16bit", "Base weights precision (llm only): 16bit, or 8bit/4bit "
-                         "through bitsandbytes (QLoRA, needs a CUDA GPU).", choices=LOAD_IN)
+                         "through bitsandbytes (QLoRA; on the GPU, else on the CPU).",
+                         choices=LOAD_IN)
     merge_lora: bool = option(False, "Save merged full weights instead of the LoRA adapter "
                              "(16bit only); a merged bundle no longer needs --base.")
     attn_implementation: str = option("auto", "Attention kernel: auto (the model's default), "
@@ -83,6 +93,15 @@ class NetworkConfig:
         if self.head == "tokens" and self.kind != "llm":
             raise ConfigError("--head tokens needs --backend llm (a decoder LM's own head "
                               "scores the label words)")
+        if self.zero_shot and (self.kind != "llm" or self.head != "tokens"):
+            raise ConfigError("--zero-shot needs --backend llm --head tokens (the base's "
+                              "own scores of the label words are the judge)")
+        if self.zero_shot and self.merge_lora:
+            raise ConfigError("--zero-shot trains no adapter, so there is none to merge; "
+                              "drop --merge-lora")
+        if self.prompt_format == "chat" and self.kind != "llm":
+            raise ConfigError("--prompt-format chat is for --backend llm; encoders read the "
+                              "plain layout")
 
 
 @dataclass(frozen=True)
@@ -174,8 +193,9 @@ class PredictOptions:
     """Prediction-time overrides of a saved transformer model; None keeps what it was
     trained with."""
 
-    base: str | None = option(None, "The base model directory, where it lives now (e.g. a "
-                             "Kaggle dataset path) instead of where it was trained.")
+    base: str | None = option(None, "The base model where it is now (a directory, e.g. a "
+                             "Kaggle dataset path, a hub id or a .gguf file) instead of "
+                             "what it was trained from.")
     batch_size: int | None = option(None, "Battles per forward pass; default twice the "
                                    "training batch size.", low=1)
     max_tokens_per_batch: int | None = option(None, "Build batches of length-sorted rows up "
@@ -184,7 +204,7 @@ class PredictOptions:
     max_length: int | None = option(None, "Tokens per input sequence (e.g. longer than "
                                    "trained).", low=MIN_MAX_LENGTH)
     load_in: str | None = option(None, "Base weights precision: 16bit, or 8bit/4bit through "
-                                "bitsandbytes (CUDA), e.g. for a 16-bit-trained adapter.",
+                                "bitsandbytes, e.g. for a 16-bit-trained adapter.",
                                 choices=LOAD_IN)
     device: str | None = option(None, "auto, cpu, cuda or mps.", choices=DEVICES)
     attn_implementation: str | None = option(None, "Attention kernel: auto, eager, sdpa or "

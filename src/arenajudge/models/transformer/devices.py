@@ -3,7 +3,8 @@
 torch reports bf16 as supported on pre-Ampere GPUs (T4, V100, P100) because it can
 emulate it, slowly; ``auto`` precision asks for real hardware support instead, so a T4
 gets fp16. ``--precision`` decides the autocast dtype, the dtype a decoder body is loaded
-in and the compute dtype of 4-bit weights alike.
+in and the compute dtype of 4-bit weights alike. 8-bit and 4-bit weights (bitsandbytes)
+live on the GPU when there is one, else on the CPU, where bitsandbytes 0.50 runs both.
 
 This module imports torch at the top: import it only once the ``transformers`` extra
 is known to be present.
@@ -16,7 +17,7 @@ from typing import Any
 
 import torch
 
-from arenajudge.errors import ConfigError
+from arenajudge.errors import ConfigError, MissingDependencyError
 
 BF16_CAPABILITY = (8, 0)
 """Ampere (sm80) and later compute in bf16 natively."""
@@ -30,11 +31,43 @@ def check_device(device: str) -> None:
         raise ConfigError("--device mps: Apple MPS is not available; use --device cpu or auto")
 
 
-def check_quantized(load_in: str) -> None:
-    """8-bit and 4-bit weights (bitsandbytes) need a CUDA GPU; say so before loading."""
-    if load_in != "16bit" and not torch.cuda.is_available():
-        raise ConfigError(f"--load-in {load_in} needs a CUDA GPU (bitsandbytes), and none is "
-                          "visible; use --load-in 16bit")
+def quantized_device(device: str) -> torch.device:
+    """Where 8-bit and 4-bit weights live: this process's GPU when there is one (and
+    ``device`` allows it), else the CPU (or MPS when asked for)."""
+    check_device(device)
+    if device in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("mps" if device == "mps" else "cpu")
+
+
+def check_quantized(load_in: str, device: str) -> None:
+    """ConfigError, before any weights load, when the installed bitsandbytes cannot
+    quantize on the device the weights would live on: it is asked to quantize a few
+    zeros there, which is the only test that holds across its versions and builds."""
+    if load_in == "16bit":
+        return
+    where = quantized_device(device)
+    try:
+        import bitsandbytes.functional as bnb
+
+        zeros = torch.zeros(2, 64, device=where)
+        if load_in == "4bit":
+            bnb.quantize_4bit(zeros, quant_type="nf4")
+        else:
+            bnb.int8_vectorwise_quant(zeros)
+    except ImportError:
+        raise MissingDependencyError(f"--load-in {load_in} needs bitsandbytes, which is not "
+                          "installed; install it with `pip install arenajudge[llm]`, or use "
+                          "--load-in 16bit") from None
+    except Exception as exc:  # noqa: BLE001 (bitsandbytes raises what its backend raises)
+        from importlib.metadata import version
+
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ConfigError(f"--load-in {load_in}: the installed bitsandbytes "
+                          f"{version('bitsandbytes')} cannot quantize on {where.type} "
+                          f"({reason[:200]}); install a bitsandbytes with a {where.type} "
+                          "backend (0.50 has CPU and CUDA ones), or use --load-in 16bit"
+                          ) from None
 
 
 def inference_device(device: str) -> torch.device:
@@ -80,12 +113,16 @@ def body_dtype(precision: str, device: str, decoder: bool) -> torch.dtype:
     return gpu_half_dtype(precision) or torch.float32
 
 
-def quantization(load_in: str, precision: str) -> Any:
-    """The bitsandbytes config of 8-bit or NF4 4-bit weights computing in ``precision``."""
+def quantization(load_in: str, precision: str, device: torch.device) -> Any:
+    """The bitsandbytes config of 8-bit or NF4 4-bit weights on ``device``, computing in
+    ``precision`` (on a CPU: fp32 unless bf16 is asked for, as for autocast)."""
     from transformers import BitsAndBytesConfig
 
     if load_in == "8bit":
         return BitsAndBytesConfig(load_in_8bit=True)
+    if device.type == "cuda":
+        compute = gpu_half_dtype(precision) or torch.float32
+    else:
+        compute = torch.bfloat16 if precision == "bf16" else torch.float32
     return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=gpu_half_dtype(precision) or torch.float32)
+                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)

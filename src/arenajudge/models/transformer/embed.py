@@ -48,13 +48,14 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
     Returns ``{column: array (n, dim) float32}`` for ``EMBEDDING_COLUMNS`` and the
     metadata written beside them. Each distinct text is embedded once.
     """
-    require_extra("embed", load_in=load_in)
-    path, model_type, decoder = hf_model_dir(str(base), "embed")
+    require_extra("embed")
+    source, model_type, decoder = hf_model_dir(str(base), "embed")
+    path = source.path
     import torch
 
     from arenajudge.models.transformer import batches, devices, networks
 
-    config = TransformerConfig(kind="llm" if decoder else "siamese", base=str(path),
+    config = TransformerConfig(kind="llm" if decoder else "siamese", base=source.pinned,
                                max_length=max_length, batch_size=batch_size, device=device,
                                load_in=load_in)
     check_config(config)
@@ -86,7 +87,7 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
             vectors[rows] = networks.mean_pool(hidden.float(), mask).cpu().numpy()
     columns = {name: vectors[[where[turns] for turns in side]]
                for name, side in zip(EMBEDDING_COLUMNS, sides)}
-    metadata = {"format": FORMAT, "version": FORMAT_VERSION, "encoder": str(path),
+    metadata = {"format": FORMAT, "version": FORMAT_VERSION, "encoder": source.pinned,
                 "model_type": model_type, "dim": int(vectors.shape[1]),
                 "max_length": max_length, "pooling": "mean"}
     return columns, metadata

@@ -29,7 +29,8 @@ import numpy as np
 from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
 from arenajudge.data.folds import holdout_mask, prompt_groups
 from arenajudge.data.schema import LABELS, Battles, swap_proba
-from arenajudge.errors import MissingDependencyError, ModelLoadError
+from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
+from arenajudge.metrics import log_loss
 from arenajudge.config import check_config
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
 from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
@@ -38,7 +39,8 @@ from arenajudge.models.transformer import packing
 from arenajudge.models.transformer.basemodel import (check_positions, load_tokenizer,
                                                      require_model_extra, resolve_base)
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig, parse_tta
-from arenajudge.models.transformer.packing import Packer, Samples, pad_token_id, softmax
+from arenajudge.models.transformer.packing import (PackedBattle, Packer, Samples,
+                                                   pad_token_id, softmax)
 from arenajudge.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -53,12 +55,16 @@ def _train_prior(target: np.ndarray, weight: np.ndarray) -> tuple[float, float, 
     return tuple((counts + 1) / (counts.sum() + len(LABELS)))
 
 
-def _packing_schema(config: TransformerConfig) -> str:
-    """Hash of the input layout: a model only reads inputs packed the way it was trained."""
-    return schema_hash([packing.PROMPT_MARKER, packing.RESPONSE_MARKER,
-                        packing.RESPONSE_A_MARKER, packing.RESPONSE_B_MARKER,
-                        packing.TURN_SEPARATOR, str(config.max_length),
-                        str(config.prompt_share)])
+def _packing_schema(config: TransformerConfig, tokenizer: Any) -> str:
+    """Hash of the input layout: a model only reads inputs packed the way it was trained
+    (with a chat template, its task, question and the template's frame too)."""
+    parts = [packing.PROMPT_MARKER, packing.RESPONSE_MARKER, packing.RESPONSE_A_MARKER,
+             packing.RESPONSE_B_MARKER, packing.TURN_SEPARATOR, str(config.max_length),
+             str(config.prompt_share)]
+    if config.prompt_format == "chat":
+        parts += ["chat", packing.CHAT_TASK, packing.CHAT_QUESTION,
+                  *(packing.chat_frame(tokenizer) or ("no template",))]
+    return schema_hash(parts)
 
 
 # ----------------------------------------------------------------------- the models
@@ -122,49 +128,68 @@ class TransformerModel(PreferenceModel):
 
     def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
             ) -> "TransformerModel":
-        """Fine-tune on labelled ``battles`` (hard or soft labels); returns ``self``."""
+        """Fine-tune on labelled ``battles`` (hard or soft labels), or with ``zero_shot``
+        only calibrate the base's own verdicts on them; returns ``self``."""
         check_config(self.config)
         check_labelled(battles)
         weight = check_sample_weight(battles, sample_weight)
         require_model_extra(self.config)
-        base = resolve_base(self.config.base, self.kind)
-        config = self.config = replace(self.config, base=str(base))
+        source = resolve_base(self.config.base, self.kind)
+        self.tokenizer_ = load_tokenizer(source.path, "--base")
+        self.config = replace(self.config, base=source.pinned,
+                              prompt_format=self._resolved_format())
+        packed, stats = self._packer().pack(battles)
+        logger.info("packing: %s", stats.to_dict())
+        self.predict_options_ = PredictOptions()
+        self.truncation_ = stats.to_dict()
+        self.training_ = {**data_summary(battles), "base": source.record()}
+        if self.config.zero_shot:
+            self._fit_zero_shot(battles, weight, packed, source.path)
+        else:
+            self._fine_tune(battles, weight, packed, source.path)
+        return self
 
+    def _resolved_format(self) -> str:
+        """``prompt_format`` with ``auto`` decided: chat for a decoder LM whose tokenizer
+        has a chat template, else plain."""
+        wanted = self.config.prompt_format
+        if wanted != "auto":
+            return wanted
+        return "chat" if self.decoder and packing.chat_frame(self.tokenizer_) else "plain"
+
+    def _fine_tune(self, battles: Battles, weight: np.ndarray, packed: list[PackedBattle],
+                   base: Path) -> None:
+        """Train the network on the battles outside the validation fold; calibrate on it."""
         from accelerate.utils import set_seed
 
         from arenajudge.models.transformer import checkpoints, networks, trainer
 
+        config = self.config
         accelerator = trainer.make_accelerator(config.training)
         set_seed(config.seed)
-        self.tokenizer_ = load_tokenizer(base, "--base")
-        packer = self._packer()
-        packed, stats = packer.pack(battles)
-        logger.info("packing: %s", stats.to_dict())
         body = networks.load_body(base, config, self.decoder, accelerator.local_process_index)
         check_positions(body, config.max_length, base)
-        net = self._network(body, base, training=True)
-        if config.load_in != "16bit":  # the quantized body already sits on its GPU
+        net = self._network(body, base, adapters=True, label_rows=True)
+        if config.load_in != "16bit":  # the quantized body already sits on its device
             net.head.to(accelerator.device)
 
         val_mask = holdout_mask(battles, config.val_fraction, config.seed,
                                 without="without a validation fold, keeping the last weights")
         fit_rows = np.flatnonzero(~val_mask) if val_mask is not None else np.arange(len(battles))
+        packer = self._packer()
 
         def samples(rows: np.ndarray, both_orders: bool) -> Samples:
             return Samples.build(packer, [packed[i] for i in rows], battles.target[rows],
                                  weight[rows], both_orders)
 
         val = None if val_mask is None else samples(np.flatnonzero(val_mask), config.symmetric)
-        summary = data_summary(battles)
         result = trainer.Trainer(
             net, samples(fit_rows, config.swap_augment), val, config.training, accelerator,
             pad_id=pad_token_id(self.tokenizer_), soft=self._soft_loss(battles.target),
-            run_id=checkpoints.fingerprint(config, summary["sha256"]),
+            run_id=checkpoints.fingerprint(config, self.training_["sha256"]),
             device_placement=config.load_in == "16bit").fit()
 
         self.net_ = result.net
-        self.predict_options_ = PredictOptions()
-        self.truncation_ = stats.to_dict()
         self.history_ = result.state.history
         self.validation_ = {
             "rows": 0 if val is None else val.n_battles, "best_step": result.state.best_step,
@@ -174,35 +199,69 @@ class TransformerModel(PreferenceModel):
         prior = _train_prior(battles.target[fit_rows], weight[fit_rows])
         self.calibration_ = Calibration(train_prior=prior)
         if val is not None:  # the shipped network never trained on the validation fold
-            val_rows = np.flatnonzero(val_mask)
-            held = battles.take(val_rows)
+            held = battles.take(np.flatnonzero(val_mask))
             self.calibration_, report = fit_calibration(
                 held.scored_target, self._raw_proba(val),
                 prompt_groups(held) % CALIBRATION_FOLDS, prior, held.source)
             self.validation_.update(report)
-        self.training_ = summary
-        return self
+
+    def _fit_zero_shot(self, battles: Battles, weight: np.ndarray,
+                       packed: list[PackedBattle], base: Path) -> None:
+        """The base, untouched, scores every battle with its LM head's logits of the
+        label words; only the calibration is fitted, cross-fitted over prompt-grouped
+        folds, so its report is out of sample."""
+        from arenajudge.models.transformer import networks
+
+        config = self.config
+        body = networks.load_body(base, config, self.decoder)
+        check_positions(body, config.max_length, base)
+        self.net_ = self._placed(self._network(body, base, adapters=False, label_rows=True))
+        samples = Samples.build(self._packer(), packed, battles.target, weight,
+                                config.symmetric)
+        raw = self._raw_proba(samples)
+        prior = _train_prior(battles.target, weight)
+        self.history_ = []
+        self.calibration_, report = fit_calibration(
+            battles.scored_target, raw, prompt_groups(battles) % CALIBRATION_FOLDS, prior,
+            battles.source)
+        self.validation_ = {"rows": len(battles), "best_step": None,
+                            "log_loss_raw": log_loss(battles.scored_target, raw),
+                            "temperature": 1.0, "steps": 0, "resumed_from": None,
+                            "stopped_early": False, "zero_shot": True, **report}
 
     def _packer(self) -> Packer:
         return Packer(self.tokenizer_, self.config.max_length, self.config.prompt_share,
-                      pair=self.pair)
+                      pair=self.pair, chat=self.config.prompt_format == "chat")
 
-    def _network(self, body: Any, source: Path, training: bool) -> Any:
-        """The body (with LoRA adapters when training one) under its pooling and head;
-        a token head starts from the rows of the LM head of ``source``."""
+    def _network(self, body: Any, source: Path, *, adapters: bool, label_rows: bool) -> Any:
+        """The body (with new LoRA adapters when ``adapters``) under its pooling and
+        head; a token head starts from the rows of the LM head of ``source`` when
+        ``label_rows`` (else it waits for saved weights)."""
         from arenajudge.models.transformer import networks
 
         network = self.config.network
-        if training and network.uses_lora:
+        if adapters and network.uses_lora:
             body = networks.add_lora(body, network, self.config.gradient_checkpointing)
         if network.head == "tokens":
             head = networks.token_head(body, networks.label_rows(source, body, self.tokenizer_)
-                                       if training else None)
+                                       if label_rows else None)
         else:
             head = networks.mlp_head(
                 networks.pooled_size(body, 2 if self.pair else 1, self.pooling),
                 network.head_hidden, network.head_dropout)
         return networks.PreferenceNet(body, head, self.pooling)
+
+    def _placed(self, net: Any) -> Any:
+        """``net`` on the inference device, in eval mode; a quantized body stays where
+        it was loaded."""
+        from arenajudge.models.transformer import devices
+
+        device = devices.inference_device(self.config.device)
+        if self.config.load_in == "16bit":
+            net.to(device)
+        else:
+            net.head.to(device)
+        return net.eval()
 
     # --------------------------------------------------------------- prediction
     def _logits(self, samples: Samples, rows: np.ndarray | None = None) -> np.ndarray:
@@ -267,13 +326,15 @@ class TransformerModel(PreferenceModel):
             body = self.net_.body
             if self.config.merge_lora:
                 body = self.net_.body = body.merge_and_unload()
-            body.save_pretrained(staged / ("adapter" if self._is_adapter(body) else "body"))
+            if not self.config.zero_shot:  # a zero-shot judge is its base, unchanged
+                body.save_pretrained(staged / ("adapter" if self._is_adapter(body)
+                                               else "body"))
             self.tokenizer_.save_pretrained(staged / "tokenizer")
             save_file({k: v.detach().contiguous().cpu()
                        for k, v in self.net_.head.state_dict().items()}, staged / HEAD_FILE)
             self.calibration_.save(staged / CALIBRATION_FILE)
             write_manifest(staged, backend=self.backend, config=asdict(self.config),
-                           feature_schema=_packing_schema(self.config),
+                           feature_schema=_packing_schema(self.config, self.tokenizer_),
                            training={**self.training_, "truncation": self.truncation_,
                                      "history": self.history_},
                            metrics={"validation": self.validation_})
@@ -294,9 +355,8 @@ class TransformerModel(PreferenceModel):
         check_config(options)
         manifest = read_manifest(path, backend=cls.backend, verify=True)
         trained = config_from_manifest(manifest, TransformerConfig, path)
-        if manifest.get("feature_schema") != _packing_schema(trained):
-            raise ModelLoadError("was trained with another input layout than this arenajudge "
-                                 "packs; retrain the model", file=path)
+        if trained.prompt_format == "auto":  # saved before prompt formats: the plain layout
+            trained = replace(trained, prompt_format="plain")
         # training-only switches do not apply to prediction
         config = replace(trained, gradient_checkpointing=False, merge_lora=False,
                          **options.overrides())
@@ -307,33 +367,51 @@ class TransformerModel(PreferenceModel):
             raise MissingDependencyError(f"loading {path}: {exc}") from None
         model = cls(config)
         model.tokenizer_ = load_tokenizer(path / "tokenizer", "model")
-        model.predict_options_ = options
-        model.net_ = model._load_network(path)
-        model.calibration_ = Calibration.load(path / CALIBRATION_FILE)
+        if manifest.get("feature_schema") != _packing_schema(trained, model.tokenizer_):
+            raise ModelLoadError("was trained with another input layout than this arenajudge "
+                                 "packs; retrain the model", file=path)
         training = manifest.get("training", {})
         model.truncation_ = training.get("truncation", {})
         model.history_ = training.get("history", [])
         model.training_ = {k: v for k, v in training.items()
                            if k not in ("truncation", "history")}
         model.validation_ = manifest.get("metrics", {}).get("validation", {})
+        model.predict_options_ = options
+        model.net_ = model._load_network(path)
+        model.calibration_ = Calibration.load(path / CALIBRATION_FILE)
         return model
 
+    def _base_source(self, path: Path, why: str) -> Path:
+        """The base model a bundle reads (``why``: an adapter over it, or a zero-shot
+        judge), where it was trained or at predict-time ``--base``; a GGUF base must
+        have the bytes it was trained with."""
+        recorded = self.training_.get("base", {})
+        try:
+            source = resolve_base(self.config.base, self.kind, sha256=recorded.get("sha256"))
+        except ConfigError as exc:
+            raise ModelLoadError(f"{why} --base {self.config.base}, which is gone or cannot "
+                                 f"be loaded ({exc}); put the base model back there, give "
+                                 "its new place with --base MODEL"
+                                 + (", or retrain with --merge-lora for a self-contained "
+                                    "bundle" if not self.config.zero_shot else ""),
+                                 file=path) from None
+        return source.path
+
     def _load_network(self, path: Path) -> Any:
-        """The saved body (or base + adapter) and head, on the inference device."""
+        """The saved body (or base + adapter, or the base alone for a zero-shot judge)
+        and head, on the inference device."""
         from safetensors.torch import load_file
 
-        from arenajudge.models.transformer import devices, networks
+        from arenajudge.models.transformer import networks
 
         config = self.config
         if (path / "adapter").is_dir():
-            base = Path(config.base or "")
-            if not (base / "config.json").is_file():
-                raise ModelLoadError(f"holds a LoRA adapter over --base {config.base}, which "
-                                     "is gone; put the base model back there, give its new "
-                                     "place with --base DIR, or retrain with --merge-lora "
-                                     "for a self-contained bundle", file=path)
+            base = self._base_source(path, "holds a LoRA adapter over")
             body = networks.load_adapter(networks.load_body(base, config, self.decoder),
                                          path / "adapter")
+        elif config.zero_shot:
+            base = self._base_source(path, "is a zero-shot judge of")
+            body = networks.load_body(base, config, self.decoder)
         elif (path / "body").is_dir():
             base = path / "body"
             body = networks.load_body(base, config, self.decoder)
@@ -341,18 +419,13 @@ class TransformerModel(PreferenceModel):
             raise ModelLoadError("has neither body/ nor adapter/; the model directory is "
                                  "incomplete", file=path)
         check_positions(body, config.max_length, base)
-        net = self._network(body, base, training=False)
+        net = self._network(body, base, adapters=False, label_rows=False)
         try:
             net.head.load_state_dict(load_file(path / HEAD_FILE))
         except (OSError, RuntimeError) as exc:
             raise ModelLoadError(f"has an unusable {HEAD_FILE} ({exc}); retrain the model",
                                  file=path) from None
-        device = devices.inference_device(config.device)
-        if config.load_in == "16bit":
-            net.to(device)
-        else:
-            net.head.to(device)
-        return net.eval()
+        return self._placed(net)
 
 
 class SiameseModel(TransformerModel):

@@ -13,7 +13,6 @@ is known to be present.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -100,7 +99,7 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
     """The base model in ``source`` (a Hugging Face directory), ready to fine-tune.
 
     ``device_index``: the GPU a quantized model is placed on (one per process; default
-    this process's ``LOCAL_RANK``).
+    this process's ``LOCAL_RANK``); without a GPU, quantized weights live on the CPU.
     """
     from transformers import AutoModel
 
@@ -109,10 +108,13 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
     if config.attn_implementation != "auto":
         kwargs["attn_implementation"] = config.attn_implementation
     if config.load_in != "16bit":
-        devices.check_quantized(config.load_in)
-        kwargs["quantization_config"] = devices.quantization(config.load_in, config.precision)
-        kwargs["device_map"] = {"": int(os.environ.get("LOCAL_RANK", "0"))
-                                if device_index is None else device_index}
+        devices.check_quantized(config.load_in, config.device)
+        where = devices.quantized_device(config.device)
+        if where.type == "cuda" and device_index is not None:
+            where = torch.device("cuda", device_index)
+        kwargs["quantization_config"] = devices.quantization(config.load_in, config.precision,
+                                                             where)
+        kwargs["device_map"] = {"": str(where)}
     try:
         # a *ForSequenceClassification checkpoint (a reward model) loads as its backbone:
         # its task head's weights are left out

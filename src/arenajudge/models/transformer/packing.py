@@ -13,6 +13,17 @@ CLS/SEP or BOS/EOS tokens)::
                                     <s> Prompt: p  Response: b </s>
     single (cross, llm), one:       <s> Prompt: p  Response A: a  Response B: b </s>
 
+With a chat template (``--prompt-format chat``, the llm backend's default when its base
+has one) the same parts are the one user turn of a conversation, between a short task
+and the question, and the sequence ends where the assistant's answer would start, so
+the LM's next token is its verdict (``--head tokens``)::
+
+    chat (llm):  <template's opening> TASK Prompt: p  Response A: a  Response B: b
+                 QUESTION <template's close and assistant opening>
+
+There the prompt keeps its start and each response its end (its latest turns, the
+latest cut at its head), since a task is stated first and a response concludes last.
+
 Every token also carries a segment id (prompt, first response, second response) so
 that a network can pool each part separately.
 """
@@ -32,6 +43,11 @@ RESPONSE_MARKER = "\nResponse:"
 RESPONSE_A_MARKER = "\nResponse A:"
 RESPONSE_B_MARKER = "\nResponse B:"
 TURN_SEPARATOR = "\n\n"
+CHAT_TASK = "Two assistants answered the same prompt.\n\n"
+CHAT_QUESTION = "\n\nWhich response is better? Answer with one word: A, B or tie."
+_CONTENT = "ARENAJUDGE-CONTENT-3f9c"
+"""A placeholder rendered through the chat template to find what it puts around a user
+turn."""
 SIDES = ("prompt", "response_a", "response_b")
 PROMPT, RESPONSE_A, RESPONSE_B = 0, 1, 2
 """Segment ids of the tokens of a sequence (markers and special tokens count as prompt)."""
@@ -70,14 +86,15 @@ class TruncationStats:
         return stats
 
 
-def keep_latest(turns: list[list[int]], budget: int, separator: list[int]
-                ) -> tuple[list[int], int]:
+def keep_latest(turns: list[list[int]], budget: int, separator: list[int],
+                cut_latest_at: str = "head") -> tuple[list[int], int]:
     """Concatenate the latest turns that fit in ``budget`` tokens.
 
     Returns the ids (turns in their order, joined by ``separator``) and the number of
     turns dropped entirely. The latest turn keeps its head when it alone is too long
-    (a response's opening says most); an older turn that only partly fits keeps its
-    tail, the part next to the kept conversation.
+    (a response's opening says most; ``cut_latest_at="tail"`` keeps its end instead);
+    an older turn that only partly fits keeps its tail, the part next to the kept
+    conversation.
     """
     kept: list[list[int]] = []
     used = 0
@@ -89,14 +106,34 @@ def keep_latest(turns: list[list[int]], budget: int, separator: list[int]
             continue
         room = budget - used - joint
         if room > 0:
-            kept.append(turn[-room:] if kept else turn[:room])
+            kept.append(turn[-room:] if kept or cut_latest_at == "tail" else turn[:room])
         break
+    return _joined(list(reversed(kept)), separator), len(turns) - len(kept)
+
+
+def keep_earliest(turns: list[list[int]], budget: int, separator: list[int]
+                  ) -> tuple[list[int], int]:
+    """Concatenate the first turns that fit in ``budget`` tokens, the first one that
+    only partly fits cut to its head; the ids and the number of turns dropped."""
+    kept: list[list[int]] = []
+    used = 0
+    for turn in turns:
+        joint = len(separator) if kept else 0
+        room = budget - used - joint
+        if room <= 0:
+            break
+        kept.append(turn[:room])
+        used += joint + len(kept[-1])
+    return _joined(kept, separator), len(turns) - len(kept)
+
+
+def _joined(turns: list[list[int]], separator: list[int]) -> list[int]:
     ids: list[int] = []
-    for position, turn in enumerate(reversed(kept)):
+    for position, turn in enumerate(turns):
         if position:
             ids += separator
         ids += turn
-    return ids, len(turns) - len(kept)
+    return ids
 
 
 def _share_two(need_a: int, need_b: int, room: int) -> tuple[int, int]:
@@ -134,6 +171,23 @@ def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     suffix = tokenizer.sep_token_id if tokenizer.sep_token_id is not None \
         else tokenizer.eos_token_id
     return ([] if prefix is None else [prefix]), ([] if suffix is None else [suffix])
+
+
+def chat_frame(tokenizer: Any) -> tuple[str, str] | None:
+    """The text the tokenizer's chat template puts before and after the content of one
+    user turn, the assistant's answer opened (``add_generation_prompt``); None when the
+    tokenizer has no template, or one that does not render a lone user turn."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": _CONTENT}],
+                                             tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 (a template may raise anything: jinja, its own checks)
+        return None
+    if not isinstance(text, str) or text.count(_CONTENT) != 1:
+        return None
+    before, after = text.split(_CONTENT)
+    return before, after
 
 
 def pad_token_id(tokenizer: Any) -> int:
@@ -186,15 +240,27 @@ class Packer:
         Budget share granted to the prompt first (see :func:`split_budget`).
     pair : bool
         Two sequences per battle (siamese) instead of one (cross, llm).
+    chat : bool
+        One sequence framed by the tokenizer's chat template (see the module docstring);
+        ConfigError when it has none.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int, prompt_share: float, pair: bool
-                 ) -> None:
+    def __init__(self, tokenizer: Any, max_length: int, prompt_share: float, pair: bool,
+                 chat: bool = False) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.prompt_share = prompt_share
         self.pair = pair
-        self.prefix, self.suffix = special_tokens(tokenizer)
+        self.chat = chat
+        if chat:
+            frame = chat_frame(tokenizer)
+            if frame is None or pair:
+                raise ConfigError("--prompt-format chat needs a decoder LM whose tokenizer has "
+                                  "a chat template; use --prompt-format plain")
+            self.prefix, self.suffix = encode(tokenizer, [frame[0] + CHAT_TASK,
+                                                          CHAT_QUESTION + frame[1]])
+        else:
+            self.prefix, self.suffix = special_tokens(tokenizer)
         (self.prompt_marker, self.response_marker, self.response_a_marker,
          self.response_b_marker) = encode(tokenizer, [
              PROMPT_MARKER, RESPONSE_MARKER, RESPONSE_A_MARKER, RESPONSE_B_MARKER])
@@ -221,7 +287,12 @@ class Packer:
         allowance = split_budget(need, self.budget, self.prompt_share, self.pair)
         kept = []
         for name, turns, wanted, room in zip(SIDES, sides, need, allowance):
-            ids, dropped = keep_latest(turns, room, self.separator)
+            if not self.chat:
+                ids, dropped = keep_latest(turns, room, self.separator)
+            elif name == "prompt":
+                ids, dropped = keep_earliest(turns, room, self.separator)
+            else:
+                ids, dropped = keep_latest(turns, room, self.separator, cut_latest_at="tail")
             kept.append(ids)
             if len(ids) < wanted:
                 setattr(stats, f"{name}_truncated", getattr(stats, f"{name}_truncated") + 1)
