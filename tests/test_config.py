@@ -82,7 +82,8 @@ def test_every_transformer_field_is_reachable_from_a_file(tmp_path):
                "lora_alpha": 8, "lora_dropout": 0.1, "lora_targets": "q_proj",
                "load_in": "16bit", "gradient_checkpointing": True, "merge_lora": False,
                "precision": "fp32", "device": "cpu", "seed": 3, "kind": "llm",
-               "head": "tokens", "lora": True, "attn_implementation": "sdpa"}
+               "head": "tokens", "lora": True, "attn_implementation": "sdpa",
+               "zero_shot": True, "prompt_format": "chat"}
     assert set(changed) == {f.name for f in fields(TransformerConfig)}
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(changed))
@@ -114,7 +115,7 @@ def test_config_files_work_for_transformer_backends(tmp_path):
     result = _train(tmp_path, "--backend", "siamese", "--config", config)
     # the file's keys are accepted; the missing base directory is the one error
     assert result.exit_code == 2
-    assert "--base /nonexistent/model is not a directory" in result.stderr
+    assert "--base /nonexistent/model: no such directory" in result.stderr
 
 
 def test_a_flag_of_the_other_backend_is_refused(tmp_path):

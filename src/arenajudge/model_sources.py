@@ -135,6 +135,15 @@ def _hub_cache() -> str | None:
     return None  # huggingface_hub's default
 
 
+@lru_cache(maxsize=32)
+def _snapshot(download: Any, repo: str, revision: str | None, cache: str | None,
+              offline: bool) -> str:
+    """The snapshot folder of ``repo`` at ``revision``: asked once per process (online,
+    each ask is a round trip to the hub; the CPU model resolves its --encoder per chunk)."""
+    return str(download(repo, revision=revision, cache_dir=cache, allow_patterns=HUB_FILES,
+                        local_files_only=offline))
+
+
 def _hub_source(given: str, repo: str, revision: str | None, option: str) -> ModelSource:
     try:
         from huggingface_hub import snapshot_download
@@ -145,8 +154,7 @@ def _hub_source(given: str, repo: str, revision: str | None, option: str) -> Mod
             "model directory") from None
     offline = _offline()
     try:
-        folder = snapshot_download(repo, revision=revision, cache_dir=_hub_cache(),
-                                   allow_patterns=HUB_FILES, local_files_only=offline)
+        folder = _snapshot(snapshot_download, repo, revision, _hub_cache(), offline)
     except Exception as exc:  # noqa: BLE001 (huggingface_hub's errors differ by version)
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         where = "HF_HUB_OFFLINE=1 and it is not in the cache" if offline else (
@@ -230,6 +238,6 @@ def _convert_into(path: Path, out: Path, option: str) -> None:
     # save_pretrained refuse, and a later load look for the GGUF file
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.hf_quantizer = None
+    setattr(model, "hf_quantizer", None)  # noqa: B010 (typed as a quantizer)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

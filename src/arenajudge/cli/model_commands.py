@@ -67,8 +67,8 @@ tie_rate_option = click.option(
     help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
 backend_option = click.option(
     "--backend", type=click.Choice(TRAINABLE), default="gbdt", show_default=True,
-    help="Model family: the CPU LightGBM model, or a transformer backend (GPU; needs "
-         "--base and the transformers extra).")
+    help="Model family: the CPU LightGBM model, or a transformer backend (needs --base and "
+         "the transformers extra; a GPU for all but small models).")
 engine_option = click.option(
     "--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
     help="Score in this process, or in parallel Ray actors (needs the ray extra).")
@@ -166,7 +166,8 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
     if not is_main_process():  # under `accelerate launch` rank 0 reports
         return
     calibrated = getattr(model, "validation_", {})
-    summary = f"trained on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
+    verb = "calibrated the zero-shot judge" if calibrated.get("zero_shot") else "trained"
+    summary = f"{verb} on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
     if calibrated.get("log_loss") is not None:
         summary += (f"; out-of-sample calibrated log loss {calibrated['log_loss']:.4f} "
                     f"(class prior {calibrated['prior_log_loss']:.4f}, ECE "

@@ -5,22 +5,13 @@ whether the body is a decoder LM with LoRA adapters (``decoder``), how hidden
 states are pooled (``pooling``) and the manifest ``backend`` name. torch, transformers,
 accelerate and peft are imported only inside ``fit`` and ``load``.
 
-MODEL_DIR layout::
-
-    manifest.json        backend, resolved TransformerConfig, label order, packing schema,
-                         training data summary, truncation statistics, history
-    body/                fine-tuned (or LoRA-merged) weights: config.json + *.safetensors
-    adapter/             or, for an unmerged LoRA: adapter_config.json +
-                         adapter_model.safetensors over the base named in the config
-    tokenizer/           the tokenizer, saved with save_pretrained
-    head.safetensors     the head: the MLP, or the label words' rows of the LM head
-    calibration.json     temperature and tie model (fitted on the validation fold), prior
+The saved MODEL_DIR is :mod:`~arenajudge.models.transformer.bundle`'s.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,42 +20,25 @@ import numpy as np
 from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
 from arenajudge.data.folds import holdout_mask, prompt_groups
 from arenajudge.data.schema import LABELS, Battles, swap_proba
-from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
-from arenajudge.metrics import log_loss
 from arenajudge.config import check_config
+from arenajudge.metrics import log_loss
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
-from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
-                                        schema_hash, write_manifest)
-from arenajudge.models.transformer import packing
+from arenajudge.models.manifest import data_summary
+from arenajudge.models.transformer import bundle, packing
 from arenajudge.models.transformer.basemodel import (check_positions, load_tokenizer,
                                                      require_model_extra, resolve_base)
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig, parse_tta
 from arenajudge.models.transformer.packing import (PackedBattle, Packer, Samples,
                                                    pad_token_id, softmax)
-from arenajudge.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
 
-HEAD_FILE = "head.safetensors"
-CALIBRATION_FILE = "calibration.json"
 
 
 def _train_prior(target: np.ndarray, weight: np.ndarray) -> tuple[float, float, float]:
     """Class balance of the training battles in both orders, add-one smoothed."""
     counts = ((target + swap_proba(target)) * weight[:, None]).sum(axis=0)
     return tuple((counts + 1) / (counts.sum() + len(LABELS)))
-
-
-def _packing_schema(config: TransformerConfig, tokenizer: Any) -> str:
-    """Hash of the input layout: a model only reads inputs packed the way it was trained
-    (with a chat template, its task, question and the template's frame too)."""
-    parts = [packing.PROMPT_MARKER, packing.RESPONSE_MARKER, packing.RESPONSE_A_MARKER,
-             packing.RESPONSE_B_MARKER, packing.TURN_SEPARATOR, str(config.max_length),
-             str(config.prompt_share)]
-    if config.prompt_format == "chat":
-        parts += ["chat", packing.CHAT_TASK, packing.CHAT_QUESTION,
-                  *(packing.chat_frame(tokenizer) or ("no template",))]
-    return schema_hash(parts)
 
 
 # ----------------------------------------------------------------------- the models
@@ -312,120 +286,22 @@ class TransformerModel(PreferenceModel):
 
     # ------------------------------------------------------------- persistence
     def save(self, path: str | Path, *, force: bool = False) -> None:
-        """Write MODEL_DIR (see the module docstring), atomically; under ``accelerate
-        launch`` only the main process writes."""
+        """Write MODEL_DIR (see :mod:`~arenajudge.models.transformer.bundle`), atomically;
+        under ``accelerate launch`` only the main process writes."""
         self.check_fitted()
         from arenajudge.models.transformer import is_main_process
 
-        if not is_main_process():
-            return
-        from safetensors.torch import save_file
-
-        with atomic_path(path, force, kind="directory") as staged:
-            staged.mkdir()
-            body = self.net_.body
-            if self.config.merge_lora:
-                body = self.net_.body = body.merge_and_unload()
-            if not self.config.zero_shot:  # a zero-shot judge is its base, unchanged
-                body.save_pretrained(staged / ("adapter" if self._is_adapter(body)
-                                               else "body"))
-            self.tokenizer_.save_pretrained(staged / "tokenizer")
-            save_file({k: v.detach().contiguous().cpu()
-                       for k, v in self.net_.head.state_dict().items()}, staged / HEAD_FILE)
-            self.calibration_.save(staged / CALIBRATION_FILE)
-            write_manifest(staged, backend=self.backend, config=asdict(self.config),
-                           feature_schema=_packing_schema(self.config, self.tokenizer_),
-                           training={**self.training_, "truncation": self.truncation_,
-                                     "history": self.history_},
-                           metrics={"validation": self.validation_})
-
-    @staticmethod
-    def _is_adapter(body: Any) -> bool:
-        return hasattr(body, "peft_config")
+        if is_main_process():
+            bundle.write_bundle(self, path, force)
 
     @classmethod
     def load(cls, path: str | Path, options: PredictOptions | None = None
              ) -> "TransformerModel":
         """Read a MODEL_DIR written by :meth:`save`; ``options`` override how it predicts
         (batching, TTA) and where its parts are (``base``, device, precision of the
-        weights). An adapter bundle needs the base model it was trained from, where it
-        was trained or at ``options.base``."""
-        path = Path(path)
-        options = options or PredictOptions()
-        check_config(options)
-        manifest = read_manifest(path, backend=cls.backend, verify=True)
-        trained = config_from_manifest(manifest, TransformerConfig, path)
-        if trained.prompt_format == "auto":  # saved before prompt formats: the plain layout
-            trained = replace(trained, prompt_format="plain")
-        # training-only switches do not apply to prediction
-        config = replace(trained, gradient_checkpointing=False, merge_lora=False,
-                         **options.overrides())
-        check_config(config)
-        try:
-            require_model_extra(config)
-        except MissingDependencyError as exc:
-            raise MissingDependencyError(f"loading {path}: {exc}") from None
-        model = cls(config)
-        model.tokenizer_ = load_tokenizer(path / "tokenizer", "model")
-        if manifest.get("feature_schema") != _packing_schema(trained, model.tokenizer_):
-            raise ModelLoadError("was trained with another input layout than this arenajudge "
-                                 "packs; retrain the model", file=path)
-        training = manifest.get("training", {})
-        model.truncation_ = training.get("truncation", {})
-        model.history_ = training.get("history", [])
-        model.training_ = {k: v for k, v in training.items()
-                           if k not in ("truncation", "history")}
-        model.validation_ = manifest.get("metrics", {}).get("validation", {})
-        model.predict_options_ = options
-        model.net_ = model._load_network(path)
-        model.calibration_ = Calibration.load(path / CALIBRATION_FILE)
-        return model
-
-    def _base_source(self, path: Path, why: str) -> Path:
-        """The base model a bundle reads (``why``: an adapter over it, or a zero-shot
-        judge), where it was trained or at predict-time ``--base``; a GGUF base must
-        have the bytes it was trained with."""
-        recorded = self.training_.get("base", {})
-        try:
-            source = resolve_base(self.config.base, self.kind, sha256=recorded.get("sha256"))
-        except ConfigError as exc:
-            raise ModelLoadError(f"{why} --base {self.config.base}, which is gone or cannot "
-                                 f"be loaded ({exc}); put the base model back there, give "
-                                 "its new place with --base MODEL"
-                                 + (", or retrain with --merge-lora for a self-contained "
-                                    "bundle" if not self.config.zero_shot else ""),
-                                 file=path) from None
-        return source.path
-
-    def _load_network(self, path: Path) -> Any:
-        """The saved body (or base + adapter, or the base alone for a zero-shot judge)
-        and head, on the inference device."""
-        from safetensors.torch import load_file
-
-        from arenajudge.models.transformer import networks
-
-        config = self.config
-        if (path / "adapter").is_dir():
-            base = self._base_source(path, "holds a LoRA adapter over")
-            body = networks.load_adapter(networks.load_body(base, config, self.decoder),
-                                         path / "adapter")
-        elif config.zero_shot:
-            base = self._base_source(path, "is a zero-shot judge of")
-            body = networks.load_body(base, config, self.decoder)
-        elif (path / "body").is_dir():
-            base = path / "body"
-            body = networks.load_body(base, config, self.decoder)
-        else:
-            raise ModelLoadError("has neither body/ nor adapter/; the model directory is "
-                                 "incomplete", file=path)
-        check_positions(body, config.max_length, base)
-        net = self._network(body, base, adapters=False, label_rows=False)
-        try:
-            net.head.load_state_dict(load_file(path / HEAD_FILE))
-        except (OSError, RuntimeError) as exc:
-            raise ModelLoadError(f"has an unusable {HEAD_FILE} ({exc}); retrain the model",
-                                 file=path) from None
-        return self._placed(net)
+        weights). An adapter bundle or a zero-shot judge needs the base model it was
+        trained from, where it was trained or at ``options.base``."""
+        return bundle.read_bundle(cls, Path(path), options or PredictOptions())
 
 
 class SiameseModel(TransformerModel):
