@@ -117,3 +117,20 @@ def test_train_with_a_hub_id_the_cache_lacks_is_one_line(offline_hub, tmp_path):
     assert line.startswith("error: --base google/gemma-2-9b-it: HF_HUB_OFFLINE=1 and it is "
                            "not in the cache")
     assert not (tmp_path / "m").exists()
+
+
+def test_embed_and_the_cpu_models_encoder_take_a_hub_id(offline_hub, tmp_path):
+    pytest.importorskip("torch", reason="needs the transformers extra")
+    pytest.importorskip("transformers", reason="needs the transformers extra")
+    from tiny import make_battles, save_base
+
+    from arenajudge.features.embeddings import hf_encoder
+    from arenajudge.models.transformer.embed import embed_battles
+
+    snapshot = make_hub_cache(offline_hub, "org/bert", save_base(tmp_path / "bert", "bert"))
+    columns, metadata = embed_battles(make_battles(6), "org/bert", max_length=32,
+                                      device="cpu")
+    assert metadata["encoder"] == f"org/bert@{COMMIT}"
+    assert {name: array.shape for name, array in columns.items()} == {
+        "prompt_emb": (6, 32), "response_a_emb": (6, 32), "response_b_emb": (6, 32)}
+    assert hf_encoder("org/bert").path == snapshot.resolve()
