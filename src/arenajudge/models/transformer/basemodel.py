@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,10 @@ def require_extra(purpose: str, *, peft: bool = False) -> None:
 
     ``purpose`` names what needs it in the message (``--backend siamese``, ``embed``).
     """
+    # On CPUs with AVX512-BF16, bitsandbytes 0.50 tries to fetch a faster 4-bit kernel
+    # from the hub when peft or transformers import it, and warns when it may not
+    # (untrusted, or offline); its own kernel then runs, so the warning is only noise.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     needed = ["torch", "transformers", "accelerate"] + (["peft"] if peft else [])
     missing = []
     for name in needed:

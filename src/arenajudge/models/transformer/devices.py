@@ -12,7 +12,6 @@ is known to be present.
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -48,10 +47,6 @@ def check_quantized(load_in: str, device: str) -> None:
     if load_in == "16bit":
         return
     where = quantized_device(device)
-    # On CPUs with AVX512-BF16, bitsandbytes 0.50 tries to fetch a faster 4-bit kernel
-    # from the hub at import and warns when it may not (untrusted, or offline); its own
-    # kernel then runs, so the warning only adds noise to every command.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
     try:
         import bitsandbytes.functional as bnb
 

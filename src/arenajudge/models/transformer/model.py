@@ -187,6 +187,11 @@ class TransformerModel(PreferenceModel):
         from arenajudge.models.transformer import networks
 
         config = self.config
+        if config.prompt_format == "plain":
+            logger.warning("--zero-shot with the plain layout (--base %s has no chat "
+                           "template): the base is asked no question, and its scores of A, "
+                           "B and tie after the layout's last token say little; an instruct "
+                           "model with a chat template is a judge", config.base)
         body = networks.load_body(base, config, self.decoder)
         check_positions(body, config.max_length, base)
         self.net_ = self._placed(self._network(body, base, adapters=False, label_rows=True))
