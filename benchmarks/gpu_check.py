@@ -147,7 +147,7 @@ class Checks:
         predicted = time.perf_counter() - started
         asymmetry = float(np.abs(model.predict_proba(battles.swap()) - swap_proba(proba)).max())
         model.save(self.work / "real", force=True)
-        reloaded = load_model(self.work / "real", PredictOptions(max_tokens_per_batch=4096))
+        reloaded = load_model(self.work / "real", {"max_tokens_per_batch": 4096})
         difference = float(np.abs(reloaded.predict_proba(battles) - proba).max())
         if not np.isfinite(proba).all() or asymmetry > 1e-4 or difference > 1e-4:
             raise AssertionError(f"swap asymmetry {asymmetry}, reload difference {difference}")
