@@ -180,9 +180,6 @@ def _check_model_dir(path: Path) -> None:
 def _model_dir(name: str | Path) -> Path:
     """The directory ``--encoder`` names: itself, or a hub id's cached snapshot or a
     GGUF file's converted copy (:mod:`arenajudge.model_sources`)."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path
     return resolve_model(str(name), "--encoder").path
 
 

@@ -112,15 +112,16 @@ class TransformerModel(PreferenceModel):
         self.tokenizer_ = load_tokenizer(source.path, "--base")
         self.config = replace(self.config, base=source.pinned,
                               prompt_format=self._resolved_format())
-        packed, stats = self._packer().pack(battles)
+        packer = self._packer()
+        packed, stats = packer.pack(battles)
         logger.info("packing: %s", stats.to_dict())
         self.predict_options_ = PredictOptions()
         self.truncation_ = stats.to_dict()
         self.training_ = {**data_summary(battles), "base": source.record()}
         if self.config.zero_shot:
-            self._fit_zero_shot(battles, weight, packed, source.path)
+            self._fit_zero_shot(battles, weight, packer, packed, source.path)
         else:
-            self._fine_tune(battles, weight, packed, source.path)
+            self._fine_tune(battles, weight, packer, packed, source.path)
         return self
 
     def _resolved_format(self) -> str:
@@ -131,8 +132,8 @@ class TransformerModel(PreferenceModel):
             return wanted
         return "chat" if self.decoder and packing.chat_frame(self.tokenizer_) else "plain"
 
-    def _fine_tune(self, battles: Battles, weight: np.ndarray, packed: list[PackedBattle],
-                   base: Path) -> None:
+    def _fine_tune(self, battles: Battles, weight: np.ndarray, packer: Packer,
+                   packed: list[PackedBattle], base: Path) -> None:
         """Train the network on the battles outside the validation fold; calibrate on it."""
         from accelerate.utils import set_seed
 
@@ -150,7 +151,6 @@ class TransformerModel(PreferenceModel):
         val_mask = holdout_mask(battles, config.val_fraction, config.seed,
                                 without="without a validation fold, keeping the last weights")
         fit_rows = np.flatnonzero(~val_mask) if val_mask is not None else np.arange(len(battles))
-        packer = self._packer()
 
         def samples(rows: np.ndarray, both_orders: bool) -> Samples:
             return Samples.build(packer, [packed[i] for i in rows], battles.target[rows],
@@ -179,7 +179,7 @@ class TransformerModel(PreferenceModel):
                 prompt_groups(held) % CALIBRATION_FOLDS, prior, held.source)
             self.validation_.update(report)
 
-    def _fit_zero_shot(self, battles: Battles, weight: np.ndarray,
+    def _fit_zero_shot(self, battles: Battles, weight: np.ndarray, packer: Packer,
                        packed: list[PackedBattle], base: Path) -> None:
         """The base, untouched, scores every battle with its LM head's logits of the
         label words; only the calibration is fitted, cross-fitted over prompt-grouped
@@ -195,8 +195,7 @@ class TransformerModel(PreferenceModel):
         body = networks.load_body(base, config, self.decoder)
         check_positions(body, config.max_length, base)
         self.net_ = self._placed(self._network(body, base, adapters=False, label_rows=True))
-        samples = Samples.build(self._packer(), packed, battles.target, weight,
-                                config.symmetric)
+        samples = Samples.build(packer, packed, battles.target, weight, config.symmetric)
         raw = self._raw_proba(samples)
         prior = _train_prior(battles.target, weight)
         self.history_ = []
@@ -275,11 +274,13 @@ class TransformerModel(PreferenceModel):
         self.check_fitted()
         if len(battles) == 0:
             return np.zeros((0, len(LABELS)))
-        packed, stats = self._packer().pack(battles)
+        # one packer per call: with a chat template, building one renders the template
+        packer = self._packer()
+        packed, stats = packer.pack(battles)
         if stats.truncated_rows:
             logger.info("packing truncated %d of %d battles", stats.truncated_rows, len(battles))
         share, n = self._swap_share(), len(battles)
-        samples = Samples.build(self._packer(), packed, None, None, both_orders=share > 0)
+        samples = Samples.build(packer, packed, None, None, both_orders=share > 0)
         logits = self._logits(samples, np.arange(n))
         proba = softmax(logits[:n])
         if share > 0:

@@ -22,7 +22,8 @@ the LM's next token is its verdict (``--head tokens``)::
                  QUESTION <template's close and assistant opening>
 
 There the prompt keeps its start and each response its end (its latest turns, the
-latest cut at its head), since a task is stated first and a response concludes last.
+latest losing its start when it alone is too long), since a task is stated first and a
+response concludes last.
 
 Every token also carries a segment id (prompt, first response, second response) so
 that a network can pool each part separately.
