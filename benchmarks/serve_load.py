@@ -11,6 +11,15 @@ Battles are drawn at random (seeded) from a battles file.
 
 A request counts as an error if it fails or gets anything but 200; ``dropped`` counts
 requests that were planned but never answered because the deadline hit.
+
+With ``--distinct-pairs N`` it measures memory instead: through ``arenajudge.client``
+(``--clients`` threads, ``--pairs-per-request`` battles a request) it first sends every
+battle of the file once and ``--warm-pairs`` recombined ones (warm-up: every text and
+word seen, allocator settled), samples the server's RSS, then sends N distinct pairs
+(the prompt of one battle with the answers of two others: new pairs, known vocabulary)
+and reports ``rss_warm_mb``, ``rss_end_mb``, ``rss_peak_mb`` and ``growth_pct``.
+
+    python benchmarks/serve_load.py --model /tmp/hd_model --distinct-pairs 200000
 """
 
 from __future__ import annotations
@@ -25,7 +34,9 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -65,6 +76,86 @@ def _wait_ready(url: str, server: subprocess.Popen, timeout: float) -> float:
             pass
         time.sleep(0.2)
     raise RuntimeError(f"the server was not ready within {timeout:.0f} s")
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (psutil, else /proc)."""
+    try:
+        import psutil
+    except ImportError:
+        status = Path(f"/proc/{pid}/status").read_text()
+        kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))
+        return int(kib) / 1024
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def _distinct_battles(data: Path, n: int, seed: int, skip: set[tuple[int, int, int]]
+                      ) -> tuple[list[dict], set[tuple[int, int, int]]]:
+    """``n`` distinct battles: the prompt of one battle of ``data`` with response A of a
+    second and response B of a third (triples in ``skip`` and repeats left out)."""
+    battles = read_battles(data)
+    rng = np.random.default_rng(seed)
+    seen = set(skip)
+    chosen: list[tuple[int, int, int]] = []
+    while len(chosen) < n:
+        for triple in map(tuple, rng.integers(0, len(battles), (n, 3)).tolist()):
+            if triple not in seen and len(chosen) < n:
+                seen.add(triple)
+                chosen.append(triple)
+    return [{"id": f"{i}-{a}-{b}", "prompt": list(battles.prompt[i]),
+             "response_a": list(battles.response_a[a]),
+             "response_b": list(battles.response_b[b])} for i, a, b in chosen], seen
+
+
+def _send(url: str, battles: list[dict], clients: int, per_request: int) -> int:
+    """Send ``battles`` through ``arenajudge.client.Judge`` from ``clients`` threads;
+    returns the number of failed requests."""
+    from arenajudge.client import Judge
+
+    chunks = [battles[i:i + per_request] for i in range(0, len(battles), per_request)]
+    local = threading.local()
+
+    def one(chunk: list[dict]) -> int:
+        if not hasattr(local, "judge"):
+            local.judge = Judge(url, timeout=120)
+        try:
+            return int(len(local.judge.judge(chunk)) != len(chunk))
+        except Exception:  # noqa: BLE001  (counted; the benchmark goes on)
+            return 1
+
+    with ThreadPoolExecutor(clients) as pool:
+        return sum(pool.map(one, chunks))
+
+
+def _memory(url: str, pid: int, args: argparse.Namespace) -> dict:
+    """The ``--distinct-pairs`` run: RSS after warm-up and after the distinct pairs."""
+    originals = read_battles(args.data)
+    warm = [{"id": str(originals.id[i]), "prompt": list(originals.prompt[i]),
+             "response_a": list(originals.response_a[i]),
+             "response_b": list(originals.response_b[i])} for i in range(len(originals))]
+    extra, seen = _distinct_battles(args.data, args.warm_pairs, args.seed,
+                                    {(i, i, i) for i in range(len(originals))})
+    measured, _ = _distinct_battles(args.data, args.distinct_pairs, args.seed + 1, seen)
+    rss_start = _rss_mb(pid)
+    started = time.perf_counter()
+    failed = _send(url, warm + extra, args.clients, args.pairs_per_request)
+    rss_warm = _rss_mb(pid)
+    samples, peak = [], rss_warm
+    step = max(args.pairs_per_request, len(measured) // 10)
+    for lo in range(0, len(measured), step):
+        failed += _send(url, measured[lo:lo + step], args.clients, args.pairs_per_request)
+        samples.append(round(_rss_mb(pid), 1))
+        peak = max(peak, samples[-1])
+    rss_end = _rss_mb(pid)
+    return {"benchmark": "serve_load --distinct-pairs", "model": args.model,
+            "data": str(args.data), "warm_up_pairs": len(warm) + len(extra),
+            "distinct_pairs": len(measured), "pairs_per_request": args.pairs_per_request,
+            "clients": args.clients, "failed_requests": failed,
+            "duration_s": round(time.perf_counter() - started, 1),
+            "rss_start_mb": round(rss_start, 1), "rss_warm_mb": round(rss_warm, 1),
+            "rss_end_mb": round(rss_end, 1), "rss_peak_mb": round(peak, 1),
+            "rss_samples_mb": samples,
+            "growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2)}
 
 
 async def _load(url: str, bodies: list[bytes], clients: int, deadline: float
@@ -112,11 +203,18 @@ def main() -> None:
                         help="stop sending after this many seconds")
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--distinct-pairs", type=int, default=0,
+                        help="measure the server's memory over this many distinct pairs "
+                             "sent through arenajudge.client instead of latency")
+    parser.add_argument("--warm-pairs", type=int, default=20_000,
+                        help="recombined pairs sent during warm-up (--distinct-pairs)")
+    parser.add_argument("--pairs-per-request", type=int, default=50,
+                        help="battles per client request (--distinct-pairs)")
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"error: {args.data} does not exist; give --data")
 
-    bodies = _bodies(args.data, args.requests, args.seed)
+    bodies = [] if args.distinct_pairs else _bodies(args.data, args.requests, args.seed)
     load_at_start = os.getloadavg()[0]
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -128,8 +226,12 @@ def main() -> None:
             stdout=log, stderr=log)
         try:
             startup_s = _wait_ready(url, server, timeout=120)
-            latencies, errors, wall = asyncio.run(_load(url, bodies, args.clients,
-                                                        args.deadline))
+            if args.distinct_pairs:
+                report = {**_memory(url, server.pid, args),
+                          "server_startup_s": round(startup_s, 2)}
+            else:
+                latencies, errors, wall = asyncio.run(_load(url, bodies, args.clients,
+                                                            args.deadline))
         finally:
             server.send_signal(signal.SIGINT)
             try:
@@ -139,6 +241,11 @@ def main() -> None:
         log.seek(0)
         server_errors = [line for line in log.read().decode(errors="replace").splitlines()
                          if "ERROR" in line or "Traceback" in line]
+    if args.distinct_pairs:
+        report.update(server_error_lines=len(server_errors), machine={
+            "cpus": os.cpu_count(), "load_average_1min_at_start": round(load_at_start, 2)})
+        print(json.dumps(report, indent=2))
+        return
 
     answered = np.array(latencies)
     n_errors = sum(errors.values())

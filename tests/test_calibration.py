@@ -245,7 +245,7 @@ def workspace(tmp_path_factory):
                                         str(root / "model"), "--config",
                                         str(root / "config.json")])
     assert trained.exit_code == 0, trained.output
-    return root, trained.stderr
+    return root, trained.stdout  # train prints its result on stdout
 
 
 def test_cli_train_says_its_figure_is_out_of_sample_and_calibrated(workspace):

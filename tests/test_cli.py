@@ -264,3 +264,167 @@ def test_every_option_names_what_it_takes_in_one_vocabulary():
             assert metavar in ("OUT", "MODEL_DIR"), where
         if param.name == "seed":
             assert param.help.startswith("Seed of "), where
+
+
+# ------------------------------------------------------------- hand-edited manifests
+def _manifest_edits():
+    """(name, edit) pairs that break a manifest's structure: every field replaced by a
+    value of another type, every object two levels deep replaced by a list, every field
+    removed, and text that is not JSON."""
+    from arenajudge.models.manifest import _STRUCTURE
+
+    fields_ = [keys[0] for keys in _STRUCTURE]
+    for key in fields_:
+        for replacement in ([], "x", 7, None, {}):
+            yield f"{key}={json.dumps(replacement)}", key, replacement
+        yield f"no {key}", key, KeyError
+    for key in ("training", "metrics"):
+        yield f"{key}.*=[]", key, "nested"
+    yield "not JSON", None, "{"
+
+
+def _edit(manifest, key, replacement):
+    if replacement is KeyError:
+        del manifest[key]
+    elif replacement == "nested":
+        for inner, value in manifest[key].items():
+            if isinstance(value, dict):
+                manifest[key][inner] = []
+    else:
+        manifest[key] = replacement
+    return manifest
+
+
+def _is_type_change(original, replacement, key):
+    """Whether an edit breaks the structure: a value of an allowed type (a wrong format
+    number, another package name) has its own, more specific, message."""
+    if replacement in (KeyError, "nested") or key is None:
+        return True
+    if key == "feature_schema" and replacement is None:
+        return False
+    return type(original) is not type(replacement)
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("name, key, replacement", list(_manifest_edits()),
+                         ids=[edit[0] for edit in _manifest_edits()])
+def test_a_hand_edited_manifest_is_corrupt_never_an_internal_error(workspace, tmp_path,
+                                                                   command, name, key,
+                                                                   replacement):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(workspace / "model", model)
+    manifest_path = model / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    if key is None:
+        manifest_path.write_text(replacement)
+    else:
+        if not _is_type_change(manifest.get(key), replacement, key):
+            pytest.skip("a value of the right type: not a structural problem")
+        manifest_path.write_text(json.dumps(_edit(manifest, key, replacement)))
+    extra = ["--out", tmp_path / "s.csv"] if command == "predict" else []
+    result = run(command, workspace / ("test.csv" if command == "predict" else "train.csv"),
+                 "--model", model, *extra)
+    # a JSON file that names no package may be another tool's manifest
+    what = ("is not an arenajudge manifest" if (key, replacement) == ("package", KeyError)
+            else "is corrupt")
+    assert_one_line_error(result, f"{manifest_path}: {what}")
+    assert "internal error" not in result.stderr
+
+
+# ------------------------------------------------------------------------- help
+def test_bare_arenajudge_prints_the_help_on_stdout_and_exits_0():
+    proc = subprocess.run([sys.executable, "-m", "arenajudge"], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    helped = subprocess.run([sys.executable, "-m", "arenajudge", "--help"],
+                            capture_output=True, text=True)
+    assert proc.stdout == helped.stdout and "Commands:" in proc.stdout
+
+
+def test_the_command_list_gives_whole_sentences():
+    import click
+
+    listing = run("--help").stdout.split("Commands:\n")[1]
+    described: dict[str, str] = {}
+    for line in listing.splitlines():
+        if line.startswith("  ") and not line.startswith("   "):  # a command's first line
+            name, _, text = line.strip().partition(" ")
+            described[name] = text
+        elif line.strip():
+            described[name] += " " + line.strip()
+    assert sorted(described) == sorted(main.list_commands(click.Context(main)))
+    for name, text in described.items():
+        text = " ".join(text.split())
+        assert "..." not in text and "\u2026" not in text, name
+        assert text.endswith((".", "!", "?")), f"{name}: {text}"
+
+
+def test_help_ranges_print_readable_numbers():
+    import re
+
+    import click
+
+    ctx = click.Context(main)
+    for name in main.list_commands(ctx):
+        text = run(name, "--help").stdout
+        assert not re.search(r"\d\.\d{7,}", text), name
+
+
+# ------------------------------------------------------------------------ train
+def test_train_prints_its_result_on_stdout_and_its_stages_on_stderr(workspace, tmp_path):
+    result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--config",
+                 workspace / "config.yaml")
+    assert result.exit_code == 0, result.output
+    [line] = result.stdout.strip().splitlines()
+    assert line.startswith("trained on 240 battles") and "out-of-sample calibrated" in line
+    assert "training: the final model" in result.stderr
+    assert "calibration cross-fit, fold 5 of 5" in result.stderr
+    assert result.stdout not in result.stderr
+
+
+def test_train_format_json_is_one_object_with_the_out_of_sample_score(workspace, tmp_path):
+    result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--config",
+                 workspace / "config.yaml", "--format", "json")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert (payload["backend"], payload["battles"]) == ("gbdt", 240)
+    saved = json.loads((tmp_path / "m" / "manifest.json").read_text())["metrics"]["holdout"]
+    assert payload["validation"] == saved
+    assert payload["validation"]["log_loss"] < payload["validation"]["prior_log_loss"]
+
+
+def test_the_build_system_floor_covers_the_licence_metadata():
+    """A PEP 639 licence string (license = "Apache-2.0") needs setuptools >= 77; an older
+    floor lets pip pick a setuptools that rejects the metadata."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    [setuptools] = [r for r in pyproject["build-system"]["requires"]
+                    if r.startswith("setuptools")]
+    floor = re.search(r">=\s*(\d+)", setuptools)
+    if isinstance(pyproject["project"].get("license"), str):
+        assert floor is not None and int(floor.group(1)) >= 77, setuptools
+
+
+def test_a_retired_seed_warns_and_changes_nothing(workspace, tmp_path):
+    """--seed only ever drew the A/B order of chosen/rejected pairs on predict: that order
+    is now a function of the row, so the option is kept for scripts, warns, and two seeds
+    write the same file."""
+    frame = synthetic_frame(n=40, seed=9)
+    pairs = tmp_path / "pairs.jsonl"
+    pd.DataFrame({"prompt": frame["prompt"], "chosen": frame["response_a"],
+                  "rejected": frame["response_b"]}).to_json(pairs, orient="records",
+                                                            lines=True)
+    outputs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"seed{seed}.csv"
+        result = run("predict", pairs, "--model", workspace / "model", "--out", out,
+                     "--seed", seed)
+        assert result.exit_code == 0, result.output
+        assert "--seed no longer changes anything" in result.stderr
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]
+    assert "--seed" not in run("predict", "--help").stdout

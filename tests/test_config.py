@@ -10,10 +10,11 @@ import yaml
 from click.testing import CliRunner
 
 from arenajudge.cli import main
-from arenajudge.config import config_from_mapping, read_config_file, resolve_config
+from arenajudge.config import (config_from_mapping, field_types, read_config_file,
+                               resolve_config)
 from arenajudge.errors import ConfigError
 from arenajudge.models.gbdt import GBDTConfig
-from arenajudge.models.transformer.config import TransformerConfig
+from arenajudge.models.transformer.config import PredictOptions, TransformerConfig
 
 from conftest import synthetic_frame
 
@@ -145,3 +146,55 @@ def test_config_flags_reach_the_command_as_the_settings_given():
     assert "[default: 512; x>=32]" in " ".join(help_text.split())
     bad = CliRunner().invoke(command, ["--epochs", "0"])
     assert bad.exit_code == 2 and "--epochs" in bad.output
+
+
+# every config class a file can configure, and YAML 1.1's boolean spellings
+CONFIG_CLASSES = (GBDTConfig, TransformerConfig, PredictOptions)
+YAML_BOOLEANS = [word for base in ("on", "off", "yes", "no", "true", "false")
+                 for word in (base, base.title(), base.upper())]
+
+
+def _fields_where(predicate):
+    return [(cls, spec.name) for cls in CONFIG_CLASSES for spec in fields(cls)
+            if predicate(cls, spec)]
+
+
+WORD_FIELDS = _fields_where(lambda cls, spec: bool(spec.metadata.get("choices")))
+BOOL_FIELDS = _fields_where(lambda cls, spec: field_types(cls)[spec.name][0] is bool)
+
+
+@pytest.mark.parametrize("word", YAML_BOOLEANS)
+@pytest.mark.parametrize("cls, name", WORD_FIELDS,
+                         ids=[f"{cls.__name__}.{name}" for cls, name in WORD_FIELDS])
+def test_a_yaml_boolean_spelling_is_the_word_for_a_word_valued_field(tmp_path, cls, name,
+                                                                     word):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"{name}: {word}\n")
+    choices = {f.name: f for f in fields(cls)}[name].metadata["choices"]
+    if word in choices:  # e.g. `model_style: off`, as the docs write it
+        assert getattr(resolve_config(cls, path, {}), name) == word
+    else:  # refused as the word written, not as "expected a string, got False"
+        with pytest.raises(ConfigError, match=f"{name}='{word}' is not one of"):
+            resolve_config(cls, path, {})
+
+
+@pytest.mark.parametrize("word", YAML_BOOLEANS)
+@pytest.mark.parametrize("cls, name", BOOL_FIELDS,
+                         ids=[f"{cls.__name__}.{name}" for cls, name in BOOL_FIELDS])
+def test_a_yaml_boolean_spelling_is_a_boolean_for_a_boolean_field(tmp_path, cls, name, word):
+    path = tmp_path / "cfg.yaml"
+    path.write_text(f"{name}: {word}\n")
+    # an LLM with a token head, where every boolean may be on (zero_shot needs both)
+    base = TransformerConfig(kind="llm", head="tokens") if cls is TransformerConfig else None
+    assert getattr(resolve_config(cls, path, {}, base=base), name) is (
+        word.lower() in ("on", "yes", "true"))
+
+
+def test_model_style_off_in_a_yaml_file_trains_without_style_features(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text("model_style: off\nn_estimators: 20\nholdout_share: 0.25\n"
+                      "early_stopping_rounds: 5\nembedding_dim: 4\n")
+    result = _train(tmp_path, "--config", config)
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]
+    assert saved["model_style"] == "off"

@@ -73,7 +73,7 @@ def test_parquet_pairs_layout_with_lists_and_message_lists(tmp_path, as_messages
     else:
         rows = [{"prompt": [f"p{i}", "again"], "chosen": [f"good {i}", f"good {i} too"],
                  "rejected": [f"bad {i}", f"bad {i} too"]} for i in range(20)]
-    battles = read_battles(write_parquet(tmp_path, rows), seed=1)
+    battles = read_battles(write_parquet(tmp_path, rows))
     assert battles.prompt[3] == ("p3", "again")
     winners = [a if label == 0 else b for a, b, label in
                zip(battles.response_a, battles.response_b, battles.label)]

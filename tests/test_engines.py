@@ -82,12 +82,42 @@ def test_ray_scores_preference_pairs_in_the_local_a_b_order(ray_local, files, tm
     pd.DataFrame({"prompt": kaggle["prompt"], "chosen": kaggle["response_a"],
                   "rejected": kaggle["response_b"]}).to_json(pairs, orient="records",
                                                              lines=True)
-    battles = read_battles(pairs, seed=2)
+    battles = read_battles(pairs)
     expected = predict(load_model(files["model"]), battles)
     ids, proba = ray_engine.predict_with_ray(str(pairs), files["model"],
-                                             read_kwargs={"seed": 2}, batch_size=20)
+                                             batch_size=20)
     assert list(ids) == list(battles.id)
     np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-9)
+
+
+def test_ray_gives_every_block_the_keys_of_the_whole_json_lines_file(ray_local, files,
+                                                                     tmp_path):
+    """A key only later rows have is a column of every block, empty in the rows without
+    it, as the whole-file reader makes it: a block of message-list pairs without
+    ``prompt`` must not take the prompt from the messages but name the first empty cell,
+    as the local reader does. (Ray may merge small read blocks into one, which hides the
+    difference on a file this small; the read task's blocks get the file's keys anyway.)"""
+    from test_data_layouts import conversation
+    from test_streaming import _jsonl_with_late_keys
+
+    frame = pd.DataFrame([{"prompt": f"p{i}", "chosen": conversation(f"p{i}", f"good {i}"),
+                           "rejected": conversation(f"p{i}", f"bad {i}")} for i in range(60)])
+    data = _jsonl_with_late_keys(tmp_path, frame, ["prompt"], from_row=25)
+    with pytest.raises(DataError) as local:
+        read_battles(data)
+    with pytest.raises(DataError) as remote:
+        ray_engine.predict_with_ray(str(data), files["model"], batch_size=10)
+    # a block counts the further errors of its own rows only
+    assert "column prompt: is empty" in str(local.value)
+    assert str(remote.value).split(" (and")[0] == str(local.value).split(" (and")[0]
+
+
+@pytest.mark.parametrize("suffix", [".zip", ".xz"])
+def test_ray_refuses_a_compression_its_reader_cannot_open(files, tmp_path, suffix):
+    data = tmp_path / f"test.csv{suffix}"
+    pd.read_csv(files["test"]).to_csv(data, index=False)
+    with pytest.raises(ConfigError, match="--engine local"):
+        ray_engine.predict_with_ray(str(data), files["model"])
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

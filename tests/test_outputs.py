@@ -42,7 +42,8 @@ def test_unwritable_destinations_fail_with_force_too(places, name, kind, message
 
 
 def test_existing_output_needs_force(places):
-    for name, kind in (("file", "file"), ("folder", "directory")):
+    (places / "empty").mkdir()
+    for name, kind in (("file", "file"), ("empty", "directory")):
         with pytest.raises(OutputExistsError, match="--force"):
             check_output(places / name, False, kind)
         assert check_output(places / name, True, kind) == places / name
@@ -123,3 +124,28 @@ def test_predict_accepts_blank_label_columns(tmp_path):
                                        str(tmp_path / "m"), "--out", str(tmp_path / "s.csv")])
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "s.csv")) == 20
+
+
+@pytest.mark.parametrize("name", ["new/", "new//", "folder/", "folder", "link", "link/"])
+@pytest.mark.parametrize("force", [False, True])
+def test_a_file_output_naming_a_directory_is_refused(places, name, force):
+    """`--out results/` must not write a file named results (Path drops the slash), nor
+    say "pass --force" when --force could never write a file there."""
+    with pytest.raises(OutputError, match="directory, and a file is written here") as info:
+        check_output(f"{places}/{name}", force, "file")
+    assert not isinstance(info.value, OutputExistsError)
+    assert not (places / "new").exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["predict", "{data}", "--model", "{tmp}", "--out", "{tmp}/out/"],
+    ["cv", "{data}", "--oof", "{tmp}/out/"],
+])
+def test_a_command_refuses_a_file_output_ending_with_a_slash(tmp_path, command):
+    data = tmp_path / "broken.csv"
+    data.write_text("id,prompt,response_a,response_b\n1,[,[,[\n", encoding="utf-8")
+    result = CliRunner().invoke(main, [a.format(data=data, tmp=tmp_path) for a in command])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "ends with a slash, naming a directory" in line
+    assert not (tmp_path / "out").exists()

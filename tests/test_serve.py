@@ -122,11 +122,66 @@ def test_turn_lists_nulls_and_lone_surrogates_are_accepted(client):
 
 def test_model_endpoint_and_docs(client, model_dir):
     body = client.get("/v1/model").json()
-    assert body["manifest"] == json.loads((model_dir / "manifest.json").read_text())
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    assert body["manifest"]["artifacts"] == manifest["artifacts"]
+    assert body["manifest"]["config"] == manifest["config"]
     assert body["name"] == "tiny_model"
     assert client.get("/docs").status_code == 200
     schema = client.get("/openapi.json").json()
     assert "/v1/judge" in schema["paths"]
+
+
+def _strings(value) -> list[str]:
+    if isinstance(value, dict):
+        return [*map(str, value), *(s for item in value.values() for s in _strings(item))]
+    if isinstance(value, list):
+        return [s for item in value for s in _strings(item)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.fixture()
+def revealing_model_dir(model_dir, tmp_path) -> Path:
+    """The tiny model with a manifest that records every kind of path a backend writes."""
+    import shutil
+
+    copy = tmp_path / "revealing_model"
+    shutil.copytree(model_dir, copy)
+    (tmp_path / "local_encoder").mkdir()
+    manifest = json.loads((copy / "manifest.json").read_text())
+    base = {"given": "models/my-base", "kind": "directory", "name": "/srv/alice/my-base"}
+    hub = {"given": "org/minilm", "kind": "hub", "name": "org/minilm@abc123"}
+    manifest["config"].update(base="models/my-base", checkpoint_dir="ckpt",
+                              encoder=str(tmp_path / "local_encoder"))
+    manifest["training"].update(base=base, teacher=hub, embeddings={
+        "file": "emb.parquet", "encoder": "C:\\Users\\alice\\enc"},
+        platform={"executable": "/usr/bin/python3"})
+    manifest["members"] = [{"path": path, "backend": "gbdt", "manifest_sha256": "0" * 64}
+                           for path in ("../gbdt_a", "~/gbdt_b")]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_model_endpoint_hides_paths_and_interpreter_unless_asked(revealing_model_dir, model,
+                                                                 tmp_path):
+    import platform
+
+    settings = serve.Settings(str(revealing_model_dir))
+    with TestClient(serve.create_app(settings, model)) as client:
+        shown = client.get("/v1/model").json()
+    strings = _strings(shown)
+    revealing = [s for s in strings if str(tmp_path) in s or "alice" in s or "gbdt_" in s
+                 or s in ("models/my-base", "ckpt", "emb.parquet", "/usr/bin/python3")]
+    assert revealing == []
+    assert platform.python_version() not in strings and "python" not in strings
+    assert shown["manifest"]["training"]["teacher"]["name"] == "org/minilm@abc123"
+    assert shown["manifest"]["training"]["base"]["kind"] == "directory"
+    assert shown["manifest"]["config"]["base"] == serve.HIDDEN_PATH
+    manifest = json.loads((revealing_model_dir / "manifest.json").read_text())
+    assert shown["manifest_sha256"] == hashlib.sha256(
+        (revealing_model_dir / "manifest.json").read_bytes()).hexdigest()
+    full = serve.Settings(str(revealing_model_dir), show_paths=True)
+    with TestClient(serve.create_app(full, model)) as client:
+        assert client.get("/v1/model").json()["manifest"] == manifest
 
 
 # --------------------------------------------------------------------------- bad input
@@ -323,6 +378,75 @@ def test_concurrent_requests_share_one_predict_call(model):
         np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
 
 
+class _MarkedModel(_GatedModel):
+    """Fails on any battle whose prompt is marked: ``BOOM`` a bug, ``BAD`` bad input."""
+
+    def predict_proba(self, battles, tie_rate=None):
+        self.calls.append(len(battles))
+        prompts = [turn for turns in battles.prompt for turn in turns]
+        if any("BOOM" in prompt for prompt in prompts):
+            raise RuntimeError(f"cannot score {prompts}")
+        if any("BAD" in prompt for prompt in prompts):
+            raise DataError(f"cannot read {prompts}", column="prompt")
+        return self.inner.predict_proba(battles, tie_rate=tie_rate)
+
+
+def test_a_failing_request_fails_alone_in_its_micro_batch(model, caplog):
+    marked = _MarkedModel(model)
+    prompts = ["fine", "BOOM " + SECRET, "also fine", "BAD", "fine again"]
+    requests = [serve.JudgeRequest.model_validate({"battles": [
+        _battle(i, prompt=prompt, response_a="w " * i), _battle(i + 10)]})
+        for i, prompt in enumerate(prompts)]
+    caplog.set_level(logging.DEBUG, logger="arenajudge")
+
+    async def scenario() -> list:
+        batcher = serve.MicroBatcher(marked, ThreadPoolExecutor(1))
+        runner = asyncio.create_task(batcher.run())
+        try:
+            return await asyncio.gather(*(batcher.score(serve.battles_from_request(r), None)
+                                          for r in requests), return_exceptions=True)
+        finally:
+            runner.cancel()
+
+    results = asyncio.run(scenario())
+    assert marked.calls == [10, 2, 2, 2, 2, 2]  # the merged call, then one per request
+    assert isinstance(results[1], RuntimeError) and isinstance(results[3], DataError)
+    for i in (0, 2, 4):
+        expected = model.predict_proba(serve.battles_from_request(requests[i]))
+        np.testing.assert_allclose(results[i], expected, rtol=0, atol=1e-12)
+    assert "failed: RuntimeError" in caplog.text and "cannot be scored: DataError" in caplog.text
+    assert "Traceback" in caplog.text and "predict_proba" in caplog.text  # debug level
+    assert SECRET not in caplog.text
+
+
+@pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
+def test_failures_answer_422_or_500_and_log_a_traceback_only_at_debug(model_dir, model,
+                                                                      caplog, level):
+    caplog.set_level(level, logger="arenajudge")
+    app = serve.create_app(serve.Settings(str(model_dir)), _MarkedModel(model))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        bad = client.post("/v1/judge", json={"battles": _battle(prompt="BAD " + SECRET)})
+        assert bad.status_code == 422
+        [error] = bad.json()["detail"]
+        assert error["field"] == "battles" and "column prompt" in error["message"]
+        broken = client.post("/v1/judge", json={"battles": _battle(prompt="BOOM " + SECRET)})
+        assert broken.status_code == 500 and SECRET not in broken.text
+        assert client.post("/v1/judge", json={"battles": _battle()}).status_code == 200
+    assert ("Traceback" in caplog.text) == (level == logging.DEBUG)
+    assert SECRET not in caplog.text
+
+
+def test_the_service_keeps_no_feature_rows_of_the_battles_it_judges(client, model):
+    from arenajudge.features.builder import feature_builder
+
+    cache = feature_builder(model.config.features)._cache
+    before = len(cache)
+    for i in range(20):  # distinct battles, as a long-running service sees them
+        battles = [_battle(i, prompt=f"question {i} part {k}") for k in range(5)]
+        assert client.post("/v1/judge", json={"battles": battles}).status_code == 200
+    assert len(cache) == before
+
+
 # --------------------------------------------------------------------------- client, CLI
 @pytest.fixture(scope="module")
 def live_url(model_dir, model):
@@ -397,6 +521,22 @@ def test_serve_command_fails_cleanly_on_a_bad_model_dir(tmp_path):
     result = CliRunner().invoke(main, ["serve", "--model", str(tmp_path / "missing")])
     assert result.exit_code == 2
     assert result.output.startswith("error: ") and "not a model directory" in result.output
+
+
+def test_serve_command_passes_show_paths_and_log_level(model_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
+    calls = []
+    monkeypatch.setattr(serve, "serve", lambda settings, **options: calls.append(
+        (settings, options)))
+    for flags in ([], ["--show-paths", "--log-level", "debug"]):
+        result = CliRunner().invoke(main, ["serve", "--model", str(model_dir), *flags])
+        assert result.exit_code == 0, result.output
+    [(plain, plain_options), (shown, shown_options)] = calls
+    assert (plain.show_paths, plain_options["log_level"]) == (False, "info")
+    assert (shown.show_paths, shown_options["log_level"]) == (True, "debug")
 
 
 def test_serve_command_on_a_busy_port_is_one_error_line(model_dir):

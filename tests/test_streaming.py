@@ -42,7 +42,8 @@ def model_dir(tmp_path_factory):
 
 
 def _write(frame: pd.DataFrame, path) -> None:
-    if path.suffix == ".jsonl":
+    """``frame`` in ``path``'s format, compressed as pandas infers from its extension."""
+    if ".jsonl" in path.suffixes:
         frame.to_json(path, orient="records", lines=True)
     elif path.suffix == ".parquet":
         frame.to_parquet(path)
@@ -70,31 +71,103 @@ WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "2-worke
 
 @WORKERS
 @pytest.mark.parametrize("name", ["test.csv", "test.csv.gz", "test.jsonl", "test.parquet",
-                                  "pairs.csv"])
+                                  "pairs.csv", "test.csv.bz2", "test.jsonl.xz",
+                                  "test.csv.zip"])
 def test_streaming_output_equals_whole_file_output(model_dir, tmp_path, name, workers):
     data = tmp_path / name
     frame = (_pairs_frame(230) if name.startswith("pairs") else
              synthetic_frame(n=230).drop(columns=list(LABELS)).sample(frac=1, random_state=0))
     _write(frame, data)
     out = tmp_path / "streamed.csv"
-    n = local.stream_predict(data, load_model(model_dir), out, read_kwargs={"seed": 3},
-                             block_rows=BLOCK, workers=workers)
+    n = local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK, workers=workers)
     assert n == 230
-    assert out.read_text() == _whole_file_submission(model_dir, data, tmp_path / "whole.csv",
-                                                     seed=3)
+    assert out.read_text() == _whole_file_submission(model_dir, data, tmp_path / "whole.csv")
 
 
 def test_preference_pairs_keep_the_whole_file_ab_order_and_ids(tmp_path):
     data = tmp_path / "pairs.jsonl"
     _write(_pairs_frame(120), data)
-    whole = read_battles(data, seed=5)
-    blocks = list(battle_blocks(data, seed=5, block_rows=BLOCK))
+    whole = read_battles(data)
+    blocks = list(battle_blocks(data, block_rows=BLOCK))
     assert [first for first, _ in blocks] == list(range(0, 120, BLOCK))
     assert [i for _, b in blocks for i in b.id] == list(whole.id)
     assert [a for _, b in blocks for a in b.response_a] == whole.response_a
     np.testing.assert_array_equal(np.vstack([b.target for _, b in blocks]), whole.target)
     # both orders occur: the draw is not constant within a block
     assert 0.3 < whole.target[:, 1].mean() < 0.7
+
+
+def _jsonl_with_late_keys(tmp_path, frame: pd.DataFrame, late: list[str], from_row: int):
+    """``frame`` as JSON lines whose rows before ``from_row`` lack the keys ``late``: the
+    first blocks have no such columns, the whole file has them, empty in those rows."""
+    data = tmp_path / "late.jsonl"
+    with open(data, "w", encoding="utf-8") as handle:
+        for position, record in enumerate(frame.to_dict(orient="records")):
+            if position < from_row:
+                record = {k: v for k, v in record.items() if k not in late}
+            handle.write(json.dumps(record) + "\n")
+    return data
+
+
+def _assert_same_battles(blocks, whole) -> None:
+    for name in ("id", "model_a", "model_b", "source", "target", "both_bad"):
+        parts = [getattr(b, name) for _, b in blocks]
+        expected = getattr(whole, name)
+        if expected is None:
+            assert all(part is None for part in parts), name
+        else:
+            assert all(part is not None for part in parts), name
+            np.testing.assert_array_equal(np.concatenate(parts), expected, err_msg=name)
+    for name in ("prompt", "response_a", "response_b"):
+        assert [t for _, b in blocks for t in getattr(b, name)] == getattr(whole, name), name
+
+
+@pytest.mark.parametrize("late", [["model_a", "model_b"], ["source"]], ids="+".join)
+def test_a_key_only_later_blocks_have_reads_as_in_the_whole_file(tmp_path, late):
+    frame = synthetic_frame(n=120, seed=3).drop(columns=list(LABELS)).assign(source="arena")
+    data = _jsonl_with_late_keys(tmp_path, frame, late, from_row=2 * BLOCK + 5)
+    whole = read_battles(data)
+    blocks = list(battle_blocks(data, block_rows=BLOCK))
+    _assert_same_battles(blocks, whole)
+    assert getattr(whole, late[0])[0] == ""  # the first rows' names are blank
+
+
+def test_a_pairs_prompt_only_later_rows_have_is_the_whole_files_error(tmp_path):
+    """Read whole, the first rows have an empty prompt cell (an error); a block without
+    the key must not take the prompt from ``chosen`` instead."""
+    data = _jsonl_with_late_keys(tmp_path, _pairs_frame(120), ["prompt"], from_row=BLOCK + 3)
+    with pytest.raises(DataError) as whole:
+        read_battles(data)
+    with pytest.raises(DataError) as streamed:
+        list(battle_blocks(data, block_rows=BLOCK))
+    assert "row id 1: column prompt: is empty" in str(whole.value)
+    assert "row id 1: column prompt: is empty" in str(streamed.value)
+
+
+@pytest.mark.parametrize("labelled_first", [True, False], ids=["blank-late", "blank-first"])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_labels_only_some_blocks_have_are_an_error_as_in_the_whole_file(
+        tmp_path, fmt, labelled_first):
+    frame = synthetic_frame(n=120, seed=5)
+    blank = slice(3 * BLOCK, None) if labelled_first else slice(0, 2 * BLOCK)
+    first_blank = str(frame["id"].iloc[blank].iloc[0])
+    if fmt == "csv":
+        frame[list(LABELS)] = frame[list(LABELS)].astype(object)
+        frame.loc[frame.index[blank], list(LABELS)] = ""
+        data = tmp_path / "partly.csv"
+        frame.to_csv(data, index=False)
+    elif labelled_first:
+        data = _jsonl_with_late_keys(tmp_path, frame.iloc[::-1], list(LABELS), 120 - 3 * BLOCK)
+        lines = data.read_text().splitlines()[::-1]  # the unlabelled rows last
+        data.write_text("\n".join(lines) + "\n")
+    else:
+        data = _jsonl_with_late_keys(tmp_path, frame, list(LABELS), from_row=2 * BLOCK)
+    with pytest.raises(DataError) as whole:
+        read_battles(data)
+    with pytest.raises(DataError) as streamed:
+        list(battle_blocks(data, block_rows=BLOCK))
+    assert f"row id {first_blank}" in str(whole.value)
+    assert f"row id {first_blank}" in str(streamed.value)
 
 
 @WORKERS

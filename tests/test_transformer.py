@@ -501,7 +501,7 @@ def test_accelerate_launch_runs_the_train_command(bases, tmp_path):
                              "--max-length", "64", "--batch-size", "8", "--lr", "3e-3",
                              "--val-fraction", "0.25", "--eval-every", "2", "--device", "cpu")
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stderr.count("trained on 40 battles") == 1  # rank 0 reports, once
+    assert run.stdout.count("trained on 40 battles") == 1  # rank 0 reports, once
     manifest = json.loads((model / "manifest.json").read_text())
     assert manifest["metrics"]["validation"]["steps"] == 4  # half of the 8 batches each
     assert load_model(model).predict_proba(make_battles(40)).shape == (40, 3)

@@ -348,7 +348,7 @@ def test_cli_saved_difficulty_scores_a_later_model_alone(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--baseline", "nobody"], "no battles of the baseline 'nobody'"),
     (["--baseline", BASE, "--votes", "{votes}"], "--votes needs --model"),
-    (["--baseline", BASE, "--out", "{votes}"], "is an input of this command"),
+    (["--baseline", BASE, "--out", "{votes}"], "is also an input of this command"),
 ])
 def test_cli_errors_are_one_line(tmp_path, args, message):
     votes = _votes_file(tmp_path)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import log_softmax
 
 from arenajudge import safe_json
 from arenajudge.errors import ConfigError, ModelLoadError
@@ -79,11 +80,20 @@ def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
 def prior_shift(proba: np.ndarray, tie_rate: float | np.ndarray,
                 train_prior: tuple[float, float, float]) -> np.ndarray:
     """``proba`` (n, 3) moved by Bayes' rule from the class balance ``train_prior`` to
-    ((1 - r) / 2, (1 - r) / 2, r), unnormalised; ``tie_rate`` r is one rate or one per
-    row, shape (n,)."""
+    ((1 - r) / 2, (1 - r) / 2, r), rows normalised; ``tie_rate`` r is one rate or one per
+    row, shape (n,), anywhere in (0, 1).
+
+    The shift is done in log space and normalised by log-sum-exp: any r from the smallest
+    positive float to 1 - 1e-16 gives finite rows summing to 1 (a product of tiny
+    factors would underflow to a row of zeros, then NaN)."""
     rate = np.asarray(tie_rate, dtype=float)[..., None]
-    target = np.concatenate([(1 - rate) / 2, (1 - rate) / 2, rate], axis=-1)
-    return proba * (target / np.asarray(train_prior))
+    # log((1 - r) / 2) by log1p: 1 - r loses every digit of a tiny r, log(r) keeps them
+    log_decisive = np.log1p(-rate) - math.log(2)
+    log_target = np.concatenate([log_decisive, log_decisive, np.log(rate)], axis=-1)
+    with np.errstate(divide="ignore"):  # a zero stays a zero: log 0 = -inf, exp -> 0
+        log_proba = np.log(np.asarray(proba, dtype=float))
+    shifted = log_proba + log_target - np.log(np.asarray(train_prior, dtype=float))
+    return np.exp(log_softmax(shifted, axis=1))
 
 
 def check_tie_rate(tie_rate: float | None) -> None:
@@ -128,19 +138,28 @@ def fit_davidson(y: np.ndarray, proba: np.ndarray) -> float:
 
 
 def solve_davidson(margins: np.ndarray, tie_rate: float) -> float:
-    """The nu at which the mean Davidson tie probability over ``margins`` is ``tie_rate``."""
+    """The nu at which the mean Davidson tie probability over ``margins`` is ``tie_rate``,
+    for any rate in (0, 1); ``_MAX_NU`` when the margins cannot reach the rate.
+
+    Solved in logs, log(mean tie) = log(nu) + log(mean(m / (1 + nu m))) = log(r): stable
+    from the smallest positive float up, where the difference mean tie - r is all
+    rounding. As nu * mean(m) / (1 + nu max(m)) <= mean tie <= nu * mean(m), the root
+    lies at or above r / mean(m), which brackets it from below whatever r is."""
     from scipy.optimize import brentq
 
     margins = np.asarray(margins, dtype=float)
+    log_rate = math.log(tie_rate)
 
     def excess(log_nu: float) -> float:
-        strength = math.exp(log_nu) * margins
-        return float((strength / (1 + strength)).mean() - tie_rate)
+        nu = math.exp(log_nu)
+        return log_nu + math.log(float(np.mean(margins / (1 + nu * margins)))) - log_rate
 
-    low, high = -30.0, math.log(_MAX_NU)
+    low, high = log_rate - math.log(float(margins.mean())), math.log(_MAX_NU)
     if excess(high) < 0:  # the target is beyond what these margins allow
         return _MAX_NU
-    return float(math.exp(brentq(excess, low, high, xtol=1e-10)))
+    if excess(low) >= 0:  # the root is at the bracket's end (equality, up to rounding)
+        return math.exp(low)
+    return float(math.exp(brentq(excess, low, high, xtol=1e-12)))
 
 
 # ----------------------------------------------------------------- the calibration

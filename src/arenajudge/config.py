@@ -22,6 +22,9 @@ from arenajudge.errors import ConfigError
 
 C = TypeVar("C")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
+_TRUE = ("true", "yes", "on")
+_FALSE = ("false", "no", "off")
+"""Spellings of a boolean in a config file (YAML 1.1's, any case); see :func:`_parse_yaml`."""
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,8 @@ def _coerce(value: Any, kind: type) -> Any:
     if kind is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
-            return value.lower() in ("true", "yes")
+        if isinstance(value, str) and value.lower() in _TRUE + _FALSE:
+            return value.lower() in _TRUE
         raise ValueError("expected true or false")
     if kind is str:
         if isinstance(value, str):
@@ -195,8 +198,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def _parse_yaml(text: str) -> Any:
     import yaml
 
+    class WordsLoader(yaml.SafeLoader):
+        """YAML 1.1 reads ``off``, ``yes``, ``on`` (and ``true``) as booleans, so
+        ``model_style: off`` would arrive as False, and the word is lost. Keep every
+        boolean spelling as the string written: a word-valued field gets its word, and
+        :func:`_coerce` turns the same spellings into booleans for boolean fields."""
+
+    WordsLoader.add_constructor("tag:yaml.org,2002:bool",
+                                lambda loader, node: loader.construct_scalar(node))
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=WordsLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from None
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import LABELS, Battles, join_turns
 from arenajudge.errors import DataError
+from arenajudge.hashing import battle_keys, decode_keys
 from arenajudge.leaderboard import response_lengths
 from arenajudge.metrics import log_loss, scores
 from arenajudge.models.contract import PreferenceModel, check_labelled
@@ -112,6 +113,114 @@ def prompt_keys(battles: Battles) -> np.ndarray:
     return np.array([int.from_bytes(hashlib.blake2b(
         join_turns(p).strip().encode("utf-8", "surrogatepass"), digest_size=8).digest(),
         "little", signed=True) for p in battles.prompt], dtype=np.int64)
+
+
+TIE_SHARE_NATS = 0.01
+"""A labelled file's tie share is "far" from the model's when predicting the model's
+share instead of the file's would cost a prior-only predictor more than this (the
+binary KL divergence, nats a row: 30% vs 40% ties costs 0.023, 1% vs 5% 0.025, 30% vs
+31% 0.0002) ..."""
+TIE_SHARE_P_VALUE = 1e-3
+"""... and the gap is no sampling accident: a two-sided binomial test of the file's tie
+count against the model's share rejects at this level."""
+
+
+def battle_keys_of(battles: Battles) -> np.ndarray:
+    """:func:`arenajudge.hashing.battle_keys` of ``battles``, shape (n,)."""
+    return battle_keys(battles.prompt, battles.response_a, battles.response_b)
+
+
+def rows_in_training(keys: np.ndarray, training: Mapping[str, Any]) -> int | None:
+    """How many battles with ``keys`` (n,) were in a model's training data, by the
+    manifest's ``training`` section; None when it does not record its battles (a model
+    saved before they were recorded). A battle counts when its prompt and two responses
+    (either order) were trained on: ids are ignored, a renumbered copy is still seen."""
+    recorded = training.get("battle_keys")
+    if not isinstance(recorded, str):
+        return None
+    try:
+        seen = decode_keys(recorded)
+    except ValueError:
+        return None
+    return int(np.isin(keys, seen).sum())
+
+
+def _model_tie_share(training: Mapping[str, Any], tie_rate: float | None) -> float | None:
+    """The tie share the model's predictions aim at: ``tie_rate`` when given, else its
+    training data's (half a tie added, so a set without ties is not sure of none)."""
+    if tie_rate is not None:
+        return tie_rate
+    counts = training.get("class_counts")
+    if not isinstance(counts, Mapping) or not all(
+            isinstance(counts.get(label), int) for label in LABELS):
+        return None
+    return (counts[LABELS[2]] + 0.5) / (sum(counts[label] for label in LABELS) + 1)
+
+
+def tie_share_gap(target: np.ndarray, training: Mapping[str, Any],
+                  tie_rate: float | None = None) -> tuple[float, float] | None:
+    """(the labels' tie share, the model's) when they are far apart (``TIE_SHARE_NATS``,
+    ``TIE_SHARE_P_VALUE``) for labels ``target`` (n, 3); else None, also when the
+    model's share is unknown."""
+    from scipy.special import rel_entr
+    from scipy.stats import binomtest
+
+    expected = _model_tie_share(training, tie_rate)
+    if expected is None or not len(target):
+        return None
+    ties = float(np.asarray(target, dtype=float)[:, 2].sum())
+    share = ties / len(target)
+    cost = float(rel_entr(share, expected) + rel_entr(1 - share, 1 - expected))
+    if cost <= TIE_SHARE_NATS:
+        return None
+    if binomtest(round(ties), len(target), expected).pvalue >= TIE_SHARE_P_VALUE:
+        return None
+    return share, expected
+
+
+def score_caveats(target: np.ndarray, keys: np.ndarray, training: Mapping[str, Any],
+                  tie_rate: float | None = None, where: str | Path = "DATA") -> list[str]:
+    """What a reader of a model's score on labelled battles must know, one sentence each:
+    that some battles (``keys`` (n,), :func:`battle_keys_of`) were in its training data
+    (the manifest's ``training``), so the score is in-sample; that the labels' (``target``
+    (n, 3)) tie share is far from the one the model predicts (with ``tie_rate``, that
+    rate). Empty when neither holds."""
+    caveats = []
+    seen = rows_in_training(keys, training)
+    if seen:
+        caveats.append(f"{where}: {seen:,} of {len(keys):,} rows were in the model's "
+                       "training data: this score is in-sample, not an estimate of how it "
+                       "does on new battles; score it on battles it was not trained on")
+    gap = tie_share_gap(target, training, tie_rate)
+    if gap is not None:
+        share, expected = gap
+        aimed = (f"--tie-rate {tie_rate:.3g}" if tie_rate is not None
+                 else "its training data's share")
+        caveats.append(f"{where}: {share:.1%} of its votes are ties, the model predicts "
+                       f"{expected:.1%} ({aimed}): the score mixes the model's skill with "
+                       f"that gap; if new battles will be like these, pass --tie-rate "
+                       f"{share:.3g}")
+    return caveats
+
+
+def training_caveats(validation: Mapping[str, Any], teacher: bool = False) -> list[str]:
+    """What a reader of ``train``'s out-of-sample score (a model's ``validation_``: its
+    ``log_loss`` and the class prior's ``prior_log_loss`` on the same labels) must know:
+    that it is worse than the class prior's, and, for a student of a ``teacher``, that it
+    is not nested."""
+    caveats = []
+    score, prior = validation.get("log_loss"), validation.get("prior_log_loss")
+    if score is not None and prior is not None and score > prior:
+        caveats.append(f"the out-of-sample log loss {score:.4f} is worse than the class "
+                       f"prior's {prior:.4f} on the same labels: the model does worse than "
+                       "always predicting the class balance; check the labels and the "
+                       "--columns mapping, or train on more battles")
+    if teacher and score is not None:
+        caveats.append("--teacher: the out-of-sample score is not nested: the teacher's "
+                       "probabilities the student learnt from were made by models that saw "
+                       "the held-out rows' labels, so it flatters the student; score it "
+                       "with `arenajudge evaluate` on battles neither model saw")
+    return caveats
 
 
 def evaluate_predictions(battles: Battles, proba: np.ndarray, *, n_folds: int = 5,

@@ -73,10 +73,11 @@ class BodyLimit:
     @staticmethod
     async def _refuse(status: int, content: Any, receive: Callable, send: Callable, *,
                       unread: bool) -> None:
-        """Answer ``status`` with ``content`` as JSON and close the connection, first reading and dropping the rest
-        of the body (up to ``DRAIN_LIMIT`` bytes) when ``unread``: a plain client (urllib)
-        sends its whole body before it reads, and a server that closes on unread bytes
-        makes the kernel reset the connection, losing the answer."""
+        """Answer ``status`` with ``content`` as JSON and close the connection, first
+        reading and dropping the rest of the body (up to ``DRAIN_LIMIT`` bytes) when
+        ``unread``: a plain client (urllib) sends its whole body before it reads, and a
+        server that closes on unread bytes makes the kernel reset the connection, losing
+        the answer."""
         drained = 0
         while unread and drained <= DRAIN_LIMIT:
             message = await receive()

@@ -14,19 +14,20 @@ import hashlib
 import json
 import logging
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Literal
+from typing import Annotated, Any, AsyncIterator, Iterator, Literal
 
 import numpy as np
 
 from arenajudge.data.cells import repair_surrogates
 from arenajudge.data.schema import LABELS, Battles, Turns, swap_proba
-from arenajudge.engines.scoring import predict
-from arenajudge.errors import MissingDependencyError
+from arenajudge.errors import DataError, MissingDependencyError
 from arenajudge.http_limits import BodyLimit, check_can_listen
+from arenajudge.micro_batch import MicroBatcher
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import MANIFEST, check_scores_raw_text, read_manifest
 from arenajudge.models.registry import load_model
@@ -46,10 +47,6 @@ DEFAULT_MAX_BODY = 1_000_000
 """Largest accepted request body in bytes (``--max-body``)."""
 DEFAULT_MAX_BATCH = 1_000
 """Most battles accepted in one request (``--max-batch``)."""
-BATCH_WAIT_S = 0.002
-"""How long the first request of a micro-batch waits for others to join it."""
-BATCH_ROWS = 256
-"""A micro-batch stops taking requests once it holds this many battles."""
 WORKER_START_TIMEOUT_S = 60
 """Seconds a ``--workers`` process may take to start before uvicorn replaces it."""
 CONFIG_ENV = "ARENAJUDGE_SERVE_CONFIG"
@@ -182,7 +179,7 @@ JUDGE_ERRORS: dict[int | str, dict[str, Any]] = {
           "description": "Body over --max-body bytes or more battles than --max-batch"},
     422: {"model": FieldErrors,
           "description": "Not JSON, nested too deep, or invalid battles; `detail` names "
-                         "each bad field"},
+                         "each bad field (`battles` when the model cannot score them)"},
     500: {"model": ErrorMessage, "description": "The model failed while scoring"},
     503: {"model": ErrorMessage, "description": "The model is still loading or failed "
                                                 "to load"},
@@ -203,80 +200,6 @@ def battles_from_request(request: JudgeRequest) -> Battles:
         response_a, response_b = response_a + response_b, response_b + response_a
     return Battles(id=np.array(ids, dtype=object), prompt=prompt, response_a=response_a,
                    response_b=response_b)
-
-
-def _concat(parts: list[Battles]) -> Battles:
-    return Battles(id=np.concatenate([part.id for part in parts]),
-                   prompt=[turns for part in parts for turns in part.prompt],
-                   response_a=[turns for part in parts for turns in part.response_a],
-                   response_b=[turns for part in parts for turns in part.response_b])
-
-
-@dataclass
-class _Job:
-    battles: Battles
-    tie_rate: float | None
-    future: asyncio.Future = field(repr=False)
-
-
-class MicroBatcher:
-    """Scores concurrent requests together, off the event loop.
-
-    The first queued request waits ``wait_s`` for company; then every queued request is
-    taken, up to about ``max_rows`` battles, and scored in one thread-pool call (one
-    ``predict_proba`` per distinct ``tie_rate``). Requests that arrive meanwhile form
-    the next batch, so batches grow with the load.
-    """
-
-    def __init__(self, model: PreferenceModel, executor: ThreadPoolExecutor, *,
-                 wait_s: float = BATCH_WAIT_S, max_rows: int = BATCH_ROWS) -> None:
-        self.model = model
-        self.executor = executor
-        self.wait_s = wait_s
-        self.max_rows = max_rows
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-
-    async def score(self, battles: Battles, tie_rate: float | None) -> np.ndarray:
-        """Probabilities for ``battles``, shape (n, 3)."""
-        job = _Job(battles, tie_rate, asyncio.get_running_loop().create_future())
-        self.queue.put_nowait(job)
-        return await job.future
-
-    async def run(self) -> None:
-        """Serve the queue until cancelled."""
-        loop = asyncio.get_running_loop()
-        while True:
-            jobs = [await self.queue.get()]
-            if self.queue.empty():
-                await asyncio.sleep(self.wait_s)
-            rows = len(jobs[0].battles)
-            while rows < self.max_rows and not self.queue.empty():
-                jobs.append(self.queue.get_nowait())
-                rows += len(jobs[-1].battles)
-            try:
-                results = await loop.run_in_executor(self.executor, self._score, jobs)
-            except Exception as exc:  # noqa: BLE001  (reported to each waiting request)
-                # The type only: a message could quote the texts being scored.
-                logger.error("scoring a batch of %d battles failed: %s", rows,
-                             type(exc).__name__)
-                results = [exc] * len(jobs)
-            for job, result in zip(jobs, results):
-                if job.future.done():  # the client went away
-                    continue
-                if isinstance(result, Exception):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
-
-    def _score(self, jobs: list[_Job]) -> list[np.ndarray]:
-        results: list[np.ndarray] = [np.empty((0, len(LABELS)))] * len(jobs)
-        for tie_rate in {job.tie_rate for job in jobs}:
-            group = [i for i, job in enumerate(jobs) if job.tie_rate == tie_rate]
-            proba = predict(self.model, _concat([jobs[i].battles for i in group]), tie_rate)
-            bounds = np.cumsum([len(jobs[i].battles) for i in group])[:-1]
-            for i, part in zip(group, np.split(proba, bounds)):
-                results[i] = part
-        return results
 
 
 def _judgements(request: JudgeRequest, proba: np.ndarray) -> list[Judgement]:
@@ -348,6 +271,9 @@ class Settings:
     max_batch: int = DEFAULT_MAX_BATCH
     runtime: dict[str, Any] | None = None
     """Prediction-time settings of a transformer model (see :func:`load_model`)."""
+    show_paths: bool = False
+    """``/v1/model`` shows the manifest's file-system paths and interpreter details
+    (``--show-paths``); by default they are hidden from clients."""
 
 
 class _State:
@@ -380,6 +306,64 @@ def model_info(model_dir: str | Path) -> tuple[ModelInfo, dict[str, Any]]:
                      version=str(manifest.get("package_version", "")),
                      manifest_sha256=digest)
     return info, manifest
+
+
+INTERPRETER_KEYS = frozenset({"python", "python_version", "executable", "platform",
+                              "interpreter", "hostname"})
+"""Manifest keys, at any depth, that describe the machine rather than the model."""
+HIDDEN_PATH = "(hidden; start the service with --show-paths to show it)"
+_PATH_KEYS = frozenset({"file", "path", "dir", "directory", "folder"})
+_PATH_KEY_ENDINGS = ("_file", "_path", "_dir", "_directory", "_folder")
+# absolute POSIX or Windows, home-relative or dot-relative
+_PATH_SHAPE = re.compile(r"^(?:[/\\~]|[A-Za-z]:[/\\]|\.\.?(?:[/\\]|$))")
+
+
+def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` as ``/v1/model`` shows it by default: interpreter details left out and
+    every file-system path replaced by ``HIDDEN_PATH`` (training files, a base model's
+    directory, member and checkpoint directories), so clients learn nothing of the
+    server's disk. Hub ids and the model's own file names (``artifacts``) stay.
+
+    A string is a path when its key says so (``file``, ``path``, ``*_dir``, ...), when it
+    looks like one (absolute, ``~``, ``./``), when a model source the manifest records
+    is a local directory or file (its ``given`` name, wherever it appears), or when it
+    names an existing file or directory with a separator in it.
+    """
+    local = {str(source[name]) for source in _dicts(manifest)
+             if source.get("kind") in ("directory", "gguf")
+             for name in ("given", "name") if name in source}
+
+    def clean(value: Any, key: str) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v, str(k)) for k, v in value.items()
+                    if k not in INTERPRETER_KEYS}
+        if isinstance(value, list):
+            return [clean(item, key) for item in value]
+        if isinstance(value, str) and value and (value in local or _is_path(key, value)):
+            return HIDDEN_PATH
+        return value
+
+    return clean(manifest, "")
+
+
+def _dicts(value: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping nested in ``value``, itself included."""
+    if isinstance(value, dict):
+        yield value
+        for item in value.values():
+            yield from _dicts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _dicts(item)
+
+
+def _is_path(key: str, value: str) -> bool:
+    if key in _PATH_KEYS or key.endswith(_PATH_KEY_ENDINGS) or _PATH_SHAPE.match(value):
+        return True
+    try:
+        return ("/" in value or os.sep in value) and Path(value).exists()
+    except (OSError, ValueError):  # too long or not a valid name: not a path here
+        return False
 
 
 def create_app(settings: Settings, model: PreferenceModel | None = None) -> FastAPI:
@@ -451,10 +435,14 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         status = "loading" if state.load_error is None else "failed"
         return JSONResponse({"status": status, "model": info.name}, status_code=503)
 
+    shown_manifest = (state.manifest if settings.show_paths
+                      else public_manifest(state.manifest))
+
     @app.get("/v1/model")
     async def model_manifest() -> dict[str, Any]:
-        """The model's name, version, manifest hash and full manifest."""
-        return {**info.model_dump(), "manifest": state.manifest}
+        """The model's name, version, manifest hash and manifest (file-system paths and
+        interpreter details hidden unless the service was started with --show-paths)."""
+        return {**info.model_dump(), "manifest": shown_manifest}
 
     @app.post("/v1/judge", response_model=JudgeResponse,
               dependencies=[Depends(_check_batch_count)],
@@ -464,6 +452,9 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         batcher = ready_batcher()
         try:
             proba = await batcher.score(battles_from_request(request), request.tie_rate)
+        except DataError as exc:  # these battles cannot be scored by this model
+            raise HTTPException(422, [{"field": "battles", "type": "data_error",
+                                       "message": str(exc)}]) from None
         except Exception:  # noqa: BLE001  (logged by the batcher without its message)
             # Re-raised bare, the error would reach uvicorn's log with a message that
             # could quote the texts.
@@ -479,13 +470,15 @@ def app_from_env() -> FastAPI:
 
 
 def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
-          workers: int = 1) -> None:
+          workers: int = 1, log_level: str = "info") -> None:
     """Run the service until interrupted.
 
     The port is checked and the model loaded (and checked) here first, so a busy port
     or a bad model directory fails with one error before uvicorn starts. With
     ``workers`` > 1 each uvicorn worker process loads its own copy and micro-batches
-    its own requests.
+    its own requests. ``log_level`` (debug, info, warning or error) applies to uvicorn's
+    log and the service's own; at ``debug`` a scoring failure logs its traceback
+    (without any exception message, which could quote the texts).
     """
     try:
         import uvicorn
@@ -495,7 +488,11 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     # uvicorn writes its request log to stdout, which is for data: send it to stderr.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
-    options = {"host": host, "port": port, "log_config": log_config}
+    # Configured here, not only by the CLI, so that --workers processes log alike.
+    log_config["loggers"]["arenajudge"] = {"handlers": ["default"], "propagate": False,
+                                           "level": log_level.upper()}
+    options = {"host": host, "port": port, "log_config": log_config,
+               "log_level": log_level}
     check_can_listen(host, port)
     model = load_ready_model(settings.model_dir, settings.runtime)
     if workers == 1:

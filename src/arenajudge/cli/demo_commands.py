@@ -75,7 +75,7 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
     when matplotlib is installed, report/index.html on the test set. --seed seeds the
     split, the folds and the model.
     """
-    out = check_output(out_dir, force, "directory")
+    out = check_output(out_dir, force, "directory", output="demo")
     started = time.perf_counter()
     train, test = _split(load_sample(), seed)
     click.echo(f"bundled sample: {len(train):,} battles to train on, {len(test):,} held out "
@@ -88,7 +88,7 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
     proba = model.predict_proba(test.without_labels())
     _echo_scores("held-out test set:", *evaluate_predictions(test, proba, seed=seed))
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
-    with atomic_path(out, force, kind="directory") as staged:
+    with atomic_path(out, force, kind="directory", output="demo") as staged:
         staged.mkdir()
         model.save(staged / "model")
         probability_frame(test.id, proba, out / "submission.csv").to_csv(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 
 import click
@@ -9,11 +10,13 @@ import pandas as pd
 
 from arenajudge.cli import main
 from arenajudge.cli.options import (data_argument, echo_csv, echo_json, force_option,
-                                    format_option, input_options, optional_model_option,
-                                    read_options, seed_option)
+                                    format_option, input_options, option_given,
+                                    optional_model_option, read_options, retired_seed_option,
+                                    seed_option, tie_rate_option)
 from arenajudge.data import read_battles
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import attach_sources
+from arenajudge.engines.scoring import predict
+from arenajudge.evaluate import attach_sources, battle_keys_of, score_caveats
 from arenajudge.data.schema import Battles
 from arenajudge.leaderboard import COLUMNS, Leaderboard, fit_leaderboard
 from arenajudge.leaderboard.categories import (CategoryBoards, category_values,
@@ -21,9 +24,11 @@ from arenajudge.leaderboard.categories import (CategoryBoards, category_values,
 from arenajudge.leaderboard.intervals import INTERVALS
 from arenajudge.leaderboard.ppi import fit_ppi_leaderboard, suggest_battles
 from arenajudge.leaderboard.ties import TIE_MODELS
-from arenajudge.models.manifest import data_summary, read_manifest
 from arenajudge.models.registry import load_model
-from arenajudge.outputs import atomic_path, check_output
+from arenajudge.outputs import atomic_path, check_output, refuse_overwriting_inputs
+
+logger = logging.getLogger("arenajudge.cli")
+
 
 # --------------------------------------------------------------------------- report
 @main.command("report")
@@ -34,6 +39,7 @@ from arenajudge.outputs import atomic_path, check_output
               type=click.Path(dir_okay=False, exists=True, path_type=str),
               help="Out-of-fold predictions (id,fold,winner_model_a,winner_model_b,"
                    "winner_tie) instead of a model.")
+@tie_rate_option
 @click.option("--sources", default=None, metavar="FILE",
               type=click.Path(dir_okay=False, exists=True, path_type=str),
               help="CSV of id,source (else a `source` column in DATA): the report's "
@@ -42,11 +48,11 @@ from arenajudge.outputs import atomic_path, check_output
               type=click.Path(file_okay=False, path_type=str),
               help="Directory to write index.html and the plots to.")
 @format_option
-@seed_option("the A/B order of chosen/rejected pairs")
+@retired_seed_option
 @force_option
 def report_command(data: str, input_format: str | None, columns: str | None,
-                   model_dir: str | None, oof: str | None, sources: str | None, out: str,
-                   output_format: str, seed: int, force: bool) -> None:
+                   model_dir: str | None, oof: str | None, tie_rate: float | None,
+                   sources: str | None, out: str, output_format: str, force: bool) -> None:
     """Write an HTML report on DATA: class balance, biases, calibration, errors.
 
     With --model the predictions come from the model (and the page shows how often its
@@ -58,25 +64,32 @@ def report_command(data: str, input_format: str | None, columns: str | None,
 
     if model_dir and oof:
         raise ConfigError("give --model or --oof, not both")
-    check_output(out, force, "directory")
-    battles = read_battles(data, seed=seed, **read_options(input_format, columns))
+    if tie_rate is not None and not model_dir:
+        raise ConfigError("--tie-rate shifts a model's predictions: give --model (an --oof "
+                          "file's probabilities are reported as they were written)")
+    refuse_overwriting_inputs([out], [data, model_dir, oof, sources])
+    check_output(out, force, "directory", output="report")
+    battles = read_battles(data, **read_options(input_format, columns))
     if sources:
         battles = attach_sources(battles, sources)
     proba = swapped = None
-    predictor = "none"
+    predictor, caveats = "none", []
     if model_dir:
         model = load_model(model_dir)
-        proba = model.predict_proba(battles)
-        swapped = model.predict_proba(battles.swap())
-        predictor = f"model {model_dir}"
-        if read_manifest(model_dir).get("training", {}).get("sha256") == data_summary(
-                battles)["sha256"]:
-            predictor += " (trained on this same data: in-sample scores flatter the model)"
+        proba = predict(model, battles, tie_rate)
+        swapped = predict(model, battles.swap(), tie_rate)
+        predictor = f"model {model_dir}" + ("" if tie_rate is None
+                                            else f" shifted to --tie-rate {tie_rate:.3g}")
+        if battles.labelled:
+            caveats = score_caveats(battles.target, battle_keys_of(battles),
+                                    getattr(model, "training_", {}), tie_rate, data)
+        for caveat in caveats:
+            logger.warning(caveat)
     elif oof:
         proba = read_oof(oof, battles)
         predictor = f"out-of-fold file {oof}"
     summary = write_report(Evidence(battles, proba, swapped), out,
-                           predictor=predictor, force=force,
+                           predictor=predictor, caveats=caveats, force=force,
                            with_json=output_format == "json")
     if output_format == "json":
         echo_json({"report": f"{out}/index.html", **summary})
@@ -149,6 +162,15 @@ def _check_leaderboard_options(model_dir: str | None, unlabelled: str | None,
     if unlabelled and (by_column or ci != "sandwich" or style_control):
         raise ConfigError("--unlabelled (prediction-powered ratings) works with sandwich "
                           "intervals on one board: drop --by, --ci and --style-control")
+    # an option that the others would silently ignore is refused, not dropped
+    if ci != "bootstrap" and option_given("n_bootstrap"):
+        raise ConfigError(f"--bootstrap sets the replicates of --ci bootstrap; with --ci {ci} "
+                          "it would be ignored: add --ci bootstrap or drop --bootstrap")
+    if by_column is None and option_given("min_battles"):
+        raise ConfigError("--min-battles sets the battles a --by category needs; without --by "
+                          "it would be ignored: add --by COLUMN or drop --min-battles")
+    if n_suggest and click.get_current_context().params.get("output_format") == "json":
+        raise ConfigError("--suggest prints the suggested battles as CSV: drop --format json")
 
 
 def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_format: str,
@@ -199,7 +221,7 @@ def _echo_boards(board: Leaderboard, boards: CategoryBoards | None, output_forma
 @click.option("--suggest", "n_suggest", type=click.IntRange(min=1), default=None,
               metavar="N", help="Instead of the board, print as CSV the N --unlabelled "
                                "battles whose votes would narrow adjacent ranks most.")
-@seed_option("the bootstrap resampling and of the A/B order of chosen/rejected pairs")
+@seed_option("the bootstrap resampling")
 @force_option
 def leaderboard_command(data: str, input_format: str | None, columns: str | None,
                         model_dir: str | None, output_format: str, plot: str | None,
@@ -218,19 +240,19 @@ def leaderboard_command(data: str, input_format: str | None, columns: str | None
     """
     _check_leaderboard_options(model_dir, unlabelled, n_suggest, by_column, ci, style_control)
     if plot:
+        refuse_overwriting_inputs([plot], [data, model_dir, unlabelled])
         check_output(plot, force, "file")
     options = read_options(input_format, columns)
-    battles = read_battles(data, seed=seed, **options)
+    # votes alone rank models; a model or the style covariates need the texts
+    battles = read_battles(data, **options,
+                           needs_texts=model_dir is not None or style_control)
     model = load_model(model_dir) if model_dir else None
     boards = None
     if unlabelled:
-        extra = read_battles(unlabelled, seed=seed, **options)
+        extra = read_battles(unlabelled, **options)
         extra_proba = model.predict_proba(extra)
         board = fit_ppi_leaderboard(battles, model.predict_proba(battles), extra, extra_proba,
                                     ties=ties)
-        if n_suggest:
-            echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
-            return
         rated_from = f"votes on {len(battles):,} battles and predictions of {model_dir}"
     else:
         proba = model.predict_proba(battles) if model else None
@@ -247,7 +269,10 @@ def leaderboard_command(data: str, input_format: str | None, columns: str | None
                 lambda mask: fit(battles.take(mask), None if proba is None else proba[mask]))
         rated_from = (f"predictions of {model_dir}" if model_dir else "votes") + (
             f" on {board.battles:,} battles")
-    _echo_boards(board, boards, output_format, rated_from)
+    if n_suggest:  # the CSV replaces the board on stdout; --plot still draws the board
+        echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
+    else:
+        _echo_boards(board, boards, output_format, rated_from)
     if plot:
         from arenajudge.report.plots import leaderboard, save_plot
 

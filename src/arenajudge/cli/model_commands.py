@@ -12,24 +12,27 @@ import click
 import numpy as np
 
 from arenajudge.cli import main
-from arenajudge.cli.options import (GroupedCommand, config_options, data_argument, echo_json,
-                                    flags_of, force_option, format_option, input_options,
-                                    model_dir_option, read_options, seed_option,
-                                    workers_option)
+from arenajudge.cli.options import (FiniteFloat, GroupedCommand, config_options, data_argument,
+                                    echo_json, flags_of, force_option, format_option, input_options,
+                                    model_dir_option, read_options, retired_seed_option,
+                                    seed_option, tie_rate_option, workers_option)
 from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.readers import read_battles
 from arenajudge.data.schema import Battles
 from arenajudge.data.soft_labels import read_oof, teacher_record, teacher_targets
 from arenajudge.engines.local import ScoredBlock, score_blocks, stream_predict
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import (attach_sources, cross_validate, evaluate_predictions, oof_frame,
-                                 prompt_keys, relative_length_difference)
+from arenajudge.evaluate import (attach_sources, battle_keys_of, cross_validate,
+                                 evaluate_predictions, oof_frame, prompt_keys,
+                                 relative_length_difference, score_caveats,
+                                 training_caveats)
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
 from arenajudge.models.transformer import is_main_process
 from arenajudge.models.transformer.config import NetworkConfig, PredictOptions, TrainingConfig
-from arenajudge.outputs import check_output, write_csv, write_submission
+from arenajudge.outputs import (check_output, refuse_overwriting_inputs, write_csv,
+                                write_submission)
 
 logger = logging.getLogger("arenajudge.cli")
 
@@ -61,10 +64,6 @@ def sources_option(use: str) -> Callable:
                                            f"DATA): {use}.")
 
 
-tie_rate_option = click.option(
-    "--tie-rate", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-    metavar="RATE",
-    help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
 backend_option = click.option(
     "--backend", type=click.Choice(TRAINABLE), default="gbdt", show_default=True,
     help="Model family: the CPU LightGBM model, or a transformer backend (needs --base and "
@@ -103,9 +102,9 @@ def _model_factory(backend: str, config_path: str | None, settings: dict[str, An
         Path(checkpoints) / f"fold-{next(folds)}")), config)
 
 
-def _read(data: str, input_format: str | None, columns: str | None, seed: int,
+def _read(data: str, input_format: str | None, columns: str | None,
           sources_path: str | None = None, embeddings_path: str | None = None) -> Battles:
-    battles = read_battles(data, seed=seed, **read_options(input_format, columns))
+    battles = read_battles(data, **read_options(input_format, columns))
     if embeddings_path:
         battles = attach_embeddings(battles, embeddings_path)
     return attach_sources(battles, sources_path) if sources_path else battles
@@ -139,35 +138,63 @@ def _print_scores(overall: dict, by_source: dict, folds: list | None = None) -> 
               default=None, metavar="OOF.csv",
               help="Distil: train on a mix of the labels and this teacher's probabilities "
                    "of the same rows (e.g. an ensemble's `cv --oof` file).")
-@click.option("--teacher-weight", type=click.FloatRange(0, 1), default=0.5, metavar="W",
+@click.option("--teacher-weight", type=FiniteFloat(0, 1), default=0.5, metavar="W",
               show_default=True,
               help="Share of the teacher's probabilities in the training targets.")
 @input_options
+@format_option
 @force_option
 @model_settings
 def train_command(data: str, out_dir: str, backend: str, config_path: str | None,
                   embeddings_path: str | None, sources_path: str | None,
                   teacher_path: str | None, teacher_weight: float,
-                  input_format: str | None, columns: str | None, force: bool,
-                  settings: dict[str, Any]) -> None:
-    """Train a preference model on labelled DATA and save it to --out MODEL_DIR."""
-    check_output(out_dir, force, "directory")
+                  input_format: str | None, columns: str | None, output_format: str,
+                  force: bool, settings: dict[str, Any]) -> None:
+    """Train a preference model on labelled DATA and save it to --out MODEL_DIR.
+
+    Prints what was trained and its out-of-sample calibrated score on stdout (--format
+    json: one object); the stages of training go to stderr as they start.
+    """
+    refuse_overwriting_inputs([out_dir], [data, config_path, embeddings_path, sources_path,
+                                          teacher_path])
+    check_output(out_dir, force, "directory", output="model")
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path)
-    battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
+    battles = _read(data, input_format, columns, sources_path, embeddings_path)
     check_labelled(battles)
     if teacher_path:
         battles = teacher_targets(battles, read_oof(teacher_path, battles), teacher_weight)
     started = time.perf_counter()
     logger.info("training on %d battles", len(battles))
-    model = make_model().fit(battles)
+    progress = logging.getLogger("arenajudge.progress")  # the fit's stages, on stderr
+    level = progress.level
+    progress.setLevel(logging.INFO)
+    try:
+        model = make_model().fit(battles)
+    finally:
+        progress.setLevel(level)
     if teacher_path:
         model.training_["teacher"] = teacher_record(teacher_path, teacher_weight)
     model.save(out_dir, force=force)
     if not is_main_process():  # under `accelerate launch` rank 0 reports
         return
-    calibrated = getattr(model, "validation_", {})
+    result = {"model_dir": out_dir, "backend": backend, "battles": len(battles),
+              "seconds": round(time.perf_counter() - started, 1),
+              "validation": getattr(model, "validation_", None) or None}
+    result["warnings"] = training_caveats(result["validation"] or {}, bool(teacher_path))
+    for caveat in result["warnings"]:
+        logger.warning(caveat)
+    if output_format == "json":
+        echo_json(result)
+    else:
+        click.echo(_train_summary(result))
+
+
+def _train_summary(result: dict[str, Any]) -> str:
+    """One line of what ``train`` did; its score says it is out of sample and calibrated,
+    or that there is none."""
+    calibrated = result["validation"] or {}
     verb = "calibrated the zero-shot judge" if calibrated.get("zero_shot") else "trained"
-    summary = f"{verb} on {len(battles):,} battles in {time.perf_counter() - started:.1f} s"
+    summary = f"{verb} on {result['battles']:,} battles in {result['seconds']:.1f} s"
     if calibrated.get("log_loss") is not None:
         summary += (f"; out-of-sample calibrated log loss {calibrated['log_loss']:.4f} "
                     f"(class prior {calibrated['prior_log_loss']:.4f}, ECE "
@@ -175,7 +202,7 @@ def train_command(data: str, out_dir: str, backend: str, config_path: str | None
                     f"{calibrated['folds']}-fold cross-fit; ties: {calibrated['tie_model']})")
     else:
         summary += "; no out-of-sample score (no holdout to calibrate on)"
-    click.echo(f"{summary}; saved to {out_dir}", err=True)
+    return f"{summary}; saved to {result['model_dir']}"
 
 
 @main.command("cv", cls=GroupedCommand)
@@ -204,10 +231,12 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
     own fold-K subdirectory.
     """
     if oof_path:
+        refuse_overwriting_inputs([oof_path], [data, config_path, embeddings_path,
+                                               sources_path])
         check_output(oof_path, force, "file")
     make_model, config = _model_factory(backend, config_path, settings, embeddings_path,
                                         checkpoint_per_fold=True)
-    battles = _read(data, input_format, columns, config.seed, sources_path, embeddings_path)
+    battles = _read(data, input_format, columns, sources_path, embeddings_path)
     result = cross_validate(make_model, battles, n_folds=n_folds, seed=config.seed)
     if oof_path:
         write_csv(oof_frame(battles, result), oof_path, force=force)
@@ -229,21 +258,22 @@ def cv_command(data: str, n_folds: int, oof_path: str | None, backend: str,
 @address_option
 @workers_option
 @input_options
-@seed_option("the A/B order of chosen/rejected pairs in DATA")
+@retired_seed_option
 @force_option
 @predict_settings
 def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | None,
                     embeddings_path: str | None, engine: str, address: str | None,
-                    workers: int, input_format: str | None, columns: str | None, seed: int,
+                    workers: int, input_format: str | None, columns: str | None,
                     force: bool, settings: dict[str, Any]) -> None:
     """Write a submission: the probabilities of each battle in DATA, in input order.
 
     Under `accelerate launch` a transformer model's batches are shared out among the
     processes (one GPU each); the main process writes the one submission.
     """
+    refuse_overwriting_inputs([out_path], [data, model_dir, embeddings_path])
     check_output(out_path, force, "file")
     started = time.perf_counter()
-    read_kwargs = {**read_options(input_format, columns), "seed": seed}
+    read_kwargs = read_options(input_format, columns)
     if engine == "ray":
         if embeddings_path:  # before the import: a flag error must not need the ray extra
             raise ConfigError("--embeddings needs --engine local")
@@ -279,7 +309,7 @@ def predict_command(data: str, model_dir: str, out_path: str, tie_rate: float | 
 @workers_option
 @input_options
 @format_option
-@seed_option("the A/B order of chosen/rejected pairs in DATA")
+@seed_option("the folds of the length-only baseline")
 @predict_settings
 def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      embeddings_path: str | None, sources_path: str | None, workers: int,
@@ -287,27 +317,32 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
                      seed: int, settings: dict[str, Any]) -> None:
     """Score a saved model on labelled DATA: log loss vs the class prior, accuracy, ECE."""
     model = load_model(model_dir, settings)
-    blocks = score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
-                                                    "seed": seed},
+    blocks = score_blocks(data, model, read_kwargs=read_options(input_format, columns),
                           tie_rate=tie_rate, embeddings_path=embeddings_path, progress=True,
                           check=check_labelled, workers=workers)
-    battles, proba, baseline_inputs = _labelled_scores(blocks)
+    battles, proba, baseline_inputs, keys = _labelled_scores(blocks)
     if sources_path:
         battles = attach_sources(battles, sources_path)
     overall, by_source = evaluate_predictions(battles, proba, seed=seed, **baseline_inputs)
+    caveats = score_caveats(battles.target, keys, getattr(model, "training_", {}), tie_rate,
+                            data)
+    for caveat in caveats:
+        logger.warning(caveat)
     if output_format == "json":
-        echo_json({"overall": overall, "by_source": by_source})
+        echo_json({"overall": overall, "by_source": by_source, "warnings": caveats})
     else:
         _print_scores(overall, by_source)
 
 
 def _labelled_scores(blocks: Iterable[ScoredBlock]
-                     ) -> tuple[Battles, np.ndarray, dict[str, np.ndarray]]:
+                     ) -> tuple[Battles, np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Ids, labels and sources of the streamed ``blocks`` (as battles without texts,
-    which are dropped block by block), their probabilities, shape (n, 3), and what the
-    length baseline needs of the texts (``length_diff``, prompt ``groups``)."""
-    ids, target, source, proba, diff, groups = [], [], [], [], [], []
+    which are dropped block by block), their probabilities, shape (n, 3), what the
+    length baseline needs of the texts (``length_diff``, prompt ``groups``) and the
+    battles' keys, to tell rows the model was trained on."""
+    ids, target, source, proba, diff, groups, keys = [], [], [], [], [], [], []
     for block in blocks:
+        keys.append(battle_keys_of(block.battles))
         ids.append(block.ids)
         target.append(block.target)
         source.append(block.battles.source)
@@ -319,4 +354,4 @@ def _labelled_scores(blocks: Iterable[ScoredBlock]
                       response_b=no_turns, target=np.vstack(target),
                       source=None if source[0] is None else np.concatenate(source))
     return battles, np.vstack(proba), {"length_diff": np.concatenate(diff),
-                                       "groups": np.concatenate(groups)}
+                                       "groups": np.concatenate(groups)}, np.concatenate(keys)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import io
 import json
+import logging
+import math
 from dataclasses import fields
 from typing import Any, Callable
 
@@ -51,6 +53,46 @@ class GroupedCommand(click.Command):
         for title, records in sections.items():
             with formatter.section(title):
                 formatter.write_dl(records)
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option: a finite number, optionally within a range, shown readably.
+
+    Every float option uses it. ``click.FloatRange`` lets ``nan`` through (it compares
+    false with every bound) and ``inf`` through an open-ended range, and prints bounds
+    with every digit (``0.3333333333333333<=x``).
+    """
+
+    name = "float"
+
+    def __init__(self, min: float | None = None, max: float | None = None, *,
+                 min_open: bool = False, max_open: bool = False) -> None:
+        super().__init__(min, max, min_open=min_open, max_open=max_open)
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        try:
+            return super().convert(number, param, ctx)
+        except click.BadParameter:  # the error gives the exact bounds: 0.333 < 1/3
+            self.fail(f"{number!r} is not in the range {self._describe_range(exact=True)}",
+                      param, ctx)
+
+    def _describe_range(self, exact: bool = False) -> str:
+        """``0.333<=x<=1`` for --help (3 significant digits); ``exact``: every digit."""
+        def bound(value: float) -> str:
+            return repr(float(value)) if exact else f"{value:.3g}"
+
+        if self.min is None and self.max is None:
+            return "finite"
+        if self.max is None:  # one-sided ranges read as click writes them: x>=0
+            return f"x{'>' if self.min_open else '>='}{bound(self.min)}"
+        high = ("<" if self.max_open else "<=") + bound(self.max)
+        if self.min is None:
+            return f"x{high}"
+        return f"{bound(self.min)}{'<' if self.min_open else '<='}x{high}"
 
 
 data_argument = click.argument("data", metavar="DATA",
@@ -94,6 +136,33 @@ def seed_option(what: str) -> Callable:
                         show_default=True, help=f"Seed of {what}.")
 
 
+def _warn_retired_seed(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
+    if value is not None:
+        logging.getLogger("arenajudge").warning(
+            "--seed no longer changes anything on `%s`: a chosen/rejected pair's A/B order "
+            "is a function of its texts, the same in every run; drop the option",
+            ctx.command_path)
+
+
+retired_seed_option = click.option(
+    "--seed", type=click.IntRange(0, MAX_SEED), default=None, hidden=True, metavar="N",
+    expose_value=False, callback=_warn_retired_seed,
+    help="Seed of nothing any more (ignored, with a warning): the A/B order of "
+         "chosen/rejected pairs it used to draw is a function of each pair.")
+"""``--seed`` of a command it used to seed only the A/B order of chosen/rejected pairs
+on: still accepted, so that scripts keep working, with a warning that it does nothing."""
+
+
+def option_given(name: str) -> bool:
+    """Whether the user gave the current command's parameter ``name`` (on the command
+    line or in the environment), rather than leaving its default."""
+    return click.get_current_context().get_parameter_source(name) in _GIVEN
+
+
+tie_rate_option = click.option(
+    "--tie-rate", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
+    metavar="RATE",
+    help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
 force_option = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 workers_option = click.option(
     "--workers", type=click.IntRange(0), default=0, show_default=True, metavar="N",
@@ -123,12 +192,13 @@ def _click_type(config_cls: type, name: str) -> dict[str, Any]:
     if choices:
         return {"type": click.Choice(choices)}
     if kind in (int, float) and allowed is not None:
-        number = click.IntRange if kind is int else click.FloatRange
+        number = click.IntRange if kind is int else FiniteFloat
         return {"type": number(allowed.low, allowed.high, min_open=allowed.low_open,
                                max_open=allowed.high_open),
                 "metavar": "N" if kind is int else "FLOAT"}
-    return {"type": {int: click.INT, float: click.FLOAT}.get(kind, click.STRING),
-            "metavar": _METAVARS.get(name)}
+    if kind is float:
+        return {"type": FiniteFloat(), "metavar": "FLOAT"}
+    return {"type": {int: click.INT}.get(kind, click.STRING), "metavar": _METAVARS.get(name)}
 
 
 def _settings_option(config_cls: type, name: str, group: str | None) -> Callable:
@@ -138,7 +208,8 @@ def _settings_option(config_cls: type, name: str, group: str | None) -> Callable
     if kwargs.pop("is_flag", False):
         flag = f"{flag}/--no-{flag[2:]}"
     return click.option(flag, name, cls=GroupedOption, group=group, default=spec.default,
-                        show_default=spec.default is not None, help=field_help(config_cls, name, allowed=False),
+                        show_default=spec.default is not None,
+                        help=field_help(config_cls, name, allowed=False),
                         **{k: v for k, v in kwargs.items() if v is not None})
 
 

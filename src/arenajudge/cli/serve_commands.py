@@ -28,10 +28,17 @@ from arenajudge.cli.model_commands import predict_settings
                    "[default: 1000000]")
 @click.option("--max-batch", type=click.IntRange(min=1), metavar="N", default=None,
               help="Most battles in one request; more get 413.  [default: 1000]")
+@click.option("--show-paths", is_flag=True,
+              help="GET /v1/model also shows the manifest's file-system paths and Python "
+                   "version (hidden from clients by default).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True,
+              help="Server log detail; debug adds the traceback of a failed scoring "
+                   "(never the texts).")
 @predict_settings
 def serve_command(model_dir: str, host: str, port: int, workers: int,
-                  max_body: int | None, max_batch: int | None,
-                  settings: dict[str, Any]) -> None:
+                  max_body: int | None, max_batch: int | None, show_paths: bool,
+                  log_level: str, settings: dict[str, Any]) -> None:
     """Serve a model over HTTP until interrupted.
 
     POST /v1/judge scores battles, GET /health says whether the model is loaded,
@@ -42,5 +49,5 @@ def serve_command(model_dir: str, host: str, port: int, workers: int,
     # Unset limits keep the library's defaults, defined once in arenajudge.serve.
     limits = {name: value for name, value in (("max_body", max_body),
                                               ("max_batch", max_batch)) if value is not None}
-    serve(Settings(model_dir, **limits, runtime=settings or None), host=host, port=port,
-          workers=workers)
+    serve(Settings(model_dir, **limits, runtime=settings or None, show_paths=show_paths),
+          host=host, port=port, workers=workers, log_level=log_level)

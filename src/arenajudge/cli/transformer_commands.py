@@ -11,11 +11,11 @@ import click
 
 from arenajudge.cli import main
 from arenajudge.cli.options import (data_argument, echo_json, force_option, format_option,
-                                    input_options, read_options, seed_option)
+                                    input_options, read_options, retired_seed_option)
 from arenajudge.config import field_help
 from arenajudge.data.readers import read_battles
 from arenajudge.models.transformer.config import DEVICES, LOAD_IN, TransformerConfig
-from arenajudge.outputs import check_output
+from arenajudge.outputs import check_output, refuse_overwriting_inputs
 
 
 @main.command("embed")
@@ -39,18 +39,19 @@ from arenajudge.outputs import check_output
                    "else on the CPU).")
 @input_options
 @format_option
-@seed_option("the A/B order of chosen/rejected pairs (embedding itself is deterministic)")
+@retired_seed_option
 @force_option
 def embed_command(data: str, base: str, out_path: str, max_length: int, batch_size: int,
                   device: str, load_in: str, input_format: str | None, columns: str | None,
-                  output_format: str, seed: int, force: bool) -> None:
+                  output_format: str, force: bool) -> None:
     """Embed prompts and responses with a Hugging Face model: mean-pooled last hidden states,
     for `arenajudge train --embeddings`."""
     from arenajudge.data.embeddings import write_embeddings
     from arenajudge.models.transformer.embed import embed_battles
 
+    refuse_overwriting_inputs([out_path], [data, base])
     check_output(out_path, force, "file")
-    battles = read_battles(data, seed=seed, **read_options(input_format, columns))
+    battles = read_battles(data, **read_options(input_format, columns))
     vectors, metadata = embed_battles(battles, base, max_length=max_length,
                                       batch_size=batch_size, device=device, load_in=load_in)
     write_embeddings(battles.id, vectors, metadata, out_path, force=force)

@@ -5,17 +5,22 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 from arenajudge.cli import main
 from arenajudge.cli.options import (echo_csv, echo_json, force_option, input_options,
-                                    optional_model_option, read_options, seed_option)
+                                    optional_model_option, read_options,
+                                    retired_seed_option)
 from arenajudge.data.model_outputs import read_baseline_battles
+from arenajudge.data.schema import Battles
 from arenajudge.errors import ConfigError
+from arenajudge.evaluate import battle_keys_of, rows_in_training
 from arenajudge.models.manifest import data_summary, read_manifest
 from arenajudge.models.registry import load_model
-from arenajudge.outputs import atomic_path, check_output, write_csv, write_text
+from arenajudge.outputs import (atomic_path, check_output, refuse_overwriting_inputs, write_csv,
+                                write_text)
 from arenajudge.winrate import WinRates, ppi_win_rates, win_rates
 from arenajudge.winrate.rates import read_difficulty
 
@@ -72,12 +77,20 @@ def _check_options(model_dir: str | None, votes: str | None, data: tuple[str, ..
     outputs = [path for path in (out, plot, save_difficulty) if path]
     if len({Path(path).resolve() for path in outputs}) < len(outputs):
         raise ConfigError("--out, --plot and --save-difficulty must be different files")
-    inputs = {Path(path).resolve() for path in (*data, votes, model_dir, difficulty_file)
-              if path}
+    refuse_overwriting_inputs(outputs, (*data, votes, model_dir, difficulty_file))
     for path in outputs:
-        if Path(path).resolve() in inputs:
-            raise ConfigError(f"{path} is an input of this command; write elsewhere")
         check_output(path, force, "file")
+
+
+def _trained_on(battles: Battles, training: dict[str, Any]) -> int:
+    """How many of ``battles`` the judge was trained on, by the battles its manifest
+    records; a judge saved before they were recorded knows only its training file's
+    content hash: all of them when it is this file, else none."""
+    seen = rows_in_training(battle_keys_of(battles), training)
+    if seen is None:
+        same_file = training.get("sha256") == data_summary(battles)["sha256"]
+        return len(battles) if same_file else 0
+    return seen
 
 
 def _write_table(rates: WinRates, out: str, force: bool) -> None:
@@ -115,12 +128,12 @@ def _write_table(rates: WinRates, out: str, force: bool) -> None:
 @click.option("--plot", default=None, metavar="PNG",
               type=click.Path(dir_okay=False, path_type=str),
               help="Also draw the win rates and LC win rates with 95% intervals.")
-@seed_option("the A/B order of chosen/rejected pairs")
+@retired_seed_option
 @force_option
 def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | None,
                     columns: str | None, model_dir: str | None, votes: str | None,
                     difficulty_file: str | None, save_difficulty: str | None,
-                    output_format: str, out: str | None, plot: str | None, seed: int,
+                    output_format: str, out: str | None, plot: str | None,
                     force: bool) -> None:
     """Win rate of each model in DATA against --baseline, with AlpacaEval's columns.
 
@@ -133,7 +146,7 @@ def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | No
     The LC win rate is AlpacaEval 2.0's length-controlled win rate.
     """
     _check_options(model_dir, votes, data, difficulty_file, out, plot, save_difficulty, force)
-    options = {**read_options(input_format, columns), "seed": seed}
+    options = read_options(input_format, columns)
     battles = read_baseline_battles(data, baseline, **options)
     difficulty = read_difficulty(difficulty_file) if difficulty_file else None
     in_sample = False
@@ -152,14 +165,16 @@ def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | No
             click.echo(f"note: the votes in {', '.join(data)} are not used with --model; "
                        "pass voted battles as --votes for prediction-powered win rates",
                        err=True)
-        trained_on = manifest.get("training", {}).get("sha256")
-        in_sample = trained_on == data_summary(battles)["sha256"]
+        training = manifest.get("training", {})
+        in_sample = _trained_on(battles, training) > 0
         proba = model.predict_proba(battles.without_labels())
         if votes:
             voted = read_baseline_battles((votes,), baseline, **options)
-            if trained_on == data_summary(voted)["sha256"]:
-                raise ConfigError(f"the judge {model_dir} was trained on {votes}; "
-                                  "prediction-powered win rates need votes it has not seen")
+            seen = _trained_on(voted, training)
+            if seen:
+                raise ConfigError(f"the judge {model_dir} was trained on {seen:,} of the "
+                                  f"{len(voted):,} battles in {votes}; prediction-powered "
+                                  "win rates need votes it has not seen")
             rates = ppi_win_rates(battles, proba, voted, model.predict_proba(voted), baseline,
                                   difficulty=difficulty, difficulty_file=difficulty_file)
         else:

@@ -8,13 +8,14 @@ import pandas as pd
 
 from arenajudge.cli import main
 from arenajudge.cli.model_commands import _read, embeddings_option
-from arenajudge.cli.options import (echo_json, force_option, format_option, input_options,
-                                    model_dir_option, read_options, seed_option,
-                                    workers_option)
+from arenajudge.cli.options import (FiniteFloat, echo_json, force_option, format_option,
+                                    input_options, model_dir_option, read_options,
+                                    retired_seed_option, seed_option, workers_option)
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.engines.local import score_blocks
-from arenajudge.data.soft_labels import confident_rows, pseudo_label_frame, read_oof
+from arenajudge.data.soft_labels import (check_confident, confident_rows,
+                                         pseudo_label_frame, read_oof)
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import CVResult, oof_frame
 from arenajudge.metrics import log_loss
@@ -24,7 +25,7 @@ from arenajudge.models.contract import check_labelled
 from arenajudge.models.ensemble import EnsembleConfig, EnsembleModel, cross_fitted_blend
 from arenajudge.models.manifest import check_scores_raw_text, read_manifest
 from arenajudge.models.registry import load_model
-from arenajudge.outputs import check_output, write_csv
+from arenajudge.outputs import check_output, refuse_overwriting_inputs, write_csv
 
 HONEST_FOLDS = 5
 """Prompt-grouped folds of the cross-fitted (out-of-sample) score of a fitted blend."""
@@ -38,8 +39,8 @@ out_dir_option = click.option(
     help="Model directory to write; it refers to the members where they are now.")
 
 
-def _labelled(data: str, input_format: str | None, columns: str | None, seed: int) -> Battles:
-    battles = _read(data, input_format, columns, seed)
+def _labelled(data: str, input_format: str | None, columns: str | None) -> Battles:
+    battles = _read(data, input_format, columns)
     check_labelled(battles)
     return battles
 
@@ -66,13 +67,13 @@ def _echo_scores(scores: dict, output_format: str, combined: str) -> None:
 @click.option("--write-oof", "blend_oof_path", type=click.Path(dir_okay=False), default=None,
               metavar="OOF.csv", help="Also write the blend's cross-fitted OOF predictions "
                                       "(a teacher for `train --teacher`).")
-@click.option("--min-weight", type=click.FloatRange(0, 1, max_open=True), default=0.0,
+@click.option("--min-weight", type=FiniteFloat(0, 1, max_open=True), default=0.0,
               metavar="W",
               show_default=True, help=EnsembleConfig.__dataclass_fields__["min_weight"]
               .metadata["help"])
 @input_options
 @format_option
-@seed_option("the A/B order of chosen/rejected pairs in DATA and the scoring folds")
+@seed_option("the scoring folds")
 @force_option
 def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], data: str,
                      out_dir: str, blend_oof_path: str | None, min_weight: float,
@@ -83,13 +84,14 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
     Prints each member's OOF log loss and the blend's, cross-fitted (weights fitted on
     the other prompt-grouped folds), and writes an `ensemble` MODEL_DIR.
     """
-    check_output(out_dir, force, "directory")
+    refuse_overwriting_inputs([out_dir, blend_oof_path], [*member_dirs, *oof_paths, data])
+    check_output(out_dir, force, "directory", output="model")
     if blend_oof_path:
         check_output(blend_oof_path, force, "file")
     if len(oof_paths) != len(member_dirs):
         raise ConfigError(f"got {len(oof_paths)} --oof files for {len(member_dirs)} "
                           "members; give one per member, in the same order")
-    battles = _labelled(data, input_format, columns, seed)
+    battles = _labelled(data, input_format, columns)
     oof = [read_oof(path, battles) for path in oof_paths]
     model = EnsembleModel(EnsembleConfig(min_weight=min_weight), member_dirs=member_dirs)
     model.fit(battles, oof=oof).save(out_dir, force=force)
@@ -115,9 +117,9 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
 @click.option("--then", "then_dir", required=True, metavar="SLOW_DIR",
               type=click.Path(exists=True, file_okay=False),
               help="Rescores the rows the first model is least sure of.")
-@click.option("--share", type=click.FloatRange(0, 1), default=None, metavar="F",
+@click.option("--share", type=FiniteFloat(0, 1), default=None, metavar="F",
               help="Share F of rows the second model rescores (default 0.3).")
-@click.option("--max-entropy", type=click.FloatRange(0, float(np.log(3))), default=None,
+@click.option("--max-entropy", type=FiniteFloat(0, float(np.log(3))), default=None,
               metavar="H",
               help="Instead of --share: rescore rows whose first-stage entropy (nats) is at "
                    "least this.")
@@ -131,7 +133,7 @@ def ensemble_command(member_dirs: tuple[str, ...], oof_paths: tuple[str, ...], d
 @out_dir_option
 @input_options
 @format_option
-@seed_option("the A/B order of chosen/rejected pairs in DATA and the scoring folds")
+@seed_option("the scoring folds")
 @force_option
 def cascade_command(first_dir: str, then_dir: str, share: float | None,
                     max_entropy: float | None, swap_tta: bool, oof_first: str, oof_then: str,
@@ -139,12 +141,13 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
                     output_format: str, seed: int, force: bool) -> None:
     """Write a `cascade` MODEL_DIR: FAST_DIR scores every row, SLOW_DIR rescores the
     uncertain share, blended there with weights fitted on the OOF files."""
-    check_output(out_dir, force, "directory")
+    refuse_overwriting_inputs([out_dir], [first_dir, then_dir, oof_first, oof_then, data])
+    check_output(out_dir, force, "directory", output="model")
     if share is not None and max_entropy is not None:
         raise ConfigError("give --share or --max-entropy, not both")
     config = CascadeConfig(share=0.3 if share is None else share, max_entropy=max_entropy,
                            swap_tta=swap_tta)
-    battles = _labelled(data, input_format, columns, seed)
+    battles = _labelled(data, input_format, columns)
     first, then = read_oof(oof_first, battles), read_oof(oof_then, battles)
     model = CascadeModel(config, first_dir=first_dir, then_dir=then_dir)
     model.fit(battles, oof=(first, then)).save(out_dir, force=force)
@@ -165,32 +168,34 @@ def cascade_command(first_dir: str, then_dir: str, share: float | None,
 @model_dir_option
 @click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False),
               metavar="OUT", help="Kaggle-layout CSV with soft labels and a source column.")
-@click.option("--min-confidence", type=click.FloatRange(1 / 3, 1), default=1 / 3, metavar="C",
+@click.option("--min-confidence", type=FiniteFloat(1 / 3, 1), default=1 / 3, metavar="C",
               help="Keep only rows whose most probable class has at least this probability "
                    "(default: keep all).")
 @embeddings_option
 @workers_option
 @input_options
-@seed_option("the A/B order of chosen/rejected pairs in UNLABELLED")
+@retired_seed_option
 @force_option
 def pseudo_label_command(data: str, model_dir: str, out_path: str, min_confidence: float,
                          embeddings_path: str | None, workers: int, input_format: str | None,
-                         columns: str | None, seed: int, force: bool) -> None:
+                         columns: str | None, force: bool) -> None:
     """Label UNLABELLED battles with a model's probabilities (soft labels), ready for
     `arenajudge train` on the concatenation with the labelled data."""
+    refuse_overwriting_inputs([out_path], [data, model_dir, embeddings_path])
     check_output(out_path, force, "file")
     if not embeddings_path:
         check_scores_raw_text(read_manifest(model_dir), model_dir, "pseudo-label without "
                               "--embeddings")
     model = load_model(model_dir)
-    frames, n_rows = [], 0
-    for block in score_blocks(data, model, read_kwargs={**read_options(input_format, columns),
-                                                        "seed": seed},
+    frames, confidence, n_rows = [], [], 0
+    for block in score_blocks(data, model, read_kwargs=read_options(input_format, columns),
                               embeddings_path=embeddings_path, progress=True,
                               workers=workers):
         keep = confident_rows(block.proba, min_confidence)
         frames.append(pseudo_label_frame(block.battles.take(keep), block.proba[keep]))
+        confidence.append(block.proba.max(axis=1))
         n_rows += len(block.battles)
+    check_confident(np.concatenate(confidence), min_confidence, data)
     labelled = pd.concat(frames, ignore_index=True)
     write_csv(labelled, out_path, force=force)
     click.echo(f"wrote {len(labelled):,} of {n_rows:,} battles with soft labels to "

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from arenajudge.data.cells import CellError, SurrogateCounter, is_missing, pair_cell
-from arenajudge.data.readers import ALPACA_OUTPUT_COLUMNS, Problems, parse_frame
+from arenajudge.data.layouts import ALPACA_OUTPUT_COLUMNS
+from arenajudge.data.readers import Problems, parse_frame
 from arenajudge.data.schema import Battles, Turns, join_turns
 from arenajudge.data.tables import read_table
 from arenajudge.errors import DataError
@@ -137,8 +138,8 @@ def pair_with_baseline(outputs: pd.DataFrame, baseline: str) -> Battles:
 
 
 def read_baseline_battles(paths: Sequence[str | Path], baseline: str, *,
-                          format: str | None = None, columns: Mapping[str, str] | None = None,
-                          seed: int = 0) -> Battles:
+                          format: str | None = None, columns: Mapping[str, str] | None = None
+                          ) -> Battles:
     """Battles against ``baseline`` from ``paths``: one battles file in any layout
     (votes or not), or AlpacaEval model-outputs files (the baseline's among them),
     paired by instruction with :func:`pair_with_baseline`.
@@ -161,7 +162,7 @@ def read_baseline_battles(paths: Sequence[str | Path], baseline: str, *,
                         "model-outputs files only (the models' and the baseline's)", file=odd)
     path, frame = tables[0]
     problems = Problems(str(path))
-    battles = parse_frame(frame, path, problems, columns=columns, seed=seed)
+    battles = parse_frame(frame, path, problems, columns=columns)
     problems.raise_first()
     assert battles is not None  # no errors means the rows parsed
     return battles

@@ -1,7 +1,7 @@
 """Readers: files in any supported layout -> validated :class:`Battles`.
 
-Files of any format (:mod:`arenajudge.data.tables`) hold one of three layouts, whose
-cells :mod:`arenajudge.data.cells` parses:
+Files of any format (:mod:`arenajudge.data.tables`) hold one of these layouts (which one,
+:mod:`arenajudge.data.layouts` tells), whose cells :mod:`arenajudge.data.cells` parses:
 
 * Kaggle: ``id, prompt, response_a, response_b`` as JSON lists of turns, optional
   ``model_a, model_b`` and labels ``winner_model_a, winner_model_b, winner_tie``
@@ -9,12 +9,14 @@ cells :mod:`arenajudge.data.cells` parses:
 * arena conversations: ``conversation_a, conversation_b`` as lists of
   ``{role, content}`` messages and ``winner`` in {model_a, model_b, tie, tie (bothbad)};
 * preference pairs: ``prompt, chosen, rejected`` (text, lists of turns or message
-  lists), placed in a seeded random A/B order so that the labels stay balanced;
+  lists), each placed in an A/B order that a hash of its texts picks, so that the labels
+  stay balanced and a row is in the same order whatever the block or file format;
 * AlpacaEval annotations (``annotations.json``): ``instruction, output_1, output_2``,
   ``generator_1, generator_2`` as the model names and ``preference`` (1: output_1 wins,
   2: output_2 wins, soft values between, 1.5 or 0 a draw) as the labels;
 * votes only: ``model_a, model_b`` and labels (e.g. arena ``winner``) without texts,
-  enough for a leaderboard.
+  enough for a leaderboard and for nothing else: a reader told that texts are needed
+  (the default) refuses it, as it would otherwise score empty texts.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import pandas as pd
 
 from arenajudge.data.cells import (CellError, SurrogateCounter, decode_json_cell, is_missing,
                                    message_turns, pair_cell, turn_list)
+from arenajudge.data.layouts import chosen_is_b, detect_layout, refuse_votes_only
 from arenajudge.data.schema import LABELS, Battles, Turns
 from arenajudge.data.tables import read_table
 from arenajudge.errors import ConfigError, DataError
@@ -40,11 +43,6 @@ CANONICAL_COLUMNS = (
     "winner", "source", "conversation_a", "conversation_b", "chosen", "rejected",
     "instruction", "output_1", "output_2", "generator_1", "generator_2", "preference",
 )
-KAGGLE_COLUMNS = ("prompt", "response_a", "response_b")
-ARENA_COLUMNS = ("conversation_a", "conversation_b")
-PAIR_COLUMNS = ("chosen", "rejected")
-ALPACA_COLUMNS = ("instruction", "output_1", "output_2")
-ALPACA_OUTPUT_COLUMNS = ("instruction", "output")
 ALPACA_DRAWS = (0.0, 1.5)
 BOTH_BAD_VALUES = ("tie (bothbad)", "both_bad")
 WINNER_VALUES = {"model_a": 0, "model_b": 1, "tie": 2, **dict.fromkeys(BOTH_BAD_VALUES, 2)}
@@ -264,35 +262,6 @@ class _Reader:
                          for v in self.frame["winner"]], dtype=bool)
 
 
-def _layout(frame: pd.DataFrame, path: Path, problems: Problems) -> str | None:
-    columns = set(frame.columns)
-    for name, required in (("kaggle", KAGGLE_COLUMNS), ("arena", ARENA_COLUMNS),
-                           ("pairs", PAIR_COLUMNS), ("alpaca", ALPACA_COLUMNS)):
-        if columns.issuperset(required):
-            return name
-    if "prompt" in columns and columns & {"response_a", "response_b"}:
-        for missing in (c for c in KAGGLE_COLUMNS if c not in columns):
-            problems.error("is missing; the Kaggle layout needs prompt, response_a and "
-                           "response_b (map yours with --columns)", column=missing)
-        return None
-    if columns.issuperset(("model_a", "model_b")) and columns & {"winner", *LABELS}:
-        return "votes"
-    if columns.issuperset(ALPACA_OUTPUT_COLUMNS):
-        problems.error("is an AlpacaEval model-outputs file (instruction, output, generator): "
-                       "it holds answers, not battles; `arenajudge winrate` pairs it with "
-                       "the baseline's outputs (give both files and --baseline NAME)")
-        return None
-    found = ", ".join(map(str, frame.columns)) or "(none)"
-    problems.error(
-        "has no battle columns: expected prompt, response_a, response_b (Kaggle layout), "
-        "conversation_a, conversation_b (arena conversations), prompt, chosen, rejected "
-        "(preference pairs) or instruction, output_1, output_2 (AlpacaEval annotations), "
-        "or model_a, model_b, winner (votes only, for a leaderboard); "
-        f"found {found}. Map yours with e.g. "
-        "--columns prompt=question,response_a=answer1,response_b=answer2")
-    return None
-
-
 def _kaggle(reader: _Reader) -> tuple[list, list, list]:
     return (reader.json_turns("prompt"), reader.json_turns("response_a"),
             reader.json_turns("response_b"))
@@ -315,9 +284,9 @@ def _alpaca(reader: _Reader) -> tuple[list, list, list]:
             reader.column("output_2", text))
 
 
-def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
-    """Prompt, response A, response B and labels of chosen/rejected pairs; row ``i`` of
-    the file takes draw ``i`` of the seeded stream, so blocks give the whole file's order."""
+def _pairs(reader: _Reader) -> tuple[list, list, list, np.ndarray]:
+    """Prompt, response A, response B and labels of chosen/rejected pairs, each in the
+    A/B order :func:`chosen_is_b` gives it."""
     def side(raw):
         return pair_cell(raw, reader.surrogates)
 
@@ -331,36 +300,40 @@ def _pairs(reader: _Reader, seed: int) -> tuple[list, list, list, np.ndarray]:
         prompt = reader.column("prompt", prompt_cell)
     else:
         prompt = [user or () for user, _ in chosen]
-    rng = np.random.default_rng(seed)
-    rng.bit_generator.advance(reader.first_row)  # one 64-bit draw per row before this frame
-    chosen_is_b = rng.random(len(chosen)) < 0.5
     pairs = list(zip((c[1] for c in chosen), (r[1] for r in rejected)))
-    response_a = [r if flip else c for (c, r), flip in zip(pairs, chosen_is_b)]
-    response_b = [c if flip else r for (c, r), flip in zip(pairs, chosen_is_b)]
-    return prompt, response_a, response_b, np.eye(len(LABELS))[chosen_is_b.astype(int)]
+    flips = np.array([chosen_is_b(p, c, r) for p, (c, r) in zip(prompt, pairs)], dtype=bool)
+    response_a = [r if flip else c for (c, r), flip in zip(pairs, flips)]
+    response_b = [c if flip else r for (c, r), flip in zip(pairs, flips)]
+    return prompt, response_a, response_b, np.eye(len(LABELS))[flips.astype(int)]
 
 
 def load_battles(path: str | Path, problems: Problems, *, format: str | None = None,
-                 columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles | None:
+                 columns: Mapping[str, str] | None = None,
+                 needs_texts: bool = True) -> Battles | None:
     """Read ``path`` collecting every problem into ``problems``.
 
     Returns ``None`` when the file cannot be parsed into battles at all. Unreadable
-    files raise :class:`DataError` straight away.
+    files raise :class:`DataError` straight away. ``needs_texts`` as for
+    :func:`read_battles`.
     """
     path = Path(path)
-    return parse_frame(read_table(path, format), path, problems, columns=columns, seed=seed)
+    return parse_frame(read_table(path, format), path, problems, columns=columns,
+                       needs_texts=needs_texts)
 
 
 def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
-                columns: Mapping[str, str] | None = None, seed: int = 0,
-                first_row: int = 0) -> Battles | None:
+                columns: Mapping[str, str] | None = None,
+                first_row: int = 0, needs_texts: bool = True) -> Battles | None:
     """Battles from a raw frame as :func:`read_table` gives it, e.g. one block of a file
     read in a stream whose first row is row ``first_row`` (0-based) of the file: row
-    numbers in messages and the A/B order of preference pairs then match the whole
-    file's. ``path`` names the file in messages. See :func:`load_battles`."""
+    numbers in messages then match the whole file's. ``path`` names the file in
+    messages. ``needs_texts`` as for :func:`read_battles`."""
     path = Path(path)
     frame = _apply_column_mapping(frame, columns or {}, path)
-    layout = _layout(frame, path, problems)
+    layout = detect_layout(frame, problems)
+    if layout == "votes" and needs_texts:
+        refuse_votes_only(frame, problems)
+        return None
     if layout is None:
         return None
     if len(frame) == 0:
@@ -380,7 +353,7 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
     elif layout == "votes":
         prompt, response_a, response_b = ([()] * len(frame) for _ in range(3))
     else:
-        prompt, response_a, response_b, target = _pairs(reader, seed)
+        prompt, response_a, response_b, target = _pairs(reader)
     if target is None and layout != "alpaca":
         target = reader.labels()
     if reader.surrogates.count:
@@ -389,12 +362,13 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
         id=reader.ids, prompt=prompt, response_a=response_a, response_b=response_b,
         model_a=reader.optional_text("model_a"), model_b=reader.optional_text("model_b"),
         target=target, source=reader.optional_text("source"), path=str(path),
-        repaired_surrogates=reader.surrogates.count, both_bad=reader.both_bad(),
+        repaired_surrogates=reader.surrogates.count, both_bad=reader.both_bad(), layout=layout,
     )
 
 
 def read_battles(path: str | Path, format: str | None = None,
-                 columns: Mapping[str, str] | None = None, seed: int = 0) -> Battles:
+                 columns: Mapping[str, str] | None = None, *,
+                 needs_texts: bool = True) -> Battles:
     """Read and validate a battles file.
 
     Parameters
@@ -405,8 +379,9 @@ def read_battles(path: str | Path, format: str | None = None,
         Overrides the format implied by the extension.
     columns : mapping, optional
         ``{field: column in the file}``, e.g. ``{"prompt": "question"}``.
-    seed : int, default=0
-        Seed of the A/B order of chosen/rejected pairs.
+    needs_texts : bool, default=True
+        Whether the caller uses the texts. A votes-only file (``model_a, model_b`` and
+        labels, no texts) is refused unless False, as for a leaderboard from votes.
 
     Raises
     ------
@@ -414,7 +389,8 @@ def read_battles(path: str | Path, format: str | None = None,
         On the first problem found (its message counts the others).
     """
     problems = Problems(str(path))
-    battles = load_battles(path, problems, format=format, columns=columns, seed=seed)
+    battles = load_battles(path, problems, format=format, columns=columns,
+                           needs_texts=needs_texts)
     problems.raise_first()
     assert battles is not None  # no errors means the layout was found and rows parsed
     return battles

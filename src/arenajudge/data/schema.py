@@ -78,6 +78,10 @@ class Battles:
         The labels as read, kept when ``target`` has become training targets of another
         kind (a teacher's probabilities mixed in): calibration and every printed score
         are measured against the votes, not against what the model was taught.
+    layout : str or None
+        The file layout the battles were read in (``kaggle``, ``arena``, ``pairs``,
+        ``alpaca``, ``votes``: see :mod:`arenajudge.data.readers`); None when not read
+        from a file.
     """
 
     id: np.ndarray
@@ -93,6 +97,7 @@ class Battles:
     embeddings: ExternalEmbeddings | None = None
     both_bad: np.ndarray | None = None
     votes: np.ndarray | None = None
+    layout: str | None = None
 
     def __len__(self) -> int:
         return len(self.id)

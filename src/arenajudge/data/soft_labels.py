@@ -87,6 +87,21 @@ def confident_rows(proba: np.ndarray, min_confidence: float) -> np.ndarray:
     return np.flatnonzero(proba.max(axis=1) >= min_confidence)
 
 
+def check_confident(confidence: np.ndarray, min_confidence: float, path: str | Path) -> None:
+    """Refuse a pseudo-label run that keeps no battle of ``path``: an empty output would
+    look like success. The error shows where the confidences (n,) of its battles lie
+    (the probability of each one's most probable class), so a user can pick a
+    ``--min-confidence`` that keeps some."""
+    if (confidence >= min_confidence).any():
+        return
+    levels = (0, 0.5, 0.9, 0.99, 1)
+    spread = ", ".join(f"{name} {value:.3f}" for name, value in zip(
+        ("min", "median", "90%", "99%", "max"), np.quantile(confidence, levels)))
+    raise ConfigError(f"no battle reaches --min-confidence {min_confidence:.3g}: the "
+                      f"confidences (top-class probabilities) of its {len(confidence):,} "
+                      f"battles are {spread}; lower --min-confidence", file=path)
+
+
 def pseudo_label_frame(battles: Battles, proba: np.ndarray) -> pd.DataFrame:
     """Kaggle-layout rows of ``battles`` with ``proba`` (n, 3) as soft labels and a
     ``source`` column (the battles' own, else ``pseudo-label``)."""

@@ -1,7 +1,9 @@
 """Tables: a file on disk -> a raw frame of Python objects, with no schema checks.
 
-CSV (``.csv``, ``.csv.gz``), JSON lines, one JSON list of objects, and parquet. Every
-way a file can fail to be a table is one :class:`DataError` naming the file (and the
+CSV, JSON lines, one JSON list of objects, and parquet, each plain or compressed as
+pandas infers from the extension (``.gz``, ``.bz2``, ``.zip``, ``.xz``, ``.zst``): every
+reader, whole-file or in blocks, opens files with :func:`open_binary`. Every way a file
+can fail to be a table is one :class:`DataError` naming the file (and the
 line or column where there is one): bad bytes, bad JSON, hostile JSON (see
 :mod:`arenajudge.safe_json`) and a column named twice, which pandas would otherwise
 rename to ``name.1`` and JSON would drop silently.
@@ -9,24 +11,36 @@ rename to ``name.1`` and JSON would drop silently.
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import io
+import lzma
+import zipfile
 import zlib
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator, cast
 
 import pandas as pd
 
 from arenajudge import safe_json
-from arenajudge.errors import ArenaJudgeError, ConfigError, DataError
+from arenajudge.errors import (ArenaJudgeError, ConfigError, DataError,
+                               MissingDependencyError)
 
 FORMATS = ("csv", "jsonl", "json", "parquet")
+COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd"}
+"""Compressions by extension, those pandas infers (``.tar`` archives aside)."""
+
+
+def compression_of(path: str | Path) -> str | None:
+    """The compression ``path``'s last extension names, or None for a plain file."""
+    return COMPRESSIONS.get(Path(path).suffix.lower())
 
 
 def detect_format(path: Path) -> str:
-    """The file format implied by ``path``'s extension (``.gz`` is looked through)."""
+    """The file format implied by ``path``'s extension (a compression's is looked through)."""
     suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
+    if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]
     ext = suffixes[-1].lstrip(".") if suffixes else ""
     aliases = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json",
@@ -38,9 +52,51 @@ def detect_format(path: Path) -> str:
 
 
 # --------------------------------------------------------------------------- tables
-def _open_text(path: Path):
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
-    return opener(path, "rt", encoding="utf-8")
+def _zip_member(path: Path, stack: ExitStack) -> IO[bytes]:
+    archive = stack.enter_context(zipfile.ZipFile(path))
+    names = [info.filename for info in archive.infolist() if not info.is_dir()]
+    if len(names) != 1:  # pandas refuses these too: which file is the data?
+        raise DataError(f"is a zip archive of {len(names)} files; it must hold exactly one "
+                        "data file", file=path)
+    return stack.enter_context(archive.open(names[0]))
+
+
+def _zstd_reader(path: Path, stack: ExitStack) -> IO[bytes]:
+    try:
+        import zstandard
+    except ImportError:
+        raise MissingDependencyError(
+            "is zstd-compressed and reading it needs the zstandard package, which is not "
+            "installed; install it with `pip install zstandard` or decompress the file",
+            file=path) from None
+    raw = stack.enter_context(path.open("rb"))
+    return stack.enter_context(zstandard.ZstdDecompressor().stream_reader(raw))
+
+
+@contextmanager
+def open_binary(path: str | Path) -> Iterator[IO[bytes]]:
+    """``path`` opened for reading its decompressed bytes (:data:`COMPRESSIONS`)."""
+    path = Path(path)
+    compression = compression_of(path)
+    with ExitStack() as stack:
+        if compression == "zip":
+            yield _zip_member(path, stack)
+        elif compression == "zstd":
+            yield _zstd_reader(path, stack)
+        elif compression == "gzip":
+            yield stack.enter_context(cast(IO[bytes], gzip.open(path, "rb")))
+        elif compression == "bz2":
+            yield stack.enter_context(bz2.open(path, "rb"))
+        elif compression == "xz":
+            yield stack.enter_context(lzma.open(path, "rb"))
+        else:
+            yield stack.enter_context(path.open("rb"))
+
+
+@contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOWrapper]:
+    with open_binary(path) as raw:
+        yield io.TextIOWrapper(raw, encoding="utf-8")
 
 
 def decode_record_line(line: str, lineno: int, path: str | Path) -> dict:
@@ -80,15 +136,16 @@ def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
 def check_csv_header(path: Path) -> None:
     """Refuse a CSV file that names a column twice: pandas renames the second "name.1",
     so the header is read as data to see it."""
-    header = pd.read_csv(path, header=None, nrows=1, dtype=object, keep_default_na=False,
-                         encoding="utf-8", compression="infer").iloc[0].tolist()
+    with open_binary(path) as source:
+        header = pd.read_csv(source, header=None, nrows=1, dtype=object,
+                             keep_default_na=False, encoding="utf-8").iloc[0].tolist()
     check_unique_columns(header, path)
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
     check_csv_header(path)
-    return pd.read_csv(path, dtype=object, keep_default_na=False, encoding="utf-8",
-                       compression="infer")
+    with open_binary(path) as source:
+        return pd.read_csv(source, dtype=object, keep_default_na=False, encoding="utf-8")
 
 
 def check_unique_columns(columns: Any, path: str | Path) -> None:
@@ -105,7 +162,11 @@ def check_unique_columns(columns: Any, path: str | Path) -> None:
 def _read_parquet(path: Path) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
-    parquet = pq.ParquetFile(path)
+    if compression_of(path) is None:
+        parquet = pq.ParquetFile(path)
+    else:  # its footer needs random access, which a decompressing stream lacks
+        with open_binary(path) as source:
+            parquet = pq.ParquetFile(io.BytesIO(source.read()))
     check_unique_columns(parquet.schema_arrow.names, path)
     return parquet.read().to_pandas()
 
@@ -146,7 +207,7 @@ def read_errors(path: str | Path, fmt: str) -> Iterator[None]:
         reason = str(exc).strip().splitlines()[-1]
         raise DataError(f"is not a readable CSV file ({reason}); check its quoting",
                         file=path) from None
-    except (OSError, EOFError, zlib.error) as exc:
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot be read ({exc}); is it a complete {fmt} file?",
                         file=path) from None
     except Exception as exc:  # pyarrow raises its own types for corrupt parquet files

@@ -138,9 +138,9 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
         A ``.csv`` (``.csv.gz``), ``.jsonl``, ``.parquet`` or ``.json`` battles file.
     model : PreferenceModel
     read_kwargs : mapping, optional
-        ``format``, ``columns`` and ``seed``, as for :func:`arenajudge.data.read_battles`;
-        the blocks together hold exactly the battles it reads, preference pairs in the
-        same seeded A/B order.
+        ``format`` and ``columns``, as for :func:`arenajudge.data.read_battles`; the
+        blocks together hold exactly the battles it reads, preference pairs in the same
+        A/B order.
     tie_rate : float, optional
         Shift predictions to this tie rate.
     embeddings_path : str or Path, optional
@@ -178,7 +178,7 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
     options = check_read_options(read_kwargs)
     blocks = timed_read_blocks(path, options.get("format"), block_rows)
     recipe = BlockRecipe(str(path), columns=options.get("columns"),
-                         seed=options.get("seed", 0), tie_rate=tie_rate, check=check,
+                         tie_rate=tie_rate, check=check,
                          keep_texts=keep_texts)
     embeddings = EmbeddingsFile(embeddings_path) if embeddings_path else None
     bar = tqdm(desc="scoring", unit="pair", disable=not progress, dynamic_ncols=True,

@@ -2,9 +2,10 @@
 
 One streaming read task cuts the file into blocks with the block reader of the local
 engine (:mod:`arenajudge.data.blocks`), so both engines see the same battles, preference
-pairs in the same seeded A/B order. A pool of actors, each
-loading the model once, turns blocks into battles and scores them in parallel; the
-driver keeps only ids and probabilities and puts them back in input order. Texts never
+pairs in the same A/B order, a JSON lines key that some rows lack a column of every
+block. A pool of actors, each loading the model once, turns blocks into battles and
+scores them in parallel; the driver keeps only ids and probabilities and puts them back
+in input order. Texts never
 accumulate anywhere, so memory stays flat as the input grows. The same code runs on
 local cores (no ``address``) or on a Ray cluster (``address="auto"`` or ``ray://...``;
 the file and the model directory must then be readable from every node).
@@ -27,9 +28,9 @@ import pandas as pd
 from arenajudge import errors
 from arenajudge.calibration import check_tie_rate
 from arenajudge.data.blocks import (STREAM_FORMATS, SeenIds, check_read_options,
-                                    parse_block, raw_blocks)
+                                    jsonl_columns, parse_block, raw_blocks)
 from arenajudge.data.schema import LABELS
-from arenajudge.data.tables import detect_format, read_errors
+from arenajudge.data.tables import compression_of, detect_format, read_errors
 from arenajudge.engines.scoring import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 from arenajudge.models.contract import PreferenceModel
@@ -50,6 +51,9 @@ ROW = "__arenajudge_row__"
 ERROR = "__arenajudge_error__"
 """Column carrying a user error to the driver (JSON of its type and fields)."""
 DEFAULT_BATCH_SIZE = 1024
+ARROW_COMPRESSIONS = (None, "gzip", "bz2", "zstd")
+"""Compressions Ray's file reader (Arrow's codec detection) opens; ``.zip`` and ``.xz``
+it would hand over still compressed."""
 
 
 # --------------------------------------------------------------------------- errors
@@ -75,11 +79,13 @@ class _BattleFileSource(FileBasedDatasource):
     as the user gave it, for messages.
     """
 
-    def __init__(self, path: str, fmt: str, block_rows: int, display_path: str) -> None:
+    def __init__(self, path: str, fmt: str, block_rows: int, display_path: str,
+                 file_columns: list[str] | None = None) -> None:
         super().__init__(path)
         self.fmt = fmt
         self.block_rows = block_rows
         self.display_path = display_path
+        self.file_columns = file_columns
 
     def _open_input_source(self, filesystem: Any, path: str, **open_args: Any) -> Any:
         if self.fmt == "parquet":  # its footer needs random access
@@ -90,7 +96,8 @@ class _BattleFileSource(FileBasedDatasource):
         start = 0
         try:
             with read_errors(self.display_path, self.fmt):
-                for block in raw_blocks(f, self.fmt, self.block_rows, self.display_path):
+                for block in raw_blocks(f, self.fmt, self.block_rows, self.display_path,
+                                        self.file_columns):
                     block[ROW] = np.arange(start, start + len(block))
                     start += len(block)
                     yield block
@@ -102,11 +109,10 @@ class _BattleFileSource(FileBasedDatasource):
 class _BlockScorer:
     """Ray actor: loads the model once, then parses and scores one block per call."""
 
-    def __init__(self, model_dir: str, path: str, columns: dict[str, str], seed: int,
+    def __init__(self, model_dir: str, path: str, columns: dict[str, str],
                  tie_rate: float | None, runtime: dict[str, Any] | None = None) -> None:
         self.path = path
         self.columns = columns
-        self.seed = seed
         self.tie_rate = tie_rate
         self.model: PreferenceModel | None = None
         self.load_error: ArenaJudgeError | None = None
@@ -129,8 +135,7 @@ class _BlockScorer:
         if self.load_error is not None:
             raise self.load_error
         assert self.model is not None
-        battles = parse_block(block, self.path, first_row, columns=self.columns,
-                              seed=self.seed)
+        battles = parse_block(block, self.path, first_row, columns=self.columns)
         proba = predict(self.model, battles, self.tie_rate)
         return pd.DataFrame({ROW: rows, "id": battles.id,
                              **{label: proba[:, k] for k, label in enumerate(LABELS)},
@@ -151,7 +156,7 @@ def predict_with_ray(data_path: str, model_dir: str, *,
     model_dir : str
         A model directory; every actor loads it once.
     read_kwargs : mapping, optional
-        ``format``, ``columns`` and ``seed``, as for :func:`arenajudge.data.read_battles`.
+        ``format`` and ``columns``, as for :func:`arenajudge.data.read_battles`.
     tie_rate : float, optional
         Shift predictions to this tie rate.
     address : str, optional
@@ -180,8 +185,16 @@ def predict_with_ray(data_path: str, model_dir: str, *,
     if fmt not in STREAM_FORMATS:
         raise ConfigError(f"the ray engine streams {', '.join(STREAM_FORMATS)} files, not "
                           f"{fmt}; convert {data_path} to JSON lines or use --engine local")
-    if "://" not in data_path and not Path(data_path).is_file():
+    if compression_of(data_path) not in ARROW_COMPRESSIONS:
+        raise ConfigError(f"the ray engine reads files compressed with gzip, bz2 or zstd, not "
+                          f"{compression_of(data_path)}; recompress {data_path} or use "
+                          "--engine local")
+    local = "://" not in data_path
+    if local and not Path(data_path).is_file():
         raise DataError("does not exist or is not a file", file=data_path)
+    # a key some rows lack is a column of the whole file: of every block too (a remote
+    # file is not read twice: its blocks keep their own rows' keys)
+    file_columns = jsonl_columns(data_path) if local and fmt == "jsonl" else None
     # a bad model directory fails before Ray starts
     manifest = read_manifest(model_dir)
     check_scores_raw_text(manifest, model_dir, "the ray engine")
@@ -190,7 +203,7 @@ def predict_with_ray(data_path: str, model_dir: str, *,
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
         return _score(data_path, str(Path(model_dir).resolve()), fmt,
-                      dict(options.get("columns") or {}), int(options.get("seed", 0)),
+                      dict(options.get("columns") or {}), file_columns,
                       tie_rate, batch_size, dict(runtime or {}),
                       gpu=manifest.get("backend") in TRANSFORMER_KINDS)
     finally:
@@ -198,21 +211,22 @@ def predict_with_ray(data_path: str, model_dir: str, *,
             ray.shutdown()
 
 
-def _score(data_path: str, model_dir: str, fmt: str, columns: dict[str, str], seed: int,
-           tie_rate: float | None, batch_size: int, runtime: dict[str, Any], gpu: bool
-           ) -> tuple[np.ndarray, np.ndarray]:
+def _score(data_path: str, model_dir: str, fmt: str, columns: dict[str, str],
+           file_columns: list[str] | None, tie_rate: float | None, batch_size: int,
+           runtime: dict[str, Any], gpu: bool) -> tuple[np.ndarray, np.ndarray]:
     path = data_path if "://" in data_path else str(Path(data_path).resolve())
     # a transformer model scores on a GPU of its own where the cluster has GPUs
     gpus = int(ray.cluster_resources().get("GPU", 0)) if gpu else 0
     n_actors = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    source = _BattleFileSource(path, fmt, batch_size, display_path=data_path)
+    source = _BattleFileSource(path, fmt, batch_size, display_path=data_path,
+                               file_columns=file_columns)
     # batch_size=None: each block is scored as read, never merged with an error frame.
     scored = ray.data.read_datasource(source).map_batches(
         _BlockScorer, batch_size=None, batch_format="pandas", num_cpus=1,
         num_gpus=1 if gpus else 0,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
         fn_constructor_kwargs={"model_dir": model_dir, "path": data_path,
-                               "columns": columns, "seed": seed, "tie_rate": tie_rate,
+                               "columns": columns, "tie_rate": tie_rate,
                                "runtime": runtime})
     parts = []
     for part in scored.iter_batches(batch_format="pandas", batch_size=None):

@@ -66,7 +66,7 @@ class BlockRecipe:
     ----------
     path : str
         The file, as errors and warnings name it.
-    columns, seed
+    columns
         As for :func:`~arenajudge.data.read_battles`.
     tie_rate : float or None
     check : callable, optional
@@ -78,7 +78,6 @@ class BlockRecipe:
 
     path: str
     columns: Mapping[str, str] | None = None
-    seed: int = 0
     tie_rate: float | None = None
     check: Callable[[Battles], None] | None = None
     keep_texts: bool = True
@@ -89,7 +88,7 @@ class BlockRecipe:
         """(battles, probabilities, warnings not yet logged) of one raw block."""
         with timed("parse"):
             battles, warnings = parse_block_quietly(frame, self.path, first_row,
-                                                    columns=self.columns, seed=self.seed)
+                                                    columns=self.columns)
         if self.check is not None:
             self.check(battles)
         if embeddings is not None:
@@ -104,16 +103,21 @@ _worker_model: PreferenceModel | None = None
 
 @contextmanager
 def _ctrl_c_left_to_this_process() -> Iterator[None]:
-    """Processes started within inherit Ctrl-C (SIGINT) ignored, even while they import:
-    this process handles it, stops the workers and prints one line."""
+    """Processes started within inherit Ctrl-C (SIGINT) and a hangup (SIGHUP), which
+    reach the whole process group, ignored, even while they import: this process handles
+    them, stops the workers and prints one line. (multiprocessing's resource tracker
+    ignores SIGINT and SIGTERM itself, not SIGHUP: killed, it is relaunched with warnings.)
+    """
     if threading.current_thread() is not threading.main_thread():  # cannot set handlers
         yield
         return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    group_wide = [signal.SIGINT] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {number: signal.signal(number, signal.SIG_IGN) for number in group_wide}
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _adopt(model_path: str) -> None:
@@ -172,8 +176,10 @@ def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: Bloc
     with tempfile.TemporaryDirectory(prefix="arenajudge-workers-") as folder:
         model_path = Path(folder) / "model.pickle"
         model_path.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
-        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_adopt, initargs=(str(model_path),))
+        with _ctrl_c_left_to_this_process():  # the pool starts the resource tracker
+            pool = ProcessPoolExecutor(n_workers, initializer=_adopt,
+                                       mp_context=multiprocessing.get_context("spawn"),
+                                       initargs=(str(model_path),))
         try:
             with _ctrl_c_left_to_this_process():
                 # every worker starts now (a submit starts one while none is idle), so no

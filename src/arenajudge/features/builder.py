@@ -37,7 +37,13 @@ SIDE_EXTRA_NAMES = ("log_tokens", "turns", "empty_turns", "prompt_word_coverage"
 SHARED_EXTRA_NAMES = ("prompt_turns", "ab_jaccard", "ab_cosine", "identical", "both_empty",
                       "length_ratio", "mean_log_chars", "log_chars_gap", "imperative_prompt",
                       "count_request")
-CACHE_ROWS = 300_000
+CACHE_BYTES = 16 * 2**20
+"""Most memory the feature row cache holds: about 23,000 rows of the default features
+(``embedding_dim`` 8), enough for cross-validating a training set that size without
+recomputing; small beside a loaded model, so that a process calling ``predict_proba`` on
+new battles for ever stays flat once the cache is full."""
+_ROW_OVERHEAD = 200
+"""Bytes a cached row costs besides its floats: its array object, key and dict entry."""
 _MIN_ROWS_PER_THREAD = 2048
 
 
@@ -209,8 +215,8 @@ def row_cache_off() -> Iterator[None]:
 
 def _row_keys(battles: Battles) -> list[int]:
     # Python caches each str's hash, so keying by the hash of a row's turns costs one pass
-    # over new texts and nothing for seen ones; 64-bit keys collide with odds ~1e-9 at
-    # the cache's default 300,000 rows.
+    # over new texts and nothing for seen ones; 64-bit keys collide with odds ~1e-11 at
+    # the cache's ~23,000 rows.
     return [hash(row) for row in zip(battles.prompt, battles.response_a, battles.response_b)]
 
 
@@ -219,17 +225,35 @@ class FeatureBuilder:
 
     Cross-validation and train-then-refit see the same rows many times; features
     depend on a row's texts only, so rows are cached by a hash of their content.
-    At most ``cache_rows`` rows are kept; the least recently used go first.
+    The cache holds at most ``cache_bytes`` bytes (default ``CACHE_BYTES``) and
+    ``cache_rows`` rows (when given); the least recently used rows go first. Each row is
+    kept as one compact copy, so an evicted row frees its memory rather than staying
+    pinned by the batch it came from.
     """
 
-    def __init__(self, spec: FeatureSpec, cache_rows: int = CACHE_ROWS) -> None:
+    def __init__(self, spec: FeatureSpec, cache_bytes: int | None = None,
+                 cache_rows: int | None = None) -> None:
         self.spec = spec
+        self.cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
         self.cache_rows = cache_rows
-        self._cache: OrderedDict[int, tuple[np.ndarray, ...]] = OrderedDict()
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._widths: tuple[int, ...] | None = None  # of the 4 blocks, fixed by the spec
+
+    @property
+    def capacity(self) -> int:
+        """Most rows the cache holds (before the first row, as if a row had no floats)."""
+        width = sum(self._widths) if self._widths else 0
+        rows = self.cache_bytes // (4 * width + _ROW_OVERHEAD)
+        return rows if self.cache_rows is None else min(rows, self.cache_rows)
+
+    @property
+    def cached_bytes(self) -> int:
+        """Memory the cached rows take, overhead included (at most ``cache_bytes``)."""
+        return sum(row.nbytes + _ROW_OVERHEAD for row in self._cache.values())
 
     def transform(self, battles: Battles, n_jobs: int = 1) -> PairFeatures:
         """Features of ``battles``, computed on ``n_jobs`` threads (0: one per core)."""
-        if len(battles) > self.cache_rows or not _row_cache_on.get():
+        if len(battles) > self.capacity or not _row_cache_on.get():
             return _compute_in_threads(self.spec, battles, n_jobs)
         keys = _row_keys(battles)
         # hits are read before anything is evicted, so eviction cannot lose a row in use
@@ -238,17 +262,22 @@ class FeatureBuilder:
         for key, row in zip(keys, rows):
             if row is not None:
                 self._cache.move_to_end(key)
-        fresh = None
         if missing:
             fresh = _compute_in_threads(self.spec, battles.take(np.asarray(missing)), n_jobs)
+            blocks = (fresh.shared, fresh.side_a, fresh.side_b, fresh.anti)
+            self._widths = tuple(block.shape[1] for block in blocks)
+            if len(missing) == len(keys) and len(keys) > self.capacity:
+                return fresh  # the first batch, too big to keep: nothing stored
+            packed = np.hstack(blocks)  # (m, width): one row per cache entry
             for j, i in enumerate(missing):
-                rows[i] = (fresh.shared[j], fresh.side_a[j], fresh.side_b[j], fresh.anti[j])
-                self._cache[keys[i]] = rows[i]
-            while len(self._cache) > self.cache_rows:
+                rows[i] = self._cache[keys[i]] = packed[j].copy()
+            while len(self._cache) > self.capacity:
                 self._cache.popitem(last=False)
-        if fresh is not None and len(missing) == len(keys):
-            return fresh
-        return PairFeatures(*(np.vstack([r[b] for r in rows]) for b in range(4)))
+            if len(missing) == len(keys):
+                return fresh
+        assert self._widths is not None  # a hit means rows were stored before
+        bounds = np.cumsum(self._widths)[:-1]
+        return PairFeatures(*np.split(np.vstack(rows), bounds, axis=1))
 
 
 _builders: dict[FeatureSpec, FeatureBuilder] = {}

@@ -142,6 +142,10 @@ def check_options(ci: str, n_bootstrap: int, ties: str, l2: float) -> None:
         raise ConfigError(f"--ties must be one of {', '.join(TIE_MODELS)}, got {ties!r}")
     if n_bootstrap < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, got {n_bootstrap}")
+    if ci == "bootstrap" and n_bootstrap < intervals.MIN_BOOTSTRAP:
+        raise ConfigError(f"--bootstrap {n_bootstrap} replicates cannot give a 95% interval: "
+                          f"give at least {intervals.MIN_BOOTSTRAP}, or --ci none for no "
+                          "intervals")
     if l2 <= 0:
         raise ConfigError(f"l2 must be positive (it keeps ratings finite), got {l2}")
 
@@ -193,7 +197,8 @@ def fit_leaderboard(battles: Battles, proba: np.ndarray | None = None, *,
     ci : {"sandwich", "bootstrap", "none"}, default="sandwich"
         How to make the 95% intervals.
     n_bootstrap : int, default=100
-        Bootstrap replicates with ``ci="bootstrap"``; 0 leaves the intervals NaN.
+        Bootstrap replicates with ``ci="bootstrap"``: at least
+        ``intervals.MIN_BOOTSTRAP`` (fewer cannot make a 95% interval).
     ties : {"half", "davidson", "rao-kupper"}, default="half"
         The tie model (see ``ties``).
     seed : int, default=0
@@ -234,7 +239,7 @@ def fit_leaderboard(battles: Battles, proba: np.ndarray | None = None, *,
         else:
             low, high = intervals.bootstrap_interval(
                 lambda weight: problem.fit(comp.counts(outcomes, weight), beta), n, m,
-                n_bootstrap if ci == "bootstrap" else 0, seed)
+                n_bootstrap if ci == "bootstrap" else 0, seed, ratings(beta, m))
     d = comp.design.shape[1]
     return Leaderboard(
         table=results_table(problem, beta, outcomes, low, high), battles=n, skipped=skipped,

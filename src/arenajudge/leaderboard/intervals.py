@@ -5,7 +5,8 @@ log-likelihood at the fit, ``B`` the sum of outer products of the per-battle gra
 (centred within each independent sample), as LMArena's ``arena-rank`` computes it. It
 needs one fit, stays valid when the model is misspecified (e.g. ties as half wins),
 and gives prediction-powered intervals the same way. The bootstrap refits on battles
-resampled with replacement and takes percentiles.
+resampled with replacement and takes percentiles; it needs ``MIN_BOOTSTRAP`` replicates,
+and an interval whose percentiles miss the fitted rating is widened to reach it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ CI_LEVEL = 0.95
 INTERVALS = ("sandwich", "bootstrap", "none")
 Z = NormalDist().inv_cdf(0.5 + CI_LEVEL / 2)
 """Half-width of the normal ``CI_LEVEL`` interval, in standard deviations."""
+MIN_BOOTSTRAP = 39
+"""Fewest replicates that give a ``CI_LEVEL`` percentile interval: the range of N
+replicates holds a fresh one with probability (N - 1) / (N + 1), which reaches 95% at
+N = 39; with fewer, even the widest interval they allow is narrower than 95%."""
 
 
 def standard_error_of_mean(values: np.ndarray) -> float:
@@ -72,9 +77,19 @@ def normal_interval(rating: np.ndarray, covariance: np.ndarray
 
 
 def bootstrap_interval(refit: Callable[[np.ndarray], np.ndarray], n: int, n_models: int,
-                       n_bootstrap: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+                       n_bootstrap: int, seed: int, estimate: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """Percentile ``CI_LEVEL`` intervals of the ratings, two arrays of shape (n_models,),
-    from ``refit(weights)`` (-> beta) on battles resampled with replacement."""
+    from ``refit(weights)`` (-> beta) on battles resampled with replacement; NaN for
+    ``n_bootstrap`` 0.
+
+    An interval always holds its ``estimate`` (the fitted ratings, (n_models,)): the
+    percentiles of a biased bootstrap distribution (the ridge penalty pulls every refit
+    towards the mean) can miss it, and then the interval is widened to reach it. Of the
+    percentile, basic and bias-corrected intervals, none contains the estimate when all
+    replicates fall on one side of it; the union with the estimate only makes the
+    interval more conservative.
+    """
     if n_bootstrap == 0:
         return np.full(n_models, np.nan), np.full(n_models, np.nan)
     rng = np.random.default_rng(seed)
@@ -84,4 +99,6 @@ def bootstrap_interval(refit: Callable[[np.ndarray], np.ndarray], n: int, n_mode
         for _ in tqdm(range(n_bootstrap), desc="bootstrap", leave=False, disable=None)])
     tail = (1 - CI_LEVEL) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
+    if estimate is not None:
+        low, high = np.minimum(low, estimate), np.maximum(high, estimate)
     return low, high

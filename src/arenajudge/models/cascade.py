@@ -164,7 +164,7 @@ class CascadeModel(PreferenceModel):
         training = dict(self.training_)
         if uses_outside_embeddings([self.first_dir, self.then_dir]):
             training["embeddings"] = "members trained with --embeddings"
-        with atomic_path(path, force, kind="directory") as staged:
+        with atomic_path(path, force, kind="directory", output="model") as staged:
             staged.mkdir()
             (staged / CASCADE_FILE).write_text(json.dumps(
                 {"threshold": self.threshold_, **self.blend_.to_dict()}, indent=2))

@@ -121,7 +121,7 @@ class EnsembleModel(PreferenceModel):
         training = dict(self.training_)
         if uses_outside_embeddings(self.member_dirs):
             training["embeddings"] = "members trained with --embeddings"
-        with atomic_path(path, force, kind="directory") as staged:
+        with atomic_path(path, force, kind="directory", output="model") as staged:
             staged.mkdir()
             (staged / BLEND_FILE).write_text(json.dumps(self.blend_.to_dict(), indent=2))
             write_manifest(staged, backend=self.backend, config=asdict(self.config),

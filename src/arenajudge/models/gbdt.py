@@ -37,6 +37,8 @@ from arenajudge.outputs import atomic_path
 from arenajudge.timing import timed
 
 logger = logging.getLogger(__name__)
+# stages of a fit, silent unless shown (`arenajudge train` shows them on stderr)
+progress = logging.getLogger("arenajudge.progress")
 
 BOOSTER_FILE = "model.txt"
 CALIBRATION_FILE = "calibration.json"
@@ -201,6 +203,8 @@ class GBDTModel(PreferenceModel):
         fold = self._folds(battles)
         oof = np.zeros((len(battles), len(LABELS)))
         for k in range(CALIBRATION_FOLDS):
+            progress.info("training: calibration cross-fit, fold %d of %d", k + 1,
+                          CALIBRATION_FOLDS)
             rows, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
             booster = self._train(_augmented(pair.take(rows), target[rows], weight[rows]),
                                   None, max(1, round(rounds_per_row * len(rows))))
@@ -218,6 +222,7 @@ class GBDTModel(PreferenceModel):
             weight = weight * balanced[1]
         self.projection_ = None if battles.embeddings is None else ExternalProjection.fit(
             battles.embeddings, self.config.embedding_components, self.config.seed)
+        progress.info("training: features of %s battles", f"{len(battles):,}")
         pair = self._base_features(battles)
         oof_style, style_record = self._fit_style(battles)
         if oof_style is not None:
@@ -234,6 +239,7 @@ class GBDTModel(PreferenceModel):
         self.validation_: dict[str, Any] = {}
         rounds_per_row = self.config.n_estimators / len(battles)
         if holdout is not None:
+            progress.info("training: boosting rounds, by early stopping on the holdout")
             best = self._best_rounds(pair, target, weight, holdout)
             # more rows warrant proportionally more rounds
             rounds_per_row = best / int((~holdout).sum())
@@ -242,8 +248,9 @@ class GBDTModel(PreferenceModel):
                 battles.scored_target, oof, fold, prior, battles.source)
             self.validation_.update(best_iteration=best,
                                     rounds=max(1, round(rounds_per_row * len(battles))))
-        trained = self._train(_augmented(pair, target, weight), None,
-                              max(1, round(rounds_per_row * len(battles))))
+        rounds = max(1, round(rounds_per_row * len(battles)))
+        progress.info("training: the final model, %d rounds on every battle", rounds)
+        trained = self._train(_augmented(pair, target, weight), None, rounds)
         self.booster_ = Booster(trained.model_to_string())
         self.feature_names_ = self.config.features.names(self._external_components,
                                                          style=bool(self.style_))
@@ -334,7 +341,7 @@ class GBDTModel(PreferenceModel):
         model_style.K.safetensors (one per fold) with model-style features;
         atomically, refusing to overwrite unless ``force``."""
         self.check_fitted()
-        with atomic_path(path, force, kind="directory") as staged:
+        with atomic_path(path, force, kind="directory", output="model") as staged:
             staged.mkdir()
             self.booster_.save(staged / BOOSTER_FILE)
             self.calibration_.save(staged / CALIBRATION_FILE)

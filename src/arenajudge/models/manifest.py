@@ -22,7 +22,7 @@ import numpy as np
 from arenajudge import __version__, safe_json
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ArenaJudgeError, ConfigError, ModelLoadError
-from arenajudge.hashing import file_sha256
+from arenajudge.hashing import battle_keys, encode_keys, file_sha256
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 2
@@ -43,14 +43,19 @@ def artifact_hashes(path: Path) -> dict[str, str]:
 
 
 def data_summary(battles: Battles) -> dict[str, Any]:
-    """Rows, class counts and a content hash of the training data, for the manifest."""
+    """Rows, class counts, a content hash and the battle keys
+    (:func:`arenajudge.hashing.battle_keys`) of the training data, for the manifest."""
     digest = hashlib.sha256()
     for row_id, prompt, a, b in zip(battles.id, battles.prompt, battles.response_a,
                                     battles.response_b):
         digest.update(json.dumps([str(row_id), prompt, a, b], ensure_ascii=False,
                                  ).encode("utf-8", "surrogatepass"))
     summary: dict[str, Any] = {"rows": len(battles), "file": battles.path,
-                               "sha256": digest.hexdigest()}
+                               "sha256": digest.hexdigest(),
+                               # which battles it saw, for `evaluate` and `report` to
+                               # tell an in-sample score (8 bytes a distinct battle)
+                               "battle_keys": encode_keys(battle_keys(
+                                   battles.prompt, battles.response_a, battles.response_b))}
     if battles.source is not None:
         names, counts = np.unique(battles.source.astype(str), return_counts=True)
         summary["sources"] = dict(zip(names.tolist(), counts.tolist()))
@@ -83,6 +88,55 @@ def write_manifest(path: Path, *, backend: str, config: dict[str, Any],
                                  encoding="utf-8")
 
 
+_STRUCTURE: dict[tuple[str, ...], tuple[type, ...]] = {
+    ("format_version",): (int,), ("package",): (str,), ("package_version",): (str,),
+    ("python",): (str,), ("backend",): (str,), ("labels",): (list,), ("config",): (dict,),
+    ("feature_schema",): (str, type(None)), ("training",): (dict,), ("metrics",): (dict,),
+    ("artifacts",): (dict,),
+}
+"""The type of every field :func:`write_manifest` writes, keyed by its path."""
+_OPTIONAL: dict[tuple[str, ...], tuple[type, ...]] = {
+    ("members",): (list,), ("training", "model_style"): (dict,),
+    ("training", "model_style", "used"): (bool,), ("training", "model_style", "folds"): (int,),
+    ("training", "embeddings"): (dict, str), ("training", "truncation"): (dict,),
+    ("training", "history"): (list,), ("training", "teacher"): (dict,),
+    ("training", "class_counts"): (dict,), ("training", "sources"): (dict,),
+    ("training", "source_weight"): (dict,), ("training", "rows"): (int,),
+    ("training", "battle_keys"): (str,),
+    ("metrics", "holdout"): (dict,), ("metrics", "validation"): (dict,),
+    ("metrics", "fit_rows"): (dict,),
+}
+"""Sections some backends write and loaders read; their type when present."""
+_NAMES = {bool: "true or false", int: "an integer", str: "a string", list: "a list",
+          dict: "an object", type(None): "null"}
+
+
+def _structure_problem(manifest: dict[str, Any]) -> str | None:
+    """What is structurally wrong with a parsed manifest (a field missing or of the wrong
+    type: a hand edit), or None. Loaders may then read every known section safely."""
+    for table, required in ((_STRUCTURE, True), (_OPTIONAL, False)):
+        for keys, kinds in table.items():
+            holder: Any = manifest
+            for key in keys[:-1]:
+                holder = holder.get(key) if isinstance(holder, dict) else None
+            if not isinstance(holder, dict) or keys[-1] not in holder:
+                if required:
+                    return f"it has no {'.'.join(keys)!r} field"
+                continue
+            value = holder[keys[-1]]
+            # bool is an int to Python, never to a manifest
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                return (f"{'.'.join(keys)!r} is {' or '.join(_NAMES[k] for k in kinds)} in "
+                        f"a manifest, not {_NAMES.get(type(value), type(value).__name__)}")
+    if not all(isinstance(v, str) for v in [*manifest["labels"], *manifest["artifacts"].values()]):
+        return "'labels' and 'artifacts' hold strings only"
+    members = manifest.get("members", [])
+    if not all(isinstance(m, dict) and all(isinstance(m.get(k), str) for k in (
+            "path", "backend", "manifest_sha256")) for m in members):
+        return "each of 'members' is an object of path, backend and manifest_sha256 strings"
+    return None
+
+
 def _major_minor(version: str) -> tuple[str, ...]:
     return tuple(version.split("+")[0].split(".")[:2])
 
@@ -94,6 +148,10 @@ def _parse(manifest_path: Path) -> dict[str, Any]:
         raise ModelLoadError(f"is corrupt ({exc}); retrain the model",
                              file=manifest_path) from None
     if not isinstance(manifest, dict) or manifest.get("package") != "arenajudge":
+        if isinstance(manifest, dict) and "package" in manifest and not isinstance(
+                manifest["package"], str):
+            raise ModelLoadError("is corrupt ('package' is not a string); retrain the model",
+                                 file=manifest_path)
         raise ModelLoadError("is not an arenajudge manifest", file=manifest_path)
     return manifest
 
@@ -136,10 +194,14 @@ def read_manifest(path: str | Path, backend: str | None = None, *, verify: bool 
         raise ModelLoadError(f"has no {MANIFEST}; it is not an arenajudge model directory",
                              file=path)
     manifest = _parse(manifest_path)
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ModelLoadError(f"has model format {manifest.get('format_version')}, this "
-                             f"arenajudge reads format {FORMAT_VERSION}; retrain the model",
-                             file=manifest_path)
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION and isinstance(version, int) and not isinstance(version, bool):
+        raise ModelLoadError(f"has model format {version}, this arenajudge reads format "
+                             f"{FORMAT_VERSION}; retrain the model", file=manifest_path)
+    problem = _structure_problem(manifest)
+    if problem is not None:
+        raise ModelLoadError(f"is corrupt ({problem}; was it edited by hand?); retrain the "
+                             "model or restore its manifest.json", file=manifest_path)
     saved = str(manifest.get("package_version", "?"))
     if _major_minor(saved) != _major_minor(__version__):
         raise ModelLoadError(f"was saved by arenajudge {saved}, incompatible with this "
@@ -168,7 +230,7 @@ def config_from_manifest(manifest: dict[str, Any], config_cls: Any, path: Path) 
     try:
         return config_from_mapping(config_cls, manifest["config"], source="the manifest")
     except (ArenaJudgeError, TypeError, KeyError) as exc:
-        raise ModelLoadError(f"has an unreadable config ({exc}); retrain the model",
+        raise ModelLoadError(f"is corrupt (an unreadable config: {exc}); retrain the model",
                              file=Path(path) / MANIFEST) from None
 
 

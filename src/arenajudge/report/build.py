@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,8 +58,8 @@ def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
     return proba
 
 
-def _summary(evidence: Evidence, predictor: str, sections: list[Section]
-             ) -> dict[str, Any]:
+def _summary(evidence: Evidence, predictor: str, sections: list[Section],
+             caveats: Sequence[str] = ()) -> dict[str, Any]:
     battles = evidence.battles
     summary: dict[str, Any] = {"data": battles.path, "rows": len(battles),
                                "predictor": predictor,
@@ -67,6 +67,7 @@ def _summary(evidence: Evidence, predictor: str, sections: list[Section]
                                "plots": [s.image for s in sections if s.has_plot]}
     if evidence.proba is not None:
         summary["metrics"] = evaluate_predictions(battles, evidence.proba)[0]
+        summary["warnings"] = list(caveats)
     bias = next(s.numbers for s in sections if s.key == "position_bias")
     if "flip_rate" in bias:
         summary["flip_rate"] = bias["flip_rate"]
@@ -88,6 +89,7 @@ def _summary_rows(summary: dict[str, Any]) -> list[dict[str, str]]:
                              "calibration, confusion, log loss breakdowns and worst errors"))
     if "flip_rate" in summary:
         rows.append(("A/B swap flip rate", f"{summary['flip_rate']:.2%}"))
+    rows += [("warning", caveat) for caveat in summary.get("warnings", ())]
     return [{"": name, "value": value} for name, value in rows]
 
 
@@ -103,12 +105,15 @@ def _json_ready(value: Any) -> Any:
 
 
 def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none",
-                 force: bool = False, with_json: bool = False) -> dict[str, Any]:
+                 caveats: Sequence[str] = (), force: bool = False,
+                 with_json: bool = False) -> dict[str, Any]:
     """Write the report directory ``out``: ``index.html``, one PNG per plot and, with
     ``with_json``, ``report.json`` holding the numbers behind every plot.
 
     The directory appears only once complete; an existing one is replaced only with
-    ``force``. Returns the summary (data, rows, predictor, sections, plots, metrics).
+    ``force``. ``caveats`` are what a reader of the predictions' scores must know (see
+    :func:`arenajudge.evaluate.score_caveats`), shown beside them. Returns the summary
+    (data, rows, predictor, sections, plots, metrics, warnings).
 
     Raises
     ------
@@ -127,8 +132,8 @@ def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none"
             raise ValueError(f"{name} must have shape ({len(battles)}, 3), got "
                              f"{np.shape(value)}")
     sections = all_sections(evidence)
-    summary = _summary(evidence, predictor, sections)
-    with atomic_path(out, force, kind="directory") as staged:
+    summary = _summary(evidence, predictor, sections, caveats)
+    with atomic_path(out, force, kind="directory", output="report") as staged:
         staged.mkdir()
         for section in sections:
             if section.has_plot:

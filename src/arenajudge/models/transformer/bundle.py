@@ -54,7 +54,7 @@ def write_bundle(model: TransformerModel, path: str | Path, force: bool) -> None
     """Write ``model``'s MODEL_DIR at ``path`` atomically (see the module docstring)."""
     from safetensors.torch import save_file
 
-    with atomic_path(path, force, kind="directory") as staged:
+    with atomic_path(path, force, kind="directory", output="model") as staged:
         staged.mkdir()
         net: Any = model.net_
         body: Any = net.body
