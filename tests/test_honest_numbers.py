@@ -19,7 +19,7 @@ from arenajudge.cli.options import FiniteFloat
 from arenajudge.data import LABELS, read_battles
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import (battle_keys_of, rows_in_training, score_caveats,
-                                 tie_share_gap, training_caveats)
+                                 tie_share_gap, trained_sections, training_caveats)
 from arenajudge.leaderboard import fit_leaderboard, intervals
 from arenajudge.models.manifest import data_summary
 
@@ -306,3 +306,26 @@ def test_a_teacher_student_says_its_score_is_not_nested(workspace, tmp_path):
     plain = run("train", workspace / "train.csv", "--out", tmp_path / "plain",
                 "--config", workspace / "config.yaml")
     assert "not nested" not in plain.stderr
+
+
+def test_a_score_on_a_members_training_rows_is_in_sample(workspace):
+    """An ensemble or cascade blended on other battles is still in-sample on the battles
+    its members were trained on: every part's recorded battles count."""
+    from types import SimpleNamespace
+
+    from arenajudge.models.registry import load_model
+
+    member = load_model(workspace / "model")  # trained on train.csv
+    fresh = read_battles(workspace / "fresh.csv")
+    blend = SimpleNamespace(training_=data_summary(fresh))
+    ensemble = SimpleNamespace(training_=data_summary(fresh), members_=[member, blend])
+    cascade = SimpleNamespace(training_=data_summary(fresh), first_=blend, then_=ensemble)
+    train = read_battles(workspace / "train.csv")
+    for composite in (ensemble, cascade):
+        sections = trained_sections(composite)
+        assert rows_in_training(battle_keys_of(train), sections) == len(train)
+        assert rows_in_training(battle_keys_of(fresh), sections) == len(fresh)
+        caveats = score_caveats(train.target, battle_keys_of(train), sections)
+        assert any("240 of 240 rows were in the model's training data" in c for c in caveats)
+    # the composite's own section alone misses them
+    assert rows_in_training(battle_keys_of(train), blend.training_) == 0

@@ -181,7 +181,20 @@ def test_model_endpoint_hides_paths_and_interpreter_unless_asked(revealing_model
         (revealing_model_dir / "manifest.json").read_bytes()).hexdigest()
     full = serve.Settings(str(revealing_model_dir), show_paths=True)
     with TestClient(serve.create_app(full, model)) as client:
-        assert client.get("/v1/model").json()["manifest"] == manifest
+        assert client.get("/v1/model").json()["manifest"] == serve.without_battle_keys(
+            manifest)
+
+
+@pytest.mark.parametrize("show_paths", [False, True])
+def test_model_endpoint_never_sends_the_trained_battles_keys(model_dir, model, show_paths):
+    """8 bytes a trained battle: large, and a client could test whether a battle was in
+    the training data; evaluate and report read them from the disk."""
+    assert "battle_keys" in json.loads((Path(model_dir) / "manifest.json").read_text())[
+        "training"]
+    settings = serve.Settings(str(model_dir), show_paths=show_paths)
+    with TestClient(serve.create_app(settings, model)) as client:
+        shown = client.get("/v1/model").json()["manifest"]
+    assert "battle_keys" not in shown["training"] and shown["training"]["rows"] > 0
 
 
 # --------------------------------------------------------------------------- bad input

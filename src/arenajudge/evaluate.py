@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -130,19 +130,35 @@ def battle_keys_of(battles: Battles) -> np.ndarray:
     return battle_keys(battles.prompt, battles.response_a, battles.response_b)
 
 
-def rows_in_training(keys: np.ndarray, training: Mapping[str, Any]) -> int | None:
+def trained_sections(model: Any) -> list[Mapping[str, Any]]:
+    """The ``training`` sections of ``model`` and of every model it is made of (an
+    ensemble's members, a cascade's two stages), recursively: the score of an ensemble
+    on its members' training battles is in-sample too."""
+    sections = [getattr(model, "training_", None) or {}]
+    parts = [*getattr(model, "members_", ()), getattr(model, "first_", None),
+             getattr(model, "then_", None)]
+    for part in parts:
+        if part is not None:
+            sections += trained_sections(part)
+    return sections
+
+
+def rows_in_training(keys: np.ndarray,
+                     training: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int | None:
     """How many battles with ``keys`` (n,) were in a model's training data, by the
-    manifest's ``training`` section; None when it does not record its battles (a model
-    saved before they were recorded). A battle counts when its prompt and two responses
-    (either order) were trained on: ids are ignored, a renumbered copy is still seen."""
-    recorded = training.get("battle_keys")
-    if not isinstance(recorded, str):
-        return None
+    manifest's ``training`` section (or several, :func:`trained_sections`: in any of
+    them); None when none records its battles (a model saved before they were
+    recorded). A battle counts when its prompt and two responses (either order) were
+    trained on: ids are ignored, a renumbered copy is still seen."""
+    sections = [training] if isinstance(training, Mapping) else list(training)
+    recorded = [section.get("battle_keys") for section in sections]
     try:
-        seen = decode_keys(recorded)
+        seen = [decode_keys(text) for text in recorded if isinstance(text, str)]
     except ValueError:
         return None
-    return int(np.isin(keys, seen).sum())
+    if not seen:
+        return None
+    return int(np.isin(keys, np.concatenate(seen)).sum())
 
 
 def _model_tie_share(training: Mapping[str, Any], tie_rate: float | None) -> float | None:
@@ -178,15 +194,17 @@ def tie_share_gap(target: np.ndarray, training: Mapping[str, Any],
     return share, expected
 
 
-def score_caveats(target: np.ndarray, keys: np.ndarray, training: Mapping[str, Any],
+def score_caveats(target: np.ndarray, keys: np.ndarray,
+                  training: Mapping[str, Any] | Sequence[Mapping[str, Any]],
                   tie_rate: float | None = None, where: str | Path = "DATA") -> list[str]:
     """What a reader of a model's score on labelled battles must know, one sentence each:
     that some battles (``keys`` (n,), :func:`battle_keys_of`) were in its training data
-    (the manifest's ``training``), so the score is in-sample; that the labels' (``target``
-    (n, 3)) tie share is far from the one the model predicts (with ``tie_rate``, that
-    rate). Empty when neither holds."""
+    (the manifest's ``training``, or :func:`trained_sections`), so the score is
+    in-sample; that the labels' (``target`` (n, 3)) tie share is far from the one the
+    model predicts (with ``tie_rate``, that rate). Empty when neither holds."""
     caveats = []
     seen = rows_in_training(keys, training)
+    training = training if isinstance(training, Mapping) else training[0]
     if seen:
         caveats.append(f"{where}: {seen:,} of {len(keys):,} rows were in the model's "
                        "training data: this score is in-sample, not an estimate of how it "

@@ -346,6 +346,16 @@ def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     return clean(manifest, "")
 
 
+def without_battle_keys(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` without the keys of the battles the model was trained on: 8 bytes a
+    battle (600 KB for the Kaggle set) that would let a client test whether a battle
+    was in the training data; ``evaluate`` and ``report`` read them from the disk."""
+    training = manifest.get("training")
+    if not isinstance(training, dict) or "battle_keys" not in training:
+        return manifest
+    return {**manifest, "training": {k: v for k, v in training.items() if k != "battle_keys"}}
+
+
 def _dicts(value: Any) -> Iterator[dict[str, Any]]:
     """Every mapping nested in ``value``, itself included."""
     if isinstance(value, dict):
@@ -435,8 +445,8 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         status = "loading" if state.load_error is None else "failed"
         return JSONResponse({"status": status, "model": info.name}, status_code=503)
 
-    shown_manifest = (state.manifest if settings.show_paths
-                      else public_manifest(state.manifest))
+    shown_manifest = without_battle_keys(state.manifest if settings.show_paths
+                                         else public_manifest(state.manifest))
 
     @app.get("/v1/model")
     async def model_manifest() -> dict[str, Any]:

@@ -16,7 +16,8 @@ from arenajudge.cli.options import (data_argument, echo_csv, echo_json, force_op
 from arenajudge.data import read_battles
 from arenajudge.errors import ConfigError
 from arenajudge.engines.scoring import predict
-from arenajudge.evaluate import attach_sources, battle_keys_of, score_caveats
+from arenajudge.evaluate import (attach_sources, battle_keys_of, score_caveats,
+                                 trained_sections)
 from arenajudge.data.schema import Battles
 from arenajudge.leaderboard import COLUMNS, Leaderboard, fit_leaderboard
 from arenajudge.leaderboard.categories import (CategoryBoards, category_values,
@@ -82,7 +83,7 @@ def report_command(data: str, input_format: str | None, columns: str | None,
                                             else f" shifted to --tie-rate {tie_rate:.3g}")
         if battles.labelled:
             caveats = score_caveats(battles.target, battle_keys_of(battles),
-                                    getattr(model, "training_", {}), tie_rate, data)
+                                    trained_sections(model), tie_rate, data)
         for caveat in caveats:
             logger.warning(caveat)
     elif oof:

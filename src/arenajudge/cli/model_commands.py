@@ -25,7 +25,7 @@ from arenajudge.errors import ConfigError
 from arenajudge.evaluate import (attach_sources, battle_keys_of, cross_validate,
                                  evaluate_predictions, oof_frame, prompt_keys,
                                  relative_length_difference, score_caveats,
-                                 training_caveats)
+                                 trained_sections, training_caveats)
 from arenajudge.models.contract import PreferenceModel, check_labelled
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.registry import TRAINABLE, build_model, load_model, model_class
@@ -324,7 +324,7 @@ def evaluate_command(data: str, model_dir: str, tie_rate: float | None,
     if sources_path:
         battles = attach_sources(battles, sources_path)
     overall, by_source = evaluate_predictions(battles, proba, seed=seed, **baseline_inputs)
-    caveats = score_caveats(battles.target, keys, getattr(model, "training_", {}), tie_rate,
+    caveats = score_caveats(battles.target, keys, trained_sections(model), tie_rate,
                             data)
     for caveat in caveats:
         logger.warning(caveat)

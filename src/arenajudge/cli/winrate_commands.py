@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -16,7 +15,8 @@ from arenajudge.cli.options import (echo_csv, echo_json, force_option, input_opt
 from arenajudge.data.model_outputs import read_baseline_battles
 from arenajudge.data.schema import Battles
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import battle_keys_of, rows_in_training
+from arenajudge.evaluate import battle_keys_of, rows_in_training, trained_sections
+from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import data_summary, read_manifest
 from arenajudge.models.registry import load_model
 from arenajudge.outputs import (atomic_path, check_output, refuse_overwriting_inputs, write_csv,
@@ -82,14 +82,15 @@ def _check_options(model_dir: str | None, votes: str | None, data: tuple[str, ..
         check_output(path, force, "file")
 
 
-def _trained_on(battles: Battles, training: dict[str, Any]) -> int:
-    """How many of ``battles`` the judge was trained on, by the battles its manifest
-    records; a judge saved before they were recorded knows only its training file's
-    content hash: all of them when it is this file, else none."""
-    seen = rows_in_training(battle_keys_of(battles), training)
+def _trained_on(battles: Battles, judge: PreferenceModel) -> int:
+    """How many of ``battles`` the judge (or a member of it) was trained on, by the
+    battles its manifests record; a judge saved before they were recorded knows only its
+    training file's content hash: all of them when it is this file, else none."""
+    sections = trained_sections(judge)
+    seen = rows_in_training(battle_keys_of(battles), sections)
     if seen is None:
-        same_file = training.get("sha256") == data_summary(battles)["sha256"]
-        return len(battles) if same_file else 0
+        digest = data_summary(battles)["sha256"]
+        return len(battles) if any(s.get("sha256") == digest for s in sections) else 0
     return seen
 
 
@@ -165,12 +166,11 @@ def winrate_command(data: tuple[str, ...], baseline: str, input_format: str | No
             click.echo(f"note: the votes in {', '.join(data)} are not used with --model; "
                        "pass voted battles as --votes for prediction-powered win rates",
                        err=True)
-        training = manifest.get("training", {})
-        in_sample = _trained_on(battles, training) > 0
+        in_sample = _trained_on(battles, model) > 0
         proba = model.predict_proba(battles.without_labels())
         if votes:
             voted = read_baseline_battles((votes,), baseline, **options)
-            seen = _trained_on(voted, training)
+            seen = _trained_on(voted, model)
             if seen:
                 raise ConfigError(f"the judge {model_dir} was trained on {seen:,} of the "
                                   f"{len(voted):,} battles in {votes}; prediction-powered "
