@@ -69,3 +69,17 @@ def battles_csv(tmp_path: Path) -> Path:
     path = tmp_path / "train.csv"
     synthetic_frame().to_csv(path, index=False)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A small CPU model (20 rounds, no holdout) on ``synthetic_frame(n=160, seed=1)``,
+    trained once for every module that only reads it."""
+    from arenajudge.data import read_battles
+    from arenajudge.models.gbdt import GBDTModel
+
+    root = tmp_path_factory.mktemp("tiny_model")
+    synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
+    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
+        read_battles(root / "train.csv")).save(root / "model")
+    return root / "model"

@@ -14,7 +14,6 @@ from arenajudge.data import LABELS, read_battles
 from arenajudge.engines.scoring import predict
 from arenajudge.errors import ConfigError, DataError, MissingDependencyError
 from arenajudge.models.registry import load_model
-from arenajudge.models.gbdt import GBDTModel
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 ray_engine = pytest.importorskip("arenajudge.engines.ray_engine")
@@ -29,18 +28,15 @@ def ray_local():
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict:
+def files(tmp_path_factory, tiny_model_dir) -> dict:
     root = tmp_path_factory.mktemp("engines")
-    synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
-    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
-        read_battles(root / "train.csv")).save(root / "model")
     test = synthetic_frame(n=230).drop(columns=list(LABELS))
     # shuffled, so that ids are not sorted: output order must follow the file
     test.sample(frac=1, random_state=0).to_csv(root / "test.csv.gz", index=False)
     bad = synthetic_frame(n=60)
     bad.loc[47, "prompt"] = "not json"
     bad.to_csv(root / "bad.csv", index=False)
-    return {"model": str(root / "model"), "test": str(root / "test.csv.gz"),
+    return {"model": str(tiny_model_dir), "test": str(root / "test.csv.gz"),
             "bad": str(root / "bad.csv")}
 
 

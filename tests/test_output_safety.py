@@ -20,21 +20,15 @@ from click.testing import CliRunner
 
 from arenajudge import outputs
 from arenajudge.cli import main
-from arenajudge.data import read_battles
 from arenajudge.errors import OutputError, OutputExistsError
-from arenajudge.models.gbdt import GBDTModel
 from arenajudge.outputs import MARKER, atomic_path, check_output, written_output
 
 from conftest import synthetic_frame
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("safety")
-    synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
-    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
-        read_battles(root / "train.csv")).save(root / "model")
-    return root / "model"
+@pytest.fixture()
+def model_dir(tiny_model_dir) -> Path:
+    return tiny_model_dir
 
 
 def _one_error_line(result) -> str:

@@ -32,13 +32,9 @@ BLOCK = 17
 """Rows per block in these tests: 230 rows make 14 blocks, the last one short."""
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("streaming")
-    synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
-    GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
-        read_battles(root / "train.csv")).save(root / "model")
-    return root / "model"
+@pytest.fixture()
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def _write(frame: pd.DataFrame, path) -> None:

@@ -17,7 +17,7 @@ from arenajudge.data.schema import Battles
 from arenajudge.errors import ConfigError
 from arenajudge.evaluate import battle_keys_of, rows_in_training, trained_sections
 from arenajudge.models.contract import PreferenceModel
-from arenajudge.models.manifest import data_summary, read_manifest
+from arenajudge.models.manifest import content_sha256, read_manifest
 from arenajudge.models.registry import load_model
 from arenajudge.outputs import (atomic_path, check_output, refuse_overwriting_inputs, write_csv,
                                 write_text)
@@ -89,7 +89,7 @@ def _trained_on(battles: Battles, judge: PreferenceModel) -> int:
     sections = trained_sections(judge)
     seen = rows_in_training(battle_keys_of(battles), sections)
     if seen is None:
-        digest = data_summary(battles)["sha256"]
+        digest = content_sha256(battles)
         return len(battles) if any(s.get("sha256") == digest for s in sections) else 0
     return seen
 

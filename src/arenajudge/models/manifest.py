@@ -42,16 +42,22 @@ def artifact_hashes(path: Path) -> dict[str, str]:
             if file.relative_to(path).as_posix() != MANIFEST}
 
 
-def data_summary(battles: Battles) -> dict[str, Any]:
-    """Rows, class counts, a content hash and the battle keys
-    (:func:`arenajudge.hashing.battle_keys`) of the training data, for the manifest."""
+def content_sha256(battles: Battles) -> str:
+    """sha256 of the battles' ids and texts, in file order: the manifest's ``sha256`` of
+    the training data."""
     digest = hashlib.sha256()
     for row_id, prompt, a, b in zip(battles.id, battles.prompt, battles.response_a,
                                     battles.response_b):
         digest.update(json.dumps([str(row_id), prompt, a, b], ensure_ascii=False,
                                  ).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def data_summary(battles: Battles) -> dict[str, Any]:
+    """Rows, class counts, a content hash (:func:`content_sha256`) and the battle keys
+    (:func:`arenajudge.hashing.battle_keys`) of the training data, for the manifest."""
     summary: dict[str, Any] = {"rows": len(battles), "file": battles.path,
-                               "sha256": digest.hexdigest(),
+                               "sha256": content_sha256(battles),
                                # which battles it saw, for `evaluate` and `report` to
                                # tell an in-sample score (8 bytes a distinct battle)
                                "battle_keys": encode_keys(battle_keys(
