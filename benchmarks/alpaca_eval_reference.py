@@ -74,12 +74,16 @@ def alpaca_eval_lc(
 
     info = glm_winrate.GLM_INFO[glm_name]
     if info["regularize_to_baseline_lambda"]:
-        raise ValueError(f"{glm_name} needs the hub's gamed-baseline annotations; use a *_noreg GLM")
+        raise ValueError(
+            f"{glm_name} needs the hub's gamed-baseline annotations; use a *_noreg GLM"
+        )
     difficulty = difficulty.sort_index()
     position = pd.Series(range(len(difficulty)), index=difficulty.index)
     missing = set(annotations["index"]) - set(difficulty.index)
     if missing:
-        raise KeyError(f"{len(missing)} annotation indices have no difficulty, e.g. {sorted(missing)[:5]}")
+        raise KeyError(
+            f"{len(missing)} annotation indices have no difficulty, e.g. {sorted(missing)[:5]}"
+        )
     df = annotations.copy()
     df["index"] = df["index"].map(position).astype(int)
     df["preference"] = df["preference"].astype(float)
@@ -125,12 +129,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("out", help="output JSON path")
     parser.add_argument("--glm", default="length_controlled_noreg")
     args = parser.parse_args(argv)
-    logging.disable(logging.WARNING)  # alpaca_eval warns on large LC changes; keep stdout/stderr clean
+    logging.disable(
+        logging.WARNING
+    )  # alpaca_eval warns on large LC changes; keep stdout/stderr clean
     start = time.perf_counter()
     annotations = _read_annotations(args.annotations)
     diff = pd.read_csv(args.difficulty).set_index("index")["instruction_difficulty"]
     models = alpaca_eval_lc(annotations, diff, glm_name=args.glm)
-    payload: dict[str, Any] = {"glm_name": args.glm, "models": models, "seconds": time.perf_counter() - start}
+    payload: dict[str, Any] = {
+        "glm_name": args.glm,
+        "models": models,
+        "seconds": time.perf_counter() - start,
+    }
     Path(args.out).write_text(json.dumps(payload, indent=1))
 
 

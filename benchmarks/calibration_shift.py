@@ -22,8 +22,8 @@ import os
 import time
 
 import numpy as np
-from _common import data_file
 
+from _common import data_file
 from arenajudge.data import read_battles
 from arenajudge.data.folds import folds
 from arenajudge.evaluate import attach_sources, cross_validate
@@ -52,10 +52,14 @@ def train_figure(battles, seed: int) -> tuple[GBDTModel, dict]:
     started = time.perf_counter()
     model = GBDTModel(seed=seed).fit(battles)
     report = model.validation_
-    return model, {"seconds": round(time.perf_counter() - started, 1),
-                   "log_loss": round(report["log_loss"], 4), "ece": round(report["ece"], 4),
-                   "tie_model": report["tie_model"], "nu": round(report["tie_model_evidence"]["davidson_nu"], 4),
-                   "temperature": round(report["temperature"], 4)}
+    return model, {
+        "seconds": round(time.perf_counter() - started, 1),
+        "log_loss": round(report["log_loss"], 4),
+        "ece": round(report["ece"], 4),
+        "tie_model": report["tie_model"],
+        "nu": round(report["tie_model_evidence"]["davidson_nu"], 4),
+        "temperature": round(report["temperature"], 4),
+    }
 
 
 def cv_figure(battles, seed: int) -> dict:
@@ -65,7 +69,8 @@ def cv_figure(battles, seed: int) -> dict:
     if result.by_source:
         out["by_source"] = {s: _round(v) for s, v in result.by_source.items()}
         out["sources_above_prior"] = sorted(
-            s for s, v in result.by_source.items() if v["log_loss"] > v["prior_log_loss"])
+            s for s, v in result.by_source.items() if v["log_loss"] > v["prior_log_loss"]
+        )
     return out
 
 
@@ -79,8 +84,10 @@ def names_only_figure(battles, seed: int, n_folds: int = 5) -> float:
         held = fold_of == fold
         board = fit_leaderboard(battles.take(~held), ties="davidson", ci="none")
         rating = dict(zip(board.table.model, board.table.rating))
-        a, b = ([rating.get(name, ELO_ANCHOR) for name in names[held]]
-                for names in (battles.model_a, battles.model_b))
+        a, b = (
+            [rating.get(name, ELO_ANCHOR) for name in names[held]]
+            for names in (battles.model_a, battles.model_b)
+        )
         eta = (np.asarray(a) - np.asarray(b)) / LOGIT_TO_ELO
         proba[held] = np.exp(davidson.terms(eta, np.log([board.tie_parameter])).log_proba)
     return round(log_loss(battles.target, proba), 4)
@@ -92,16 +99,21 @@ def run_seed(seed: int, names: list[str], arena) -> dict:
         battles = arena if name == "arena_bench" else _read(name)
         model, train = train_figure(battles, seed)
         cv = cv_figure(battles, seed)
-        out[name] = {"train": train, "cv": cv,
-                     "train_vs_cv": round(train["log_loss"] - cv["overall"]["log_loss"], 4)}
+        out[name] = {
+            "train": train,
+            "cv": cv,
+            "train_vs_cv": round(train["log_loss"] - cv["overall"]["log_loss"], 4),
+        }
         if name == "arena_bench":
             out[name]["names_only"] = names_only_figure(battles, seed)
         if name == "human_dev":
             proba = model.predict_proba(arena.without_labels(), tie_rate=ARENA_TIE_RATE)
-            out["shift"] = {"log_loss": round(log_loss(arena.target, proba), 4),
-                            "prior_log_loss": round(prior_log_loss(arena.target), 4),
-                            "tie_rate": ARENA_TIE_RATE,
-                            "mean_tie": round(float(proba[:, 2].mean()), 4)}
+            out["shift"] = {
+                "log_loss": round(log_loss(arena.target, proba), 4),
+                "prior_log_loss": round(prior_log_loss(arena.target), 4),
+                "tie_rate": ARENA_TIE_RATE,
+                "mean_tie": round(float(proba[:, 2].mean()), 4),
+            }
     return out
 
 
@@ -114,9 +126,16 @@ def main() -> None:
     arena = _read("arena_bench")
     load = os.getloadavg()[0]
     results = {str(seed): run_seed(seed, names, arena) for seed in args.seeds}
-    print(json.dumps({"load_average_start": round(load, 2),
-                      "load_average_end": round(os.getloadavg()[0], 2),
-                      "seeds": results}, indent=2))
+    print(
+        json.dumps(
+            {
+                "load_average_start": round(load, 2),
+                "load_average_end": round(os.getloadavg()[0], 2),
+                "seeds": results,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

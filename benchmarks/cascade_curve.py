@@ -25,8 +25,7 @@ from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.data.soft_labels import read_oof
 from arenajudge.metrics import log_loss
-from arenajudge.models.cascade import (CascadeConfig, CascadeModel, cross_fitted_cascade,
-                                       entropy)
+from arenajudge.models.cascade import CascadeConfig, CascadeModel, cross_fitted_cascade, entropy
 from arenajudge.models.contract import PreferenceModel
 
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
@@ -50,9 +49,16 @@ def embed_seconds_per_row(battles: Battles, base: str, max_length: int) -> float
     return (time.perf_counter() - started) / len(sample)
 
 
-def curve(battles: Battles, first_dir: str, then_dir: str, oof: tuple[np.ndarray, np.ndarray],
-          shares: tuple[float, ...], embed_rate: float, seed: int,
-          timing: Battles | None = None) -> list[dict]:
+def curve(
+    battles: Battles,
+    first_dir: str,
+    then_dir: str,
+    oof: tuple[np.ndarray, np.ndarray],
+    shares: tuple[float, ...],
+    embed_rate: float,
+    seed: int,
+    timing: Battles | None = None,
+) -> list[dict]:
     """One point per share: cross-fitted OOF log loss of ``battles``, and the rows
     rescored and wall seconds of the cascade scoring ``timing`` (default ``battles``)."""
     fold = folds(battles, n_folds=5, seed=seed)
@@ -60,16 +66,21 @@ def curve(battles: Battles, first_dir: str, then_dir: str, oof: tuple[np.ndarray
     points = []
     for share in shares:
         config = CascadeConfig(share=share)
-        cascade = CascadeModel(config, first_dir=first_dir, then_dir=then_dir).fit(
-            battles, oof=oof)
-        rescored = int((entropy(cascade.first_.predict_proba(unlabelled))
-                        >= cascade.threshold_).sum())
+        cascade = CascadeModel(config, first_dir=first_dir, then_dir=then_dir).fit(battles, oof=oof)
+        rescored = int(
+            (entropy(cascade.first_.predict_proba(unlabelled)) >= cascade.threshold_).sum()
+        )
         seconds = timed_predict(cascade, unlabelled) + rescored * embed_rate
         proba = cross_fitted_cascade(*oof, battles.target, fold, config)
-        points.append({"share": share, "rows_timed": len(unlabelled),
-                       "rows_rescored": rescored,
-                       "log_loss": round(log_loss(battles.target, proba), 4),
-                       "seconds": round(seconds, 2)})
+        points.append(
+            {
+                "share": share,
+                "rows_timed": len(unlabelled),
+                "rows_rescored": rescored,
+                "log_loss": round(log_loss(battles.target, proba), 4),
+                "seconds": round(seconds, 2),
+            }
+        )
     return points
 
 
@@ -81,8 +92,9 @@ def main() -> None:
     parser.add_argument("--oof-first", required=True)
     parser.add_argument("--oof-then", required=True)
     parser.add_argument("--embeddings", default=None)
-    parser.add_argument("--embed-base", default=None,
-                        help="The encoder that made --embeddings, to time embedding.")
+    parser.add_argument(
+        "--embed-base", default=None, help="The encoder that made --embeddings, to time embedding."
+    )
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--shares", default=",".join(map(str, SHARES)))
     parser.add_argument("--seed", type=int, default=0)
@@ -91,14 +103,22 @@ def main() -> None:
     if args.embeddings:
         battles = attach_embeddings(battles, args.embeddings)
     oof = (read_oof(args.oof_first, battles), read_oof(args.oof_then, battles))
-    rate = embed_seconds_per_row(battles, args.embed_base, args.max_length) \
-        if args.embed_base else 0.0
+    rate = (
+        embed_seconds_per_row(battles, args.embed_base, args.max_length) if args.embed_base else 0.0
+    )
     shares = tuple(float(s) for s in args.shares.split(","))
-    print(json.dumps({"data": Path(args.data).name, "rows": len(battles),
-                      "embed_seconds_per_row": round(rate, 5),
-                      "loadavg": os.getloadavg(),
-                      "points": curve(battles, args.first, args.then, oof, shares, rate,
-                                      args.seed)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "data": Path(args.data).name,
+                "rows": len(battles),
+                "embed_seconds_per_row": round(rate, 5),
+                "loadavg": os.getloadavg(),
+                "points": curve(battles, args.first, args.then, oof, shares, rate, args.seed),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

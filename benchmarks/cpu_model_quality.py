@@ -14,7 +14,6 @@ import json
 import time
 
 from _common import data_file
-
 from arenajudge.data import read_battles
 from arenajudge.evaluate import attach_sources, cross_validate
 from arenajudge.models.gbdt import GBDTModel
@@ -34,12 +33,18 @@ def evaluate_set(name: str, n_folds: int, seed: int) -> dict:
     result = cross_validate(GBDTModel, battles, n_folds=n_folds, seed=seed, progress=False)
     overall = _rounded(result.overall)
     overall["below_prior"] = round(overall["prior_log_loss"] - overall["log_loss"], 4)
-    by_source = {s: {**_rounded(v), "vs_prior": round(v["log_loss"] - v["prior_log_loss"], 4)}
-                 for s, v in result.by_source.items()}
-    return {"rows": len(battles), "folds": n_folds, "seconds": round(time.perf_counter() -
-                                                                     started, 1),
-            "overall": overall, "by_source": by_source,
-            "per_fold_log_loss": [round(f["log_loss"], 4) for f in result.folds]}
+    by_source = {
+        s: {**_rounded(v), "vs_prior": round(v["log_loss"] - v["prior_log_loss"], 4)}
+        for s, v in result.by_source.items()
+    }
+    return {
+        "rows": len(battles),
+        "folds": n_folds,
+        "seconds": round(time.perf_counter() - started, 1),
+        "overall": overall,
+        "by_source": by_source,
+        "per_fold_log_loss": [round(f["log_loss"], 4) for f in result.folds],
+    }
 
 
 def main() -> None:
@@ -49,8 +54,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     names = [args.only] if args.only else list(SETS)
-    print(json.dumps({name: evaluate_set(name, args.folds, args.seed) for name in names},
-                     indent=2))
+    print(json.dumps({name: evaluate_set(name, args.folds, args.seed) for name in names}, indent=2))
 
 
 if __name__ == "__main__":

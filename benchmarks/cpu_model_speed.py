@@ -24,8 +24,8 @@ def _phase(args: argparse.Namespace) -> None:
     import numpy as np
 
     from arenajudge.data import read_battles
-    from arenajudge.models.registry import load_model
     from arenajudge.models.gbdt import GBDTModel
+    from arenajudge.models.registry import load_model
 
     started = time.perf_counter()
     battles = read_battles(data_file("alpaca_eval_gpt4_turbo.csv.gz"))
@@ -39,8 +39,16 @@ def _phase(args: argparse.Namespace) -> None:
         load_model(args.model_dir).predict_proba(battles.without_labels())
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"rows": len(battles), "read_seconds": round(read_seconds, 1),
-                      "seconds": round(seconds, 1), "peak_rss_mb": round(peak_mb)}))
+    print(
+        json.dumps(
+            {
+                "rows": len(battles),
+                "read_seconds": round(read_seconds, 1),
+                "seconds": round(seconds, 1),
+                "peak_rss_mb": round(peak_mb),
+            }
+        )
+    )
 
 
 def _run_phase(phase: str, model_dir: str, rows: int | None) -> dict:
@@ -64,13 +72,21 @@ def main() -> None:
         model_dir = str(Path(tmp) / "model")
         train = _run_phase("train", model_dir, args.rows)
         predict = _run_phase("predict", model_dir, args.rows)
-    print(json.dumps({
-        "data": "alpaca_eval_gpt4_turbo.csv.gz", "rows": train["rows"],
-        "train_seconds": train["seconds"], "train_peak_rss_mb": train["peak_rss_mb"],
-        "predict_seconds": predict["seconds"],
-        "predict_pairs_per_second": round(predict["rows"] / max(predict["seconds"], 1e-9)),
-        "predict_peak_rss_mb": predict["peak_rss_mb"], "read_seconds": train["read_seconds"],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "data": "alpaca_eval_gpt4_turbo.csv.gz",
+                "rows": train["rows"],
+                "train_seconds": train["seconds"],
+                "train_peak_rss_mb": train["peak_rss_mb"],
+                "predict_seconds": predict["seconds"],
+                "predict_pairs_per_second": round(predict["rows"] / max(predict["seconds"], 1e-9)),
+                "predict_peak_rss_mb": predict["peak_rss_mb"],
+                "read_seconds": train["read_seconds"],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

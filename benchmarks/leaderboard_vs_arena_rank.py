@@ -55,35 +55,45 @@ def _timed(command: list[str], env: dict[str, str] | None = None) -> tuple[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--arena-python", required=True,
-                        help="Python of an environment with arena-rank installed.")
+    parser.add_argument(
+        "--arena-python", required=True, help="Python of an environment with arena-rank installed."
+    )
     parser.add_argument("--data", default=None, help="Votes file (default: arena_bench).")
     args = parser.parse_args()
     path = Path(args.data) if args.data else data_file("arena_bench_gpt4_pairs.csv.gz")
     src = str(Path(__file__).resolve().parents[1] / "src")
     env = {**os.environ, "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    ours_out, ours_s = _timed([sys.executable, "-m", "arenajudge", "leaderboard", str(path),
-                               "--format", "json"], env)
+    ours_out, ours_s = _timed(
+        [sys.executable, "-m", "arenajudge", "leaderboard", str(path), "--format", "json"], env
+    )
     theirs_out, theirs_s = _timed([args.arena_python, "-c", ARENA_RANK_SCRIPT, str(path)])
     ours = {row["model"]: row for row in json.loads(ours_out)["models"]}
     theirs = json.loads(theirs_out)
     differences, width_ratios = {}, {}
-    for model, rating, low, high in zip(theirs["models"], theirs["rating"], theirs["lower"],
-                                        theirs["upper"]):
+    for model, rating, low, high in zip(
+        theirs["models"], theirs["rating"], theirs["lower"], theirs["upper"]
+    ):
         row = ours[model]
         differences[model] = round(row["rating"] - rating, 3)
         width_ratios[model] = round((row["ci_upper"] - row["ci_lower"]) / (high - low), 4)
-    print(json.dumps({
-        "file": path.name, "models": len(ours),
-        "max_abs_rating_difference_elo": max(map(abs, differences.values())),
-        "interval_width_ratio_min": min(width_ratios.values()),
-        "interval_width_ratio_max": max(width_ratios.values()),
-        "interval_width_ratio_per_model": width_ratios,
-        "rating_difference_per_model": differences,
-        "ours_seconds": round(ours_s, 2), "arena_rank_seconds": round(theirs_s, 2),
-        "wall_time_ratio_ours_over_theirs": round(ours_s / theirs_s, 3),
-        "loadavg": open("/proc/loadavg").read().split()[:3],
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "file": path.name,
+                "models": len(ours),
+                "max_abs_rating_difference_elo": max(map(abs, differences.values())),
+                "interval_width_ratio_min": min(width_ratios.values()),
+                "interval_width_ratio_max": max(width_ratios.values()),
+                "interval_width_ratio_per_model": width_ratios,
+                "rating_difference_per_model": differences,
+                "ours_seconds": round(ours_s, 2),
+                "arena_rank_seconds": round(theirs_s, 2),
+                "wall_time_ratio_ours_over_theirs": round(ours_s / theirs_s, 3),
+                "loadavg": Path("/proc/loadavg").read_text().split()[:3],
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -41,10 +41,12 @@ def timed_fit(model: PreferenceModel, train, held_out) -> tuple[np.ndarray, dict
     model.fit(train)
     fitted = time.perf_counter()
     proba = model.predict_proba(held_out.without_labels())
-    return proba, {"log_loss": log_loss(held_out.target, proba),
-                   "accuracy": accuracy(held_out.target, proba),
-                   "fit_seconds": round(fitted - started, 1),
-                   "predict_seconds": round(time.perf_counter() - fitted, 1)}
+    return proba, {
+        "log_loss": log_loss(held_out.target, proba),
+        "accuracy": accuracy(held_out.target, proba),
+        "fit_seconds": round(fitted - started, 1),
+        "predict_seconds": round(time.perf_counter() - fitted, 1),
+    }
 
 
 def main() -> None:
@@ -64,16 +66,30 @@ def main() -> None:
     held = folds(battles, n_folds=5, seed=0) == 0
     train, held_out = battles.take(~held), battles.take(held)
 
-    options = {"base": str(minilm_dir()), "max_length": 128, "epochs": 1, "batch_size": 16,
-               "lr": args.lr, "device": "cpu", "seed": 0}
+    options = {
+        "base": str(minilm_dir()),
+        "max_length": 128,
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": args.lr,
+        "device": "cpu",
+        "seed": 0,
+    }
     siamese = build_model("siamese", options)
     _, siamese_scores = timed_fit(siamese, train, held_out)
     report = {
-        "data": str(args.data), "rows": len(battles), "train_rows": len(train),
-        "held_out_rows": len(held_out), "split": "prompt-grouped 5-fold, fold 0 held out",
+        "data": str(args.data),
+        "rows": len(battles),
+        "train_rows": len(train),
+        "held_out_rows": len(held_out),
+        "split": "prompt-grouped 5-fold, fold 0 held out",
         "prior_log_loss": prior_log_loss(held_out.target),
-        "siamese": {**siamese_scores, "options": options,
-                    "validation": siamese.validation_, "truncation": siamese.truncation_},
+        "siamese": {
+            **siamese_scores,
+            "options": options,
+            "validation": siamese.validation_,
+            "truncation": siamese.truncation_,
+        },
     }
     if not args.skip_gbdt:
         from arenajudge.models.gbdt import GBDTModel

@@ -25,16 +25,18 @@ from arenajudge.features import builder
 from arenajudge.models.registry import load_model
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_load import DEFAULT_DATA, _rss_mb  # noqa: E402
+from serve_load import DEFAULT_DATA, _rss_mb
 
 
 def _recombined(battles: Battles, n: int, seed: int) -> Battles:
     """``n`` battles: the prompt of one battle with response A and B of two others."""
     i, a, b = np.random.default_rng(seed).integers(0, len(battles), (3, n))
-    return Battles(id=np.arange(n).astype(str).astype(object),
-                   prompt=[battles.prompt[k] for k in i],
-                   response_a=[battles.response_a[k] for k in a],
-                   response_b=[battles.response_b[k] for k in b])
+    return Battles(
+        id=np.arange(n).astype(str).astype(object),
+        prompt=[battles.prompt[k] for k in i],
+        response_a=[battles.response_a[k] for k in a],
+        response_b=[battles.response_b[k] for k in b],
+    )
 
 
 def main() -> None:
@@ -44,8 +46,12 @@ def main() -> None:
     parser.add_argument("--distinct-pairs", type=int, default=200_000)
     parser.add_argument("--warm-pairs", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1_000, help="battles per call")
-    parser.add_argument("--cache-mb", type=float, default=None,
-                        help="row cache bound in MiB (default: the library's)")
+    parser.add_argument(
+        "--cache-mb",
+        type=float,
+        default=None,
+        help="row cache bound in MiB (default: the library's)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.cache_mb is not None:
@@ -65,20 +71,29 @@ def main() -> None:
     samples = []
     step = max(args.batch, args.distinct_pairs // 10)
     for lo in range(0, len(measured), args.batch):
-        model.predict_proba(measured.take(np.arange(lo, min(lo + args.batch,
-                                                            len(measured)))))
+        model.predict_proba(measured.take(np.arange(lo, min(lo + args.batch, len(measured)))))
         if (lo + args.batch) % step < args.batch:
             samples.append(round(_rss_mb(pid), 1))
     rss_end = _rss_mb(pid)
-    print(json.dumps({
-        "benchmark": "predict_memory", "model": args.model, "data": str(args.data),
-        "cache_mb": round(builder.CACHE_BYTES / 2**20, 1),
-        "warm_up_pairs": len(battles) + args.warm_pairs,
-        "distinct_pairs": args.distinct_pairs, "batch": args.batch,
-        "duration_s": round(time.perf_counter() - started, 1),
-        "rss_warm_mb": round(rss_warm, 1), "rss_end_mb": round(rss_end, 1),
-        "rss_samples_mb": samples,
-        "growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2)}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "predict_memory",
+                "model": args.model,
+                "data": str(args.data),
+                "cache_mb": round(builder.CACHE_BYTES / 2**20, 1),
+                "warm_up_pairs": len(battles) + args.warm_pairs,
+                "distinct_pairs": args.distinct_pairs,
+                "batch": args.batch,
+                "duration_s": round(time.perf_counter() - started, 1),
+                "rss_warm_mb": round(rss_warm, 1),
+                "rss_end_mb": round(rss_end, 1),
+                "rss_samples_mb": samples,
+                "growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2),
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

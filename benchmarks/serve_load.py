@@ -58,10 +58,21 @@ def _bodies(data: Path, n: int, seed: int) -> list[bytes]:
     """``n`` request bodies of one battle each, drawn at random from ``data``."""
     battles = read_battles(data)
     rows = np.random.default_rng(seed).integers(0, len(battles), n)
-    return [json.dumps({"battles": [{
-        "id": str(battles.id[i]), "prompt": list(battles.prompt[i]),
-        "response_a": list(battles.response_a[i]),
-        "response_b": list(battles.response_b[i])}]}).encode() for i in rows]
+    return [
+        json.dumps(
+            {
+                "battles": [
+                    {
+                        "id": str(battles.id[i]),
+                        "prompt": list(battles.prompt[i]),
+                        "response_a": list(battles.response_a[i]),
+                        "response_b": list(battles.response_b[i]),
+                    }
+                ]
+            }
+        ).encode()
+        for i in rows
+    ]
 
 
 def _wait_ready(url: str, server: subprocess.Popen, timeout: float) -> float:
@@ -89,8 +100,9 @@ def _rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-def _distinct_battles(data: Path, n: int, seed: int, skip: set[tuple[int, int, int]]
-                      ) -> tuple[list[dict], set[tuple[int, int, int]]]:
+def _distinct_battles(
+    data: Path, n: int, seed: int, skip: set[tuple[int, int, int]]
+) -> tuple[list[dict], set[tuple[int, int, int]]]:
     """``n`` distinct battles: the prompt of one battle of ``data`` with response A of a
     second and response B of a third (triples in ``skip`` and repeats left out)."""
     battles = read_battles(data)
@@ -102,9 +114,15 @@ def _distinct_battles(data: Path, n: int, seed: int, skip: set[tuple[int, int, i
             if triple not in seen and len(chosen) < n:
                 seen.add(triple)
                 chosen.append(triple)
-    return [{"id": f"{i}-{a}-{b}", "prompt": list(battles.prompt[i]),
-             "response_a": list(battles.response_a[a]),
-             "response_b": list(battles.response_b[b])} for i, a, b in chosen], seen
+    return [
+        {
+            "id": f"{i}-{a}-{b}",
+            "prompt": list(battles.prompt[i]),
+            "response_a": list(battles.response_a[a]),
+            "response_b": list(battles.response_b[b]),
+        }
+        for i, a, b in chosen
+    ], seen
 
 
 def _send(url: str, battles: list[dict], clients: int, per_request: int) -> int:
@@ -112,7 +130,7 @@ def _send(url: str, battles: list[dict], clients: int, per_request: int) -> int:
     returns the number of failed requests."""
     from arenajudge.client import Judge
 
-    chunks = [battles[i:i + per_request] for i in range(0, len(battles), per_request)]
+    chunks = [battles[i : i + per_request] for i in range(0, len(battles), per_request)]
     local = threading.local()
 
     def one(chunk: list[dict]) -> int:
@@ -120,7 +138,7 @@ def _send(url: str, battles: list[dict], clients: int, per_request: int) -> int:
             local.judge = Judge(url, timeout=120)
         try:
             return int(len(local.judge.judge(chunk)) != len(chunk))
-        except Exception:  # noqa: BLE001  (counted; the benchmark goes on)
+        except Exception:
             return 1
 
     with ThreadPoolExecutor(clients) as pool:
@@ -130,11 +148,18 @@ def _send(url: str, battles: list[dict], clients: int, per_request: int) -> int:
 def _memory(url: str, pid: int, args: argparse.Namespace) -> dict:
     """The ``--distinct-pairs`` run: RSS after warm-up and after the distinct pairs."""
     originals = read_battles(args.data)
-    warm = [{"id": str(originals.id[i]), "prompt": list(originals.prompt[i]),
-             "response_a": list(originals.response_a[i]),
-             "response_b": list(originals.response_b[i])} for i in range(len(originals))]
-    extra, seen = _distinct_battles(args.data, args.warm_pairs, args.seed,
-                                    {(i, i, i) for i in range(len(originals))})
+    warm = [
+        {
+            "id": str(originals.id[i]),
+            "prompt": list(originals.prompt[i]),
+            "response_a": list(originals.response_a[i]),
+            "response_b": list(originals.response_b[i]),
+        }
+        for i in range(len(originals))
+    ]
+    extra, seen = _distinct_battles(
+        args.data, args.warm_pairs, args.seed, {(i, i, i) for i in range(len(originals))}
+    )
     measured, _ = _distinct_battles(args.data, args.distinct_pairs, args.seed + 1, seen)
     rss_start = _rss_mb(pid)
     started = time.perf_counter()
@@ -143,23 +168,32 @@ def _memory(url: str, pid: int, args: argparse.Namespace) -> dict:
     samples, peak = [], rss_warm
     step = max(args.pairs_per_request, len(measured) // 10)
     for lo in range(0, len(measured), step):
-        failed += _send(url, measured[lo:lo + step], args.clients, args.pairs_per_request)
+        failed += _send(url, measured[lo : lo + step], args.clients, args.pairs_per_request)
         samples.append(round(_rss_mb(pid), 1))
         peak = max(peak, samples[-1])
     rss_end = _rss_mb(pid)
-    return {"benchmark": "serve_load --distinct-pairs", "model": args.model,
-            "data": str(args.data), "warm_up_pairs": len(warm) + len(extra),
-            "distinct_pairs": len(measured), "pairs_per_request": args.pairs_per_request,
-            "clients": args.clients, "failed_requests": failed,
-            "duration_s": round(time.perf_counter() - started, 1),
-            "rss_start_mb": round(rss_start, 1), "rss_warm_mb": round(rss_warm, 1),
-            "rss_end_mb": round(rss_end, 1), "rss_peak_mb": round(peak, 1),
-            "rss_samples_mb": samples,
-            "growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2)}
+    return {
+        "benchmark": "serve_load --distinct-pairs",
+        "model": args.model,
+        "data": str(args.data),
+        "warm_up_pairs": len(warm) + len(extra),
+        "distinct_pairs": len(measured),
+        "pairs_per_request": args.pairs_per_request,
+        "clients": args.clients,
+        "failed_requests": failed,
+        "duration_s": round(time.perf_counter() - started, 1),
+        "rss_start_mb": round(rss_start, 1),
+        "rss_warm_mb": round(rss_warm, 1),
+        "rss_end_mb": round(rss_end, 1),
+        "rss_peak_mb": round(peak, 1),
+        "rss_samples_mb": samples,
+        "growth_pct": round(100 * (rss_end - rss_warm) / rss_warm, 2),
+    }
 
 
-async def _load(url: str, bodies: list[bytes], clients: int, deadline: float
-                ) -> tuple[list[float], dict[str, int], float]:
+async def _load(
+    url: str, bodies: list[bytes], clients: int, deadline: float
+) -> tuple[list[float], dict[str, int], float]:
     """(latencies of answered requests in s, error counts by kind, wall seconds)."""
     import aiohttp  # httpx's async pool costs ~10 ms of client CPU a request at 200 clients
 
@@ -177,8 +211,9 @@ async def _load(url: str, bodies: list[bytes], clients: int, deadline: float
                     return
                 sent = time.perf_counter()
                 try:
-                    async with session.post("/v1/judge", data=body, headers={
-                            "content-type": "application/json"}) as response:
+                    async with session.post(
+                        "/v1/judge", data=body, headers={"content-type": "application/json"}
+                    ) as response:
                         await response.read()
                         kind = None if response.status == 200 else str(response.status)
                 except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
@@ -199,17 +234,30 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=200)
-    parser.add_argument("--deadline", type=float, default=600.0,
-                        help="stop sending after this many seconds")
+    parser.add_argument(
+        "--deadline", type=float, default=600.0, help="stop sending after this many seconds"
+    )
     parser.add_argument("--workers", type=int, default=1, help="server processes")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--distinct-pairs", type=int, default=0,
-                        help="measure the server's memory over this many distinct pairs "
-                             "sent through arenajudge.client instead of latency")
-    parser.add_argument("--warm-pairs", type=int, default=20_000,
-                        help="recombined pairs sent during warm-up (--distinct-pairs)")
-    parser.add_argument("--pairs-per-request", type=int, default=50,
-                        help="battles per client request (--distinct-pairs)")
+    parser.add_argument(
+        "--distinct-pairs",
+        type=int,
+        default=0,
+        help="measure the server's memory over this many distinct pairs "
+        "sent through arenajudge.client instead of latency",
+    )
+    parser.add_argument(
+        "--warm-pairs",
+        type=int,
+        default=20_000,
+        help="recombined pairs sent during warm-up (--distinct-pairs)",
+    )
+    parser.add_argument(
+        "--pairs-per-request",
+        type=int,
+        default=50,
+        help="battles per client request (--distinct-pairs)",
+    )
     args = parser.parse_args()
     if not args.data.exists():
         sys.exit(f"error: {args.data} does not exist; give --data")
@@ -220,18 +268,31 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(
-            [sys.executable, "-c", "from arenajudge.cli import main; main()", "serve",
-             "--model", args.model,
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)],
-            stdout=log, stderr=log)
+            [
+                sys.executable,
+                "-c",
+                "from arenajudge.cli import main; main()",
+                "serve",
+                "--model",
+                args.model,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(args.workers),
+            ],
+            stdout=log,
+            stderr=log,
+        )
         try:
             startup_s = _wait_ready(url, server, timeout=120)
             if args.distinct_pairs:
-                report = {**_memory(url, server.pid, args),
-                          "server_startup_s": round(startup_s, 2)}
+                report = {**_memory(url, server.pid, args), "server_startup_s": round(startup_s, 2)}
             else:
-                latencies, errors, wall = asyncio.run(_load(url, bodies, args.clients,
-                                                            args.deadline))
+                latencies, errors, wall = asyncio.run(
+                    _load(url, bodies, args.clients, args.deadline)
+                )
         finally:
             server.send_signal(signal.SIGINT)
             try:
@@ -239,11 +300,16 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
         log.seek(0)
-        server_errors = [line for line in log.read().decode(errors="replace").splitlines()
-                         if "ERROR" in line or "Traceback" in line]
+        server_errors = [
+            line
+            for line in log.read().decode(errors="replace").splitlines()
+            if "ERROR" in line or "Traceback" in line
+        ]
     if args.distinct_pairs:
-        report.update(server_error_lines=len(server_errors), machine={
-            "cpus": os.cpu_count(), "load_average_1min_at_start": round(load_at_start, 2)})
+        report.update(
+            server_error_lines=len(server_errors),
+            machine={"cpus": os.cpu_count(), "load_average_1min_at_start": round(load_at_start, 2)},
+        )
         print(json.dumps(report, indent=2))
         return
 
@@ -251,20 +317,32 @@ def main() -> None:
     n_errors = sum(errors.values())
     report = {
         "benchmark": "serve_load",
-        "model": args.model, "data": str(args.data), "workers": args.workers,
-        "clients": args.clients, "requests_planned": args.requests,
-        "requests_ok": int(answered.size), "errors": n_errors, "errors_by_kind": errors,
+        "model": args.model,
+        "data": str(args.data),
+        "workers": args.workers,
+        "clients": args.clients,
+        "requests_planned": args.requests,
+        "requests_ok": int(answered.size),
+        "errors": n_errors,
+        "errors_by_kind": errors,
         "dropped": args.requests - int(answered.size) - n_errors,
-        "duration_s": round(wall, 2), "deadline_s": args.deadline,
+        "duration_s": round(wall, 2),
+        "deadline_s": args.deadline,
         "requests_per_s": round(answered.size / wall, 1),
-        "latency_ms": {name: round(float(np.percentile(answered, q)) * 1000, 1)
-                       for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))}
-        if answered.size else None,
+        "latency_ms": {
+            name: round(float(np.percentile(answered, q)) * 1000, 1)
+            for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("max", 100))
+        }
+        if answered.size
+        else None,
         "server_startup_s": round(startup_s, 2),
         "server_error_lines": len(server_errors),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    # other work on the machine slows the server down
-                    "load_average_1min_at_start": round(load_at_start, 2)},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            # other work on the machine slows the server down
+            "load_average_1min_at_start": round(load_at_start, 2),
+        },
     }
     print(json.dumps(report, indent=2))
 

@@ -10,8 +10,8 @@ texts tokenise to realistic lengths) is trained for a few steps on 2,000 rows of
   batch size x max length): padded tokens per real token and pairs/s of the forward
   passes;
 - TTA: ``--tta none``, ``uncertain:0.33`` and ``full``: pairs/s (end to end, packing
-  included) and log loss on the same rows (in sample and of a barely trained tiny model: a speed comparison, the
-  log losses only show the three agree in kind).
+  included) and log loss on the same rows (in sample and of a barely trained tiny
+  model: a speed comparison, the log losses only show the three agree in kind).
 
 Prints one JSON object. Run with ``nice``; the timings depend on the machine's load.
 
@@ -41,8 +41,11 @@ def padding(samples, batches) -> dict[str, float]:
 
     lengths = sample_lengths(samples)
     padded = sum(len(b) * int(lengths[b].max()) for b in batches)
-    return {"batches": len(batches), "padded_per_real_token": round(
-        padded / int(lengths.sum()), 4), "padding_waste": round(padded / int(lengths.sum()) - 1, 4)}
+    return {
+        "batches": len(batches),
+        "padded_per_real_token": round(padded / int(lengths.sum()), 4),
+        "padding_waste": round(padded / int(lengths.sum()) - 1, 4),
+    }
 
 
 def train_tiny(battles, work: Path, max_length: int) -> tuple[Path, float]:
@@ -50,13 +53,26 @@ def train_tiny(battles, work: Path, max_length: int) -> tuple[Path, float]:
     from arenajudge.models.registry import build_model
     from tiny import save_base
 
-    texts = [turn for side in (battles.prompt, battles.response_a, battles.response_b)
-             for turns in side for turn in turns]
+    texts = [
+        turn
+        for side in (battles.prompt, battles.response_a, battles.response_b)
+        for turns in side
+        for turn in turns
+    ]
     base = save_base(work / "base", "llama", texts=texts[:6000], max_positions=max_length)
     started = time.perf_counter()
-    build_model("llm", {"base": str(base), "max_length": max_length, "batch_size": 4,
-                        "max_steps": 8, "lr": 1e-3, "val_fraction": 0.0, "device": "cpu"}
-                ).fit(battles.take(np.arange(min(64, len(battles))))).save(work / "model")
+    build_model(
+        "llm",
+        {
+            "base": str(base),
+            "max_length": max_length,
+            "batch_size": 4,
+            "max_steps": 8,
+            "lr": 1e-3,
+            "val_fraction": 0.0,
+            "device": "cpu",
+        },
+    ).fit(battles.take(np.arange(min(64, len(battles))))).save(work / "model")
     return work / "model", time.perf_counter() - started
 
 
@@ -70,8 +86,11 @@ def timed_predict(model_dir: Path, battles, **options) -> dict[str, float]:
     started = time.perf_counter()
     proba = model.predict_proba(battles.without_labels())
     seconds = time.perf_counter() - started
-    return {"seconds": round(seconds, 2), "pairs_per_s": round(len(battles) / seconds, 2),
-            "log_loss_in_sample": round(log_loss(battles.target, proba), 5)}
+    return {
+        "seconds": round(seconds, 2),
+        "pairs_per_s": round(len(battles) / seconds, 2),
+        "log_loss_in_sample": round(log_loss(battles.target, proba), 5),
+    }
 
 
 def main() -> None:
@@ -92,8 +111,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     battles = read_battles(data_file("human_dev.csv"))
     battles = battles.take(np.arange(min(args.rows, len(battles))))
-    model_dir, train_seconds = train_tiny(battles, Path(tempfile.mkdtemp(prefix="budget_")),
-                                          args.max_length)
+    model_dir, train_seconds = train_tiny(
+        battles, Path(tempfile.mkdtemp(prefix="budget_")), args.max_length
+    )
     budget = args.batch_size * args.max_length
     # the batch plans of each mode (both A/B orders of every battle)
     model = load_model(model_dir)
@@ -101,28 +121,47 @@ def main() -> None:
     samples = Samples.build(model._packer(), packed, None, None, both_orders=True)
     order = np.arange(len(samples))
     plans = {
-        "fixed_file_order": [order[i:i + args.batch_size]
-                             for i in range(0, len(order), args.batch_size)],
-        "fixed_sorted": [np.array(b) for b in batching.plan_batches(
-            samples, None, args.batch_size, None)],
-        "token_budget": [np.array(b) for b in batching.plan_batches(
-            samples, None, args.batch_size, budget)]}
-    results = {name: {**padding(samples, plan), **plan_speed(model, samples, plan)}
-               for name, plan in plans.items()}
-    tta = {mode: timed_predict(model_dir, battles, max_tokens_per_batch=budget, tta=mode)
-           for mode in ("none", "uncertain:0.33", "full")}
+        "fixed_file_order": [
+            order[i : i + args.batch_size] for i in range(0, len(order), args.batch_size)
+        ],
+        "fixed_sorted": [
+            np.array(b) for b in batching.plan_batches(samples, None, args.batch_size, None)
+        ],
+        "token_budget": [
+            np.array(b) for b in batching.plan_batches(samples, None, args.batch_size, budget)
+        ],
+    }
+    results = {
+        name: {**padding(samples, plan), **plan_speed(model, samples, plan)}
+        for name, plan in plans.items()
+    }
+    tta = {
+        mode: timed_predict(model_dir, battles, max_tokens_per_batch=budget, tta=mode)
+        for mode in ("none", "uncertain:0.33", "full")
+    }
     speed = {name: results[name]["pairs_per_s"] for name in results}
-    print(json.dumps({
-        "rows": len(battles), "max_length": args.max_length, "batch_size": args.batch_size,
-        "max_tokens_per_batch": budget, "threads": args.threads,
-        "model": "tiny random llama, hidden 32, 2 layers, trained 8 steps on 64 rows",
-        "train_seconds": round(train_seconds, 1), "load_average": os.getloadavg(),
-        "batching": results,
-        "token_budget_speedup_over_fixed_sorted": round(
-            speed["token_budget"] / speed["fixed_sorted"], 3),
-        "token_budget_speedup_over_fixed_file_order": round(
-            speed["token_budget"] / speed["fixed_file_order"], 3),
-        "tta": tta}))
+    print(
+        json.dumps(
+            {
+                "rows": len(battles),
+                "max_length": args.max_length,
+                "batch_size": args.batch_size,
+                "max_tokens_per_batch": budget,
+                "threads": args.threads,
+                "model": "tiny random llama, hidden 32, 2 layers, trained 8 steps on 64 rows",
+                "train_seconds": round(train_seconds, 1),
+                "load_average": os.getloadavg(),
+                "batching": results,
+                "token_budget_speedup_over_fixed_sorted": round(
+                    speed["token_budget"] / speed["fixed_sorted"], 3
+                ),
+                "token_budget_speedup_over_fixed_file_order": round(
+                    speed["token_budget"] / speed["fixed_file_order"], 3
+                ),
+                "tta": tta,
+            }
+        )
+    )
 
 
 def plan_speed(model, samples, plan) -> dict[str, float]:
@@ -136,7 +175,8 @@ def plan_speed(model, samples, plan) -> dict[str, float]:
     loader = torch.utils.data.DataLoader(
         batching._items(samples, range(len(samples))),
         batch_sampler=[np.asarray(b).tolist() for b in plan],
-        collate_fn=lambda items: batching.collate(items, pad_token_id(model.tokenizer_)))
+        collate_fn=lambda items: batching.collate(items, pad_token_id(model.tokenizer_)),
+    )
     started = time.perf_counter()
     batching.logits_of(model.net_, loader, len(samples))
     seconds = time.perf_counter() - started

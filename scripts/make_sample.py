@@ -21,14 +21,23 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "src" / "arenajudge" / "datasets" / "sample.csv.gz"
 PANDALM, HH_RLHF = "pandalm_testset_v1", "hh_rlhf_test"
-COLUMNS = ["id", "model_a", "model_b", "prompt", "response_a", "response_b",
-           "winner_model_a", "winner_model_b", "winner_tie", "source"]
+COLUMNS = [
+    "id",
+    "model_a",
+    "model_b",
+    "prompt",
+    "response_a",
+    "response_b",
+    "winner_model_a",
+    "winner_model_b",
+    "winner_tie",
+    "source",
+]
 
 
 def build_sample(data_dir: Path, hh_rows: int, seed: int) -> pd.DataFrame:
     """PandaLM's battles, then ``hh_rows`` HH-RLHF battles drawn with ``seed``, by id."""
-    battles = pd.read_csv(data_dir / "human_dev.csv", dtype={"id": str},
-                          keep_default_na=False)
+    battles = pd.read_csv(data_dir / "human_dev.csv", dtype={"id": str}, keep_default_na=False)
     sources = pd.read_csv(data_dir / "human_dev_sources.csv", dtype=str)
     battles = battles.merge(sources, on="id", how="inner", validate="one_to_one")
     pandalm = battles[battles["source"] == PANDALM]
@@ -52,10 +61,17 @@ def main() -> None:
         sys.exit(f"error: {args.data / 'human_dev.csv'} is absent; pass --data DIR")
     sample = build_sample(args.data, args.hh_rows, args.seed)
     write_sample(sample, OUT)
-    print(json.dumps({"path": str(OUT.relative_to(ROOT)), "rows": len(sample),
-                      "by_source": sample["source"].value_counts().to_dict(),
-                      "bytes": OUT.stat().st_size,
-                      "sha256": hashlib.sha256(OUT.read_bytes()).hexdigest()}))
+    print(
+        json.dumps(
+            {
+                "path": str(OUT.relative_to(ROOT)),
+                "rows": len(sample),
+                "by_source": sample["source"].value_counts().to_dict(),
+                "bytes": OUT.stat().st_size,
+                "sha256": hashlib.sha256(OUT.read_bytes()).hexdigest(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -39,20 +39,22 @@ def on_config(config):
     nav = config["nav"]
     for index, item in enumerate(nav):
         if isinstance(item, dict) and SECTION in item:
-            nav[index] = {SECTION: ["api/index.md"] + [{name: _page(name)}
-                                                     for name, _ in public_modules()]}
+            nav[index] = {
+                SECTION: ["api/index.md"] + [{name: _page(name)} for name, _ in public_modules()]
+            }
     return config
 
 
 def on_files(files, config):
     from mkdocs.structure.files import File  # here: tests read this file without MkDocs
 
-    rows = "\n".join(f"| [`{name}`]({name}.md) | {summary} |"
-                     for name, summary in public_modules())
-    index = ("# Python API\n\nEvery public module of the package, rendered from its "
-             "docstrings. The command line is documented in the "
-             "[CLI reference](../cli.md).\n\n| module | what it holds |\n|---|---|\n"
-             f"{rows}\n")
+    rows = "\n".join(f"| [`{name}`]({name}.md) | {summary} |" for name, summary in public_modules())
+    index = (
+        "# Python API\n\nEvery public module of the package, rendered from its "
+        "docstrings. The command line is documented in the "
+        "[CLI reference](../cli.md).\n\n| module | what it holds |\n|---|---|\n"
+        f"{rows}\n"
+    )
     files.append(File.generated(config, "api/index.md", content=index))
     for name, _ in public_modules():
         page = f"# `{name}`\n\n::: {name}\n"

@@ -12,8 +12,27 @@ import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
-WORDS = ("model answer explain python code list data result first second detail "
-         "because example simple table value step reason clear").split()
+WORDS = [
+    "model",
+    "answer",
+    "explain",
+    "python",
+    "code",
+    "list",
+    "data",
+    "result",
+    "first",
+    "second",
+    "detail",
+    "because",
+    "example",
+    "simple",
+    "table",
+    "value",
+    "step",
+    "reason",
+    "clear",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -51,16 +70,21 @@ def synthetic_frame(n: int = 160, seed: int = 0, n_prompts: int | None = None) -
         score = (len_a - len_b) / 25 + (md_a - md_b) + rng.normal(0, 0.7)
         winner = 2 if abs(score) < 0.35 else (0 if score > 0 else 1)
         topic = i % n_prompts
-        prompt = f"question {topic}: " + " ".join(WORDS[topic % len(WORDS):][:6])
-        rows.append({
-            "id": 1000 + i,
-            "model_a": f"m{rng.integers(4)}", "model_b": f"m{rng.integers(4)}",
-            "prompt": json.dumps([prompt]),
-            "response_a": json.dumps([_text(rng, len_a, md_a)]),
-            "response_b": json.dumps([_text(rng, len_b, md_b)]),
-            **{label: int(winner == k) for k, label in
-               enumerate(("winner_model_a", "winner_model_b", "winner_tie"))},
-        })
+        prompt = f"question {topic}: " + " ".join(WORDS[topic % len(WORDS) :][:6])
+        rows.append(
+            {
+                "id": 1000 + i,
+                "model_a": f"m{rng.integers(4)}",
+                "model_b": f"m{rng.integers(4)}",
+                "prompt": json.dumps([prompt]),
+                "response_a": json.dumps([_text(rng, len_a, md_a)]),
+                "response_b": json.dumps([_text(rng, len_b, md_b)]),
+                **{
+                    label: int(winner == k)
+                    for k, label in enumerate(("winner_model_a", "winner_model_b", "winner_tie"))
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -81,5 +105,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny_model")
     synthetic_frame(n=160, seed=1).to_csv(root / "train.csv", index=False)
     GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
-        read_battles(root / "train.csv")).save(root / "model")
+        read_battles(root / "train.csv")
+    ).save(root / "model")
     return root / "model"

@@ -10,11 +10,11 @@ import sys
 import lightgbm as lgb
 import numpy as np
 import pytest
-from conftest import synthetic_frame
 
 from arenajudge.data import read_battles
 from arenajudge.models.booster import Booster, BoosterError
 from arenajudge.models.gbdt import GBDTModel
+from conftest import synthetic_frame
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,11 @@ def trained():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(600, 12)).astype(np.float32)
     labels = (features[:, 0] > 0).astype(int) + (features[:, 1] > 1)
-    booster = lgb.train({"objective": "multiclass", "num_class": 3, "verbosity": -1,
-                         "num_leaves": 7}, lgb.Dataset(features, label=labels), 30)
+    booster = lgb.train(
+        {"objective": "multiclass", "num_class": 3, "verbosity": -1, "num_leaves": 7},
+        lgb.Dataset(features, label=labels),
+        30,
+    )
     return booster, rng.normal(size=(257, 12)).astype(np.float32)
 
 
@@ -57,14 +60,16 @@ def test_predicting_with_a_saved_model_imports_neither_lightgbm_nor_sklearn(tmp_
     frame = synthetic_frame(n=120, seed=3)
     frame.to_csv(tmp_path / "train.csv", index=False)
     GBDTModel(n_estimators=10, holdout_share=0, embedding_dim=8).fit(
-        read_battles(tmp_path / "train.csv")).save(tmp_path / "model")
+        read_battles(tmp_path / "train.csv")
+    ).save(tmp_path / "model")
     script = (
         "import sys\n"
         "from arenajudge.cli import main\n"
         f"main(['predict', r'{tmp_path / 'train.csv'}', '--model', r'{tmp_path / 'model'}',"
         f" '--out', r'{tmp_path / 'out.csv'}', '--workers', '1'], standalone_mode=False)\n"
         "print(sorted(m for m in ('lightgbm', 'sklearn', 'scipy.stats', 'scipy.optimize')"
-        " if m in sys.modules))\n")
+        " if m in sys.modules))\n"
+    )
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]"

@@ -9,22 +9,45 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from arenajudge.calibration import (CALIBRATION_FOLDS, MIN_TIES, PROBA_FLOOR, Calibration,
-                                    davidson, fit_calibration, fit_davidson)
+from arenajudge.calibration import (
+    CALIBRATION_FOLDS,
+    MIN_TIES,
+    PROBA_FLOOR,
+    Calibration,
+    davidson,
+    fit_calibration,
+    fit_davidson,
+)
 from arenajudge.cli import main
 from arenajudge.data import read_battles
 from arenajudge.errors import ModelLoadError
-from arenajudge.evaluate import (fit_length_baseline, length_baseline_proba,
-                                 relative_length_difference)
+from arenajudge.evaluate import (
+    fit_length_baseline,
+    length_baseline_proba,
+    relative_length_difference,
+)
 from arenajudge.metrics import log_loss, prior_log_loss
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
-
 from conftest import synthetic_frame
 
-FAST = GBDTConfig(n_estimators=40, min_child_samples=5, num_leaves=7, holdout_share=0.25,
-                  early_stopping_rounds=10, embedding_dim=16, n_jobs=1)
-CONFIG = {"n_estimators": 30, "min_child_samples": 5, "num_leaves": 7, "holdout_share": 0.25,
-          "early_stopping_rounds": 10, "embedding_dim": 16, "n_jobs": 1}
+FAST = GBDTConfig(
+    n_estimators=40,
+    min_child_samples=5,
+    num_leaves=7,
+    holdout_share=0.25,
+    early_stopping_rounds=10,
+    embedding_dim=16,
+    n_jobs=1,
+)
+CONFIG = {
+    "n_estimators": 30,
+    "min_child_samples": 5,
+    "num_leaves": 7,
+    "holdout_share": 0.25,
+    "early_stopping_rounds": 10,
+    "embedding_dim": 16,
+    "n_jobs": 1,
+}
 
 
 def _davidson_votes(n: int, nu: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,15 +72,18 @@ def _target(labels: np.ndarray) -> np.ndarray:
 def test_few_ties_choose_davidson_and_hit_the_tie_rate():
     labels, proba = _davidson_votes(3000, nu=0.05, seed=1)
     assert (labels == 2).sum() < MIN_TIES
-    calibration, report = fit_calibration(_target(labels), proba, np.arange(3000) % 3,
-                                          (0.49, 0.49, 0.02))
+    calibration, report = fit_calibration(
+        _target(labels), proba, np.arange(3000) % 3, (0.49, 0.49, 0.02)
+    )
     assert calibration.tie_model == report["tie_model"] == "davidson"
     shifted = calibration.transform(proba, tie_rate=0.25)
     assert shifted[:, 2].mean() == pytest.approx(0.25, abs=0.01)
     # ties follow the margin: the closest tenth of pairs ties more than the clearest
     margin = np.abs(proba[:, 0] - proba[:, 1])
-    assert shifted[margin < np.quantile(margin, 0.1), 2].mean() > \
-        shifted[margin > np.quantile(margin, 0.9), 2].mean() + 0.1
+    assert (
+        shifted[margin < np.quantile(margin, 0.1), 2].mean()
+        > shifted[margin > np.quantile(margin, 0.9), 2].mean() + 0.1
+    )
 
 
 def test_learnt_ties_choose_the_prior_shift():
@@ -73,8 +99,10 @@ def test_learnt_ties_choose_the_prior_shift():
     prior = tuple(_target(labels).mean(axis=0))
     calibration, report = fit_calibration(_target(labels), proba, np.arange(n) % 3, prior)
     assert calibration.tie_model == "prior_shift"
-    assert report["tie_model_evidence"]["log_loss_tie_column"] < \
-        report["tie_model_evidence"]["log_loss_davidson"]
+    assert (
+        report["tie_model_evidence"]["log_loss_tie_column"]
+        < report["tie_model_evidence"]["log_loss_davidson"]
+    )
     assert report["log_loss"] < prior_log_loss(labels)
     low, high = (calibration.transform(proba, tie_rate=r)[:, 2] for r in (0.1, 0.6))
     assert high.mean() > low.mean() + 0.2
@@ -110,8 +138,9 @@ def test_train_reports_an_out_of_sample_calibrated_figure(tie_free):
     assert report["log_loss"] < report["prior_log_loss"]
 
 
-@pytest.mark.parametrize("field,value", [("temperature", "NaN"), ("train_prior", "Infinity"),
-                                         ("margins", "NaN")])
+@pytest.mark.parametrize(
+    "field,value", [("temperature", "NaN"), ("train_prior", "Infinity"), ("margins", "NaN")]
+)
 def test_non_finite_calibration_is_refused(tmp_path, field, value):
     path = tmp_path / "calibration.json"
     Calibration(tie_model="davidson", margins=(0.1, 0.3)).save(path)
@@ -123,9 +152,13 @@ def test_non_finite_calibration_is_refused(tmp_path, field, value):
 
 
 def test_calibration_round_trips(tmp_path):
-    calibration = Calibration(temperature=1.3, train_prior=(0.45, 0.45, 0.1),
-                              tie_model="davidson", margins=(0.1, 0.2, 0.5),
-                              source_temperatures=(("arena", 1.1), ("hh", 0.9)))
+    calibration = Calibration(
+        temperature=1.3,
+        train_prior=(0.45, 0.45, 0.1),
+        tie_model="davidson",
+        margins=(0.1, 0.2, 0.5),
+        source_temperatures=(("arena", 1.1), ("hh", 0.9)),
+    )
     calibration.save(tmp_path / "c.json")
     assert Calibration.load(tmp_path / "c.json") == calibration
 
@@ -144,7 +177,7 @@ def _two_sources(n: int, seed: int):
     rng = np.random.default_rng(seed)
     truth = rng.dirichlet([2, 2, 1], size=2 * n)
     labels = (rng.random(2 * n)[:, None] > truth.cumsum(axis=1)).sum(axis=1)
-    over = truth ** 3 / (truth ** 3).sum(axis=1, keepdims=True)
+    over = truth**3 / (truth**3).sum(axis=1, keepdims=True)
     source = np.array(["sharp"] * n + ["over"] * n)
     proba = np.where((source == "over")[:, None], over, truth)
     return np.eye(3)[labels], proba, source
@@ -164,8 +197,10 @@ def test_each_large_source_gets_its_own_temperature():
     # rows of a source it never saw, or without a source, take the overall temperature
     unseen = calibration.transform(proba[:5], source=np.array(["new"] * 5))
     np.testing.assert_array_equal(unseen, calibration.transform(proba[:5]))
-    np.testing.assert_array_equal(unseen, Calibration(
-        temperature=calibration.temperature, train_prior=prior).transform(proba[:5]))
+    np.testing.assert_array_equal(
+        unseen,
+        Calibration(temperature=calibration.temperature, train_prior=prior).transform(proba[:5]),
+    )
 
 
 def _sources_with_and_without_ties(n: int, seed: int):
@@ -178,8 +213,9 @@ def _sources_with_and_without_ties(n: int, seed: int):
     truth[source == "votes"] = np.column_stack([q, 1 - q, np.zeros(2 * n)])[source == "votes"]
     labels = (rng.random(2 * n)[:, None] > truth.cumsum(axis=1)).sum(axis=1).clip(0, 2)
     pooled_tie = float((labels == 2).mean())
-    proba = np.column_stack([(1 - pooled_tie) * q, (1 - pooled_tie) * (1 - q),
-                             np.full(2 * n, pooled_tie)])
+    proba = np.column_stack(
+        [(1 - pooled_tie) * q, (1 - pooled_tie) * (1 - q), np.full(2 * n, pooled_tie)]
+    )
     return np.eye(3)[labels], proba, source
 
 
@@ -203,7 +239,8 @@ def test_each_large_source_is_moved_to_its_own_share_of_ties():
     np.testing.assert_array_equal(unseen, calibration.transform(proba[:5]))
     np.testing.assert_array_equal(
         calibration.transform(proba, 0.2, source),
-        dataclasses.replace(calibration, source_tie_rates=()).transform(proba, 0.2, source))
+        dataclasses.replace(calibration, source_tie_rates=()).transform(proba, 0.2, source),
+    )
 
 
 def test_an_out_of_range_source_tie_rate_is_refused(tmp_path):
@@ -218,8 +255,9 @@ def test_an_out_of_range_source_tie_rate_is_refused(tmp_path):
 def test_a_small_source_takes_the_overall_temperature():
     target, proba, source = _two_sources(3000, seed=1)
     source[:100] = "tiny"
-    calibration, _ = fit_calibration(target, proba, np.arange(len(target)) % 3,
-                                     (0.4, 0.4, 0.2), source)
+    calibration, _ = fit_calibration(
+        target, proba, np.arange(len(target)) % 3, (0.4, 0.4, 0.2), source
+    )
     assert "tiny" not in dict(calibration.source_temperatures)
 
 
@@ -241,9 +279,17 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     synthetic_frame(n=240).to_csv(root / "train.csv", index=False)
     (root / "config.json").write_text(json.dumps(CONFIG))
-    trained = CliRunner().invoke(main, ["train", str(root / "train.csv"), "--out",
-                                        str(root / "model"), "--config",
-                                        str(root / "config.json")])
+    trained = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(root / "train.csv"),
+            "--out",
+            str(root / "model"),
+            "--config",
+            str(root / "config.json"),
+        ],
+    )
     assert trained.exit_code == 0, trained.output
     return root, trained.stdout  # train prints its result on stdout
 
@@ -261,13 +307,19 @@ def test_cli_train_says_its_figure_is_out_of_sample_and_calibrated(workspace):
 @pytest.mark.parametrize("command", ["cv", "evaluate"])
 def test_cv_and_evaluate_print_the_length_baseline(workspace, command):
     root, _ = workspace
-    extra = (["--folds", "3", "--config", str(root / "config.json")] if command == "cv"
-             else ["--model", str(root / "model")])
+    extra = (
+        ["--folds", "3", "--config", str(root / "config.json")]
+        if command == "cv"
+        else ["--model", str(root / "model")]
+    )
     text = CliRunner().invoke(main, [command, str(root / "train.csv"), *extra])
     assert text.exit_code == 0, text.output
     overall = next(line for line in text.stdout.splitlines() if line.startswith("overall"))
     assert "prior" in overall and "length" in overall
-    payload = json.loads(CliRunner().invoke(
-        main, [command, str(root / "train.csv"), *extra, "--format", "json"]).stdout)
+    payload = json.loads(
+        CliRunner()
+        .invoke(main, [command, str(root / "train.csv"), *extra, "--format", "json"])
+        .stdout
+    )
     scores = payload["overall"]
     assert scores["prior_log_loss"] > scores["length_log_loss"] > 0

@@ -13,13 +13,18 @@ import yaml
 from click.testing import CliRunner
 
 from arenajudge.cli import main
-
 from conftest import requires_shared_data, synthetic_frame
 from test_data import MALFORMED
 
-FAST_CONFIG = {"n_estimators": 30, "min_child_samples": 5, "num_leaves": 7,
-               "holdout_share": 0.25, "early_stopping_rounds": 10, "embedding_dim": 16,
-               "n_jobs": 1}
+FAST_CONFIG = {
+    "n_estimators": 30,
+    "min_child_samples": 5,
+    "num_leaves": 7,
+    "holdout_share": 0.25,
+    "early_stopping_rounds": 10,
+    "embedding_dim": 16,
+    "n_jobs": 1,
+}
 
 
 def run(*args: str):
@@ -57,12 +62,14 @@ def test_train_on_malformed_data_exits_2(tmp_path, case):
 def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     synthetic_frame(n=240).to_csv(root / "train.csv", index=False)
-    test = synthetic_frame(n=60, seed=5).drop(columns=["winner_model_a", "winner_model_b",
-                                                       "winner_tie"])
+    test = synthetic_frame(n=60, seed=5).drop(
+        columns=["winner_model_a", "winner_model_b", "winner_tie"]
+    )
     test.to_csv(root / "test.csv", index=False)
     (root / "config.yaml").write_text(yaml.safe_dump(FAST_CONFIG))
-    result = run("train", root / "train.csv", "--out", root / "model", "--config",
-                 root / "config.yaml")
+    result = run(
+        "train", root / "train.csv", "--out", root / "model", "--config", root / "config.yaml"
+    )
     assert result.exit_code == 0, result.output
     return root
 
@@ -86,8 +93,17 @@ def test_predict_writes_submission_in_input_order(workspace):
     assert np.allclose(submission.iloc[:, 1:].sum(axis=1), 1)
     again = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out", out)
     assert_one_line_error(again, "already exists", "--force")
-    forced = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out", out,
-                 "--force", "--tie-rate", "0.31")
+    forced = run(
+        "predict",
+        workspace / "test.csv",
+        "--model",
+        workspace / "model",
+        "--out",
+        out,
+        "--force",
+        "--tie-rate",
+        "0.31",
+    )
     assert forced.exit_code == 0
     assert pd.read_csv(out)["winner_tie"].mean() > submission["winner_tie"].mean()
 
@@ -100,21 +116,38 @@ def test_train_refuses_existing_model_dir(workspace):
 def test_train_weighs_sources_from_a_sources_file(workspace, tmp_path):
     ids = pd.read_csv(workspace / "train.csv")["id"]
     sources = tmp_path / "sources.csv"
-    pd.DataFrame({"id": ids, "source": ["big"] * 200 + ["small"] * 40}).to_csv(sources,
-                                                                              index=False)
-    result = run("train", workspace / "train.csv", "--out", tmp_path / "model", "--config",
-                 workspace / "config.yaml", "--sources", sources)
+    pd.DataFrame({"id": ids, "source": ["big"] * 200 + ["small"] * 40}).to_csv(sources, index=False)
+    result = run(
+        "train",
+        workspace / "train.csv",
+        "--out",
+        tmp_path / "model",
+        "--config",
+        workspace / "config.yaml",
+        "--sources",
+        sources,
+    )
     assert result.exit_code == 0, result.output
     training = json.loads((tmp_path / "model" / "manifest.json").read_text())["training"]
     assert training["sources"] == {"big": 200, "small": 40}
     weight = training["source_weight"]
-    assert weight["small"] / weight["big"] == pytest.approx(5 ** 0.5)
+    assert weight["small"] / weight["big"] == pytest.approx(5**0.5)
 
 
 def test_cv_json_and_oof(workspace):
     oof = workspace / "oof.csv"
-    result = run("cv", workspace / "train.csv", "--folds", "3", "--oof", oof, "--format", "json",
-                 "--config", workspace / "config.yaml")
+    result = run(
+        "cv",
+        workspace / "train.csv",
+        "--folds",
+        "3",
+        "--oof",
+        oof,
+        "--format",
+        "json",
+        "--config",
+        workspace / "config.yaml",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert len(payload["folds"]) == 3
@@ -125,37 +158,68 @@ def test_cv_json_and_oof(workspace):
 
 
 def test_evaluate_reports_metrics(workspace):
-    result = run("evaluate", workspace / "train.csv", "--model", workspace / "model",
-                 "--format", "json")
+    result = run(
+        "evaluate", workspace / "train.csv", "--model", workspace / "model", "--format", "json"
+    )
     assert result.exit_code == 0, result.output
     overall = json.loads(result.stdout)["overall"]
     assert {"log_loss", "prior_log_loss", "accuracy", "ece", "rows"} <= set(overall)
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["predict", "{ws}/test.csv", "--model", "{ws}", "--out", "{ws}/x.csv"], ["manifest.json"]),
-    (["predict", "{ws}/test.csv", "--model", "{ws}/model", "--out", "{ws}/y.csv",
-      "--tie-rate", "1.5"], ["--tie-rate"]),
-    (["evaluate", "{ws}/test.csv", "--model", "{ws}/model"], ["no label columns"]),
-    (["cv", "{ws}/train.csv", "--folds", "1"], ["--folds"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["predict", "{ws}/test.csv", "--model", "{ws}", "--out", "{ws}/x.csv"], ["manifest.json"]),
+        (
+            [
+                "predict",
+                "{ws}/test.csv",
+                "--model",
+                "{ws}/model",
+                "--out",
+                "{ws}/y.csv",
+                "--tie-rate",
+                "1.5",
+            ],
+            ["--tie-rate"],
+        ),
+        (["evaluate", "{ws}/test.csv", "--model", "{ws}/model"], ["no label columns"]),
+        (["cv", "{ws}/train.csv", "--folds", "1"], ["--folds"]),
+    ],
+)
 def test_user_errors_are_one_line(workspace, args, fragments):
     result = run(*[a.format(ws=workspace) for a in args])
     assert_one_line_error(result, *fragments)
 
 
-@pytest.mark.parametrize("args,fragments", [
-    (["predict", "{ws}/test.csv", "--model", "{ws}/model", "--out", "{ws}/u.csv", "--tie-rate",
-      "abc"], ["--tie-rate", "predict --help`)"]),
-    (["validate", "{ws}"], ["DATA", "is a directory"]),
-    (["predict", "{ws}/test.csv", "--model", "{ws}/nope", "--out", "{ws}/u.csv"],
-     ["--model", "does not exist"]),
-    (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--seed", "-1"], ["--seed"]),
-    (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--backend", "svm"], ["--backend"]),
-    # the backend is --backend; --model names a model directory only
-    (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--model", "llm"], ["--backend"]),
-    (["nonsense"], ["No such command"]),
-])
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (
+            [
+                "predict",
+                "{ws}/test.csv",
+                "--model",
+                "{ws}/model",
+                "--out",
+                "{ws}/u.csv",
+                "--tie-rate",
+                "abc",
+            ],
+            ["--tie-rate", "predict --help`)"],
+        ),
+        (["validate", "{ws}"], ["DATA", "is a directory"]),
+        (
+            ["predict", "{ws}/test.csv", "--model", "{ws}/nope", "--out", "{ws}/u.csv"],
+            ["--model", "does not exist"],
+        ),
+        (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--seed", "-1"], ["--seed"]),
+        (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--backend", "svm"], ["--backend"]),
+        # the backend is --backend; --model names a model directory only
+        (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--model", "llm"], ["--backend"]),
+        (["nonsense"], ["No such command"]),
+    ],
+)
 def test_usage_errors_are_one_line(workspace, args, fragments):
     assert_one_line_error(run(*[a.format(ws=workspace) for a in args]), *fragments)
 
@@ -167,13 +231,26 @@ def test_a_damaged_model_file_is_one_line_before_lightgbm_sees_it(workspace, tmp
     shutil.copytree(workspace / "model", damaged)
     booster = damaged / "model.txt"
     booster.write_bytes(booster.read_bytes()[:1000])
-    proc = subprocess.run([sys.executable, "-m", "arenajudge", "predict",
-                           str(workspace / "test.csv"), "--model", str(damaged), "--out",
-                           str(tmp_path / "s.csv")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "arenajudge",
+            "predict",
+            str(workspace / "test.csv"),
+            "--model",
+            str(damaged),
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         f"error: {booster}: is corrupt (its sha256 differs from the manifest's); restore "
-        "the file or retrain the model"]
+        "the file or retrain the model"
+    ]
 
 
 def test_ctrl_c_while_importing_is_one_line(monkeypatch, capsys):
@@ -202,15 +279,17 @@ def test_unknown_config_key(workspace, tmp_path):
 def test_console_script_reports_errors_without_traceback(tmp_path):
     path = tmp_path / "bad.csv"
     path.write_text(MALFORMED["two_winners"][0])
-    proc = subprocess.run([sys.executable, "-m", "arenajudge", "validate", str(path)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "arenajudge", "validate", str(path)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("name,rows", [("human_dev.csv", 9526),
-                                       ("arena_bench_gpt4_pairs.csv.gz", 30977)])
+@pytest.mark.parametrize(
+    "name,rows", [("human_dev.csv", 9526), ("arena_bench_gpt4_pairs.csv.gz", 30977)]
+)
 def test_validate_real_data(name, rows):
     path = requires_shared_data(name)
     result = run("validate", path, "--format", "json")
@@ -226,14 +305,32 @@ def test_transformer_flags_need_a_transformer_backend(workspace, tmp_path):
 def test_ray_flag_errors_do_not_need_the_ray_extra(workspace, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the ray extra were not installed
     monkeypatch.delitem(sys.modules, "arenajudge.engines.ray_engine", raising=False)
-    result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out",
-                 workspace / "z.csv", "--engine", "ray", "--embeddings", workspace / "test.csv")
+    result = run(
+        "predict",
+        workspace / "test.csv",
+        "--model",
+        workspace / "model",
+        "--out",
+        workspace / "z.csv",
+        "--engine",
+        "ray",
+        "--embeddings",
+        workspace / "test.csv",
+    )
     assert_one_line_error(result, "--embeddings needs --engine local")
 
 
 def test_address_needs_the_ray_engine(workspace):
-    result = run("predict", workspace / "test.csv", "--model", workspace / "model", "--out",
-                 workspace / "z.csv", "--address", "auto")
+    result = run(
+        "predict",
+        workspace / "test.csv",
+        "--model",
+        workspace / "model",
+        "--out",
+        workspace / "z.csv",
+        "--address",
+        "auto",
+    )
     assert_one_line_error(result, "--engine ray")
 
 
@@ -242,6 +339,7 @@ GENERIC_METAVARS = ("RANGE", "DIRECTORY", "PATH", "TEXT", "FILENAME", "INTEGER",
 
 def _every_option():
     import click
+
     ctx = click.Context(main)
     for name in main.list_commands(ctx):
         command = main.get_command(ctx, name)
@@ -306,11 +404,12 @@ def _is_type_change(original, replacement, key):
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
-@pytest.mark.parametrize("name, key, replacement", list(_manifest_edits()),
-                         ids=[edit[0] for edit in _manifest_edits()])
-def test_a_hand_edited_manifest_is_corrupt_never_an_internal_error(workspace, tmp_path,
-                                                                   command, name, key,
-                                                                   replacement):
+@pytest.mark.parametrize(
+    "name, key, replacement", list(_manifest_edits()), ids=[edit[0] for edit in _manifest_edits()]
+)
+def test_a_hand_edited_manifest_is_corrupt_never_an_internal_error(
+    workspace, tmp_path, command, name, key, replacement
+):
     import shutil
 
     model = tmp_path / "model"
@@ -323,8 +422,13 @@ def test_a_hand_edited_manifest_is_corrupt_never_an_internal_error(workspace, tm
     else:
         manifest_path.write_text(json.dumps(_edit(manifest, key, replacement)))
     extra = ["--out", tmp_path / "s.csv"] if command == "predict" else []
-    result = run(command, workspace / ("test.csv" if command == "predict" else "train.csv"),
-                 "--model", model, *extra)
+    result = run(
+        command,
+        workspace / ("test.csv" if command == "predict" else "train.csv"),
+        "--model",
+        model,
+        *extra,
+    )
     if key is not None and not _is_type_change(original, replacement, key):
         # a value of the right type is no structural problem: it loads (a field no loader
         # reads) or has its own message (a wrong format number, another package name)
@@ -333,8 +437,11 @@ def test_a_hand_edited_manifest_is_corrupt_never_an_internal_error(workspace, tm
         assert "internal error" not in result.stderr
         return
     # a JSON file that names no package may be another tool's manifest
-    what = ("is not an arenajudge manifest" if (key, replacement) == ("package", KeyError)
-            else "is corrupt")
+    what = (
+        "is not an arenajudge manifest"
+        if (key, replacement) == ("package", KeyError)
+        else "is corrupt"
+    )
     assert_one_line_error(result, f"{manifest_path}: {what}")
     assert "internal error" not in result.stderr
 
@@ -343,8 +450,9 @@ def test_a_hand_edited_manifest_is_corrupt_never_an_internal_error(workspace, tm
 def test_bare_arenajudge_prints_the_help_on_stdout_and_exits_0():
     proc = subprocess.run([sys.executable, "-m", "arenajudge"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == ""
-    helped = subprocess.run([sys.executable, "-m", "arenajudge", "--help"],
-                            capture_output=True, text=True)
+    helped = subprocess.run(
+        [sys.executable, "-m", "arenajudge", "--help"], capture_output=True, text=True
+    )
     assert proc.stdout == helped.stdout and "Commands:" in proc.stdout
 
 
@@ -379,8 +487,14 @@ def test_help_ranges_print_readable_numbers():
 
 # ------------------------------------------------------------------------ train
 def test_train_prints_its_result_on_stdout_and_its_stages_on_stderr(workspace, tmp_path):
-    result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--config",
-                 workspace / "config.yaml")
+    result = run(
+        "train",
+        workspace / "train.csv",
+        "--out",
+        tmp_path / "m",
+        "--config",
+        workspace / "config.yaml",
+    )
     assert result.exit_code == 0, result.output
     [line] = result.stdout.strip().splitlines()
     assert line.startswith("trained on 240 battles") and "out-of-sample calibrated" in line
@@ -390,8 +504,16 @@ def test_train_prints_its_result_on_stdout_and_its_stages_on_stderr(workspace, t
 
 
 def test_train_format_json_is_one_object_with_the_out_of_sample_score(workspace, tmp_path):
-    result = run("train", workspace / "train.csv", "--out", tmp_path / "m", "--config",
-                 workspace / "config.yaml", "--format", "json")
+    result = run(
+        "train",
+        workspace / "train.csv",
+        "--out",
+        tmp_path / "m",
+        "--config",
+        workspace / "config.yaml",
+        "--format",
+        "json",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     assert (payload["backend"], payload["battles"]) == ("gbdt", 240)
@@ -404,12 +526,12 @@ def test_the_build_system_floor_covers_the_licence_metadata():
     """A PEP 639 licence string (license = "Apache-2.0") needs setuptools >= 77; an older
     floor lets pip pick a setuptools that rejects the metadata."""
     import re
-    import tomllib
     from pathlib import Path
 
+    import tomllib
+
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    [setuptools] = [r for r in pyproject["build-system"]["requires"]
-                    if r.startswith("setuptools")]
+    [setuptools] = [r for r in pyproject["build-system"]["requires"] if r.startswith("setuptools")]
     floor = re.search(r">=\s*(\d+)", setuptools)
     if isinstance(pyproject["project"].get("license"), str):
         assert floor is not None and int(floor.group(1)) >= 77, setuptools
@@ -421,14 +543,13 @@ def test_a_retired_seed_warns_and_changes_nothing(workspace, tmp_path):
     write the same file."""
     frame = synthetic_frame(n=40, seed=9)
     pairs = tmp_path / "pairs.jsonl"
-    pd.DataFrame({"prompt": frame["prompt"], "chosen": frame["response_a"],
-                  "rejected": frame["response_b"]}).to_json(pairs, orient="records",
-                                                            lines=True)
+    pd.DataFrame(
+        {"prompt": frame["prompt"], "chosen": frame["response_a"], "rejected": frame["response_b"]}
+    ).to_json(pairs, orient="records", lines=True)
     outputs = []
     for seed in ("1", "2"):
         out = tmp_path / f"seed{seed}.csv"
-        result = run("predict", pairs, "--model", workspace / "model", "--out", out,
-                     "--seed", seed)
+        result = run("predict", pairs, "--model", workspace / "model", "--out", out, "--seed", seed)
         assert result.exit_code == 0, result.output
         assert "--seed no longer changes anything" in result.stderr
         outputs.append(out.read_text())

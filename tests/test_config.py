@@ -10,25 +10,26 @@ import yaml
 from click.testing import CliRunner
 
 from arenajudge.cli import main
-from arenajudge.config import (config_from_mapping, field_types, read_config_file,
-                               resolve_config)
+from arenajudge.config import config_from_mapping, field_types, read_config_file, resolve_config
 from arenajudge.errors import ConfigError
 from arenajudge.models.gbdt import GBDTConfig
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig
-
 from conftest import synthetic_frame
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"n_estimators": "abc"}, "n_estimators: expected an integer, got 'abc'"),
-    ({"n_estimators": 2.5}, "n_estimators: expected an integer, got 2.5"),
-    ({"learning_rate": None}, "learning_rate: expected float, got null"),
-    ({"learning_rate": True}, "learning_rate: expected a number, got True"),
-    ({"learning_rate": "nan"}, "learning_rate: expected a finite number"),
-    ({"learning_rate": 2.0}, r"learning_rate=2.0 is out of range; allowed: \(0, 1\]"),
-    ({"holdout_share": 0.5}, r"holdout_share=0.5 is out of range; allowed: \[0, 0.5\)"),
-    ({"leaves": 3}, "unknown config key.*leaves.*known keys: bagging_fraction"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"n_estimators": "abc"}, "n_estimators: expected an integer, got 'abc'"),
+        ({"n_estimators": 2.5}, "n_estimators: expected an integer, got 2.5"),
+        ({"learning_rate": None}, "learning_rate: expected float, got null"),
+        ({"learning_rate": True}, "learning_rate: expected a number, got True"),
+        ({"learning_rate": "nan"}, "learning_rate: expected a finite number"),
+        ({"learning_rate": 2.0}, r"learning_rate=2.0 is out of range; allowed: \(0, 1\]"),
+        ({"holdout_share": 0.5}, r"holdout_share=0.5 is out of range; allowed: \[0, 0.5\)"),
+        ({"leaves": 3}, "unknown config key.*leaves.*known keys: bagging_fraction"),
+    ],
+)
 def test_bad_values_name_the_key_the_value_and_the_range(values, message):
     with pytest.raises(ConfigError, match=message):
         config_from_mapping(GBDTConfig, values, source="cfg.yaml")
@@ -36,17 +37,21 @@ def test_bad_values_name_the_key_the_value_and_the_range(values, message):
 
 def test_values_are_coerced_to_their_field_types():
     # YAML 1.1 reads 1e-3 as a string; 2.0 rounds is 2
-    config = config_from_mapping(GBDTConfig, {"learning_rate": "1e-3", "n_estimators": 2.0,
-                                              "encoder": None})
+    config = config_from_mapping(
+        GBDTConfig, {"learning_rate": "1e-3", "n_estimators": 2.0, "encoder": None}
+    )
     assert config.learning_rate == 0.001 and config.n_estimators == 2
     assert isinstance(config.n_estimators, int)
 
 
-@pytest.mark.parametrize("suffix, text", [
-    (".yaml", "learning_rate: 1e-3\nnum_leaves: 7\n"),
-    (".toml", "learning_rate = 1e-3\nnum_leaves = 7\n"),
-    (".json", '{"learning_rate": 0.001, "num_leaves": 7}'),
-])
+@pytest.mark.parametrize(
+    "suffix, text",
+    [
+        (".yaml", "learning_rate: 1e-3\nnum_leaves: 7\n"),
+        (".toml", "learning_rate = 1e-3\nnum_leaves = 7\n"),
+        (".json", '{"learning_rate": 0.001, "num_leaves": 7}'),
+    ],
+)
 def test_yaml_toml_and_json_files(tmp_path, suffix, text):
     path = tmp_path / f"cfg{suffix}"
     path.write_text(text)
@@ -54,11 +59,14 @@ def test_yaml_toml_and_json_files(tmp_path, suffix, text):
     assert (config.learning_rate, config.num_leaves) == (0.001, 7)
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[1, 2]", "must hold a mapping"),
-    ("a: [" * 2000, "nested too deeply|not valid YAML"),
-    ("a: b: c", "is not valid YAML"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[1, 2]", "must hold a mapping"),
+        ("a: [" * 2000, "nested too deeply|not valid YAML"),
+        ("a: b: c", "is not valid YAML"),
+    ],
+)
 def test_broken_config_files(tmp_path, text, message):
     path = tmp_path / "cfg.yaml"
     path.write_text(text)
@@ -74,17 +82,45 @@ def test_flags_beat_the_file_and_the_file_beats_the_defaults(tmp_path):
 
 
 def test_every_transformer_field_is_reachable_from_a_file(tmp_path):
-    changed = {"base": "/models/x", "max_length": 64, "prompt_share": 0.25, "epochs": 2,
-               "max_steps": 5, "batch_size": 3, "grad_accum": 2, "lr": 3e-5,
-               "weight_decay": 0.02, "warmup_ratio": 0.2, "schedule": "linear",
-               "max_grad_norm": 0.5, "head_hidden": 8, "head_dropout": 0.2, "loss": "kl",
-               "swap_augment": False, "symmetric": False, "val_fraction": 0.2,
-               "eval_every": 3, "patience": 2, "checkpoint_dir": "/tmp/c", "lora_r": 4,
-               "lora_alpha": 8, "lora_dropout": 0.1, "lora_targets": "q_proj",
-               "load_in": "16bit", "gradient_checkpointing": True, "merge_lora": False,
-               "precision": "fp32", "device": "cpu", "seed": 3, "kind": "llm",
-               "head": "tokens", "lora": True, "attn_implementation": "sdpa",
-               "zero_shot": True, "prompt_format": "chat"}
+    changed = {
+        "base": "/models/x",
+        "max_length": 64,
+        "prompt_share": 0.25,
+        "epochs": 2,
+        "max_steps": 5,
+        "batch_size": 3,
+        "grad_accum": 2,
+        "lr": 3e-5,
+        "weight_decay": 0.02,
+        "warmup_ratio": 0.2,
+        "schedule": "linear",
+        "max_grad_norm": 0.5,
+        "head_hidden": 8,
+        "head_dropout": 0.2,
+        "loss": "kl",
+        "swap_augment": False,
+        "symmetric": False,
+        "val_fraction": 0.2,
+        "eval_every": 3,
+        "patience": 2,
+        "checkpoint_dir": "/tmp/c",
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.1,
+        "lora_targets": "q_proj",
+        "load_in": "16bit",
+        "gradient_checkpointing": True,
+        "merge_lora": False,
+        "precision": "fp32",
+        "device": "cpu",
+        "seed": 3,
+        "kind": "llm",
+        "head": "tokens",
+        "lora": True,
+        "attn_implementation": "sdpa",
+        "zero_shot": True,
+        "prompt_format": "chat",
+    }
     assert set(changed) == {f.name for f in fields(TransformerConfig)}
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump(changed))
@@ -95,14 +131,17 @@ def test_every_transformer_field_is_reachable_from_a_file(tmp_path):
 def _train(tmp_path, *extra):
     data = tmp_path / "train.csv"
     synthetic_frame(n=120).to_csv(data, index=False)
-    return CliRunner().invoke(main, ["-v", "train", str(data), "--out", str(tmp_path / "m"),
-                                     *map(str, extra)])
+    return CliRunner().invoke(
+        main, ["-v", "train", str(data), "--out", str(tmp_path / "m"), *map(str, extra)]
+    )
 
 
 def test_a_seed_in_the_config_file_survives_without_seed_flag(tmp_path):
     config = tmp_path / "cfg.yaml"
-    config.write_text("seed: 5\nn_estimators: 20\nholdout_share: 0.25\n"
-                      "early_stopping_rounds: 5\nembedding_dim: 4\n")
+    config.write_text(
+        "seed: 5\nn_estimators: 20\nholdout_share: 0.25\n"
+        "early_stopping_rounds: 5\nembedding_dim: 4\n"
+    )
     result = _train(tmp_path, "--config", config, "--num-leaves", "5")
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]
@@ -135,11 +174,31 @@ def test_config_flags_reach_the_command_as_the_settings_given():
     def command(settings):
         click.echo(json.dumps(settings, sort_keys=True))
 
-    result = CliRunner().invoke(command, ["--base", "m", "--lr", "1e-4", "--load-in", "4bit",
-                                          "--merge-lora", "--max-steps", "3", "--seed", "0"])
+    result = CliRunner().invoke(
+        command,
+        [
+            "--base",
+            "m",
+            "--lr",
+            "1e-4",
+            "--load-in",
+            "4bit",
+            "--merge-lora",
+            "--max-steps",
+            "3",
+            "--seed",
+            "0",
+        ],
+    )
     # --seed 0 equals the default but was given: it counts
-    assert json.loads(result.output) == {"base": "m", "load_in": "4bit", "lr": 1e-4,
-                                         "max_steps": 3, "merge_lora": True, "seed": 0}
+    assert json.loads(result.output) == {
+        "base": "m",
+        "load_in": "4bit",
+        "lr": 1e-4,
+        "max_steps": 3,
+        "merge_lora": True,
+        "seed": 0,
+    }
     assert json.loads(CliRunner().invoke(command, []).output) == {}
     help_text = CliRunner().invoke(command, ["--help"]).output
     assert "Transformer options:" in help_text and "Peak learning rate" in help_text
@@ -150,13 +209,17 @@ def test_config_flags_reach_the_command_as_the_settings_given():
 
 # every config class a file can configure, and YAML 1.1's boolean spellings
 CONFIG_CLASSES = (GBDTConfig, TransformerConfig, PredictOptions)
-YAML_BOOLEANS = [word for base in ("on", "off", "yes", "no", "true", "false")
-                 for word in (base, base.title(), base.upper())]
+YAML_BOOLEANS = [
+    word
+    for base in ("on", "off", "yes", "no", "true", "false")
+    for word in (base, base.title(), base.upper())
+]
 
 
 def _fields_where(predicate):
-    return [(cls, spec.name) for cls in CONFIG_CLASSES for spec in fields(cls)
-            if predicate(cls, spec)]
+    return [
+        (cls, spec.name) for cls in CONFIG_CLASSES for spec in fields(cls) if predicate(cls, spec)
+    ]
 
 
 WORD_FIELDS = _fields_where(lambda cls, spec: bool(spec.metadata.get("choices")))
@@ -164,10 +227,10 @@ BOOL_FIELDS = _fields_where(lambda cls, spec: field_types(cls)[spec.name][0] is 
 
 
 @pytest.mark.parametrize("word", YAML_BOOLEANS)
-@pytest.mark.parametrize("cls, name", WORD_FIELDS,
-                         ids=[f"{cls.__name__}.{name}" for cls, name in WORD_FIELDS])
-def test_a_yaml_boolean_spelling_is_the_word_for_a_word_valued_field(tmp_path, cls, name,
-                                                                     word):
+@pytest.mark.parametrize(
+    "cls, name", WORD_FIELDS, ids=[f"{cls.__name__}.{name}" for cls, name in WORD_FIELDS]
+)
+def test_a_yaml_boolean_spelling_is_the_word_for_a_word_valued_field(tmp_path, cls, name, word):
     path = tmp_path / "cfg.yaml"
     path.write_text(f"{name}: {word}\n")
     choices = {f.name: f for f in fields(cls)}[name].metadata["choices"]
@@ -179,21 +242,25 @@ def test_a_yaml_boolean_spelling_is_the_word_for_a_word_valued_field(tmp_path, c
 
 
 @pytest.mark.parametrize("word", YAML_BOOLEANS)
-@pytest.mark.parametrize("cls, name", BOOL_FIELDS,
-                         ids=[f"{cls.__name__}.{name}" for cls, name in BOOL_FIELDS])
+@pytest.mark.parametrize(
+    "cls, name", BOOL_FIELDS, ids=[f"{cls.__name__}.{name}" for cls, name in BOOL_FIELDS]
+)
 def test_a_yaml_boolean_spelling_is_a_boolean_for_a_boolean_field(tmp_path, cls, name, word):
     path = tmp_path / "cfg.yaml"
     path.write_text(f"{name}: {word}\n")
     # an LLM with a token head, where every boolean may be on (zero_shot needs both)
     base = TransformerConfig(kind="llm", head="tokens") if cls is TransformerConfig else None
     assert getattr(resolve_config(cls, path, {}, base=base), name) is (
-        word.lower() in ("on", "yes", "true"))
+        word.lower() in ("on", "yes", "true")
+    )
 
 
 def test_model_style_off_in_a_yaml_file_trains_without_style_features(tmp_path):
     config = tmp_path / "cfg.yaml"
-    config.write_text("model_style: off\nn_estimators: 20\nholdout_share: 0.25\n"
-                      "early_stopping_rounds: 5\nembedding_dim: 4\n")
+    config.write_text(
+        "model_style: off\nn_estimators: 20\nholdout_share: 0.25\n"
+        "early_stopping_rounds: 5\nembedding_dim: 4\n"
+    )
     result = _train(tmp_path, "--config", config)
     assert result.exit_code == 0, result.output
     saved = json.loads((tmp_path / "m" / "manifest.json").read_text())["config"]

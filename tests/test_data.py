@@ -13,7 +13,6 @@ import pytest
 from arenajudge.data import LABELS, folds, read_battles, validate
 from arenajudge.data.blocks import battle_blocks
 from arenajudge.errors import DataError
-
 from conftest import synthetic_frame
 
 HEADER = "id,prompt,response_a,response_b,winner_model_a,winner_model_b,winner_tie\n"
@@ -34,10 +33,13 @@ def test_kaggle_csv_round_trip(battles_csv):
 
 
 def test_dirty_but_valid_cells(tmp_path):
-    path = write(tmp_path, HEADER
-                 + '1,"[""hi""]","[null, ""a""]","[]",1,0,0\n'
-                 + '2,"[""hi""]","[""\\ud83d broken""]","[""ok""]",0.0,1.0,0.0\n'
-                 + '3,"[""q""]","[""x""]","[""y""]",0.2,0.3,0.5\n')
+    path = write(
+        tmp_path,
+        HEADER
+        + '1,"[""hi""]","[null, ""a""]","[]",1,0,0\n'
+        + '2,"[""hi""]","[""\\ud83d broken""]","[""ok""]",0.0,1.0,0.0\n'
+        + '3,"[""q""]","[""x""]","[""y""]",0.2,0.3,0.5\n',
+    )
     battles = read_battles(path)
     assert battles.response_a[0] == ("", "a")
     assert battles.response_b[0] == ()
@@ -48,8 +50,10 @@ def test_dirty_but_valid_cells(tmp_path):
 
 
 def test_extra_columns_and_unlabelled_files_are_valid(tmp_path):
-    path = write(tmp_path, 'id,prompt,response_a,response_b,notes\n1,"[""p""]","[""a""]",'
-                 '"[""b""]",whatever\n')
+    path = write(
+        tmp_path,
+        'id,prompt,response_a,response_b,notes\n1,"[""p""]","[""a""]","[""b""]",whatever\n',
+    )
     battles = read_battles(path)
     assert not battles.labelled and len(battles) == 1
 
@@ -60,12 +64,15 @@ def test_gzip_jsonl_and_parquet_match_csv(tmp_path, battles_csv):
     jsonl = tmp_path / "data.jsonl.gz"
     with gzip.open(jsonl, "wt", encoding="utf-8") as handle:
         for record in records:  # lists as native JSON, not strings
-            record = {**record, **{c: json.loads(record[c]) for c in
-                                   ("prompt", "response_a", "response_b")}}
+            record = {
+                **record,
+                **{c: json.loads(record[c]) for c in ("prompt", "response_a", "response_b")},
+            }
             handle.write(json.dumps(record) + "\n")
     parquet = tmp_path / "data.parquet"
-    frame.assign(**{c: frame[c].map(json.loads) for c in ("prompt", "response_a", "response_b")}
-                 ).to_parquet(parquet)
+    frame.assign(
+        **{c: frame[c].map(json.loads) for c in ("prompt", "response_a", "response_b")}
+    ).to_parquet(parquet)
     reference = read_battles(battles_csv)
     for path in (jsonl, parquet):
         battles = read_battles(path)
@@ -83,9 +90,16 @@ def _zstd_installed() -> bool:
     return True
 
 
-COMPRESSED = [".gz", ".bz2", ".zip", ".xz",
-              pytest.param(".zst", marks=pytest.mark.skipif(
-                  not _zstd_installed(), reason="writing .zst needs zstandard"))]
+COMPRESSED = [
+    ".gz",
+    ".bz2",
+    ".zip",
+    ".xz",
+    pytest.param(
+        ".zst",
+        marks=pytest.mark.skipif(not _zstd_installed(), reason="writing .zst needs zstandard"),
+    ),
+]
 
 
 def _write_compressed(frame: pd.DataFrame, path: Path) -> Path:
@@ -99,8 +113,7 @@ def _write_compressed(frame: pd.DataFrame, path: Path) -> Path:
 
 @pytest.mark.parametrize("suffix", COMPRESSED)
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
-def test_every_compression_pandas_infers_reads_on_every_path(tmp_path, battles_csv, fmt,
-                                                            suffix):
+def test_every_compression_pandas_infers_reads_on_every_path(tmp_path, battles_csv, fmt, suffix):
     from click.testing import CliRunner
 
     from arenajudge.cli import main
@@ -134,10 +147,13 @@ def test_zst_without_zstandard_is_one_error_naming_the_package(tmp_path, monkeyp
             read(path)
     result = CliRunner().invoke(main, ["validate", str(path)])
     assert result.exit_code == 2
-    assert result.stderr.strip().splitlines() == [(
-        f"error: {path}: is zstd-compressed and reading it needs the zstandard package, "
-        "which is not installed; install it with `pip install zstandard` or decompress "
-        "the file")]
+    assert result.stderr.strip().splitlines() == [
+        (
+            f"error: {path}: is zstd-compressed and reading it needs the zstandard package, "
+            "which is not installed; install it with `pip install zstandard` or decompress "
+            "the file"
+        )
+    ]
 
 
 def test_zip_of_several_files_and_corrupt_compressed_files_are_one_error(tmp_path):
@@ -156,12 +172,30 @@ def test_zip_of_several_files_and_corrupt_compressed_files_are_one_error(tmp_pat
 
 
 def test_arena_conversation_layout(tmp_path):
-    conv = lambda answer: [{"role": "user", "content": "hello"},  # noqa: E731
-                           {"role": "assistant", "content": answer}]
-    rows = [{"question_id": "q1", "model_a": "x", "model_b": "y", "conversation_a": conv("A"),
-             "conversation_b": conv("B"), "winner": "tie (bothbad)"},
-            {"question_id": "q2", "model_a": "x", "model_b": "y", "conversation_a": conv("A"),
-             "conversation_b": conv("B"), "winner": "model_b"}]
+    def conv(answer):
+        return [
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": answer},
+        ]
+
+    rows = [
+        {
+            "question_id": "q1",
+            "model_a": "x",
+            "model_b": "y",
+            "conversation_a": conv("A"),
+            "conversation_b": conv("B"),
+            "winner": "tie (bothbad)",
+        },
+        {
+            "question_id": "q2",
+            "model_a": "x",
+            "model_b": "y",
+            "conversation_a": conv("A"),
+            "conversation_b": conv("B"),
+            "winner": "model_b",
+        },
+    ]
     path = tmp_path / "arena.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     battles = read_battles(path)
@@ -171,22 +205,27 @@ def test_arena_conversation_layout(tmp_path):
 
 
 def _order_by_prompt(battles) -> dict:
-    return {p: (a, b, label) for p, a, b, label in zip(
-        battles.prompt, battles.response_a, battles.response_b, battles.label)}
+    return {
+        p: (a, b, label)
+        for p, a, b, label in zip(
+            battles.prompt, battles.response_a, battles.response_b, battles.label
+        )
+    }
 
 
 def test_chosen_rejected_pair_order_is_a_function_of_the_row(tmp_path):
     """Not of the seed, the row's position or the format: an OOF or teacher file written
     in one run lines up with the pairs read in any other."""
-    rows = [{"prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}"}
-            for i in range(400)]
+    rows = [{"prompt": f"p{i}", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(400)]
     path = tmp_path / "pairs.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     battles = read_battles(path)
     share_a = (battles.label == 0).mean()
     assert 0.4 < share_a < 0.6
-    winners = [a if label == 0 else b for a, b, label in
-               zip(battles.response_a, battles.response_b, battles.label)]
+    winners = [
+        a if label == 0 else b
+        for a, b, label in zip(battles.response_a, battles.response_b, battles.label)
+    ]
     assert all(w[0].startswith("good") for w in winners)
     blocks = [b for _, b in battle_blocks(path, block_rows=7)]
     assert [a for b in blocks for a in b.response_a] == battles.response_a
@@ -198,9 +237,11 @@ def test_chosen_rejected_pair_order_is_a_function_of_the_row(tmp_path):
 # --------------------------------------------------------------------------- votes only
 VOTES_ONLY = {  # labelled files whose text columns are missing or misnamed
     "winner": "id,model_a,model_b,winner\n1,x,y,model_a\n2,y,x,tie\n3,x,y,model_b\n",
-    "label columns": ("id,model_a,model_b,question,answer_a,answer_b,winner_model_a,"
-                      "winner_model_b,winner_tie\n1,x,y,q,a,b,1,0,0\n2,y,x,q,a,b,0,1,0\n"),
-    "prompt only": "id,model_a,model_b,prompt,winner\n1,x,y,\"[\"\"q\"\"]\",model_a\n",
+    "label columns": (
+        "id,model_a,model_b,question,answer_a,answer_b,winner_model_a,"
+        "winner_model_b,winner_tie\n1,x,y,q,a,b,1,0,0\n2,y,x,q,a,b,0,1,0\n"
+    ),
+    "prompt only": 'id,model_a,model_b,prompt,winner\n1,x,y,"[""q""]",model_a\n',
 }
 
 
@@ -232,21 +273,30 @@ def _votes_file(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     names = np.array(["x", "y", "z"])
     pairs = rng.choice(3, size=(60, 2))
-    frame = pd.DataFrame({"id": range(60), "model_a": names[pairs[:, 0]],
-                          "model_b": names[(pairs[:, 0] + 1 + pairs[:, 1] % 2) % 3],
-                          "winner": rng.choice(["model_a", "model_b", "tie"], size=60)})
+    frame = pd.DataFrame(
+        {
+            "id": range(60),
+            "model_a": names[pairs[:, 0]],
+            "model_b": names[(pairs[:, 0] + 1 + pairs[:, 1] % 2) % 3],
+            "winner": rng.choice(["model_a", "model_b", "tie"], size=60),
+        }
+    )
     path = tmp_path / "votes.csv"
     frame.to_csv(path, index=False)
     return path
 
 
-@pytest.mark.parametrize("args", [
-    ["train", "{data}", "--out", "{tmp}/model"],
-    ["cv", "{data}", "--oof", "{tmp}/oof.csv"],
-    ["report", "{data}", "--out", "{tmp}/report"],
-    ["winrate", "{data}", "--baseline", "x"],
-    ["leaderboard", "{data}", "--style-control"],
-], ids=lambda args: " ".join(args[:1] + [a for a in args[2:] if a.startswith("--")][:1]))
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "{data}", "--out", "{tmp}/model"],
+        ["cv", "{data}", "--oof", "{tmp}/oof.csv"],
+        ["report", "{data}", "--out", "{tmp}/report"],
+        ["winrate", "{data}", "--baseline", "x"],
+        ["leaderboard", "{data}", "--style-control"],
+    ],
+    ids=lambda args: " ".join(args[:1] + [a for a in args[2:] if a.startswith("--")][:1]),
+)
 def test_commands_that_need_texts_refuse_votes_only_in_one_line(tmp_path, args):
     from click.testing import CliRunner
 
@@ -287,36 +337,71 @@ def test_validate_names_the_layout_and_its_commands(tmp_path, battles_csv):
 
 def test_column_mapping(tmp_path):
     path = write(tmp_path, 'qid,question,answer1,answer2\n7,"[""p""]","[""a""]","[""b""]"\n')
-    battles = read_battles(path, columns={"id": "qid", "prompt": "question",
-                                          "response_a": "answer1", "response_b": "answer2"})
+    battles = read_battles(
+        path,
+        columns={
+            "id": "qid",
+            "prompt": "question",
+            "response_a": "answer1",
+            "response_b": "answer2",
+        },
+    )
     assert battles.response_b == [("b",)]
 
 
 MALFORMED = {
-    "broken_json": (HEADER + '1,"[""p""]","[""a""","[""b""]",1,0,0\n', "response_a",
-                    "not valid JSON"),
-    "not_a_list": (HEADER + '1,"[""p""]","{""a"": 1}","[""b""]",1,0,0\n', "response_a",
-                   "not a list"),
+    "broken_json": (
+        HEADER + '1,"[""p""]","[""a""","[""b""]",1,0,0\n',
+        "response_a",
+        "not valid JSON",
+    ),
+    "not_a_list": (
+        HEADER + '1,"[""p""]","{""a"": 1}","[""b""]",1,0,0\n',
+        "response_a",
+        "not a list",
+    ),
     "number_turn": (HEADER + '1,"[""p""]","[""a""]","[1]",1,0,0\n', "response_b", "not a string"),
     "empty_cell": (HEADER + '1,,"[""a""]","[""b""]",1,0,0\n', "prompt", "is empty"),
-    "duplicate_id": (HEADER + '1,"[""p""]","[""a""]","[""b""]",1,0,0\n'
-                     '1,"[""q""]","[""a""]","[""b""]",0,1,0\n', "row id 1", "duplicate"),
+    "duplicate_id": (
+        HEADER + '1,"[""p""]","[""a""]","[""b""]",1,0,0\n1,"[""q""]","[""a""]","[""b""]",0,1,0\n',
+        "row id 1",
+        "duplicate",
+    ),
     "missing_id": (HEADER + ',"[""p""]","[""a""]","[""b""]",1,0,0\n', "column id", "empty"),
-    "two_winners": (HEADER + '1,"[""p""]","[""a""]","[""b""]",1,1,0\n', "row id 1",
-                    "not one winner"),
-    "negative_label": (HEADER + '1,"[""p""]","[""a""]","[""b""]",1.5,-0.5,0\n', "row id 1",
-                       "not one winner"),
-    "text_label": (HEADER + '1,"[""p""]","[""a""]","[""b""]",yes,0,0\n', "row id 1",
-                   "not one winner"),
-    "missing_label_column": ('id,prompt,response_a,response_b,winner_model_a,winner_model_b\n'
-                             '1,"[""p""]","[""a""]","[""b""]",1,0\n', "winner_tie", "missing"),
-    "missing_response_column": ('id,prompt,response_a\n1,"[""p""]","[""a""]"\n', "response_b",
-                                "missing"),
+    "two_winners": (
+        HEADER + '1,"[""p""]","[""a""]","[""b""]",1,1,0\n',
+        "row id 1",
+        "not one winner",
+    ),
+    "negative_label": (
+        HEADER + '1,"[""p""]","[""a""]","[""b""]",1.5,-0.5,0\n',
+        "row id 1",
+        "not one winner",
+    ),
+    "text_label": (
+        HEADER + '1,"[""p""]","[""a""]","[""b""]",yes,0,0\n',
+        "row id 1",
+        "not one winner",
+    ),
+    "missing_label_column": (
+        "id,prompt,response_a,response_b,winner_model_a,winner_model_b\n"
+        '1,"[""p""]","[""a""]","[""b""]",1,0\n',
+        "winner_tie",
+        "missing",
+    ),
+    "missing_response_column": (
+        'id,prompt,response_a\n1,"[""p""]","[""a""]"\n',
+        "response_b",
+        "missing",
+    ),
     "no_battle_columns": ("x,y\n1,2\n", "data.csv", "no battle columns"),
     "header_only": (HEADER, "data.csv", "no rows"),
     "empty_file": ("", "data.csv", "is empty"),
-    "bad_winner": ('id,prompt,response_a,response_b,winner\n1,"[""p""]","[""a""]","[""b""]",'
-                   'model_c\n', "winner", "expected one of"),
+    "bad_winner": (
+        'id,prompt,response_a,response_b,winner\n1,"[""p""]","[""a""]","[""b""]",model_c\n',
+        "winner",
+        "expected one of",
+    ),
 }
 
 
@@ -347,8 +432,12 @@ def test_not_utf8_and_unreadable_files(tmp_path):
 
 
 def test_validate_collects_every_error(tmp_path):
-    path = write(tmp_path, HEADER + '1,"[""p""]","[""a""","[""b""]",1,0,0\n'
-                 + '1,"[""p""]","[""a""]","[""b""]",1,1,0\n')
+    path = write(
+        tmp_path,
+        HEADER
+        + '1,"[""p""]","[""a""","[""b""]",1,0,0\n'
+        + '1,"[""p""]","[""a""]","[""b""]",1,1,0\n',
+    )
     report = validate(path)
     assert not report.valid
     assert report.n_errors == 3  # broken JSON, duplicate id, two winners
@@ -370,8 +459,7 @@ def test_folds_by_model_never_split_a_pair_of_models(battles_csv):
     assert (pd.Series(fold_of).groupby(pairs).nunique() == 1).all()
     assert set(fold_of) == {0, 1, 2}
     unnamed = battles.take(np.arange(10))
-    unnamed = type(unnamed)(**{**unnamed.__dict__, "model_a": np.array([""] * 10,
-                                                                        dtype=object)})
+    unnamed = type(unnamed)(**{**unnamed.__dict__, "model_a": np.array([""] * 10, dtype=object)})
     with pytest.raises(DataError, match="without both model names"):
         folds(unnamed, n_folds=2, by="model")
 

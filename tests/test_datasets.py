@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from arenajudge.datasets import LICENCE_FILES, load_sample, sample_path
-
 from conftest import requires_shared_data
 
-SOURCES = {"hh_rlhf_test": "LICENSE-HH-RLHF-MIT.txt",
-           "pandalm_testset_v1": "LICENSE-PandaLM-Apache-2.0.txt"}
+SOURCES = {
+    "hh_rlhf_test": "LICENSE-HH-RLHF-MIT.txt",
+    "pandalm_testset_v1": "LICENSE-PandaLM-Apache-2.0.txt",
+}
 
 
 def test_sample_loads_as_labelled_battles_with_a_source_per_row():
@@ -40,8 +41,7 @@ def test_licence_and_attribution_files_ship_beside_the_sample():
     for source, licence in SOURCES.items():
         assert source in attribution and licence in attribution
     assert "MIT License" in (folder / SOURCES["hh_rlhf_test"]).read_text(encoding="utf-8")
-    assert "Apache License" in (folder / SOURCES["pandalm_testset_v1"]).read_text(
-        encoding="utf-8")
+    assert "Apache License" in (folder / SOURCES["pandalm_testset_v1"]).read_text(encoding="utf-8")
 
 
 def test_make_sample_rebuilds_the_bundled_file_byte_for_byte(tmp_path):

@@ -13,7 +13,6 @@ from click.testing import CliRunner
 from arenajudge.cli import demo_commands, main
 from arenajudge.data import LABELS, read_battles
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
-
 from conftest import synthetic_frame
 from test_cli import FAST_CONFIG
 
@@ -26,8 +25,9 @@ def small_demo(monkeypatch, tmp_path):
     battles = read_battles(path)
     battles = replace(battles, source=np.where(np.arange(len(battles)) % 3, "big", "small"))
     monkeypatch.setattr(demo_commands, "load_sample", lambda: battles)
-    monkeypatch.setattr(demo_commands, "GBDTModel",
-                        lambda seed: GBDTModel(GBDTConfig(**FAST_CONFIG), seed=seed))
+    monkeypatch.setattr(
+        demo_commands, "GBDTModel", lambda seed: GBDTModel(GBDTConfig(**FAST_CONFIG), seed=seed)
+    )
     return battles
 
 
@@ -69,11 +69,14 @@ def test_demo_refuses_an_existing_folder_without_force(small_demo, tmp_path):
 
 
 def test_demo_without_matplotlib_skips_the_report_and_says_how_to_get_it(
-        small_demo, tmp_path, monkeypatch):
+    small_demo, tmp_path, monkeypatch
+):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "matplotlib" else real_find_spec(
-                            name, *a))
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else real_find_spec(name, *a),
+    )
     out = tmp_path / "demo"
     out.mkdir()
     result = run_demo("--out", out, "--force")

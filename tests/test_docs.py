@@ -36,12 +36,18 @@ def test_no_page_is_a_placeholder():
 
 
 def test_the_api_reference_covers_every_public_module():
-    spec = importlib.util.spec_from_file_location("mkdocs_hooks",
-                                                  ROOT / "scripts" / "mkdocs_hooks.py")
+    spec = importlib.util.spec_from_file_location(
+        "mkdocs_hooks", ROOT / "scripts" / "mkdocs_hooks.py"
+    )
     hooks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(hooks)
     names = {name for name, _ in hooks.public_modules()}
-    assert {"arenajudge", "arenajudge.datasets", "arenajudge.env", "arenajudge.models.gbdt",
-            "arenajudge.evaluate"} <= names
+    assert {
+        "arenajudge",
+        "arenajudge.datasets",
+        "arenajudge.env",
+        "arenajudge.models.gbdt",
+        "arenajudge.evaluate",
+    } <= names
     assert not any(part.startswith("_") for name in names for part in name.split("."))
     assert not any(name.startswith("arenajudge.cli") for name in names)

@@ -103,8 +103,14 @@ def extract_examples(pages: list[Path] = PAGES) -> list[Example]:
             for part in text.split("&&"):
                 part = part.strip().removeprefix("$ ")
                 if part.startswith("arenajudge "):
-                    examples.append(Example(str(page.relative_to(ROOT)), start + 1,
-                                            _split(part), tuple(s for s in shown if s)))
+                    examples.append(
+                        Example(
+                            str(page.relative_to(ROOT)),
+                            start + 1,
+                            _split(part),
+                            tuple(s for s in shown if s),
+                        )
+                    )
     return examples
 
 
@@ -131,7 +137,7 @@ def test_documented_command_and_options_exist(example):
     group_options = {o for p in main.params for o in p.opts + p.secondary_opts}
     command, name, rest = _command(example.args)
     declared = {o for p in command.params for o in p.opts + p.secondary_opts} | {"-h"}
-    for token in example.args[:example.args.index(name)]:
+    for token in example.args[: example.args.index(name)]:
         assert token in group_options, f"{example}: no global option {token}"
     for token in rest:
         if token.startswith("-") and not re.fullmatch(r"-\d.*", token):
@@ -141,10 +147,12 @@ def test_documented_command_and_options_exist(example):
 
 # --- the files a page names, made from the bundled sample ---------------------------
 
+
 def _small(sample: pd.DataFrame) -> pd.DataFrame:
     """300 rows, half PandaLM (named models, ties) and half HH-RLHF: quick to train."""
-    parts = [rows.sample(SMALL_ROWS_PER_SOURCE, random_state=0)
-             for _, rows in sample.groupby("source")]
+    parts = [
+        rows.sample(SMALL_ROWS_PER_SOURCE, random_state=0) for _, rows in sample.groupby("source")
+    ]
     return pd.concat(parts, ignore_index=True)
 
 
@@ -167,9 +175,16 @@ def _annotations(sample: pd.DataFrame) -> list[dict]:
     for row in sample[sample.source != "hh_rlhf_test"].itertuples():
         prompt, a, b = (json.loads(t) for t in (row.prompt, row.response_a, row.response_b))
         preference = 1.0 if row.winner_model_a else 2.0 if row.winner_model_b else 1.5
-        rows.append({"instruction": prompt[0], "output_1": a[0], "output_2": b[0],
-                     "generator_1": row.model_a, "generator_2": row.model_b,
-                     "preference": preference})
+        rows.append(
+            {
+                "instruction": prompt[0],
+                "output_1": a[0],
+                "output_2": b[0],
+                "generator_1": row.model_a,
+                "generator_2": row.model_b,
+                "preference": preference,
+            }
+        )
     return rows
 
 
@@ -244,22 +259,36 @@ def _not_run_reason(example: Example) -> str | None:
     args, text = example.args, " ".join(example.args)
     name = _command(args)[1]
     rules: list[tuple[Callable[[], bool], str]] = [
-        (lambda: name == "demo", ("the demo trains on 2,400 rows for minutes; "
-                                  "tests/test_demo.py runs it on a small stand-in sample")),
+        (
+            lambda: name == "demo",
+            (
+                "the demo trains on 2,400 rows for minutes; "
+                "tests/test_demo.py runs it on a small stand-in sample"
+            ),
+        ),
         (lambda: name == "serve", "runs until interrupted; tests/test_serve.py starts it"),
-        (lambda: name == "embed" or "--base" in args or "--backend" in args,
-         "needs a Hugging Face model's weights, which the repository does not hold"),
-        (lambda: any(a in args for a in ("deberta/", "gemma/")),
-         "needs the transformer model the page trains above"),
-        (lambda: "--embeddings" in args,
-         "needs vectors from `arenajudge embed` of a real encoder"),
+        (
+            lambda: name == "embed" or "--base" in args or "--backend" in args,
+            "needs a Hugging Face model's weights, which the repository does not hold",
+        ),
+        (
+            lambda: any(a in args for a in ("deberta/", "gemma/")),
+            "needs the transformer model the page trains above",
+        ),
+        (lambda: "--embeddings" in args, "needs vectors from `arenajudge embed` of a real encoder"),
         (lambda: "arena_bench_gpt4_pairs.csv.gz" in text, "needs the real arena_bench file"),
         (lambda: name in ("ensemble", "cascade"), "its members need `--embeddings`"),
-        (lambda: "--address" in args,
-         "needs a running Ray cluster; tests/test_engines.py scores on a local Ray"),
-        (lambda: any(a in text for a in ("model_outputs.json", "difficulty.csv")),
-         ("needs AlpacaEval model_outputs.json files of one instruction set; "
-          "tests/test_winrate.py builds them")),
+        (
+            lambda: "--address" in args,
+            "needs a running Ray cluster; tests/test_engines.py scores on a local Ray",
+        ),
+        (
+            lambda: any(a in text for a in ("model_outputs.json", "difficulty.csv")),
+            (
+                "needs AlpacaEval model_outputs.json files of one instruction set; "
+                "tests/test_winrate.py builds them"
+            ),
+        ),
     ]
     return next((reason for applies, reason in rules if applies()), None)
 
@@ -272,8 +301,10 @@ def _missing_extra(example: Example) -> str | None:
         needs.append("ray")
     if _command(args)[1] == "report" or "--plot" in args:
         needs.append("matplotlib")
-    return next((f"needs {n} (an optional extra)" for n in needs
-                 if importlib.util.find_spec(n) is None), None)
+    return next(
+        (f"needs {n} (an optional extra)" for n in needs if importlib.util.find_spec(n) is None),
+        None,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -283,11 +314,13 @@ def fixtures(tmp_path_factory) -> Path:
     sample = pd.read_csv(sample_path())
     small = _small(sample)
     made = {
-        SMALL: small, "small part as a JSON list": _json_records(small),
+        SMALL: small,
+        "small part as a JSON list": _json_records(small),
         "small part as parquet with native lists": small,
         "small part as JSON lines": small,
         "small part, columns question, answer1, answer2": small.rename(
-            columns={"prompt": "question", "response_a": "answer1", "response_b": "answer2"}),
+            columns={"prompt": "question", "response_a": "answer1", "response_b": "answer2"}
+        ),
         "id,source of the sample": sample[["id", "source"]],
         "small part without labels": _unlabelled(small),
         "the whole sample with a language column": _with_language(sample),
@@ -300,9 +333,11 @@ def fixtures(tmp_path_factory) -> Path:
     (root / "fast.yaml").write_text(FAST_CONFIG)
     data = root / "data" / "train.csv"
     fast = ["--config", root / "fast.yaml"]
-    for args in (["train", data, "--out", root / "model", *fast],
-                 ["train", root / "data" / "big.csv.gz", "--out", root / "model_whole"],
-                 ["cv", data, "--folds", "3", "--oof", root / "oof.csv", *fast]):
+    for args in (
+        ["train", data, "--out", root / "model", *fast],
+        ["train", root / "data" / "big.csv.gz", "--out", root / "model_whole"],
+        ["cv", data, "--folds", "3", "--oof", root / "oof.csv", *fast],
+    ):
         run = _run([*map(str, args)], root)
         assert run.returncode == 0, run.stderr
     return root
@@ -314,9 +349,15 @@ def _environment() -> dict[str, str]:
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "arenajudge", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
-                          env=_environment())
+    return subprocess.run(
+        [sys.executable, "-m", "arenajudge", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+        env=_environment(),
+    )
 
 
 def _materialise(token: str, fixtures: Path, workdir: Path) -> str:
@@ -344,11 +385,16 @@ def prepare(example: Example, fixtures: Path, workdir: Path) -> list[str]:
             token = NAMES[token]
         elif token in FILES:
             # an output keeps the page's spelling (`model/`) unless it lies outside workdir
-            token = (token if not token.startswith(("/", "..")) else FILES[token][0]
-                     ) if is_output else _materialise(token, fixtures, workdir)
+            token = (
+                (token if not token.startswith(("/", "..")) else FILES[token][0])
+                if is_output
+                else _materialise(token, fixtures, workdir)
+            )
         elif PATH_LIKE.search(token) and not is_output and not token.startswith("-"):
-            raise AssertionError(f"{example}: what is {token!r}? Map it in FILES or give "
-                                 "the reason it cannot run in _not_run_reason")
+            raise AssertionError(
+                f"{example}: what is {token!r}? Map it in FILES or give "
+                "the reason it cannot run in _not_run_reason"
+            )
         args.append(token)
         previous = token
     if name in ("train", "cv") and "--config" not in args:
@@ -368,7 +414,14 @@ RUNNABLE = [e for e in EXAMPLES if _not_run_reason(e) is None]
 def test_some_examples_of_every_kind_run():
     assert len(RUNNABLE) >= 25
     assert {_command(e.args)[1] for e in RUNNABLE} >= {
-        "validate", "train", "cv", "predict", "evaluate", "leaderboard", "winrate"}
+        "validate",
+        "train",
+        "cv",
+        "predict",
+        "evaluate",
+        "leaderboard",
+        "winrate",
+    }
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=str)
@@ -382,4 +435,5 @@ def test_documented_example_runs(example, fixtures, tmp_path):
     printed = result.stdout + result.stderr
     for line in example.shown:
         assert _number_free(line).search(printed), (
-            f"{example}: the page shows {line!r}; the command printed\n{printed[-3000:]}")
+            f"{example}: the page shows {line!r}; the command printed\n{printed[-3000:]}"
+        )

@@ -12,8 +12,16 @@ from click.testing import CliRunner
 from arenajudge import env
 from arenajudge.cli import main
 
-KEYS = {"arenajudge", "python", "platform", "cpu_count", "usable_cores", "core_packages",
-        "optional_packages", "gpu"}
+KEYS = {
+    "arenajudge",
+    "python",
+    "platform",
+    "cpu_count",
+    "usable_cores",
+    "core_packages",
+    "optional_packages",
+    "gpu",
+}
 
 
 def run_env(*args):
@@ -41,14 +49,29 @@ def test_env_json_has_every_key_and_every_stack():
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert set(report) == KEYS
-    assert set(report["core_packages"]) == {"numpy", "pandas", "pyarrow", "scikit-learn",
-                                            "lightgbm", "wordllama"}
-    assert set(report["optional_packages"]) >= {"torch", "transformers", "peft",
-                                                "accelerate", "bitsandbytes", "fastapi",
-                                                "uvicorn", "ray", "matplotlib"}
+    assert set(report["core_packages"]) == {
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "scikit-learn",
+        "lightgbm",
+        "wordllama",
+    }
+    assert set(report["optional_packages"]) >= {
+        "torch",
+        "transformers",
+        "peft",
+        "accelerate",
+        "bitsandbytes",
+        "fastapi",
+        "uvicorn",
+        "ray",
+        "matplotlib",
+    }
     assert report["core_packages"]["numpy"] == metadata.version("numpy")
     assert report["cpu_count"] >= 1 and report["python"].startswith(
-        ".".join(map(str, sys.version_info[:2])))
+        ".".join(map(str, sys.version_info[:2]))
+    )
 
 
 def test_env_without_torch_never_imports_it_and_says_so(monkeypatch):

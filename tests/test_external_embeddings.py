@@ -13,13 +13,20 @@ from arenajudge.data import read_battles, swap_proba
 from arenajudge.data.embeddings import attach_embeddings, write_embeddings
 from arenajudge.errors import ConfigError, DataError
 from arenajudge.evaluate import cross_validate
-from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
-
+from arenajudge.models.registry import load_model
 from conftest import synthetic_frame
 
-FAST = GBDTConfig(n_estimators=60, min_child_samples=5, num_leaves=7, holdout_share=0.25,
-                  early_stopping_rounds=10, embedding_dim=8, embedding_components=4, n_jobs=1)
+FAST = GBDTConfig(
+    n_estimators=60,
+    min_child_samples=5,
+    num_leaves=7,
+    holdout_share=0.25,
+    early_stopping_rounds=10,
+    embedding_dim=8,
+    embedding_components=4,
+    n_jobs=1,
+)
 DIM = 24
 
 
@@ -32,12 +39,23 @@ def _write_emb(battles, path, dim=DIM, encoder="/models/tiny-lm", noise=0.3, see
     sides = rng.normal(0, 1, size=(len(battles), 3, dim)).astype(np.float32) * noise
     sides[:, 1] += axis * (battles.label == 0)[:, None]
     sides[:, 2] += axis * (battles.label == 1)[:, None]
-    columns = dict(zip(("prompt_emb", "response_a_emb", "response_b_emb"),
-                       (sides[:, k] for k in range(3))))
-    write_embeddings(battles.id, columns, {"format": "arenajudge.embeddings", "version": 1,
-                                           "encoder": encoder, "model_type": "llama",
-                                           "dim": dim, "max_length": 64, "pooling": "mean"},
-                     path)
+    columns = dict(
+        zip(("prompt_emb", "response_a_emb", "response_b_emb"), (sides[:, k] for k in range(3)))
+    )
+    write_embeddings(
+        battles.id,
+        columns,
+        {
+            "format": "arenajudge.embeddings",
+            "version": 1,
+            "encoder": encoder,
+            "model_type": "llama",
+            "dim": dim,
+            "max_length": 64,
+            "pooling": "mean",
+        },
+        path,
+    )
     return path
 
 
@@ -100,8 +118,10 @@ def _run(*args):
 def test_cli_train_predict_evaluate_with_embeddings(data, tmp_path):
     train, emb, battles = data
     config = tmp_path / "fast.yaml"
-    config.write_text("n_estimators: 60\nmin_child_samples: 5\nnum_leaves: 7\n"
-                      "embedding_dim: 8\nembedding_components: 4\nn_jobs: 1\n")
+    config.write_text(
+        "n_estimators: 60\nmin_child_samples: 5\nnum_leaves: 7\n"
+        "embedding_dim: 8\nembedding_components: 4\nn_jobs: 1\n"
+    )
     model = tmp_path / "model"
     result = _run("train", train, "--out", model, "--config", config, "--embeddings", emb)
     assert result.exit_code == 0, result.output
@@ -111,29 +131,52 @@ def test_cli_train_predict_evaluate_with_embeddings(data, tmp_path):
     assert "trained with outside embeddings; pass --embeddings" in result.output
     assert "Traceback" not in result.output
 
-    result = _run("predict", train, "--model", model, "--out", tmp_path / "sub.csv",
-                  "--embeddings", emb)
+    result = _run(
+        "predict", train, "--model", model, "--out", tmp_path / "sub.csv", "--embeddings", emb
+    )
     assert result.exit_code == 0, result.output
     result = _run("evaluate", train, "--model", model, "--embeddings", emb, "--format", "json")
     assert result.exit_code == 0, result.output
     assert '"log_loss"' in result.output
 
     other = _write_emb(battles, tmp_path / "other.parquet", dim=DIM + 1)
-    result = _run("predict", train, "--model", model, "--out", tmp_path / "sub2.csv",
-                  "--embeddings", other)
+    result = _run(
+        "predict", train, "--model", model, "--out", tmp_path / "sub2.csv", "--embeddings", other
+    )
     assert result.exit_code == 2 and "25-d embeddings" in result.output
     assert "trained on 24-d ones" in result.output
 
-    result = _run("predict", train, "--model", model, "--out", tmp_path / "sub3.csv",
-                  "--embeddings", emb, "--engine", "ray")
+    result = _run(
+        "predict",
+        train,
+        "--model",
+        model,
+        "--out",
+        tmp_path / "sub3.csv",
+        "--embeddings",
+        emb,
+        "--engine",
+        "ray",
+    )
     assert result.exit_code == 2 and "--embeddings needs --engine local" in result.output
-    result = _run("train", train, "--out", tmp_path / "m2", "--backend", "siamese",
-                  "--base", tmp_path, "--embeddings", emb)
+    result = _run(
+        "train",
+        train,
+        "--out",
+        tmp_path / "m2",
+        "--backend",
+        "siamese",
+        "--base",
+        tmp_path,
+        "--embeddings",
+        emb,
+    )
     assert result.exit_code == 2 and "--embeddings applies to --backend gbdt" in result.output
 
 
-@pytest.mark.parametrize("metadata", [b"[" * 100_000, b'{"dim": ' + b"9" * 5000 + b"}",
-                                      b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "metadata", [b"[" * 100_000, b'{"dim": ' + b"9" * 5000 + b"}", b"\xff\xfe"]
+)
 def test_corrupt_embeddings_metadata_is_a_located_error(data, tmp_path, metadata):
     import pyarrow.parquet as pq
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from conftest import synthetic_frame
 from arenajudge.data import read_battles
 from arenajudge.features.builder import _ROW_OVERHEAD, FeatureBuilder, FeatureSpec
+from conftest import synthetic_frame
 
 
 def test_the_row_cache_stays_within_its_byte_bound_under_distinct_rows(tmp_path):

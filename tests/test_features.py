@@ -12,9 +12,15 @@ from arenajudge.features import FeatureSpec, feature_builder
 from arenajudge.features.embeddings import WordLlamaEncoder
 from arenajudge.features.text_stats import TEXT_STAT_NAMES, text_stats
 
-TEXTS = ["", "   ", "Hello world, this is a test.",
-         "## Plan\n\n1. first step\n2. second step\n\n**Note:** I'm sorry, I can't do that.",
-         "Привет, как дела?", "你好，世界", "Visit https://example.com or `run()` now!"]
+TEXTS = [
+    "",
+    "   ",
+    "Hello world, this is a test.",
+    "## Plan\n\n1. first step\n2. second step\n\n**Note:** I'm sorry, I can't do that.",
+    "Привет, как дела?",
+    "你好，世界",
+    "Visit https://example.com or `run()` now!",
+]
 
 
 def _cosine_with_wordllama(texts: list[str]) -> np.ndarray:
@@ -54,7 +60,7 @@ def test_the_word_cache_gives_the_same_embeddings_however_it_grew():
     texts = [f"word{i} shared words {i % 7} and more{i // 3}" for i in range(300)] + TEXTS
     at_once = WordLlamaEncoder(dim=16).encode(texts)
     grown = WordLlamaEncoder(dim=16)
-    parts = [grown.encode(texts[start:start + 37]) for start in range(0, len(texts), 37)]
+    parts = [grown.encode(texts[start : start + 37]) for start in range(0, len(texts), 37)]
     for whole, part in zip(at_once, (np.concatenate(p) for p in zip(*parts))):
         np.testing.assert_array_equal(whole, part)
     np.testing.assert_array_equal(grown.encode(texts)[0], at_once[0])  # all words cached
@@ -112,9 +118,10 @@ def test_words_split_like_str_split_and_count_sets():
 
     texts = ["", "  \n ", "The cat\tsat", "the  CAT\u00a0sat sat down", "a\ud800b c"]
     words = Words.split(texts)
-    assert [[words.distinct[c] for c in words.codes[lo:hi]]
-            for lo, hi in zip(words.indptr[:-1], words.indptr[1:])][:4] == \
-        [t.split() for t in texts[:4]]
+    assert [
+        [words.distinct[c] for c in words.codes[lo:hi]]
+        for lo, hi in zip(words.indptr[:-1], words.indptr[1:])
+    ][:4] == [t.split() for t in texts[:4]]
     assert words.counts.tolist() == [0, 0, 3, 5, 2]
     assert words.distinct_lower_counts.tolist() == [0, 0, 3, 4, 2]
     sets = words.lower_sets

@@ -13,7 +13,22 @@ transformers = pytest.importorskip("transformers", reason="--encoder needs the t
 
 from arenajudge.features.embeddings import HFEncoder, hf_encoder  # noqa: E402
 
-WORDS = "the cat sat on a mat dog ran far away good bad answer question".split()
+WORDS = [
+    "the",
+    "cat",
+    "sat",
+    "on",
+    "a",
+    "mat",
+    "dog",
+    "ran",
+    "far",
+    "away",
+    "good",
+    "bad",
+    "answer",
+    "question",
+]
 TEXTS = ["the cat sat on a mat", "a dog ran far away", "", "good answer", "bad question"]
 
 
@@ -26,11 +41,20 @@ def save_tiny_bert(path: Path, seed: int) -> Path:
     backend = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-        sep_token="[SEP]")
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16,
-                                     num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64)
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        unk_token="[UNK]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+    )
+    config = transformers.BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(seed)
     transformers.BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
@@ -78,7 +102,8 @@ def test_model_loads_once_across_encode_calls(tmp_path, monkeypatch):
         assert out.shape == (len(chunk), 16)
     assert len(loads) == 1
     assert str(next(encoder._model.parameters()).device) == (
-        "cuda:0" if torch.cuda.is_available() else "cpu")
+        "cuda:0" if torch.cuda.is_available() else "cpu"
+    )
 
 
 def test_pooling_is_the_shared_mean_of_real_tokens(tmp_path):

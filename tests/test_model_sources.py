@@ -28,8 +28,7 @@ def make_hub_cache(root: Path, repo: str, model_dir: Path, commit: str = COMMIT)
 
 @pytest.fixture
 def offline_hub(tmp_path, monkeypatch):
-    pytest.importorskip("huggingface_hub", reason="needs huggingface_hub (the transformers "
-                        "extra)")
+    pytest.importorskip("huggingface_hub", reason="needs huggingface_hub (the transformers extra)")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return tmp_path / "hub"
@@ -45,22 +44,29 @@ def fake_model_dir(path: Path) -> Path:
 def test_a_directory_is_itself(tmp_path):
     source = resolve_model(str(fake_model_dir(tmp_path / "m")))
     assert (source.kind, source.path, source.pinned) == (
-        "directory", (tmp_path / "m").resolve(), str((tmp_path / "m").resolve()))
+        "directory",
+        (tmp_path / "m").resolve(),
+        str((tmp_path / "m").resolve()),
+    )
 
 
 def test_a_hub_id_resolves_from_the_cache_offline_and_pins_its_commit(offline_hub, tmp_path):
     snapshot = make_hub_cache(offline_hub, "org/tiny", fake_model_dir(tmp_path / "m"))
     for given in ("org/tiny", f"org/tiny@{COMMIT}", "org/tiny@main"):
         source = resolve_model(given)
-        assert (source.kind, source.path, source.revision) == ("hub", snapshot.resolve(),
-                                                               COMMIT)
+        assert (source.kind, source.path, source.revision) == ("hub", snapshot.resolve(), COMMIT)
         assert source.pinned == f"org/tiny@{COMMIT}"
-        assert source.record() == {"given": given, "kind": "hub",
-                                   "name": f"org/tiny@{COMMIT}", "revision": COMMIT}
+        assert source.record() == {
+            "given": given,
+            "kind": "hub",
+            "name": f"org/tiny@{COMMIT}",
+            "revision": COMMIT,
+        }
 
 
-def test_a_local_directory_wins_over_a_hub_id_of_the_same_spelling(offline_hub, tmp_path,
-                                                                     monkeypatch):
+def test_a_local_directory_wins_over_a_hub_id_of_the_same_spelling(
+    offline_hub, tmp_path, monkeypatch
+):
     make_hub_cache(offline_hub, "org/tiny", fake_model_dir(tmp_path / "m"))
     monkeypatch.chdir(tmp_path)
     local = fake_model_dir(tmp_path / "org" / "tiny")
@@ -77,12 +83,15 @@ def test_a_hub_id_in_no_cache_names_the_id_and_both_fixes(offline_hub, given):
     assert "\n" not in message
 
 
-@pytest.mark.parametrize("given, message", [
-    ("/no/such/dir", "no such directory, and not a Hugging Face hub id"),
-    ("not a name", "no such directory, and not a Hugging Face hub id"),
-    ("a/b/c", "no such directory, and not a Hugging Face hub id"),
-    ("missing.gguf", "missing.gguf: no such file"),
-])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ("/no/such/dir", "no such directory, and not a Hugging Face hub id"),
+        ("not a name", "no such directory, and not a Hugging Face hub id"),
+        ("a/b/c", "no such directory, and not a Hugging Face hub id"),
+        ("missing.gguf", "missing.gguf: no such file"),
+    ],
+)
 def test_names_that_are_nothing_say_what_to_give(given, message):
     with pytest.raises(ConfigError, match=message):
         resolve_model(given)
@@ -110,27 +119,40 @@ def test_train_with_a_hub_id_the_cache_lacks_is_one_line(offline_hub, tmp_path):
     from arenajudge.cli import main
 
     data = Path(__file__).parents[1] / "src" / "arenajudge" / "datasets" / "sample.csv.gz"
-    result = CliRunner().invoke(main, ["train", str(data), "--out", str(tmp_path / "m"),
-                                       "--backend", "llm", "--base", "google/gemma-2-9b-it"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            str(data),
+            "--out",
+            str(tmp_path / "m"),
+            "--backend",
+            "llm",
+            "--base",
+            "google/gemma-2-9b-it",
+        ],
+    )
     assert result.exit_code == 2
     [line] = result.output.strip().splitlines()
-    assert line.startswith("error: --base google/gemma-2-9b-it: HF_HUB_OFFLINE=1 and it is "
-                           "not in the cache")
+    assert line.startswith(
+        "error: --base google/gemma-2-9b-it: HF_HUB_OFFLINE=1 and it is not in the cache"
+    )
     assert not (tmp_path / "m").exists()
 
 
 def test_embed_and_the_cpu_models_encoder_take_a_hub_id(offline_hub, tmp_path):
     pytest.importorskip("torch", reason="needs the transformers extra")
     pytest.importorskip("transformers", reason="needs the transformers extra")
-    from tiny import make_battles, save_base
-
     from arenajudge.features.embeddings import hf_encoder
     from arenajudge.models.transformer.embed import embed_battles
+    from tiny import make_battles, save_base
 
     snapshot = make_hub_cache(offline_hub, "org/bert", save_base(tmp_path / "bert", "bert"))
-    columns, metadata = embed_battles(make_battles(6), "org/bert", max_length=32,
-                                      device="cpu")
+    columns, metadata = embed_battles(make_battles(6), "org/bert", max_length=32, device="cpu")
     assert metadata["encoder"] == f"org/bert@{COMMIT}"
     assert {name: array.shape for name, array in columns.items()} == {
-        "prompt_emb": (6, 32), "response_a_emb": (6, 32), "response_b_emb": (6, 32)}
+        "prompt_emb": (6, 32),
+        "response_a_emb": (6, 32),
+        "response_b_emb": (6, 32),
+    }
     assert hf_encoder("org/bert").path == snapshot.resolve()

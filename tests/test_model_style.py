@@ -15,22 +15,40 @@ from arenajudge.features.model_style import MIN_NAMED_BATTLES, STYLE_SIDE_NAMES
 from arenajudge.metrics import log_loss
 from arenajudge.models.gbdt import STYLE_FILE, GBDTConfig, GBDTModel
 from arenajudge.models.registry import load_model
-
 from conftest import synthetic_frame
 
-FAST = GBDTConfig(n_estimators=60, min_child_samples=10, num_leaves=7, holdout_share=0.25,
-                  early_stopping_rounds=10, embedding_dim=16, n_jobs=1)
-WORDS = "the answer is here and it covers what was asked in detail".split()
+FAST = GBDTConfig(
+    n_estimators=60,
+    min_child_samples=10,
+    num_leaves=7,
+    holdout_share=0.25,
+    early_stopping_rounds=10,
+    embedding_dim=16,
+    n_jobs=1,
+)
+WORDS = [
+    "the",
+    "answer",
+    "is",
+    "here",
+    "and",
+    "it",
+    "covers",
+    "what",
+    "was",
+    "asked",
+    "in",
+    "detail",
+]
 STRENGTH = {"alpha": 1.2, "beta": -0.6, "gamma": 0.5, "delta": -1.1}
 # Every model uses the same words as often, in its own order: only word pairs tell the
 # models apart, which averaged word embeddings and text statistics cannot see.
-ORDER = {name: list(np.random.default_rng(k).permutation(WORDS))
-         for k, name in enumerate(STRENGTH)}
+ORDER = {name: list(np.random.default_rng(k).permutation(WORDS)) for k, name in enumerate(STRENGTH)}
 
 
 def _response(rng: np.random.Generator, model: str) -> str:
     start = int(rng.integers(len(WORDS)))
-    return " ".join((ORDER[model] * 2)[start:start + len(WORDS)])
+    return " ".join((ORDER[model] * 2)[start : start + len(WORDS)])
 
 
 def style_frame(n: int, seed: int = 0) -> pd.DataFrame:
@@ -44,12 +62,20 @@ def style_frame(n: int, seed: int = 0) -> pd.DataFrame:
         pa, pb = np.exp(STRENGTH[a]), np.exp(STRENGTH[b])
         tie = 0.6 * np.sqrt(pa * pb)
         winner = rng.choice(3, p=np.array([pa, pb, tie]) / (pa + pb + tie))
-        rows.append({"id": i, "model_a": a, "model_b": b,
-                     "prompt": json.dumps([f"question {i % (n // 4)}"]),
-                     "response_a": json.dumps([_response(rng, a)]),
-                     "response_b": json.dumps([_response(rng, b)]),
-                     **{label: int(winner == k) for k, label in enumerate(
-                         ("winner_model_a", "winner_model_b", "winner_tie"))}})
+        rows.append(
+            {
+                "id": i,
+                "model_a": a,
+                "model_b": b,
+                "prompt": json.dumps([f"question {i % (n // 4)}"]),
+                "response_a": json.dumps([_response(rng, a)]),
+                "response_b": json.dumps([_response(rng, b)]),
+                **{
+                    label: int(winner == k)
+                    for k, label in enumerate(("winner_model_a", "winner_model_b", "winner_tie"))
+                },
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -76,11 +102,15 @@ def test_model_style_features_carry_what_the_names_say(halves, style_model):
     without = GBDTModel(FAST, model_style="off").fit(train)
     names = without.predict_proba(test.without_labels())
     with_style = style_model.predict_proba(test.without_labels())
-    assert style_model.training_["model_style"] == {"used": True, "models": 4,
-                                                  "folds": CALIBRATION_FOLDS}
+    assert style_model.training_["model_style"] == {
+        "used": True,
+        "models": 4,
+        "folds": CALIBRATION_FOLDS,
+    }
     assert without.training_["model_style"] == {"used": False, "why": "model_style is off"}
     assert [n for n in style_model.feature_names_ if "style" in n] == [
-        f"{side}_{name}" for side in ("a", "b", "diff") for name in STYLE_SIDE_NAMES]
+        f"{side}_{name}" for side in ("a", "b", "diff") for name in STYLE_SIDE_NAMES
+    ]
     # the text alone says little; the wording, through the names, says much more
     assert log_loss(test.target, with_style) < log_loss(test.target, names) - 0.05
     fold_model = style_model.style_[0]

@@ -19,28 +19,37 @@ from sklearn.metrics import log_loss as sklearn_log_loss
 
 from arenajudge.calibration import PROBA_FLOOR, Calibration, apply_floor, fit_temperature
 from arenajudge.data import read_battles, swap_proba
+from arenajudge.data.sources import source_weights
 from arenajudge.errors import ModelLoadError, NotFittedError
 from arenajudge.evaluate import cross_validate
 from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
-from arenajudge.data.sources import source_weights
 from arenajudge.models.cascade import CascadeConfig, CascadeModel
 from arenajudge.models.ensemble import EnsembleModel
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 from arenajudge.models.registry import build_model, load_model
-
 from conftest import synthetic_frame
 from tiny import BASE_OF, make_battles, tiny_bases
 from tiny import FAST as TINY
 
-FAST = GBDTConfig(n_estimators=40, min_child_samples=5, num_leaves=7, holdout_share=0.25,
-                  early_stopping_rounds=10, embedding_dim=16, n_jobs=1)
+FAST = GBDTConfig(
+    n_estimators=40,
+    min_child_samples=5,
+    num_leaves=7,
+    holdout_share=0.25,
+    early_stopping_rounds=10,
+    embedding_dim=16,
+    n_jobs=1,
+)
 TRANSFORMERS = ("siamese", "cross", "llm")
-NEEDS_TORCH = pytest.mark.skipif(importlib.util.find_spec("transformers") is None
-                                 or importlib.util.find_spec("peft") is None,
-                                 reason="needs the transformers extra")
+NEEDS_TORCH = pytest.mark.skipif(
+    importlib.util.find_spec("transformers") is None or importlib.util.find_spec("peft") is None,
+    reason="needs the transformers extra",
+)
 COMPOSITES = ("ensemble", "cascade")
-CONTRACT_BACKENDS = [pytest.param(name, marks=NEEDS_TORCH if name in TRANSFORMERS else ())
-                     for name in ("gbdt", *TRANSFORMERS, *COMPOSITES)]
+CONTRACT_BACKENDS = [
+    pytest.param(name, marks=NEEDS_TORCH if name in TRANSFORMERS else ())
+    for name in ("gbdt", *TRANSFORMERS, *COMPOSITES)
+]
 """Every backend the contract test runs on; composite backends join with their members."""
 
 
@@ -69,11 +78,13 @@ def make(tmp_path_factory):
             train = make_battles(n=80, seed=7)
             GBDTModel(FAST).fit(train).save(members / "a")
             GBDTModel(replace(FAST, num_leaves=3, embedding_dim=4, seed=1)).fit(train).save(
-                members / "b")
+                members / "b"
+            )
         if name == "ensemble":
             return EnsembleModel(member_dirs=[members / "a", members / "b"])
-        return CascadeModel(CascadeConfig(share=0.5), first_dir=members / "a",
-                            then_dir=members / "b")
+        return CascadeModel(
+            CascadeConfig(share=0.5), first_dir=members / "a", then_dir=members / "b"
+        )
 
     def factory(name: str, seed: int = 0):
         if name == "gbdt":
@@ -123,8 +134,9 @@ def test_save_load_gives_identical_predictions(fitted, contract_battles, tmp_pat
     model.save(tmp_path / "model")
     loaded = load_model(tmp_path / "model")
     assert type(loaded) is type(model) and loaded.config == model.config
-    assert np.array_equal(loaded.predict_proba(contract_battles),
-                          model.predict_proba(contract_battles))
+    assert np.array_equal(
+        loaded.predict_proba(contract_battles), model.predict_proba(contract_battles)
+    )
 
 
 def test_a_changed_artifact_is_refused_before_loading(fitted, tmp_path):
@@ -141,8 +153,9 @@ def test_a_changed_artifact_is_refused_before_loading(fitted, tmp_path):
 def test_same_seed_same_predictions(fitted, make, contract_battles):
     name, model = fitted
     again = make(name).fit(contract_battles)
-    assert np.array_equal(again.predict_proba(contract_battles),
-                          model.predict_proba(contract_battles))
+    assert np.array_equal(
+        again.predict_proba(contract_battles), model.predict_proba(contract_battles)
+    )
 
 
 @pytest.mark.parametrize("name", CONTRACT_BACKENDS)
@@ -160,8 +173,13 @@ def test_soft_labels_are_followed(battles):
     """Every row says "tie with probability 0.3": the model must move its ties toward 0.3,
     which a model that took the argmax of soft labels (the hard labels here) would not."""
     hard = battles.target
-    soft = np.column_stack([0.7 * hard[:, 0] + 0.35 * hard[:, 2],
-                            0.7 * hard[:, 1] + 0.35 * hard[:, 2], np.full(len(hard), 0.3)])
+    soft = np.column_stack(
+        [
+            0.7 * hard[:, 0] + 0.35 * hard[:, 2],
+            0.7 * hard[:, 1] + 0.35 * hard[:, 2],
+            np.full(len(hard), 0.3),
+        ]
+    )
     weights = np.linspace(0.5, 1.5, len(battles))
     ties = {}
     for name, target in (("hard", hard), ("soft", soft)):
@@ -193,8 +211,9 @@ def _tie_source(n: int, seed: int) -> pd.DataFrame:
 
 def test_source_balance_lets_a_small_source_be_heard(tmp_path):
     mixed, unseen = tmp_path / "mixed.csv", tmp_path / "unseen.csv"
-    pd.concat([synthetic_frame(n=600, seed=1).assign(source="big"),
-               _tie_source(30, seed=2)]).to_csv(mixed, index=False)
+    pd.concat(
+        [synthetic_frame(n=600, seed=1).assign(source="big"), _tie_source(30, seed=2)]
+    ).to_csv(mixed, index=False)
     _tie_source(100, seed=3).to_csv(unseen, index=False)
     mixed, unseen = read_battles(mixed), read_battles(unseen)
     losses = {}
@@ -204,7 +223,8 @@ def test_source_balance_lets_a_small_source_be_heard(tmp_path):
     assert losses[1.0] < losses[0.0] - 0.1
     assert model.training_["sources"] == {"big": 600, "small": 30}
     assert model.training_["source_weight"]["small"] == pytest.approx(
-        20 * model.training_["source_weight"]["big"])
+        20 * model.training_["source_weight"]["big"]
+    )
 
 
 def test_tie_rate_shifts_ties(fitted, contract_battles):
@@ -232,21 +252,29 @@ def _edit_manifest(path, **changes):
     (path / "manifest.json").write_text(json.dumps(manifest))
 
 
-@pytest.mark.parametrize("damage,message", [
-    (lambda p: _edit_manifest(p, package_version="9.9.0"), "incompatible"),
-    (lambda p: _edit_manifest(p, format_version=99), "format"),
-    (lambda p: _edit_manifest(p, labels=["b", "a", "t"]), "label order"),
-    (lambda p: _edit_manifest(p, feature_schema="0000"), "feature schema"),
-    (lambda p: (p / "model.txt").unlink(), "missing"),
-    (lambda p: (p / "model.txt").write_text("garbage"), "model.txt: is corrupt"),
-    (lambda p: _truncate(p / "model.txt"), "model.txt: is corrupt .its sha256"),
-    (lambda p: _edit_manifest(p, artifacts={}), "lists no artifact hashes"),
-    (lambda p: (p / "calibration.json").write_text("{"), "corrupt"),
-    (lambda p: (p / "manifest.json").unlink(), "manifest.json"),
-    (lambda p: (p / "manifest.json").write_text('{"format_version": ' + "9" * 5000 + "}"),
-     "manifest.json: is corrupt"),
-    (lambda p: (p / "calibration.json").write_text("[" * 100_000), "calibration.json: is corrupt"),
-])
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda p: _edit_manifest(p, package_version="9.9.0"), "incompatible"),
+        (lambda p: _edit_manifest(p, format_version=99), "format"),
+        (lambda p: _edit_manifest(p, labels=["b", "a", "t"]), "label order"),
+        (lambda p: _edit_manifest(p, feature_schema="0000"), "feature schema"),
+        (lambda p: (p / "model.txt").unlink(), "missing"),
+        (lambda p: (p / "model.txt").write_text("garbage"), "model.txt: is corrupt"),
+        (lambda p: _truncate(p / "model.txt"), "model.txt: is corrupt .its sha256"),
+        (lambda p: _edit_manifest(p, artifacts={}), "lists no artifact hashes"),
+        (lambda p: (p / "calibration.json").write_text("{"), "corrupt"),
+        (lambda p: (p / "manifest.json").unlink(), "manifest.json"),
+        (
+            lambda p: (p / "manifest.json").write_text('{"format_version": ' + "9" * 5000 + "}"),
+            "manifest.json: is corrupt",
+        ),
+        (
+            lambda p: (p / "calibration.json").write_text("[" * 100_000),
+            "calibration.json: is corrupt",
+        ),
+    ],
+)
 def test_damaged_artifacts_fail_to_load(battles, tmp_path, damage, message):
     path = tmp_path / "m"
     GBDTModel(FAST).fit(battles).save(path)
@@ -261,10 +289,12 @@ def test_log_loss_matches_sklearn():
     proba[0] = [1.0, 0.0, 0.0]
     y = rng.integers(0, 3, size=200)
     y[0] = 1
-    assert log_loss(y, proba) == pytest.approx(sklearn_log_loss(y, proba, labels=[0, 1, 2]),
-                                               rel=1e-9)
+    assert log_loss(y, proba) == pytest.approx(
+        sklearn_log_loss(y, proba, labels=[0, 1, 2]), rel=1e-9
+    )
     assert prior_log_loss(np.array([0, 1, 1, 2])) == pytest.approx(
-        sklearn_log_loss([0, 1, 1, 2], np.tile([0.25, 0.5, 0.25], (4, 1))))
+        sklearn_log_loss([0, 1, 1, 2], np.tile([0.25, 0.5, 0.25], (4, 1)))
+    )
 
 
 def test_temperature_softens_overconfident_predictions():
@@ -273,7 +303,7 @@ def test_temperature_softens_overconfident_predictions():
     honest = np.where(y[:, None] == np.arange(3), 0.6, 0.2)
     flipped = rng.random(2000) < 0.4
     honest[flipped] = honest[flipped][:, [1, 0, 2]]
-    overconfident = apply_floor(honest ** 6)
+    overconfident = apply_floor(honest**6)
     temperature = fit_temperature(y, overconfident)
     assert temperature > 2
     calibrated = Calibration(temperature=temperature).transform(overconfident)

@@ -22,7 +22,6 @@ from arenajudge import outputs
 from arenajudge.cli import main
 from arenajudge.errors import OutputError, OutputExistsError
 from arenajudge.outputs import MARKER, atomic_path, check_output, written_output
-
 from conftest import synthetic_frame
 
 
@@ -55,8 +54,11 @@ def _foreign(tmp_path: Path) -> Path:
 # ------------------------------------------------------------------ 1: what --force replaces
 def test_force_never_replaces_a_directory_arenajudge_did_not_write(tmp_path):
     folder = _foreign(tmp_path)
-    with pytest.raises(OutputError, match=r"holds 2 entries \(figures, thesis.tex\) and no "
-                                          r"arenajudge manifest"):
+    with pytest.raises(
+        OutputError,
+        match=r"holds 2 entries \(figures, thesis.tex\) and no "
+        r"arenajudge manifest",
+    ):
         check_output(folder, True, "directory", output="report")
     with pytest.raises(OutputError, match="replaces only what it wrote"):
         _write_dir(folder, "report")
@@ -64,11 +66,14 @@ def test_force_never_replaces_a_directory_arenajudge_did_not_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results"]  # no staging left
 
 
-@pytest.mark.parametrize("command", [
-    ["report", "{data}", "--out", "{out}", "--force"],
-    ["train", "{data}", "--out", "{out}", "--force"],
-    ["demo", "--out", "{out}", "--force"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["report", "{data}", "--out", "{out}", "--force"],
+        ["train", "{data}", "--out", "{out}", "--force"],
+        ["demo", "--out", "{out}", "--force"],
+    ],
+)
 def test_cli_force_keeps_a_foreign_directory(tmp_path, battles_csv, command):
     folder = _foreign(tmp_path)
     result = CliRunner().invoke(main, [a.format(data=battles_csv, out=folder) for a in command])
@@ -120,29 +125,68 @@ def test_a_failed_replacement_puts_the_old_output_back(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------- 2: an output that is an input
-@pytest.mark.parametrize("command", [
-    ["predict", "{data}", "--model", "{model}", "--out", "{data}", "--force"],
-    ["predict", "{data}", "--model", "{model}", "--out", "{model}/manifest.json", "--force"],
-    ["train", "{data}", "--out", "{tmp}", "--force"],  # a parent of DATA
-    ["train", "{data}", "--teacher", "{data}", "--out", "{tmp}/m"],  # fine: m is new ...
-    ["cv", "{data}", "--oof", "{data}", "--force"],
-    ["report", "{data}", "--out", "{tmp}", "--force"],
-    ["report", "{data}", "--model", "{model}", "--out", "{model}", "--force"],
-    ["ensemble", "{model}", "--oof", "{data}", "--data", "{data}", "--out", "{model}",
-     "--force"],
-    ["ensemble", "{model}", "--oof", "{data}", "--data", "{data}", "--out", "{tmp}/e",
-     "--write-oof", "{data}", "--force"],
-    ["cascade", "--first", "{model}", "--then", "{model}", "--oof-first", "{data}",
-     "--oof-then", "{data}", "--data", "{data}", "--out", "{model}/..", "--force"],
-    ["pseudo-label", "{data}", "--model", "{model}", "--out", "{link}", "--force"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "{data}", "--model", "{model}", "--out", "{data}", "--force"],
+        ["predict", "{data}", "--model", "{model}", "--out", "{model}/manifest.json", "--force"],
+        ["train", "{data}", "--out", "{tmp}", "--force"],  # a parent of DATA
+        ["train", "{data}", "--teacher", "{data}", "--out", "{tmp}/m"],  # fine: m is new ...
+        ["cv", "{data}", "--oof", "{data}", "--force"],
+        ["report", "{data}", "--out", "{tmp}", "--force"],
+        ["report", "{data}", "--model", "{model}", "--out", "{model}", "--force"],
+        [
+            "ensemble",
+            "{model}",
+            "--oof",
+            "{data}",
+            "--data",
+            "{data}",
+            "--out",
+            "{model}",
+            "--force",
+        ],
+        [
+            "ensemble",
+            "{model}",
+            "--oof",
+            "{data}",
+            "--data",
+            "{data}",
+            "--out",
+            "{tmp}/e",
+            "--write-oof",
+            "{data}",
+            "--force",
+        ],
+        [
+            "cascade",
+            "--first",
+            "{model}",
+            "--then",
+            "{model}",
+            "--oof-first",
+            "{data}",
+            "--oof-then",
+            "{data}",
+            "--data",
+            "{data}",
+            "--out",
+            "{model}/..",
+            "--force",
+        ],
+        ["pseudo-label", "{data}", "--model", "{model}", "--out", "{link}", "--force"],
+    ],
+)
 def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, model_dir, command):
     data = tmp_path / "battles.csv"
     synthetic_frame(n=30).to_csv(data, index=False)
     (tmp_path / "link.csv").symlink_to(data)  # resolved paths are compared
     before = {p: p.read_bytes() for p in (data, *model_dir.iterdir())}
-    args = [a.format(data=data, model=model_dir, tmp=tmp_path, link=tmp_path / "link.csv")
-            for a in command]
+    args = [
+        a.format(data=data, model=model_dir, tmp=tmp_path, link=tmp_path / "link.csv")
+        for a in command
+    ]
     if "--teacher" in command:  # the teacher is an input as much as DATA
         args[args.index("--out") + 1] = str(tmp_path)
     result = CliRunner().invoke(main, args)
@@ -152,11 +196,18 @@ def test_an_output_that_is_an_input_is_refused_before_any_work(tmp_path, model_d
 
 # --------------------------------------------------- 3: a path that appeared during the run
 @pytest.mark.parametrize("no_renameat2", [False, True], ids=["renameat2", "fallback"])
-@pytest.mark.parametrize("kind,appears", [("file", "file"), ("file", "directory"),
-                                          ("directory", "empty directory"),
-                                          ("directory", "file")])
-def test_without_force_a_path_that_appeared_is_never_replaced(tmp_path, monkeypatch, kind,
-                                                              appears, no_renameat2):
+@pytest.mark.parametrize(
+    "kind,appears",
+    [
+        ("file", "file"),
+        ("file", "directory"),
+        ("directory", "empty directory"),
+        ("directory", "file"),
+    ],
+)
+def test_without_force_a_path_that_appeared_is_never_replaced(
+    tmp_path, monkeypatch, kind, appears, no_renameat2
+):
     if no_renameat2:
         monkeypatch.setattr(outputs, "_RENAMEAT2", None)
     out = tmp_path / "out"
@@ -187,13 +238,18 @@ def test_publishing_without_force_still_writes_a_new_output(tmp_path, monkeypatc
         _write_dir(tmp_path / f"dir{fallback}", "report")
         outputs.write_text("x", tmp_path / f"file{fallback}.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "dirFalse", "dirTrue", "fileFalse.txt", "fileTrue.txt"]
+        "dirFalse",
+        "dirTrue",
+        "fileFalse.txt",
+        "fileTrue.txt",
+    ]
 
 
 # ------------------------------------------------------------------------ 4: SIGTERM, SIGHUP
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
-def test_a_terminating_signal_cleans_up_and_exits_128_plus_it(tmp_path, battles_csv,
-                                                            monkeypatch, signum):
+def test_a_terminating_signal_cleans_up_and_exits_128_plus_it(
+    tmp_path, battles_csv, monkeypatch, signum
+):
     import arenajudge.models.gbdt as gbdt
 
     def signalled(*args, **kwargs):  # while the model directory is being staged
@@ -205,15 +261,17 @@ def test_a_terminating_signal_cleans_up_and_exits_128_plus_it(tmp_path, battles_
     # under `nohup` (a CI runner may use it) SIGHUP starts ignored, and stays so by design
     before = signal.signal(signum, signal.SIG_DFL)
     try:
-        result = CliRunner().invoke(main, ["train", str(battles_csv), "--out",
-                                           str(tmp_path / "m"), "--n-estimators", "5"])
+        result = CliRunner().invoke(
+            main, ["train", str(battles_csv), "--out", str(tmp_path / "m"), "--n-estimators", "5"]
+        )
         after = signal.getsignal(signum)
     finally:
         signal.signal(signum, before)
     assert result.exit_code == 128 + signum, result.output
     # after the training stages, the one line
     assert result.stderr.strip().splitlines()[-1] == (
-        f"error: terminated ({signal.Signals(signum).name})")
+        f"error: terminated ({signal.Signals(signum).name})"
+    )
     assert "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == [battles_csv.name]
     assert after == signal.SIG_DFL  # handlers restored after the command
@@ -237,21 +295,40 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
-@pytest.mark.parametrize("signum,group", [(signal.SIGTERM, False), (signal.SIGHUP, True)],
-                         ids=["kill-PID", "hangup-of-the-group"])
+@pytest.mark.parametrize(
+    "signum,group",
+    [(signal.SIGTERM, False), (signal.SIGHUP, True)],
+    ids=["kill-PID", "hangup-of-the-group"],
+)
 def test_a_signal_during_predict_with_workers_leaves_no_process_or_staging(
-        tmp_path, model_dir, signum, group):
+    tmp_path, model_dir, signum, group
+):
     data = tmp_path / "test.csv"
     frame = synthetic_frame(n=2000)  # x 10: blocks of 8,192 rows go to the workers
-    pd.concat([frame.assign(id=frame["id"].astype(str) + f"-{k}") for k in range(10)]
-              ).to_csv(data, index=False)
+    pd.concat([frame.assign(id=frame["id"].astype(str) + f"-{k}") for k in range(10)]).to_csv(
+        data, index=False
+    )
     out = tmp_path / "out" / "submission.csv"
     process = subprocess.Popen(
-        [sys.executable, "-m", "arenajudge", "predict", str(data), "--model", str(model_dir),
-         "--out", str(out), "--workers", "2"], stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "arenajudge",
+            "predict",
+            str(data),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
         start_new_session=True,
         # under `nohup` SIGHUP is inherited ignored, and an ignored hangup stays ignored
-        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
+        preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
+    )
     workers: set[int] = set()
     for _ in range(600):  # wait until the resource tracker and both workers run
         workers = _descendants(process.pid)
@@ -281,15 +358,31 @@ def test_a_file_size_limit_ends_in_one_line_and_keeps_the_old_output(tmp_path, m
     data, out = tmp_path / "test.csv", tmp_path / "sub.csv"
     synthetic_frame(n=400).to_csv(data, index=False)
     out.write_text("old submission", encoding="utf-8")
-    script = ("import resource, signal, sys\n"
-              "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-              "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
-              "from arenajudge._entry import main\n"
-              "sys.argv = ['arenajudge'] + sys.argv[1:]\n"
-              "main()\n")
-    process = subprocess.run([sys.executable, "-c", script, "predict", str(data), "--model",
-                              str(model_dir), "--out", str(out), "--force"],
-                             capture_output=True, text=True, timeout=120)
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "from arenajudge._entry import main\n"
+        "sys.argv = ['arenajudge'] + sys.argv[1:]\n"
+        "main()\n"
+    )
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "predict",
+            str(data),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--force",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     lines = process.stderr.strip().splitlines()
     assert process.returncode == 2 and len(lines) == 1, process.stderr
     assert lines[0].startswith(f"error: {out}: could not be written (file too large)")
@@ -302,8 +395,9 @@ def test_a_file_size_limit_ends_in_one_line_and_keeps_the_old_output(tmp_path, m
 def test_a_pseudo_file_system_ends_in_one_line(tmp_path, model_dir, out):
     data = tmp_path / "test.csv"
     synthetic_frame(n=20).to_csv(data, index=False)
-    result = CliRunner().invoke(main, ["predict", str(data), "--model", str(model_dir),
-                                       "--out", out])
+    result = CliRunner().invoke(
+        main, ["predict", str(data), "--model", str(model_dir), "--out", out]
+    )
     assert _one_error_line(result).startswith(f"error: {out}: ")
 
 
@@ -328,7 +422,7 @@ def test_any_other_error_of_the_system_names_its_file(tmp_path, battles_csv, mon
         raise OSError(errno.ENOSPC, "No space left on device", "/var/cache/fonts.json")
 
     monkeypatch.setattr(insight, "read_battles", disk_full)
-    result = CliRunner().invoke(main, ["report", str(battles_csv), "--out",
-                                       str(tmp_path / "r")])
-    assert _one_error_line(result) == ("error: /var/cache/fonts.json: no space left on "
-                                       "device; free some space or write elsewhere")
+    result = CliRunner().invoke(main, ["report", str(battles_csv), "--out", str(tmp_path / "r")])
+    assert _one_error_line(result) == (
+        "error: /var/cache/fonts.json: no space left on device; free some space or write elsewhere"
+    )

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from arenajudge.cli import main
 from arenajudge.errors import OutputError, OutputExistsError
 from arenajudge.outputs import atomic_path, check_output, write_submission
-
 from conftest import synthetic_frame
 
 AS_ROOT = os.geteuid() == 0
@@ -29,13 +28,16 @@ def places(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize("name,kind,message", [
-    ("file/sub.csv", "file", "file is a file, not a directory"),
-    ("file/deeper/model", "directory", "file is a file, not a directory"),
-    ("folder", "file", "is a directory, and a file is written here"),
-    ("file", "directory", "is a file, and a directory is written here"),
-    ("link", "directory", "is a symbolic link"),
-])
+@pytest.mark.parametrize(
+    "name,kind,message",
+    [
+        ("file/sub.csv", "file", "file is a file, not a directory"),
+        ("file/deeper/model", "directory", "file is a file, not a directory"),
+        ("folder", "file", "is a directory, and a file is written here"),
+        ("file", "directory", "is a file, and a directory is written here"),
+        ("link", "directory", "is a symbolic link"),
+    ],
+)
 def test_unwritable_destinations_fail_with_force_too(places, name, kind, message):
     with pytest.raises(OutputError, match=message):
         check_output(places / name, True, kind)
@@ -50,9 +52,8 @@ def test_existing_output_needs_force(places):
 
 
 def test_a_directory_is_never_deleted_to_write_a_file(places):
-    with pytest.raises(OutputError):
-        with atomic_path(places / "folder", force=True) as staged:
-            staged.write_text("csv", encoding="utf-8")
+    with pytest.raises(OutputError), atomic_path(places / "folder", force=True) as staged:
+        staged.write_text("csv", encoding="utf-8")
     assert (places / "folder" / "keep.txt").read_text(encoding="utf-8") == "keep me"
     assert (places / "link").is_symlink()
 
@@ -71,8 +72,9 @@ def test_read_only_directory_is_refused(tmp_path):
 
 def test_unwritable_folder_is_refused_as_any_user(tmp_path, monkeypatch):
     real_access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: (
-        Path(path) != tmp_path and real_access(path, mode)))
+    monkeypatch.setattr(
+        os, "access", lambda path, mode: Path(path) != tmp_path and real_access(path, mode)
+    )
     with pytest.raises(OutputError, match="is not writable"):
         check_output(tmp_path / "a" / "b" / "sub.csv", False, "file")
     assert not (tmp_path / "a").exists()
@@ -89,14 +91,17 @@ def test_submission_with_nan_is_not_written(tmp_path):
     assert pd.read_csv(out)["id"].tolist() == ["a", "b", "c"]
 
 
-@pytest.mark.parametrize("command", [
-    ["train", "{data}", "--out", "{bad}/model"],
-    ["cv", "{data}", "--oof", "{bad}/oof.csv"],
-    ["predict", "{data}", "--model", "{tmp}", "--out", "{bad}/sub.csv"],
-    ["report", "{data}", "--out", "{bad}/report"],
-    ["leaderboard", "{data}", "--plot", "{bad}/board.png"],
-    ["embed", "{data}", "--base", "{tmp}", "--out", "{bad}/emb.parquet"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train", "{data}", "--out", "{bad}/model"],
+        ["cv", "{data}", "--oof", "{bad}/oof.csv"],
+        ["predict", "{data}", "--model", "{tmp}", "--out", "{bad}/sub.csv"],
+        ["report", "{data}", "--out", "{bad}/report"],
+        ["leaderboard", "{data}", "--plot", "{bad}/board.png"],
+        ["embed", "{data}", "--base", "{tmp}", "--out", "{bad}/emb.parquet"],
+    ],
+)
 def test_every_writing_command_checks_its_output_first(tmp_path, command):
     data = tmp_path / "broken.csv"  # reading it would fail: the output check must come first
     data.write_text("id,prompt,response_a,response_b\n1,[,[,[\n", encoding="utf-8")
@@ -114,14 +119,24 @@ def test_predict_accepts_blank_label_columns(tmp_path):
     from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 
     synthetic_frame(n=120).to_csv(tmp_path / "train.csv", index=False)
-    config = GBDTConfig(n_estimators=10, min_child_samples=5, num_leaves=7, embedding_dim=8,
-                        n_jobs=1)
+    config = GBDTConfig(
+        n_estimators=10, min_child_samples=5, num_leaves=7, embedding_dim=8, n_jobs=1
+    )
     GBDTModel(config).fit(read_battles(tmp_path / "train.csv")).save(tmp_path / "m")
     test = synthetic_frame(n=20, seed=4)
     test[["winner_model_a", "winner_model_b", "winner_tie"]] = ""
     test.to_csv(tmp_path / "test.csv", index=False)
-    result = CliRunner().invoke(main, ["predict", str(tmp_path / "test.csv"), "--model",
-                                       str(tmp_path / "m"), "--out", str(tmp_path / "s.csv")])
+    result = CliRunner().invoke(
+        main,
+        [
+            "predict",
+            str(tmp_path / "test.csv"),
+            "--model",
+            str(tmp_path / "m"),
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(tmp_path / "s.csv")) == 20
 
@@ -137,10 +152,13 @@ def test_a_file_output_naming_a_directory_is_refused(places, name, force):
     assert not (places / "new").exists()
 
 
-@pytest.mark.parametrize("command", [
-    ["predict", "{data}", "--model", "{tmp}", "--out", "{tmp}/out/"],
-    ["cv", "{data}", "--oof", "{tmp}/out/"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["predict", "{data}", "--model", "{tmp}", "--out", "{tmp}/out/"],
+        ["cv", "{data}", "--oof", "{tmp}/out/"],
+    ],
+)
 def test_a_command_refuses_a_file_output_ending_with_a_slash(tmp_path, command):
     data = tmp_path / "broken.csv"
     data.write_text("id,prompt,response_a,response_b\n1,[,[,[\n", encoding="utf-8")

@@ -37,10 +37,12 @@ def make_battles(n: int, seed: int = 0, *, sources: bool = True) -> Battles:
         prompt=[tuple(f"question {i} turn {t}" for t in range(1 + i % 4)) for i in range(n)],
         response_a=[("word " * k,) for k in words[:, 0]],
         response_b=[("text " * k,) for k in words[:, 1]],
-        model_a=models[a], model_b=models[(a + 1) % 3], target=np.eye(3)[label],
-        source=(np.array(["arena", "hh"], dtype=object)[np.arange(n) % 2] if sources
-                else None),
-        path="battles.csv")
+        model_a=models[a],
+        model_b=models[(a + 1) % 3],
+        target=np.eye(3)[label],
+        source=(np.array(["arena", "hh"], dtype=object)[np.arange(n) % 2] if sources else None),
+        path="battles.csv",
+    )
 
 
 def noisy_proba(battles: Battles, seed: int = 0) -> np.ndarray:
@@ -68,8 +70,9 @@ def image_sources(html: str) -> list[str]:
 def test_html_references_exactly_the_images_that_exist(tmp_path):
     battles = make_battles(200)
     proba = noisy_proba(battles)
-    summary = write_report(Evidence(battles, proba, swap_proba(proba)), tmp_path / "r",
-                           predictor="model m")
+    summary = write_report(
+        Evidence(battles, proba, swap_proba(proba)), tmp_path / "r", predictor="model m"
+    )
     html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     sources = image_sources(html)
     assert len(sources) == 9 and sources == summary["plots"]
@@ -121,8 +124,9 @@ def test_worst_errors_are_escaped_and_truncated(tmp_path):
     html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     assert "<script>" not in html
     assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in html
-    worst = json.loads((tmp_path / "r" / "report.json").read_text())["sections"][
-        "worst_errors"]["rows"]
+    worst = json.loads((tmp_path / "r" / "report.json").read_text())["sections"]["worst_errors"][
+        "rows"
+    ]
     assert worst[0]["id"] == "r7"
     assert len(worst[0]["response_a"]) < 700 and worst[0]["response_a"].endswith("chars]")
 
@@ -139,8 +143,7 @@ def test_json_holds_the_numbers_behind_every_plot(tmp_path):
 
     report = json.loads((tmp_path / "r" / "report.json").read_text(), parse_constant=reject)
     sections = report["sections"]
-    assert set(sections) == {Path(p).stem for p in report["summary"]["plots"]} | {
-        "worst_errors"}
+    assert set(sections) == {Path(p).stem for p in report["summary"]["plots"]} | {"worst_errors"}
     counts = np.bincount(battles.label, minlength=3)
     assert sections["class_balance"]["counts"] == counts.tolist()
     assert np.sum(sections["confusion"]["matrix"]) == 300
@@ -187,28 +190,45 @@ def test_read_oof_joins_on_id(tmp_path):
 
 # --------------------------------------------------------------------------- CLI
 def write_csv(path: Path, battles: Battles) -> Path:
-    pd.DataFrame({
-        "id": battles.id, "model_a": battles.model_a, "model_b": battles.model_b,
-        "prompt": [json.dumps(list(p)) for p in battles.prompt],
-        "response_a": [json.dumps(list(r)) for r in battles.response_a],
-        "response_b": [json.dumps(list(r)) for r in battles.response_b],
-        **{label: battles.target[:, k].astype(int) for k, label in enumerate(LABELS)},
-    }).to_csv(path, index=False)
+    pd.DataFrame(
+        {
+            "id": battles.id,
+            "model_a": battles.model_a,
+            "model_b": battles.model_b,
+            "prompt": [json.dumps(list(p)) for p in battles.prompt],
+            "response_a": [json.dumps(list(r)) for r in battles.response_a],
+            "response_b": [json.dumps(list(r)) for r in battles.response_b],
+            **{label: battles.target[:, k].astype(int) for k, label in enumerate(LABELS)},
+        }
+    ).to_csv(path, index=False)
     return path
 
 
 def test_cli_report_with_oof_and_sources(tmp_path):
     battles = make_battles(120)
     data = write_csv(tmp_path / "data.csv", battles)
-    pd.DataFrame({"id": battles.id, "source": battles.source}).to_csv(tmp_path / "src.csv",
-                                                                      index=False)
+    pd.DataFrame({"id": battles.id, "source": battles.source}).to_csv(
+        tmp_path / "src.csv", index=False
+    )
     oof = pd.DataFrame(noisy_proba(battles), columns=list(LABELS))
     oof.insert(0, "fold", 0)
     oof.insert(0, "id", battles.id)
     oof.to_csv(tmp_path / "oof.csv", index=False)
-    result = CliRunner().invoke(main, [
-        "report", str(data), "--oof", str(tmp_path / "oof.csv"), "--sources",
-        str(tmp_path / "src.csv"), "--out", str(tmp_path / "r"), "--format", "json"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(data),
+            "--oof",
+            str(tmp_path / "oof.csv"),
+            "--sources",
+            str(tmp_path / "src.csv"),
+            "--out",
+            str(tmp_path / "r"),
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert "flip_rate" not in summary and summary["predictor"].startswith("out-of-fold")
@@ -216,20 +236,36 @@ def test_cli_report_with_oof_and_sources(tmp_path):
     assert "flip rate under an A/B swap is omitted" in html
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert {g["group"] for g in report["sections"]["log_loss_by_source"]["groups"]} == {
-        "arena", "hh"}
-    both = CliRunner().invoke(main, ["report", str(data), "--oof", str(tmp_path / "oof.csv"),
-                                     "--model", str(tmp_path), "--out", str(tmp_path / "x")])
+        "arena",
+        "hh",
+    }
+    both = CliRunner().invoke(
+        main,
+        [
+            "report",
+            str(data),
+            "--oof",
+            str(tmp_path / "oof.csv"),
+            "--model",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+    )
     assert both.exit_code == 2 and "not both" in both.stderr
 
 
 def test_cli_report_with_model_shows_flip_rate(tmp_path):
     gbdt = pytest.importorskip("arenajudge.models.gbdt")
     battles = make_battles(150)
-    gbdt.GBDTModel(n_estimators=20, holdout_share=0, min_child_samples=5).fit(
-        battles).save(tmp_path / "model")
+    gbdt.GBDTModel(n_estimators=20, holdout_share=0, min_child_samples=5).fit(battles).save(
+        tmp_path / "model"
+    )
     data = write_csv(tmp_path / "data.csv", battles)
-    result = CliRunner().invoke(main, ["report", str(data), "--model", str(tmp_path / "model"),
-                                       "--out", str(tmp_path / "r")])
+    result = CliRunner().invoke(
+        main,
+        ["report", str(data), "--model", str(tmp_path / "model"), "--out", str(tmp_path / "r")],
+    )
     assert result.exit_code == 0, result.output
     assert "log loss" in result.stdout
     html = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")

@@ -19,16 +19,16 @@ import pytest
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
-from conftest import synthetic_frame  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from arenajudge import serve  # noqa: E402
-from arenajudge.data import LABELS, Battles, read_battles  # noqa: E402
-from arenajudge.errors import DataError, MissingDependencyError  # noqa: E402
-from arenajudge.http_limits import json_depth  # noqa: E402
-from arenajudge.models.contract import PreferenceModel  # noqa: E402
-from arenajudge.models.registry import load_model  # noqa: E402
-from arenajudge.models.gbdt import GBDTModel  # noqa: E402
+from arenajudge import serve
+from arenajudge.data import LABELS, Battles, read_battles
+from arenajudge.errors import DataError, MissingDependencyError
+from arenajudge.http_limits import json_depth
+from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.registry import load_model
+from conftest import synthetic_frame
 
 SECRET = "zebra-quokka-7431"  # a text that must never reach the logs
 
@@ -38,7 +38,8 @@ def model_dir(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("serve")
     synthetic_frame(n=160).to_csv(root / "train.csv", index=False)
     GBDTModel(n_estimators=20, holdout_share=0, embedding_dim=8).fit(
-        read_battles(root / "train.csv")).save(root / "tiny_model")
+        read_battles(root / "train.csv")
+    ).save(root / "tiny_model")
     return root / "tiny_model"
 
 
@@ -55,8 +56,13 @@ def client(model_dir, model):
 
 
 def _battle(i: int = 0, **fields) -> dict:
-    return {"id": f"b{i}", "prompt": "say something", "response_a": "short",
-            "response_b": "a much longer answer with many words in it", **fields}
+    return {
+        "id": f"b{i}",
+        "prompt": "say something",
+        "response_a": "short",
+        "response_b": "a much longer answer with many words in it",
+        **fields,
+    }
 
 
 def _one_turn(*texts: str) -> list[tuple[str, ...]]:
@@ -76,14 +82,22 @@ def test_one_battle_gets_probabilities_verdict_and_model_identity(client, model,
     assert response.status_code == 200
     body = response.json()
     manifest_bytes = (model_dir / "manifest.json").read_bytes()
-    assert body["model"] == {"name": "tiny_model", "backend": "gbdt", "version": "0.1.0",
-                             "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest()}
+    assert body["model"] == {
+        "name": "tiny_model",
+        "backend": "gbdt",
+        "version": "0.1.0",
+        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+    }
     [result] = body["results"]
     proba = np.array([result[label] for label in LABELS])
-    expected = model.predict_proba(Battles(
-        id=np.array(["x"], dtype=object), prompt=_one_turn("say something"),
-        response_a=_one_turn("short"),
-        response_b=_one_turn("a much longer answer with many words in it")))[0]
+    expected = model.predict_proba(
+        Battles(
+            id=np.array(["x"], dtype=object),
+            prompt=_one_turn("say something"),
+            response_a=_one_turn("short"),
+            response_b=_one_turn("a much longer answer with many words in it"),
+        )
+    )[0]
     np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
     assert result["id"] == "b0"
     assert result["verdict"] == ("model_a", "model_b", "tie")[int(proba.argmax())]
@@ -99,19 +113,23 @@ def test_a_list_keeps_its_order_and_swap_and_tie_rate_apply(client, model):
         for label in LABELS:
             assert result["swapped"][label] == pytest.approx(result[label], abs=1e-12)
     tied = client.post("/v1/judge", json={"battles": battles, "tie_rate": 0.9}).json()
-    assert all(t["winner_tie"] > p["winner_tie"]
-               for t, p in zip(tied["results"], plain["results"]))
-    expected = model.predict_proba(serve.battles_from_request(
-        serve.JudgeRequest.model_validate({"battles": battles})), tie_rate=0.9)
+    assert all(t["winner_tie"] > p["winner_tie"] for t, p in zip(tied["results"], plain["results"]))
+    expected = model.predict_proba(
+        serve.battles_from_request(serve.JudgeRequest.model_validate({"battles": battles})),
+        tie_rate=0.9,
+    )
     got = [[r[label] for label in LABELS] for r in tied["results"]]
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
 
 
 def test_turn_lists_nulls_and_lone_surrogates_are_accepted(client):
-    body = ('{"battles": [{"id": "\\ud800x", "prompt": ["hi", null, "again"], '
-            '"response_a": ["a", "\\udc00"], "response_b": []}]}')
-    response = client.post("/v1/judge", content=body.encode(),
-                           headers={"content-type": "application/json"})
+    body = (
+        '{"battles": [{"id": "\\ud800x", "prompt": ["hi", null, "again"], '
+        '"response_a": ["a", "\\udc00"], "response_b": []}]}'
+    )
+    response = client.post(
+        "/v1/judge", content=body.encode(), headers={"content-type": "application/json"}
+    )
     assert response.status_code == 200
     assert response.json()["results"][0]["id"] == "\ufffdx"
     request = serve.JudgeRequest.model_validate(json.loads(body))
@@ -150,47 +168,60 @@ def revealing_model_dir(model_dir, tmp_path) -> Path:
     manifest = json.loads((copy / "manifest.json").read_text())
     base = {"given": "models/my-base", "kind": "directory", "name": "/srv/alice/my-base"}
     hub = {"given": "org/minilm", "kind": "hub", "name": "org/minilm@abc123"}
-    manifest["config"].update(base="models/my-base", checkpoint_dir="ckpt",
-                              encoder=str(tmp_path / "local_encoder"))
-    manifest["training"].update(base=base, teacher=hub, embeddings={
-        "file": "emb.parquet", "encoder": "C:\\Users\\alice\\enc"},
-        platform={"executable": "/usr/bin/python3"})
-    manifest["members"] = [{"path": path, "backend": "gbdt", "manifest_sha256": "0" * 64}
-                           for path in ("../gbdt_a", "~/gbdt_b")]
+    manifest["config"].update(
+        base="models/my-base", checkpoint_dir="ckpt", encoder=str(tmp_path / "local_encoder")
+    )
+    manifest["training"].update(
+        base=base,
+        teacher=hub,
+        embeddings={"file": "emb.parquet", "encoder": "C:\\Users\\alice\\enc"},
+        platform={"executable": "/usr/bin/python3"},
+    )
+    manifest["members"] = [
+        {"path": path, "backend": "gbdt", "manifest_sha256": "0" * 64}
+        for path in ("../gbdt_a", "~/gbdt_b")
+    ]
     (copy / "manifest.json").write_text(json.dumps(manifest))
     return copy
 
 
-def test_model_endpoint_hides_paths_and_interpreter_unless_asked(revealing_model_dir, model,
-                                                                 tmp_path):
+def test_model_endpoint_hides_paths_and_interpreter_unless_asked(
+    revealing_model_dir, model, tmp_path
+):
     import platform
 
     settings = serve.Settings(str(revealing_model_dir))
     with TestClient(serve.create_app(settings, model)) as client:
         shown = client.get("/v1/model").json()
     strings = _strings(shown)
-    revealing = [s for s in strings if str(tmp_path) in s or "alice" in s or "gbdt_" in s
-                 or s in ("models/my-base", "ckpt", "emb.parquet", "/usr/bin/python3")]
+    revealing = [
+        s
+        for s in strings
+        if str(tmp_path) in s
+        or "alice" in s
+        or "gbdt_" in s
+        or s in ("models/my-base", "ckpt", "emb.parquet", "/usr/bin/python3")
+    ]
     assert revealing == []
     assert platform.python_version() not in strings and "python" not in strings
     assert shown["manifest"]["training"]["teacher"]["name"] == "org/minilm@abc123"
     assert shown["manifest"]["training"]["base"]["kind"] == "directory"
     assert shown["manifest"]["config"]["base"] == serve.HIDDEN_PATH
     manifest = json.loads((revealing_model_dir / "manifest.json").read_text())
-    assert shown["manifest_sha256"] == hashlib.sha256(
-        (revealing_model_dir / "manifest.json").read_bytes()).hexdigest()
+    assert (
+        shown["manifest_sha256"]
+        == hashlib.sha256((revealing_model_dir / "manifest.json").read_bytes()).hexdigest()
+    )
     full = serve.Settings(str(revealing_model_dir), show_paths=True)
     with TestClient(serve.create_app(full, model)) as client:
-        assert client.get("/v1/model").json()["manifest"] == serve.without_battle_keys(
-            manifest)
+        assert client.get("/v1/model").json()["manifest"] == serve.without_battle_keys(manifest)
 
 
 @pytest.mark.parametrize("show_paths", [False, True])
 def test_model_endpoint_never_sends_the_trained_battles_keys(model_dir, model, show_paths):
     """8 bytes a trained battle: large, and a client could test whether a battle was in
     the training data; evaluate and report read them from the disk."""
-    assert "battle_keys" in json.loads((Path(model_dir) / "manifest.json").read_text())[
-        "training"]
+    assert "battle_keys" in json.loads((Path(model_dir) / "manifest.json").read_text())["training"]
     settings = serve.Settings(str(model_dir), show_paths=show_paths)
     with TestClient(serve.create_app(settings, model)) as client:
         shown = client.get("/v1/model").json()["manifest"]
@@ -203,29 +234,44 @@ MALFORMED = {
     "bad JSON": (b'{"battles": [', 422, "body"),
     "invalid escape": (b'{"battles": [{"prompt": "\\uZZZZ"}]}', 422, "body"),
     "invalid UTF-8 bytes": (b'{"battles": "\xff\xfe"}', 400, None),
-    "huge integer literal": (b'{"battles": [], "tie_rate": ' + b"1" * 5_000 + b"}", 400,
-                             None),
-    "not an object": (b'[1, 2]', 422, "body"),
+    "huge integer literal": (b'{"battles": [], "tie_rate": ' + b"1" * 5_000 + b"}", 400, None),
+    "not an object": (b"[1, 2]", 422, "body"),
     "battles not a list": (b'{"battles": "x"}', 422, "battles"),
-    "prompt a number": (json.dumps({"battles": [_battle(), _battle(1, prompt=3)]}).encode(),
-                        422, "battles[1].prompt"),
-    "turn a number": (json.dumps({"battles": [_battle(response_b=["ok", 2])]}).encode(),
-                      422, "battles[0].response_b"),
+    "prompt a number": (
+        json.dumps({"battles": [_battle(), _battle(1, prompt=3)]}).encode(),
+        422,
+        "battles[1].prompt",
+    ),
+    "turn a number": (
+        json.dumps({"battles": [_battle(response_b=["ok", 2])]}).encode(),
+        422,
+        "battles[0].response_b",
+    ),
     "id a number": (json.dumps({"battles": [_battle(id=7)]}).encode(), 422, "battles[0].id"),
-    "swap a string": (json.dumps({"battles": [_battle()], "swap": "yes"}).encode(),
-                      422, "swap"),
-    "tie_rate out of range": (json.dumps({"battles": [_battle()], "tie_rate": 1.5}).encode(),
-                              422, "tie_rate"),
-    "missing field": (json.dumps({"battles": [_battle(), {"prompt": "p", "response_a": "a"}]}
-                                 ).encode(), 422, "battles[1].response_b"),
+    "swap a string": (json.dumps({"battles": [_battle()], "swap": "yes"}).encode(), 422, "swap"),
+    "tie_rate out of range": (
+        json.dumps({"battles": [_battle()], "tie_rate": 1.5}).encode(),
+        422,
+        "tie_rate",
+    ),
+    "missing field": (
+        json.dumps({"battles": [_battle(), {"prompt": "p", "response_a": "a"}]}).encode(),
+        422,
+        "battles[1].response_b",
+    ),
     "missing battles": (b"{}", 422, "battles"),
-    "unknown field": (json.dumps({"battles": [_battle()], "tie-rate": 0.2}).encode(),
-                      422, "tie-rate"),
+    "unknown field": (
+        json.dumps({"battles": [_battle()], "tie-rate": 0.2}).encode(),
+        422,
+        "tie-rate",
+    ),
     "empty list": (b'{"battles": []}', 422, "battles"),
-    "huge string": (json.dumps({"battles": [_battle(prompt="x" * 30_000)]}).encode(),
-                    413, None),
-    "too many battles": (json.dumps({"battles": [_battle(i) for i in range(6)]}).encode(),
-                         413, None),
+    "huge string": (json.dumps({"battles": [_battle(prompt="x" * 30_000)]}).encode(), 413, None),
+    "too many battles": (
+        json.dumps({"battles": [_battle(i) for i in range(6)]}).encode(),
+        413,
+        None,
+    ),
 }
 
 
@@ -247,8 +293,13 @@ def test_a_chunked_body_over_the_limit_gets_413(client):
 
 
 DEEP = b'{"battles": ' + b"[" * 5_000 + b"]" * 5_000 + b"}"
-CONTENT_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-                 "multipart/form-data; boundary=x", None]
+CONTENT_TYPES = [
+    "application/json",
+    "text/plain",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=x",
+    None,
+]
 
 
 @pytest.mark.parametrize("content_type", CONTENT_TYPES)
@@ -268,8 +319,11 @@ def test_brackets_inside_strings_are_not_nesting(client):
 
 
 def test_a_body_without_json_content_type_is_explained(client):
-    response = client.post("/v1/judge", content=json.dumps({"battles": [_battle()]}),
-                           headers={"content-type": "text/plain"})
+    response = client.post(
+        "/v1/judge",
+        content=json.dumps({"battles": [_battle()]}),
+        headers={"content-type": "text/plain"},
+    )
     assert response.status_code == 422
     assert "Content-Type: application/json" in response.json()["detail"][0]["message"]
 
@@ -352,10 +406,10 @@ def test_a_failed_load_is_reported_by_health(model_dir, monkeypatch):
 def test_texts_never_reach_the_log_even_when_scoring_fails(model_dir, model, caplog):
     gated = _GatedModel(model)
     caplog.set_level(logging.DEBUG)
-    with TestClient(serve.create_app(serve.Settings(str(model_dir)), gated),
-                    raise_server_exceptions=False) as client:
-        assert client.post("/v1/judge", json={"battles": _battle(prompt=SECRET)}
-                           ).status_code == 200
+    with TestClient(
+        serve.create_app(serve.Settings(str(model_dir)), gated), raise_server_exceptions=False
+    ) as client:
+        assert client.post("/v1/judge", json={"battles": _battle(prompt=SECRET)}).status_code == 200
         gated.fail = True
         response = client.post("/v1/judge", json={"battles": _battle(prompt=SECRET)})
         assert response.status_code == 500
@@ -369,18 +423,24 @@ def test_texts_never_reach_the_log_even_when_scoring_fails(model_dir, model, cap
 # --------------------------------------------------------------------------- batching
 def test_concurrent_requests_share_one_predict_call(model):
     counting = _GatedModel(model)
-    requests = [serve.JudgeRequest.model_validate({"battles": [_battle(i, response_a="w " * i)
-                                                               for i in range(k)]})
-                for k in (1, 3, 2, 1)]
+    requests = [
+        serve.JudgeRequest.model_validate(
+            {"battles": [_battle(i, response_a="w " * i) for i in range(k)]}
+        )
+        for k in (1, 3, 2, 1)
+    ]
     tie_rates = [None, None, 0.5, None]
 
     async def scenario() -> list[np.ndarray]:
         batcher = serve.MicroBatcher(counting, ThreadPoolExecutor(1))
         runner = asyncio.create_task(batcher.run())
         try:
-            return await asyncio.gather(*(
-                batcher.score(serve.battles_from_request(r), t)
-                for r, t in zip(requests, tie_rates)))
+            return await asyncio.gather(
+                *(
+                    batcher.score(serve.battles_from_request(r), t)
+                    for r, t in zip(requests, tie_rates)
+                )
+            )
         finally:
             runner.cancel()
 
@@ -407,17 +467,22 @@ class _MarkedModel(_GatedModel):
 def test_a_failing_request_fails_alone_in_its_micro_batch(model, caplog):
     marked = _MarkedModel(model)
     prompts = ["fine", "BOOM " + SECRET, "also fine", "BAD", "fine again"]
-    requests = [serve.JudgeRequest.model_validate({"battles": [
-        _battle(i, prompt=prompt, response_a="w " * i), _battle(i + 10)]})
-        for i, prompt in enumerate(prompts)]
+    requests = [
+        serve.JudgeRequest.model_validate(
+            {"battles": [_battle(i, prompt=prompt, response_a="w " * i), _battle(i + 10)]}
+        )
+        for i, prompt in enumerate(prompts)
+    ]
     caplog.set_level(logging.DEBUG, logger="arenajudge")
 
     async def scenario() -> list:
         batcher = serve.MicroBatcher(marked, ThreadPoolExecutor(1))
         runner = asyncio.create_task(batcher.run())
         try:
-            return await asyncio.gather(*(batcher.score(serve.battles_from_request(r), None)
-                                          for r in requests), return_exceptions=True)
+            return await asyncio.gather(
+                *(batcher.score(serve.battles_from_request(r), None) for r in requests),
+                return_exceptions=True,
+            )
         finally:
             runner.cancel()
 
@@ -433,8 +498,9 @@ def test_a_failing_request_fails_alone_in_its_micro_batch(model, caplog):
 
 
 @pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
-def test_failures_answer_422_or_500_and_log_a_traceback_only_at_debug(model_dir, model,
-                                                                      caplog, level):
+def test_failures_answer_422_or_500_and_log_a_traceback_only_at_debug(
+    model_dir, model, caplog, level
+):
     caplog.set_level(level, logger="arenajudge")
     app = serve.create_app(serve.Settings(str(model_dir)), _MarkedModel(model))
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -466,9 +532,12 @@ def live_url(model_dir, model):
     """A real uvicorn server on a free loopback port, in a thread."""
     import uvicorn
 
-    config = uvicorn.Config(serve.create_app(serve.Settings(str(model_dir), max_batch=5),
-                                             model),
-                            host="127.0.0.1", port=0, log_level="warning")
+    config = uvicorn.Config(
+        serve.create_app(serve.Settings(str(model_dir), max_batch=5), model),
+        host="127.0.0.1",
+        port=0,
+        log_level="warning",
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -485,12 +554,12 @@ def test_client_judges_over_http(live_url, client):
     with Judge(live_url) as judge:
         assert judge.health()
         assert judge.model()["backend"] == "gbdt"
-        one = judge("say something", "short", ["a much longer answer", "in two turns"],
-                    swap=True)
+        one = judge("say something", "short", ["a much longer answer", "in two turns"], swap=True)
         assert set(one) >= {*LABELS, "verdict", "swapped"}
         many = judge.judge([_battle(i) for i in range(3)], tie_rate=0.2)
-        direct = client.post("/v1/judge", json={"battles": [_battle(i) for i in range(3)],
-                                                "tie_rate": 0.2}).json()["results"]
+        direct = client.post(
+            "/v1/judge", json={"battles": [_battle(i) for i in range(3)], "tie_rate": 0.2}
+        ).json()["results"]
         assert many == direct
         with pytest.raises(DataError, match=r"battles\[1\]\.prompt"):
             judge.judge([_battle(), _battle(prompt=None)])
@@ -508,7 +577,7 @@ def test_a_plain_client_sending_a_whole_oversized_body_reads_the_413(live_url, c
 
     # 10 MB: over what the kernel buffers on loopback, so an unread rest means a reset
     body = json.dumps({"battles": [_battle(prompt="x" * 10_000_000)]}).encode()
-    data = (body[i:i + 65_536] for i in range(0, len(body), 65_536)) if chunked else body
+    data = (body[i : i + 65_536] for i in range(0, len(body), 65_536)) if chunked else body
     request = urllib.request.Request(f"{live_url}/v1/judge", data=data, headers=JSON)
     with pytest.raises(urllib.error.HTTPError) as answer:
         urllib.request.urlopen(request, timeout=30)
@@ -542,8 +611,9 @@ def test_serve_command_passes_show_paths_and_log_level(model_dir, monkeypatch):
     from arenajudge.cli import main
 
     calls = []
-    monkeypatch.setattr(serve, "serve", lambda settings, **options: calls.append(
-        (settings, options)))
+    monkeypatch.setattr(
+        serve, "serve", lambda settings, **options: calls.append((settings, options))
+    )
     for flags in ([], ["--show-paths", "--log-level", "debug"]):
         result = CliRunner().invoke(main, ["serve", "--model", str(model_dir), *flags])
         assert result.exit_code == 0, result.output
@@ -563,8 +633,7 @@ def test_serve_command_on_a_busy_port_is_one_error_line(model_dir):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = CliRunner().invoke(main, ["serve", "--model", str(model_dir),
-                                           "--port", str(port)])
+        result = CliRunner().invoke(main, ["serve", "--model", str(model_dir), "--port", str(port)])
     assert result.exit_code == 2, result.output
     [line] = result.output.splitlines()
     assert line.startswith("error: ")

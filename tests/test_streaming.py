@@ -4,18 +4,17 @@ all, and a failure leaves no output."""
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
-import time
 import subprocess
 import sys
-import json
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import synthetic_frame
 
 from arenajudge.cli import main
 from arenajudge.data import LABELS, read_battles
@@ -24,9 +23,10 @@ from arenajudge.data.embeddings import write_embeddings
 from arenajudge.engines import local
 from arenajudge.errors import ArenaJudgeError, DataError
 from arenajudge.evaluate import evaluate_predictions
-from arenajudge.models.registry import load_model
 from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.registry import load_model
 from arenajudge.outputs import write_csv
+from conftest import synthetic_frame
 
 BLOCK = 17
 """Rows per block in these tests: 230 rows make 14 blocks, the last one short."""
@@ -49,8 +49,9 @@ def _write(frame: pd.DataFrame, path) -> None:
 
 def _whole_file_submission(model_dir, data, path, tie_rate=None, **read_kwargs) -> str:
     battles = read_battles(data, **read_kwargs)
-    frame = pd.DataFrame(load_model(model_dir).predict_proba(battles, tie_rate=tie_rate),
-                         columns=list(LABELS))
+    frame = pd.DataFrame(
+        load_model(model_dir).predict_proba(battles, tie_rate=tie_rate), columns=list(LABELS)
+    )
     frame.insert(0, "id", battles.id)
     write_csv(frame, path)
     return path.read_text()
@@ -58,21 +59,39 @@ def _whole_file_submission(model_dir, data, path, tie_rate=None, **read_kwargs) 
 
 def _pairs_frame(n: int) -> pd.DataFrame:
     kaggle = synthetic_frame(n=n, seed=4)
-    return pd.DataFrame({"prompt": kaggle["prompt"], "chosen": kaggle["response_a"],
-                         "rejected": kaggle["response_b"]})
+    return pd.DataFrame(
+        {
+            "prompt": kaggle["prompt"],
+            "chosen": kaggle["response_a"],
+            "rejected": kaggle["response_b"],
+        }
+    )
 
 
 WORKERS = pytest.mark.parametrize("workers", [1, 2], ids=["in-process", "2-workers"])
 
 
 @WORKERS
-@pytest.mark.parametrize("name", ["test.csv", "test.csv.gz", "test.jsonl", "test.parquet",
-                                  "pairs.csv", "test.csv.bz2", "test.jsonl.xz",
-                                  "test.csv.zip"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "test.csv",
+        "test.csv.gz",
+        "test.jsonl",
+        "test.parquet",
+        "pairs.csv",
+        "test.csv.bz2",
+        "test.jsonl.xz",
+        "test.csv.zip",
+    ],
+)
 def test_streaming_output_equals_whole_file_output(model_dir, tmp_path, name, workers):
     data = tmp_path / name
-    frame = (_pairs_frame(230) if name.startswith("pairs") else
-             synthetic_frame(n=230).drop(columns=list(LABELS)).sample(frac=1, random_state=0))
+    frame = (
+        _pairs_frame(230)
+        if name.startswith("pairs")
+        else synthetic_frame(n=230).drop(columns=list(LABELS)).sample(frac=1, random_state=0)
+    )
     _write(frame, data)
     out = tmp_path / "streamed.csv"
     n = local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK, workers=workers)
@@ -143,7 +162,8 @@ def test_a_pairs_prompt_only_later_rows_have_is_the_whole_files_error(tmp_path):
 @pytest.mark.parametrize("labelled_first", [True, False], ids=["blank-late", "blank-first"])
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_labels_only_some_blocks_have_are_an_error_as_in_the_whole_file(
-        tmp_path, fmt, labelled_first):
+    tmp_path, fmt, labelled_first
+):
     frame = synthetic_frame(n=120, seed=5)
     blank = slice(3 * BLOCK, None) if labelled_first else slice(0, 2 * BLOCK)
     first_blank = str(frame["id"].iloc[blank].iloc[0])
@@ -168,8 +188,9 @@ def test_labels_only_some_blocks_have_are_an_error_as_in_the_whole_file(
 
 @WORKERS
 @pytest.mark.parametrize("layout", ["kaggle", "pairs"])
-def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(model_dir, tmp_path,
-                                                                     layout, workers):
+def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(
+    model_dir, tmp_path, layout, workers
+):
     if layout == "kaggle":
         frame, column = synthetic_frame(n=230), "response_b"
         frame.loc[200, column] = "not json"
@@ -182,8 +203,7 @@ def test_an_error_in_a_late_block_leaves_no_output_and_names_the_row(model_dir, 
     frame.to_csv(data, index=False)
     out = tmp_path / "out" / "submission.csv"
     with pytest.raises(DataError) as streamed:
-        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK,
-                             workers=workers)
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK, workers=workers)
     assert where in str(streamed.value)
     assert not out.exists() and list(out.parent.iterdir()) == []  # no temp file left
     with pytest.raises(DataError) as whole:
@@ -199,8 +219,7 @@ def test_duplicate_ids_across_blocks_are_caught(model_dir, tmp_path, workers):
     _write(frame, data)
     out = tmp_path / "submission.csv"
     with pytest.raises(DataError) as streamed:
-        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK,
-                             workers=workers)
+        local.stream_predict(data, load_model(model_dir), out, block_rows=BLOCK, workers=workers)
     with pytest.raises(DataError) as whole:
         read_battles(data)
     assert str(streamed.value) == str(whole.value)
@@ -216,18 +235,32 @@ def test_an_empty_file_is_refused_as_the_whole_file_reader_refuses_it(model_dir,
 
 
 @WORKERS
-def test_cli_evaluate_over_blocks_equals_the_whole_file_metrics(model_dir, tmp_path,
-                                                                monkeypatch, workers):
+def test_cli_evaluate_over_blocks_equals_the_whole_file_metrics(
+    model_dir, tmp_path, monkeypatch, workers
+):
     frame = synthetic_frame(n=230, seed=7)
     frame["source"] = np.where(np.arange(230) % 3 == 0, "hh", "arena")
     data = tmp_path / "labelled.csv"
     frame.to_csv(data, index=False)
     battles = read_battles(data)
     proba = load_model(model_dir).predict_proba(battles)
-    monkeypatch.setattr("arenajudge.cli.model_commands.score_blocks",
-                        functools.partial(local.score_blocks, block_rows=BLOCK))
-    result = CliRunner().invoke(main, ["evaluate", str(data), "--model", str(model_dir),
-                                       "--format", "json", "--workers", str(workers)])
+    monkeypatch.setattr(
+        "arenajudge.cli.model_commands.score_blocks",
+        functools.partial(local.score_blocks, block_rows=BLOCK),
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            str(data),
+            "--model",
+            str(model_dir),
+            "--format",
+            "json",
+            "--workers",
+            str(workers),
+        ],
+    )
     assert result.exit_code == 0, result.output
     reported = json.loads(result.stdout)
     overall, by_source = evaluate_predictions(battles, proba)
@@ -245,18 +278,35 @@ def test_embeddings_are_attached_block_by_block(tmp_path):
     emb = tmp_path / "emb.parquet"
     # the file's rows in another order than the data's: attached by id
     order = rng.permutation(120)
-    write_embeddings(battles.id[order], {name: vectors[order, k] for k, name in enumerate(
-        ("prompt_emb", "response_a_emb", "response_b_emb"))},
-        {"format": "arenajudge.embeddings", "version": 1, "encoder": "/models/x",
-         "model_type": "llama", "dim": 6, "max_length": 64, "pooling": "mean"}, emb)
+    write_embeddings(
+        battles.id[order],
+        {
+            name: vectors[order, k]
+            for k, name in enumerate(("prompt_emb", "response_a_emb", "response_b_emb"))
+        },
+        {
+            "format": "arenajudge.embeddings",
+            "version": 1,
+            "encoder": "/models/x",
+            "model_type": "llama",
+            "dim": 6,
+            "max_length": 64,
+            "pooling": "mean",
+        },
+        emb,
+    )
     from arenajudge.data.embeddings import attach_embeddings
 
-    model = GBDTModel(n_estimators=10, holdout_share=0, embedding_dim=8,
-                      embedding_components=3).fit(attach_embeddings(battles, emb))
-    streamed = np.vstack([block.proba for block in local.score_blocks(
-        data, model, embeddings_path=emb, block_rows=BLOCK)])
-    np.testing.assert_array_equal(streamed,
-                                  model.predict_proba(attach_embeddings(battles, emb)))
+    model = GBDTModel(
+        n_estimators=10, holdout_share=0, embedding_dim=8, embedding_components=3
+    ).fit(attach_embeddings(battles, emb))
+    streamed = np.vstack(
+        [
+            block.proba
+            for block in local.score_blocks(data, model, embeddings_path=emb, block_rows=BLOCK)
+        ]
+    )
+    np.testing.assert_array_equal(streamed, model.predict_proba(attach_embeddings(battles, emb)))
 
 
 def test_a_failing_scorer_stops_the_reader_thread(model_dir, tmp_path):
@@ -281,10 +331,22 @@ def test_worker_processes_write_the_in_process_output(model_dir, tmp_path, tie_r
     outputs = []
     for workers in (1, 2):
         outputs.append(tmp_path / f"workers-{workers}.csv")
-        assert local.stream_predict(data, load_model(model_dir), outputs[-1],
-                                    tie_rate=tie_rate, block_rows=BLOCK, workers=workers) == 230
-    assert outputs[0].read_text() == outputs[1].read_text() == _whole_file_submission(
-        model_dir, data, tmp_path / "whole.csv", tie_rate=tie_rate)
+        assert (
+            local.stream_predict(
+                data,
+                load_model(model_dir),
+                outputs[-1],
+                tie_rate=tie_rate,
+                block_rows=BLOCK,
+                workers=workers,
+            )
+            == 230
+        )
+    assert (
+        outputs[0].read_text()
+        == outputs[1].read_text()
+        == _whole_file_submission(model_dir, data, tmp_path / "whole.csv", tie_rate=tie_rate)
+    )
 
 
 def test_a_late_bad_row_with_workers_leaves_no_output(model_dir, tmp_path):
@@ -319,8 +381,11 @@ def test_a_worker_that_dies_is_one_clear_error_and_no_output(model_dir, tmp_path
     synthetic_frame(n=100).to_csv(data, index=False)
     model = DyingModel.load(model_dir)
     out = tmp_path / "submission.csv"
-    with pytest.raises(ArenaJudgeError, match=r"worker process stopped while scoring rows "
-                                              r"1-17 .*--workers 1"):
+    with pytest.raises(
+        ArenaJudgeError,
+        match=r"worker process stopped while scoring rows "
+        r"1-17 .*--workers 1",
+    ):
         local.stream_predict(data, model, out, block_rows=BLOCK, workers=2)
     assert not out.exists()
     assert local.stream_predict(data, model, out, block_rows=BLOCK, workers=1) == 100
@@ -328,7 +393,8 @@ def test_a_worker_that_dies_is_one_clear_error_and_no_output(model_dir, tmp_path
 
 @pytest.mark.parametrize("case", ["no worker copy", "shorter than a block"])
 def test_models_without_a_worker_copy_and_short_files_score_in_this_process(
-        model_dir, tmp_path, monkeypatch, case):
+    model_dir, tmp_path, monkeypatch, case
+):
     data = tmp_path / "test.csv"
     synthetic_frame(n=100 if case == "no worker copy" else BLOCK - 1).to_csv(data, index=False)
     model = load_model(model_dir)
@@ -336,8 +402,10 @@ def test_models_without_a_worker_copy_and_short_files_score_in_this_process(
         monkeypatch.setattr(model, "worker_copy", lambda: None)
     monkeypatch.setattr("arenajudge.engines.scoring.ProcessPoolExecutor", None)  # unused
     blocks = list(local.score_blocks(data, model, block_rows=BLOCK, workers=2))
-    np.testing.assert_array_equal(np.vstack([b.proba for b in blocks]),
-                                  load_model(model_dir).predict_proba(read_battles(data)))
+    np.testing.assert_array_equal(
+        np.vstack([b.proba for b in blocks]),
+        load_model(model_dir).predict_proba(read_battles(data)),
+    )
 
 
 def test_a_script_without_a_main_guard_fails_clearly_instead_of_hanging(model_dir, tmp_path):
@@ -348,9 +416,11 @@ def test_a_script_without_a_main_guard_fails_clearly_instead_of_hanging(model_di
         "from arenajudge.engines.local import stream_predict\n"
         "from arenajudge.models.registry import load_model\n"
         f"stream_predict(r'{data}', load_model(r'{model_dir}'), r'{tmp_path / 'out.csv'}',"
-        " block_rows=17, workers=2)\n")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=120)
+        " block_rows=17, workers=2)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode != 0
     assert 'outside `if __name__ == "__main__":`' in result.stderr
     assert not (tmp_path / "out.csv").exists()
@@ -361,8 +431,9 @@ def test_a_warning_of_every_block_is_logged_once(model_dir, tmp_path, caplog, wo
     data = tmp_path / "no-ids.csv"
     _pairs_frame(100).to_csv(data, index=False)
     with caplog.at_level("WARNING", logger="arenajudge"):
-        blocks = list(local.score_blocks(data, load_model(model_dir), block_rows=BLOCK,
-                                         workers=workers))
+        blocks = list(
+            local.score_blocks(data, load_model(model_dir), block_rows=BLOCK, workers=workers)
+        )
     assert len(blocks) == 6
     warned = [r.getMessage() for r in caplog.records if "has no id column" in r.getMessage()]
     assert warned == [f"{data}: has no id column; rows are numbered from 1 as their ids"]
@@ -371,8 +442,11 @@ def test_a_warning_of_every_block_is_logged_once(model_dir, tmp_path, caplog, wo
 def test_predict_hands_back_ids_without_texts(model_dir, tmp_path):
     data = tmp_path / "test.csv"
     synthetic_frame(n=60).to_csv(data, index=False)
-    block = next(local.score_blocks(data, load_model(model_dir), block_rows=BLOCK,
-                                    workers=2, keep_texts=False))
+    block = next(
+        local.score_blocks(
+            data, load_model(model_dir), block_rows=BLOCK, workers=2, keep_texts=False
+        )
+    )
     assert list(block.ids) == [str(1000 + i) for i in range(BLOCK)]
     assert block.battles.prompt == [()] * BLOCK and block.target is not None
 
@@ -393,11 +467,17 @@ def test_ctrl_c_with_workers_stops_them_quietly_and_leaves_no_output(model_dir, 
         f"        stream_predict(r'{data}', load_model(r'{model_dir}'), r'{out}',"
         " block_rows=17, workers=2)\n"
         "    except KeyboardInterrupt:\n"
-        "        sys.exit(130)\n")
+        "        sys.exit(130)\n"
+    )
     # a terminal's Ctrl-C reaches the whole process group, the workers included
-    process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     assert process.stdout.readline() == "started\n"
     time.sleep(1.5)  # the workers are starting or scoring
     os.killpg(process.pid, signal.SIGINT)

@@ -24,11 +24,17 @@ from arenajudge.models.ensemble import EnsembleModel
 from arenajudge.models.gbdt import GBDTConfig, GBDTModel
 from arenajudge.models.manifest import file_sha256, read_manifest
 from arenajudge.models.registry import load_model
-
 from conftest import synthetic_frame
 
-FAST = GBDTConfig(n_estimators=40, min_child_samples=5, num_leaves=7, holdout_share=0.25,
-                  early_stopping_rounds=10, embedding_dim=16, n_jobs=1)
+FAST = GBDTConfig(
+    n_estimators=40,
+    min_child_samples=5,
+    num_leaves=7,
+    holdout_share=0.25,
+    early_stopping_rounds=10,
+    embedding_dim=16,
+    n_jobs=1,
+)
 OTHER = replace(FAST, num_leaves=3, embedding_dim=4, learning_rate=0.1, seed=1)
 
 
@@ -49,13 +55,28 @@ def workdir(tmp_path_factory) -> dict[str, Path]:
     battles = read_battles(files["train"])
     for name, config in (("fast", FAST), ("other", OTHER)):
         GBDTModel(config).fit(battles).save(root / name)
-        result = cross_validate(lambda: GBDTModel(config), battles, n_folds=3, progress=False)
+        result = cross_validate(
+            lambda config=config: GBDTModel(config), battles, n_folds=3, progress=False
+        )
         oof_frame(battles, result).to_csv(root / f"{name}_oof.csv", index=False)
         files[name], files[f"{name}_oof"] = root / name, root / f"{name}_oof.csv"
-    out = run("ensemble", files["fast"], files["other"], "--oof", files["fast_oof"],
-              "--oof", files["other_oof"], "--data", files["train"],
-              "--out", root / "ensemble", "--format", "json",
-              "--write-oof", root / "blend_oof.csv")
+    out = run(
+        "ensemble",
+        files["fast"],
+        files["other"],
+        "--oof",
+        files["fast_oof"],
+        "--oof",
+        files["other_oof"],
+        "--data",
+        files["train"],
+        "--out",
+        root / "ensemble",
+        "--format",
+        "json",
+        "--write-oof",
+        root / "blend_oof.csv",
+    )
     assert out.exit_code == 0, out.output
     files["ensemble"], files["ensemble_scores"] = root / "ensemble", json.loads(out.stdout)
     files["blend_oof"] = root / "blend_oof.csv"
@@ -76,8 +97,7 @@ def test_ensemble_saves_loads_and_predicts_identically(workdir, test_battles, tm
     ensemble.save(tmp_path / "again")
     assert np.array_equal(load_model(tmp_path / "again").predict_proba(test_battles), proba)
     # it is the calibrated log-space blend of the members, not one of them
-    members = [load_model(workdir[name]).predict_proba(test_battles) for name in ("fast",
-                                                                                  "other")]
+    members = [load_model(workdir[name]).predict_proba(test_battles) for name in ("fast", "other")]
     assert np.allclose(ensemble.blend_.transform(members), proba)
     assert not np.allclose(proba, members[0]) and not np.allclose(proba, members[1])
     swapped = ensemble.predict_proba(test_battles.swap())
@@ -88,7 +108,8 @@ def test_an_ensemble_of_two_backends_saves_loads_and_predicts_identically(tmp_pa
     torch = pytest.importorskip("torch", reason="needs the transformers extra")
     pytest.importorskip("transformers", reason="needs the transformers extra")
     from arenajudge.models.registry import build_model
-    from tiny import BASE_OF, FAST as TINY, make_battles, save_base
+    from tiny import BASE_OF, make_battles, save_base
+    from tiny import FAST as TINY
 
     torch.set_num_threads(1)
     train, held = make_battles(60, seed=0), make_battles(60, seed=1)
@@ -141,8 +162,9 @@ def test_a_moved_member_is_one_line_naming_it(workdir, tmp_path):
         shutil.copytree(workdir[name], root / name)
     assert load_model(root / "ensemble").predict_proba(read_battles(workdir["test"])).shape
     shutil.rmtree(root / "other")
-    out = run("predict", workdir["test"], "--model", root / "ensemble",
-              "--out", tmp_path / "sub.csv")
+    out = run(
+        "predict", workdir["test"], "--model", root / "ensemble", "--out", tmp_path / "sub.csv"
+    )
     assert out.exit_code == 2
     assert out.stderr.count("\n") == 1 and "member '../other' is missing" in out.stderr
 
@@ -152,20 +174,21 @@ def test_a_changed_member_is_refused(workdir, tmp_path):
     for name in ("fast", "other", "ensemble"):
         shutil.copytree(workdir[name], root / name)
     GBDTModel(replace(OTHER, seed=5)).fit(read_battles(workdir["train"])).save(
-        root / "other", force=True)
+        root / "other", force=True
+    )
     with pytest.raises(ModelLoadError, match="member '../other' has changed"):
         load_model(root / "ensemble")
 
 
 def test_ensemble_evaluates_and_predicts_through_the_cli(workdir, test_battles, tmp_path):
-    out = run("predict", workdir["test"], "--model", workdir["ensemble"],
-              "--out", tmp_path / "sub.csv")
+    out = run(
+        "predict", workdir["test"], "--model", workdir["ensemble"], "--out", tmp_path / "sub.csv"
+    )
     assert out.exit_code == 0, out.output
     written = pd.read_csv(tmp_path / "sub.csv")[list(LABELS)].to_numpy()
     expected = load_model(workdir["ensemble"]).predict_proba(test_battles)
     np.testing.assert_allclose(written, expected, atol=1e-12)
-    scored = run("evaluate", workdir["train"], "--model", workdir["ensemble"], "--format",
-                 "json")
+    scored = run("evaluate", workdir["train"], "--model", workdir["ensemble"], "--format", "json")
     assert scored.exit_code == 0 and json.loads(scored.stdout)["overall"]["rows"] == 240
 
 
@@ -176,9 +199,15 @@ def test_ensemble_through_serve_equals_predict(workdir, test_battles):
     from arenajudge import serve
 
     settings = serve.Settings(str(workdir["ensemble"]))
-    rows = [{"id": str(i), "prompt": list(p), "response_a": list(a), "response_b": list(b)}
-            for i, p, a, b in zip(test_battles.id[:5], test_battles.prompt,
-                                  test_battles.response_a, test_battles.response_b)]
+    rows = [
+        {"id": str(i), "prompt": list(p), "response_a": list(a), "response_b": list(b)}
+        for i, p, a, b in zip(
+            test_battles.id[:5],
+            test_battles.prompt,
+            test_battles.response_a,
+            test_battles.response_b,
+        )
+    ]
     with TestClient(serve.create_app(settings)) as client:
         client_ready = client.get("/health")
         for _ in range(200):
@@ -197,8 +226,9 @@ def test_ensemble_through_ray_equals_predict(workdir, test_battles):
 
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     try:
-        ids, proba = predict_with_ray(str(workdir["test"]), str(workdir["ensemble"]),
-                                      read_kwargs={}, batch_size=40)
+        ids, proba = predict_with_ray(
+            str(workdir["test"]), str(workdir["ensemble"]), read_kwargs={}, batch_size=40
+        )
     finally:
         ray.shutdown()
     assert list(ids) == list(test_battles.id)
@@ -219,14 +249,35 @@ def test_a_student_moves_toward_its_teacher(workdir, tmp_path):
     frame = pd.DataFrame(teacher, columns=list(LABELS))
     frame.insert(0, "id", battles.id)
     frame.to_csv(tmp_path / "teacher.csv", index=False)
-    flags = ["--n-estimators", "40", "--num-leaves", "7", "--min-child-samples", "5",
-             "--embedding-dim", "16", "--n-jobs", "1"]
+    flags = [
+        "--n-estimators",
+        "40",
+        "--num-leaves",
+        "7",
+        "--min-child-samples",
+        "5",
+        "--embedding-dim",
+        "16",
+        "--n-jobs",
+        "1",
+    ]
     plain = run("train", workdir["train"], "--out", tmp_path / "plain", *flags)
-    student = run("train", workdir["train"], "--out", tmp_path / "student", *flags,
-                  "--teacher", tmp_path / "teacher.csv", "--teacher-weight", "0.8")
+    student = run(
+        "train",
+        workdir["train"],
+        "--out",
+        tmp_path / "student",
+        *flags,
+        "--teacher",
+        tmp_path / "teacher.csv",
+        "--teacher-weight",
+        "0.8",
+    )
     assert plain.exit_code == 0 and student.exit_code == 0, student.output
-    kl = {name: _kl(teacher, load_model(tmp_path / name).predict_proba(battles))
-          for name in ("plain", "student")}
+    kl = {
+        name: _kl(teacher, load_model(tmp_path / name).predict_proba(battles))
+        for name in ("plain", "student")
+    }
     assert kl["student"] < kl["plain"]
     recorded = read_manifest(tmp_path / "student")["training"]["teacher"]
     assert recorded["sha256"] == file_sha256(tmp_path / "teacher.csv")
@@ -235,16 +286,25 @@ def test_a_student_moves_toward_its_teacher(workdir, tmp_path):
 
 def test_a_teacher_missing_a_row_is_one_line(workdir, tmp_path):
     pd.read_csv(workdir["fast_oof"]).iloc[1:].to_csv(tmp_path / "short.csv", index=False)
-    out = run("train", workdir["train"], "--out", tmp_path / "m", "--teacher",
-              tmp_path / "short.csv")
+    out = run(
+        "train", workdir["train"], "--out", tmp_path / "m", "--teacher", tmp_path / "short.csv"
+    )
     assert out.exit_code == 2 and out.stderr.count("\n") == 1
     assert "short.csv" in out.stderr and "row id 1000" in out.stderr
 
 
 # ---------------------------------------------------------------------- pseudo-labels
 def test_pseudo_labels_round_trip_through_train(workdir, test_battles, tmp_path):
-    out = run("pseudo-label", workdir["test"], "--model", workdir["ensemble"],
-              "--out", tmp_path / "pl.csv", "--min-confidence", "0.5")
+    out = run(
+        "pseudo-label",
+        workdir["test"],
+        "--model",
+        workdir["ensemble"],
+        "--out",
+        tmp_path / "pl.csv",
+        "--min-confidence",
+        "0.5",
+    )
     assert out.exit_code == 0, out.output
     labelled = read_battles(tmp_path / "pl.csv")
     proba = load_model(workdir["ensemble"]).predict_proba(test_battles)
@@ -256,8 +316,16 @@ def test_pseudo_labels_round_trip_through_train(workdir, test_battles, tmp_path)
     assert labelled.prompt == [test_battles.prompt[i] for i in np.flatnonzero(kept)]
     both = pd.concat([pd.read_csv(workdir["train"]), pd.read_csv(tmp_path / "pl.csv")])
     both.to_csv(tmp_path / "both.csv", index=False)
-    trained = run("train", tmp_path / "both.csv", "--out", tmp_path / "m", "--n-jobs", "1",
-                  "--n-estimators", "20")
+    trained = run(
+        "train",
+        tmp_path / "both.csv",
+        "--out",
+        tmp_path / "m",
+        "--n-jobs",
+        "1",
+        "--n-estimators",
+        "20",
+    )
     assert trained.exit_code == 0, trained.output
     assert read_manifest(tmp_path / "m")["training"]["rows"] == 240 + kept.sum()
 
@@ -266,8 +334,9 @@ def test_pseudo_labels_round_trip_through_train(workdir, test_battles, tmp_path)
 def _cascade(workdir, share: float) -> CascadeModel:
     battles = read_battles(workdir["train"])
     oof = (read_oof(workdir["fast_oof"], battles), read_oof(workdir["other_oof"], battles))
-    return CascadeModel(CascadeConfig(share=share), first_dir=workdir["fast"],
-                        then_dir=workdir["other"]).fit(battles, oof=oof)
+    return CascadeModel(
+        CascadeConfig(share=share), first_dir=workdir["fast"], then_dir=workdir["other"]
+    ).fit(battles, oof=oof)
 
 
 def test_cascade_share_zero_is_the_first_model(workdir, test_battles):
@@ -277,18 +346,34 @@ def test_cascade_share_zero_is_the_first_model(workdir, test_battles):
 
 def test_cascade_share_one_is_the_blend_on_every_row(workdir, test_battles):
     cascade = _cascade(workdir, 1.0)
-    probas = [load_model(workdir[name]).predict_proba(test_battles)
-              for name in ("fast", "other")]
-    np.testing.assert_allclose(cascade.predict_proba(test_battles),
-                               cascade.blend_.transform(probas), atol=1e-12)
+    probas = [load_model(workdir[name]).predict_proba(test_battles) for name in ("fast", "other")]
+    np.testing.assert_allclose(
+        cascade.predict_proba(test_battles), cascade.blend_.transform(probas), atol=1e-12
+    )
 
 
-def test_cascade_rescores_the_uncertain_share_and_reports_it(workdir, test_battles, tmp_path,
-                                                            caplog):
-    out = run("cascade", "--first", workdir["fast"], "--then", workdir["other"],
-              "--share", "0.3", "--oof-first", workdir["fast_oof"], "--oof-then",
-              workdir["other_oof"], "--data", workdir["train"], "--out", tmp_path / "c",
-              "--format", "json")
+def test_cascade_rescores_the_uncertain_share_and_reports_it(
+    workdir, test_battles, tmp_path, caplog
+):
+    out = run(
+        "cascade",
+        "--first",
+        workdir["fast"],
+        "--then",
+        workdir["other"],
+        "--share",
+        "0.3",
+        "--oof-first",
+        workdir["fast_oof"],
+        "--oof-then",
+        workdir["other_oof"],
+        "--data",
+        workdir["train"],
+        "--out",
+        tmp_path / "c",
+        "--format",
+        "json",
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.stdout)["rescored_share"] == pytest.approx(0.3, abs=0.02)
     cascade = load_model(tmp_path / "c")
@@ -300,8 +385,9 @@ def test_cascade_rescores_the_uncertain_share_and_reports_it(workdir, test_battl
     # one row at a time gives the same answers: the gate is a threshold, not a rank
     single = np.vstack([cascade.predict_proba(test_battles.take([i])) for i in range(5)])
     np.testing.assert_allclose(single, proba[:5], atol=1e-12)
-    predicted = run("-v", "predict", workdir["test"], "--model", tmp_path / "c",
-                    "--out", tmp_path / "sub.csv")
+    predicted = run(
+        "-v", "predict", workdir["test"], "--model", tmp_path / "c", "--out", tmp_path / "sub.csv"
+    )
     assert f"second stage {rescored.sum()} " in predicted.stderr
 
 
@@ -314,8 +400,7 @@ def test_a_student_is_calibrated_and_scored_against_the_votes(workdir):
     battles = read_battles(workdir["train"])
     uniform = np.full((len(battles), 3), 1 / 3)
     student = GBDTModel(FAST).fit(teacher_targets(battles, uniform, 0.9))
-    assert student.validation_["prior_log_loss"] == pytest.approx(
-        prior_log_loss(battles.target))
+    assert student.validation_["prior_log_loss"] == pytest.approx(prior_log_loss(battles.target))
     plain = GBDTModel(FAST).fit(battles)
     # against the votes, a student taught near-uniform targets scores near the plain
     # model; against those targets its cross-entropy could not fall below log 3

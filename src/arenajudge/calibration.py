@@ -72,13 +72,15 @@ def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
     from scipy.optimize import minimize_scalar
 
     log_proba = _log(proba)
-    result = minimize_scalar(lambda t: log_loss(y, _tempered(log_proba, t)),
-                             bounds=(_MIN_T, _MAX_T), method="bounded")
+    result = minimize_scalar(
+        lambda t: log_loss(y, _tempered(log_proba, t)), bounds=(_MIN_T, _MAX_T), method="bounded"
+    )
     return float(result.x)
 
 
-def prior_shift(proba: np.ndarray, tie_rate: float | np.ndarray,
-                train_prior: tuple[float, float, float]) -> np.ndarray:
+def prior_shift(
+    proba: np.ndarray, tie_rate: float | np.ndarray, train_prior: tuple[float, float, float]
+) -> np.ndarray:
     """``proba`` (n, 3) moved by Bayes' rule from the class balance ``train_prior`` to
     ((1 - r) / 2, (1 - r) / 2, r), rows normalised; ``tie_rate`` r is one rate or one per
     row, shape (n,), anywhere in (0, 1).
@@ -132,8 +134,9 @@ def fit_davidson(y: np.ndarray, proba: np.ndarray) -> float:
 
     if ties.sum() == 0:
         return 0.0
-    result = minimize_scalar(negative_log_likelihood, bounds=(-20, math.log(_MAX_NU)),
-                             method="bounded")
+    result = minimize_scalar(
+        negative_log_likelihood, bounds=(-20, math.log(_MAX_NU)), method="bounded"
+    )
     return float(math.exp(result.x))
 
 
@@ -163,8 +166,9 @@ def solve_davidson(margins: np.ndarray, tie_rate: float) -> float:
 
 
 # ----------------------------------------------------------------- the calibration
-def _by_source(values: tuple[tuple[str, float], ...], n: int, source: np.ndarray | None,
-               default: float) -> np.ndarray:
+def _by_source(
+    values: tuple[tuple[str, float], ...], n: int, source: np.ndarray | None, default: float
+) -> np.ndarray:
     """The value of each of ``n`` rows, shape (n,), from its ``source``; ``default``
     for rows of other sources or none."""
     by_source = dict(values)
@@ -217,8 +221,9 @@ class Calibration:
         sources or none."""
         return _by_source(self.source_tie_rates, n, source, np.nan)
 
-    def transform(self, proba: np.ndarray, tie_rate: float | None = None,
-                  source: np.ndarray | None = None) -> np.ndarray:
+    def transform(
+        self, proba: np.ndarray, tie_rate: float | None = None, source: np.ndarray | None = None
+    ) -> np.ndarray:
         """Calibrated probabilities, shape (n, 3), every entry >= ``PROBA_FLOOR``;
         ``source`` (n,) names each row's source, for the source temperatures and tie rates.
 
@@ -233,8 +238,7 @@ class Calibration:
         check_tie_rate(tie_rate)
         proba = _tempered(_log(proba), self.temperatures(len(proba), source))
         if tie_rate is not None and self.tie_model == "davidson":
-            return apply_floor(davidson(proba, solve_davidson(np.asarray(self.margins),
-                                                              tie_rate)))
+            return apply_floor(davidson(proba, solve_davidson(np.asarray(self.margins), tie_rate)))
         if tie_rate is not None:
             return apply_floor(prior_shift(proba, tie_rate, self.train_prior))
         rates = self.tie_rates(len(proba), source)
@@ -249,46 +253,59 @@ class Calibration:
         path.write_text(json.dumps(raw, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: Path) -> "Calibration":
+    def load(cls, path: Path) -> Calibration:
         """Read calibration.json, refusing missing, malformed or non-finite values."""
         try:
             raw = safe_json.loads(path.read_text(encoding="utf-8"))
-            calibration = cls(temperature=float(raw["temperature"]),
-                              train_prior=tuple(float(v) for v in raw["train_prior"]),
-                              tie_model=str(raw.get("tie_model", "prior_shift")),
-                              margins=tuple(float(v) for v in raw.get("margins", ())),
-                              source_temperatures=tuple(
-                                  (str(name), float(value)) for name, value in
-                                  raw.get("source_temperatures", {}).items()),
-                              source_tie_rates=tuple(
-                                  (str(name), float(value)) for name, value in
-                                  raw.get("source_tie_rates", {}).items()))
+            calibration = cls(
+                temperature=float(raw["temperature"]),
+                train_prior=tuple(float(v) for v in raw["train_prior"]),
+                tie_model=str(raw.get("tie_model", "prior_shift")),
+                margins=tuple(float(v) for v in raw.get("margins", ())),
+                source_temperatures=tuple(
+                    (str(name), float(value))
+                    for name, value in raw.get("source_temperatures", {}).items()
+                ),
+                source_tie_rates=tuple(
+                    (str(name), float(value))
+                    for name, value in raw.get("source_tie_rates", {}).items()
+                ),
+            )
         except FileNotFoundError:
-            raise ModelLoadError("is missing; the model directory is incomplete",
-                                 file=path) from None
+            raise ModelLoadError(
+                "is missing; the model directory is incomplete", file=path
+            ) from None
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ModelLoadError(f"is corrupt ({exc}); retrain the model", file=path) from None
         source_temperatures = [value for _, value in calibration.source_temperatures]
         source_tie_rates = [value for _, value in calibration.source_tie_rates]
-        numbers = (calibration.temperature, *calibration.train_prior, *calibration.margins,
-                   *source_temperatures, *source_tie_rates)
+        numbers = (
+            calibration.temperature,
+            *calibration.train_prior,
+            *calibration.margins,
+            *source_temperatures,
+            *source_tie_rates,
+        )
         if not all(math.isfinite(v) for v in numbers):
-            raise ModelLoadError("is corrupt (a value is NaN or infinite); retrain the model",
-                                 file=path)
-        if not (all(_MIN_T <= t <= _MAX_T for t in (calibration.temperature,
-                                                     *source_temperatures))
-                and len(calibration.train_prior) == 3
-                and min(calibration.train_prior) > 0
-                and calibration.tie_model in TIE_MODELS
-                and (calibration.tie_model != "davidson" or calibration.margins)
-                and all(0 < m <= 0.5 for m in calibration.margins)
-                and all(0 < r < 1 for r in source_tie_rates)):
+            raise ModelLoadError(
+                "is corrupt (a value is NaN or infinite); retrain the model", file=path
+            )
+        if not (
+            all(_MIN_T <= t <= _MAX_T for t in (calibration.temperature, *source_temperatures))
+            and len(calibration.train_prior) == 3
+            and min(calibration.train_prior) > 0
+            and calibration.tie_model in TIE_MODELS
+            and (calibration.tie_model != "davidson" or calibration.margins)
+            and all(0 < m <= 0.5 for m in calibration.margins)
+            and all(0 < r < 1 for r in source_tie_rates)
+        ):
             raise ModelLoadError("holds out-of-range values; retrain the model", file=path)
         return calibration
 
 
-def _choose_tie_model(target: np.ndarray, tempered: np.ndarray, nu: float
-                      ) -> tuple[str, dict[str, Any]]:
+def _choose_tie_model(
+    target: np.ndarray, tempered: np.ndarray, nu: float
+) -> tuple[str, dict[str, Any]]:
     """``prior_shift`` when the training data has >= MIN_TIES ties and the model's tie
     column beats Davidson's model (``nu`` fitted on the same predictions); else
     ``davidson``. Returns the choice and the evidence for it."""
@@ -313,14 +330,18 @@ def _large_sources(source: np.ndarray | None) -> list[str]:
     return [str(name) for name, count in zip(names, counts) if count >= MIN_SOURCE_ROWS]
 
 
-def _source_temperatures(target: np.ndarray, oof: np.ndarray, source: np.ndarray | None
-                         ) -> tuple[tuple[str, float], ...]:
-    return tuple((name, round(fit_temperature(target[source == name], oof[source == name]), 6))
-                 for name in _large_sources(source))
+def _source_temperatures(
+    target: np.ndarray, oof: np.ndarray, source: np.ndarray | None
+) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        (name, round(fit_temperature(target[source == name], oof[source == name]), 6))
+        for name in _large_sources(source)
+    )
 
 
-def _fit_tie_rate(target: np.ndarray, tempered: np.ndarray,
-                  train_prior: tuple[float, float, float]) -> float:
+def _fit_tie_rate(
+    target: np.ndarray, tempered: np.ndarray, train_prior: tuple[float, float, float]
+) -> float:
     """The tie rate whose :func:`prior_shift` gives the tempered predictions of one
     source their least log loss; never below half a tie in its rows, so a source
     without ties does not claim that they cannot happen."""
@@ -328,40 +349,60 @@ def _fit_tie_rate(target: np.ndarray, tempered: np.ndarray,
 
     low = math.log(0.5 / (len(target) + 1))
     result = minimize_scalar(
-        lambda log_rate: log_loss(target, apply_floor(prior_shift(
-            tempered, math.exp(log_rate), train_prior))), bounds=(low, math.log(0.5)),
-        method="bounded")
+        lambda log_rate: log_loss(
+            target, apply_floor(prior_shift(tempered, math.exp(log_rate), train_prior))
+        ),
+        bounds=(low, math.log(0.5)),
+        method="bounded",
+    )
     return float(f"{math.exp(result.x):.6g}")
 
 
-def _source_tie_rates(target: np.ndarray, tempered: np.ndarray, source: np.ndarray | None,
-                      train_prior: tuple[float, float, float]
-                      ) -> tuple[tuple[str, float], ...]:
-    return tuple((name, _fit_tie_rate(target[source == name], tempered[source == name],
-                                      train_prior))
-                 for name in _large_sources(source))
+def _source_tie_rates(
+    target: np.ndarray,
+    tempered: np.ndarray,
+    source: np.ndarray | None,
+    train_prior: tuple[float, float, float],
+) -> tuple[tuple[str, float], ...]:
+    return tuple(
+        (name, _fit_tie_rate(target[source == name], tempered[source == name], train_prior))
+        for name in _large_sources(source)
+    )
 
 
-def _fit(target: np.ndarray, oof: np.ndarray, train_prior: tuple[float, float, float],
-         source: np.ndarray | None = None) -> tuple[Calibration, dict[str, Any]]:
-    tempering = Calibration(temperature=fit_temperature(target, oof),
-                            train_prior=tuple(train_prior),
-                            source_temperatures=_source_temperatures(target, oof, source))
+def _fit(
+    target: np.ndarray,
+    oof: np.ndarray,
+    train_prior: tuple[float, float, float],
+    source: np.ndarray | None = None,
+) -> tuple[Calibration, dict[str, Any]]:
+    tempering = Calibration(
+        temperature=fit_temperature(target, oof),
+        train_prior=tuple(train_prior),
+        source_temperatures=_source_temperatures(target, oof, source),
+    )
     tempered = _tempered(_log(oof), tempering.temperatures(len(oof), source))
     nu = fit_davidson(target, tempered)
     tie_model, evidence = _choose_tie_model(target, tempered, nu)
-    margins = np.quantile(np.clip(decisive_margin(tempered), 1e-6, 0.5),
-                          np.linspace(0, 1, MARGIN_QUANTILES))
+    margins = np.quantile(
+        np.clip(decisive_margin(tempered), 1e-6, 0.5), np.linspace(0, 1, MARGIN_QUANTILES)
+    )
     evidence["davidson_nu"] = nu
-    return replace(tempering, tie_model=tie_model,
-                   margins=tuple(round(float(m), 6) for m in margins),
-                   source_tie_rates=_source_tie_rates(target, tempered, source,
-                                                      tempering.train_prior)), evidence
+    return replace(
+        tempering,
+        tie_model=tie_model,
+        margins=tuple(round(float(m), 6) for m in margins),
+        source_tie_rates=_source_tie_rates(target, tempered, source, tempering.train_prior),
+    ), evidence
 
 
-def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
-                    train_prior: tuple[float, float, float],
-                    source: np.ndarray | None = None) -> tuple[Calibration, dict[str, Any]]:
+def fit_calibration(
+    target: np.ndarray,
+    oof: np.ndarray,
+    fold: np.ndarray,
+    train_prior: tuple[float, float, float],
+    source: np.ndarray | None = None,
+) -> tuple[Calibration, dict[str, Any]]:
     """Fit the calibration on out-of-sample predictions ``oof`` (n, 3) of labels
     ``target`` (n, 3), with the rows' ``source`` (n,) if known, and score it honestly.
 
@@ -379,16 +420,22 @@ def fit_calibration(target: np.ndarray, oof: np.ndarray, fold: np.ndarray,
     calibrated = np.empty_like(oof)
     for k in np.unique(fold):
         held = fold == k
-        others = _fit(target[~held], oof[~held], train_prior, rows(~held))[0] \
-            if (~held).any() else calibration
+        others = (
+            _fit(target[~held], oof[~held], train_prior, rows(~held))[0]
+            if (~held).any()
+            else calibration
+        )
         calibrated[held] = others.transform(oof[held], source=rows(held))
-    report = {"rows": int(len(target)), "folds": int(len(np.unique(fold))),
-              "log_loss": log_loss(target, calibrated),
-              "prior_log_loss": prior_log_loss(target),
-              "ece": expected_calibration_error(target, calibrated),
-              "temperature": calibration.temperature,
-              "source_temperatures": dict(calibration.source_temperatures),
-              "source_tie_rates": dict(calibration.source_tie_rates),
-              "tie_model": calibration.tie_model,
-              "tie_model_evidence": evidence}
+    report = {
+        "rows": len(target),
+        "folds": len(np.unique(fold)),
+        "log_loss": log_loss(target, calibrated),
+        "prior_log_loss": prior_log_loss(target),
+        "ece": expected_calibration_error(target, calibrated),
+        "temperature": calibration.temperature,
+        "source_temperatures": dict(calibration.source_temperatures),
+        "source_tie_rates": dict(calibration.source_tie_rates),
+        "tie_model": calibration.tie_model,
+        "tie_model_evidence": evidence,
+    }
     return calibration, report

@@ -7,15 +7,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from arenajudge.errors import ArenaJudgeError, DataError, MissingDependencyError
 
 try:
     import httpx
 except ImportError as exc:  # the serve extra is optional
-    raise MissingDependencyError("httpx is not installed; install it with "
-                                 "`pip install arenajudge[serve]`") from exc
+    raise MissingDependencyError(
+        "httpx is not installed; install it with `pip install arenajudge[serve]`"
+    ) from exc
 
 Side = str | Sequence[str | None]
 """A prompt or response: one string, or a list of turns."""
@@ -41,18 +43,29 @@ class Judge:
         self.url = url.rstrip("/")
         self._http = httpx.Client(base_url=self.url, timeout=timeout)
 
-    def __call__(self, prompt: Side, response_a: Side, response_b: Side, *,
-                 tie_rate: float | None = None, swap: bool = False) -> dict[str, Any]:
+    def __call__(
+        self,
+        prompt: Side,
+        response_a: Side,
+        response_b: Side,
+        *,
+        tie_rate: float | None = None,
+        swap: bool = False,
+    ) -> dict[str, Any]:
         """Judge one battle; returns its result."""
         battle = {"prompt": prompt, "response_a": response_a, "response_b": response_b}
         return self.judge([battle], tie_rate=tie_rate, swap=swap)[0]
 
-    def judge(self, battles: Iterable[Mapping[str, Any]], *, tie_rate: float | None = None,
-              swap: bool = False) -> list[dict[str, Any]]:
+    def judge(
+        self,
+        battles: Iterable[Mapping[str, Any]],
+        *,
+        tie_rate: float | None = None,
+        swap: bool = False,
+    ) -> list[dict[str, Any]]:
         """Judge battles (mappings with ``prompt``, ``response_a``, ``response_b`` and an
         optional ``id``) in one request; results come back in the same order."""
-        body: dict[str, Any] = {"battles": [dict(battle) for battle in battles],
-                                "swap": swap}
+        body: dict[str, Any] = {"battles": [dict(battle) for battle in battles], "swap": swap}
         if tie_rate is not None:
             body["tie_rate"] = tie_rate
         return self._request("POST", "/v1/judge", json=body)["results"]
@@ -72,8 +85,10 @@ class Judge:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
-            raise ArenaJudgeError(f"cannot reach the judge service at {self.url} ({exc}); "
-                                  "is `arenajudge serve` running?") from None
+            raise ArenaJudgeError(
+                f"cannot reach the judge service at {self.url} ({exc}); "
+                "is `arenajudge serve` running?"
+            ) from None
         if response.is_success:
             return response.json()
         detail = _detail(response)
@@ -84,7 +99,7 @@ class Judge:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "Judge":
+    def __enter__(self) -> Judge:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -98,6 +113,9 @@ def _detail(response: httpx.Response) -> str:
     except (ValueError, KeyError, TypeError):
         return response.text[:200]
     if isinstance(detail, list):
-        return "; ".join(f"{item.get('field', '?')}: {item.get('message', '')}"
-                         for item in detail if isinstance(item, dict))
+        return "; ".join(
+            f"{item.get('field', '?')}: {item.get('message', '')}"
+            for item in detail
+            if isinstance(item, dict)
+        )
     return str(detail)

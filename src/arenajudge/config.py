@@ -14,9 +14,10 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
 from arenajudge.errors import ConfigError
 
@@ -44,25 +45,40 @@ class Range:
     def __str__(self) -> str:
         low = "-inf" if self.low is None else _number(self.low)
         high = "inf" if self.high is None else _number(self.high)
-        return (f"{'(' if self.low_open or self.low is None else '['}{low}, {high}"
-                f"{')' if self.high_open or self.high is None else ']'}")
+        return (
+            f"{'(' if self.low_open or self.low is None else '['}{low}, {high}"
+            f"{')' if self.high_open or self.high is None else ']'}"
+        )
 
 
 def _number(value: float) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
 
-def option(default: Any, help: str, *, low: float | None = None, high: float | None = None,
-           low_open: bool = False, high_open: bool = False,
-           choices: tuple[str, ...] | None = None, flag: str | None = None) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    choices: tuple[str, ...] | None = None,
+    flag: str | None = None,
+) -> Any:
     """A config field: its default, its help text and what values it allows.
 
     ``low``/``high`` bound numbers (``*_open`` excludes the end); ``choices`` lists the
     allowed strings; ``flag`` overrides the CLI flag name (default ``--field-name``).
     """
-    metadata: dict[str, Any] = {"help": help, "choices": choices, "flag": flag,
-                                "range": (Range(low, high, low_open, high_open)
-                                          if low is not None or high is not None else None)}
+    metadata: dict[str, Any] = {
+        "help": help,
+        "choices": choices,
+        "flag": flag,
+        "range": (
+            Range(low, high, low_open, high_open) if low is not None or high is not None else None
+        ),
+    }
     return field(default=default, metadata=metadata)
 
 
@@ -72,7 +88,8 @@ def field_help(config_cls: type, name: str, allowed: bool = True) -> str:
     if not allowed:
         return spec.metadata.get("help", "")
     allowed = spec.metadata.get("range") or (
-        "|".join(spec.metadata["choices"]) if spec.metadata.get("choices") else None)
+        "|".join(spec.metadata["choices"]) if spec.metadata.get("choices") else None
+    )
     return spec.metadata.get("help", "") + (f"  Allowed: {allowed}." if allowed else "")
 
 
@@ -126,8 +143,7 @@ def _check_field(spec: Any, value: Any, where: str) -> None:
     if value is None:
         return
     if allowed_range is not None and value not in allowed_range:
-        raise ConfigError(f"{where}{spec.name}={value!r} is out of range; allowed: "
-                          f"{allowed_range}")
+        raise ConfigError(f"{where}{spec.name}={value!r} is out of range; allowed: {allowed_range}")
     if choices is not None and value not in choices:
         raise ConfigError(f"{where}{spec.name}={value!r} is not one of {', '.join(choices)}")
 
@@ -142,8 +158,9 @@ def check_config(config: Any, source: str | None = None) -> None:
         config.check()
 
 
-def config_from_mapping(config_cls: type[C], values: Mapping[str, Any], *,
-                        source: str = "config", base: C | None = None) -> C:
+def config_from_mapping(
+    config_cls: type[C], values: Mapping[str, Any], *, source: str = "config", base: C | None = None
+) -> C:
     """A ``config_cls`` from ``values`` (a config file, flags or a manifest), on top of
     ``base`` (default: the class defaults). Unknown keys, uncoercible values and
     out-of-range values are :class:`ConfigError` naming ``source``, the key and the
@@ -153,10 +170,16 @@ def config_from_mapping(config_cls: type[C], values: Mapping[str, Any], *,
     types_ = field_types(config_cls)
     unknown = sorted(set(map(str, values)) - set(types_))
     if unknown:
-        raise ConfigError(f"{source}: unknown config key(s) {', '.join(unknown)}; known "
-                          f"keys: {', '.join(sorted(types_))}")
-    current = {f.name: getattr(base, f.name) if base is not None else (
-        f.default if f.default is not MISSING else None) for f in fields(config_cls)}
+        raise ConfigError(
+            f"{source}: unknown config key(s) {', '.join(unknown)}; known "
+            f"keys: {', '.join(sorted(types_))}"
+        )
+    current = {
+        f.name: getattr(base, f.name)
+        if base is not None
+        else (f.default if f.default is not MISSING else None)
+        for f in fields(config_cls)
+    }
     for key, value in values.items():
         kind, optional = types_[key]
         if value is None and not optional:
@@ -175,8 +198,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in CONFIG_SUFFIXES:
-        raise ConfigError(f"has extension {suffix or '(none)'!r}; a config file is "
-                          f"{', '.join(CONFIG_SUFFIXES)}", file=path)
+        raise ConfigError(
+            f"has extension {suffix or '(none)'!r}; a config file is {', '.join(CONFIG_SUFFIXES)}",
+            file=path,
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -186,8 +211,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError("is nested too deeply to be a config file", file=path) from None
     except ValueError as exc:
-        raise ConfigError(f"is not valid {'TOML' if suffix == '.toml' else 'YAML'} "
-                          f"({str(exc).strip().splitlines()[0]})", file=path) from None
+        raise ConfigError(
+            f"is not valid {'TOML' if suffix == '.toml' else 'YAML'} "
+            f"({str(exc).strip().splitlines()[0]})",
+            file=path,
+        ) from None
     if values is None:
         return {}
     if not isinstance(values, dict):
@@ -204,10 +232,11 @@ def _parse_yaml(text: str) -> Any:
         boolean spelling as the string written: a word-valued field gets its word, and
         :func:`_coerce` turns the same spellings into booleans for boolean fields."""
 
-    WordsLoader.add_constructor("tag:yaml.org,2002:bool",
-                                lambda loader, node: loader.construct_scalar(node))
+    WordsLoader.add_constructor(
+        "tag:yaml.org,2002:bool", lambda loader, node: loader.construct_scalar(node)
+    )
     try:
-        return yaml.load(text, Loader=WordsLoader)  # noqa: S506 - a SafeLoader
+        return yaml.load(text, Loader=WordsLoader)
     except yaml.YAMLError as exc:
         raise ValueError(str(exc)) from None
 
@@ -220,11 +249,16 @@ def _parse_toml(text: str) -> Any:
     return tomllib.loads(text)
 
 
-def resolve_config(config_cls: type[C], config_path: str | Path | None,
-                   flags: Mapping[str, Any], base: C | None = None) -> C:
+def resolve_config(
+    config_cls: type[C],
+    config_path: str | Path | None,
+    flags: Mapping[str, Any],
+    base: C | None = None,
+) -> C:
     """``base`` (default: the class defaults), then the file at ``config_path``, then the
     explicitly given ``flags``."""
     file_values = read_config_file(config_path) if config_path else {}
-    from_file = config_from_mapping(config_cls, file_values, base=base,
-                                    source=str(config_path or "config"))
+    from_file = config_from_mapping(
+        config_cls, file_values, base=base, source=str(config_path or "config")
+    )
     return config_from_mapping(config_cls, flags, source="command line", base=from_file)

@@ -15,8 +15,18 @@ from typing import Any
 from arenajudge import __version__
 
 CORE_PACKAGES = ("numpy", "pandas", "pyarrow", "scikit-learn", "lightgbm", "wordllama")
-OPTIONAL_PACKAGES = ("torch", "transformers", "peft", "accelerate", "bitsandbytes", "gguf",
-                     "fastapi", "uvicorn", "ray", "matplotlib")
+OPTIONAL_PACKAGES = (
+    "torch",
+    "transformers",
+    "peft",
+    "accelerate",
+    "bitsandbytes",
+    "gguf",
+    "fastapi",
+    "uvicorn",
+    "ray",
+    "matplotlib",
+)
 
 
 def installed_version(distribution: str) -> str | None:
@@ -51,13 +61,22 @@ def gpu_environment() -> dict[str, Any] | None:
         for index in range(torch.cuda.device_count()):
             props = torch.cuda.get_device_properties(index)
             major, minor = props.major, props.minor
-            gpus.append({"index": index, "name": props.name,
-                         "compute_capability": f"{major}.{minor}",
-                         "memory_gib": round(props.total_memory / 2**30, 1),
-                         # bf16 tensor cores arrived with Ampere (compute capability 8.0)
-                         "bf16": major >= 8})
-    return {"torch": version, "cuda_available": torch.cuda.is_available(),
-            "cuda_version": torch.version.cuda, "gpus": gpus}
+            gpus.append(
+                {
+                    "index": index,
+                    "name": props.name,
+                    "compute_capability": f"{major}.{minor}",
+                    "memory_gib": round(props.total_memory / 2**30, 1),
+                    # bf16 tensor cores arrived with Ampere (compute capability 8.0)
+                    "bf16": major >= 8,
+                }
+            )
+    return {
+        "torch": version,
+        "cuda_available": torch.cuda.is_available(),
+        "cuda_version": torch.version.cuda,
+        "gpus": gpus,
+    }
 
 
 def collect_environment() -> dict[str, Any]:

@@ -8,9 +8,10 @@ folds), so a user sees prior -> length -> model.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,9 @@ def fit_length_baseline(diff: np.ndarray, target: np.ndarray) -> np.ndarray:
     def loss_and_gradient(params: np.ndarray) -> tuple[float, np.ndarray]:
         log_proba = log_softmax(_length_logits(params, diff), axis=1)
         residual = (np.exp(log_proba) - target) / len(diff)  # d loss / d logits
-        gradient = np.array([residual[:, 0] @ diff - residual[:, 1] @ diff,
-                             *(residual[:, 2] @ features[:, 1:])])
+        gradient = np.array(
+            [residual[:, 0] @ diff - residual[:, 1] @ diff, *(residual[:, 2] @ features[:, 1:])]
+        )
         return float(-(target * log_proba).sum(axis=1).mean()), gradient
 
     from scipy.optimize import minimize
@@ -76,8 +78,9 @@ def length_baseline_proba(params: np.ndarray, diff: np.ndarray) -> np.ndarray:
     return np.exp(log_softmax(_length_logits(params, diff), axis=1))
 
 
-def length_baseline_oof(battles: Battles, fold_of: np.ndarray,
-                        diff: np.ndarray | None = None) -> np.ndarray:
+def length_baseline_oof(
+    battles: Battles, fold_of: np.ndarray, diff: np.ndarray | None = None
+) -> np.ndarray:
     """Out-of-fold probabilities (n, 3) of the length-only baseline on ``fold_of``; with
     a single fold, the in-sample fit. ``diff`` passes the battles'
     :func:`relative_length_difference` when their texts are gone (streamed)."""
@@ -88,8 +91,9 @@ def length_baseline_oof(battles: Battles, fold_of: np.ndarray,
     oof = np.zeros((len(battles), len(LABELS)))
     for fold in np.unique(fold_of):
         held = fold_of == fold
-        oof[held] = length_baseline_proba(fit_length_baseline(diff[~held], target[~held]),
-                                          diff[held])
+        oof[held] = length_baseline_proba(
+            fit_length_baseline(diff[~held], target[~held]), diff[held]
+        )
     return oof
 
 
@@ -97,22 +101,38 @@ def _scores(target: np.ndarray, proba: np.ndarray, length: np.ndarray) -> dict[s
     return {**scores(target, proba), "length_log_loss": log_loss(target, length)}
 
 
-def scores_by_source(battles: Battles, proba: np.ndarray, length: np.ndarray
-                     ) -> dict[str, dict[str, float]]:
+def scores_by_source(
+    battles: Battles, proba: np.ndarray, length: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Scores of each source's rows (empty when the battles have no source)."""
     if battles.source is None:
         return {}
-    return {str(name): _scores(battles.target[battles.source == name],
-                               proba[battles.source == name], length[battles.source == name])
-            for name in np.unique(battles.source)}
+    return {
+        str(name): _scores(
+            battles.target[battles.source == name],
+            proba[battles.source == name],
+            length[battles.source == name],
+        )
+        for name in np.unique(battles.source)
+    }
 
 
 def prompt_keys(battles: Battles) -> np.ndarray:
     """A stable 64-bit key of each battle's prompt text, shape (n,): equal prompts, equal
     keys, in every process (unlike ``hash``), so streamed blocks group like the file."""
-    return np.array([int.from_bytes(hashlib.blake2b(
-        join_turns(p).strip().encode("utf-8", "surrogatepass"), digest_size=8).digest(),
-        "little", signed=True) for p in battles.prompt], dtype=np.int64)
+    return np.array(
+        [
+            int.from_bytes(
+                hashlib.blake2b(
+                    join_turns(p).strip().encode("utf-8", "surrogatepass"), digest_size=8
+                ).digest(),
+                "little",
+                signed=True,
+            )
+            for p in battles.prompt
+        ],
+        dtype=np.int64,
+    )
 
 
 TIE_SHARE_NATS = 0.01
@@ -135,16 +155,20 @@ def trained_sections(model: Any) -> list[Mapping[str, Any]]:
     ensemble's members, a cascade's two stages), recursively: the score of an ensemble
     on its members' training battles is in-sample too."""
     sections = [getattr(model, "training_", None) or {}]
-    parts = [*getattr(model, "members_", ()), getattr(model, "first_", None),
-             getattr(model, "then_", None)]
+    parts = [
+        *getattr(model, "members_", ()),
+        getattr(model, "first_", None),
+        getattr(model, "then_", None),
+    ]
     for part in parts:
         if part is not None:
             sections += trained_sections(part)
     return sections
 
 
-def rows_in_training(keys: np.ndarray,
-                     training: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> int | None:
+def rows_in_training(
+    keys: np.ndarray, training: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+) -> int | None:
     """How many battles with ``keys`` (n,) were in a model's training data, by the
     manifest's ``training`` section (or several, :func:`trained_sections`: in any of
     them); None when none records its battles (a model saved before they were
@@ -168,13 +192,15 @@ def _model_tie_share(training: Mapping[str, Any], tie_rate: float | None) -> flo
         return tie_rate
     counts = training.get("class_counts")
     if not isinstance(counts, Mapping) or not all(
-            isinstance(counts.get(label), int) for label in LABELS):
+        isinstance(counts.get(label), int) for label in LABELS
+    ):
         return None
     return (counts[LABELS[2]] + 0.5) / (sum(counts[label] for label in LABELS) + 1)
 
 
-def tie_share_gap(target: np.ndarray, training: Mapping[str, Any],
-                  tie_rate: float | None = None) -> tuple[float, float] | None:
+def tie_share_gap(
+    target: np.ndarray, training: Mapping[str, Any], tie_rate: float | None = None
+) -> tuple[float, float] | None:
     """(the labels' tie share, the model's) when they are far apart (``TIE_SHARE_NATS``,
     ``TIE_SHARE_P_VALUE``) for labels ``target`` (n, 3); else None, also when the
     model's share is unknown."""
@@ -194,9 +220,13 @@ def tie_share_gap(target: np.ndarray, training: Mapping[str, Any],
     return share, expected
 
 
-def score_caveats(target: np.ndarray, keys: np.ndarray,
-                  training: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                  tie_rate: float | None = None, where: str | Path = "DATA") -> list[str]:
+def score_caveats(
+    target: np.ndarray,
+    keys: np.ndarray,
+    training: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    tie_rate: float | None = None,
+    where: str | Path = "DATA",
+) -> list[str]:
     """What a reader of a model's score on labelled battles must know, one sentence each:
     that some battles (``keys`` (n,), :func:`battle_keys_of`) were in its training data
     (the manifest's ``training``, or :func:`trained_sections`), so the score is
@@ -206,18 +236,23 @@ def score_caveats(target: np.ndarray, keys: np.ndarray,
     seen = rows_in_training(keys, training)
     training = training if isinstance(training, Mapping) else training[0]
     if seen:
-        caveats.append(f"{where}: {seen:,} of {len(keys):,} rows were in the model's "
-                       "training data: this score is in-sample, not an estimate of how it "
-                       "does on new battles; score it on battles it was not trained on")
+        caveats.append(
+            f"{where}: {seen:,} of {len(keys):,} rows were in the model's "
+            "training data: this score is in-sample, not an estimate of how it "
+            "does on new battles; score it on battles it was not trained on"
+        )
     gap = tie_share_gap(target, training, tie_rate)
     if gap is not None:
         share, expected = gap
-        aimed = (f"--tie-rate {tie_rate:.3g}" if tie_rate is not None
-                 else "its training data's share")
-        caveats.append(f"{where}: {share:.1%} of its votes are ties, the model predicts "
-                       f"{expected:.1%} ({aimed}): the score mixes the model's skill with "
-                       f"that gap; if new battles will be like these, pass --tie-rate "
-                       f"{share:.3g}")
+        aimed = (
+            f"--tie-rate {tie_rate:.3g}" if tie_rate is not None else "its training data's share"
+        )
+        caveats.append(
+            f"{where}: {share:.1%} of its votes are ties, the model predicts "
+            f"{expected:.1%} ({aimed}): the score mixes the model's skill with "
+            f"that gap; if new battles will be like these, pass --tie-rate "
+            f"{share:.3g}"
+        )
     return caveats
 
 
@@ -229,22 +264,31 @@ def training_caveats(validation: Mapping[str, Any], teacher: bool = False) -> li
     caveats = []
     score, prior = validation.get("log_loss"), validation.get("prior_log_loss")
     if score is not None and prior is not None and score > prior:
-        caveats.append(f"the out-of-sample log loss {score:.4f} is worse than the class "
-                       f"prior's {prior:.4f} on the same labels: the model does worse than "
-                       "always predicting the class balance; check the labels and the "
-                       "--columns mapping, or train on more battles")
+        caveats.append(
+            f"the out-of-sample log loss {score:.4f} is worse than the class "
+            f"prior's {prior:.4f} on the same labels: the model does worse than "
+            "always predicting the class balance; check the labels and the "
+            "--columns mapping, or train on more battles"
+        )
     if teacher and score is not None:
-        caveats.append("--teacher: the out-of-sample score is not nested: the teacher's "
-                       "probabilities the student learnt from were made by models that saw "
-                       "the held-out rows' labels, so it flatters the student; score it "
-                       "with `arenajudge evaluate` on battles neither model saw")
+        caveats.append(
+            "--teacher: the out-of-sample score is not nested: the teacher's "
+            "probabilities the student learnt from were made by models that saw "
+            "the held-out rows' labels, so it flatters the student; score it "
+            "with `arenajudge evaluate` on battles neither model saw"
+        )
     return caveats
 
 
-def evaluate_predictions(battles: Battles, proba: np.ndarray, *, n_folds: int = 5,
-                         seed: int = 0, length_diff: np.ndarray | None = None,
-                         groups: np.ndarray | None = None
-                         ) -> tuple[dict[str, float], dict[str, dict]]:
+def evaluate_predictions(
+    battles: Battles,
+    proba: np.ndarray,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    length_diff: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+) -> tuple[dict[str, float], dict[str, dict]]:
     """Overall and per-source scores of ``proba`` (n, 3) on labelled ``battles``, with the
     length-only baseline fitted by prompt-grouped ``n_folds``-fold CV on the same rows
     (fewer folds when there are fewer prompts; none for a single prompt).
@@ -253,19 +297,24 @@ def evaluate_predictions(battles: Battles, proba: np.ndarray, *, n_folds: int = 
     row's ``length_diff`` (:func:`relative_length_difference`) and prompt ``groups``
     (:func:`prompt_keys`).
     """
-    groups = np.unique(prompt_keys(battles) if groups is None else groups,
-                       return_inverse=True)[1]
+    groups = np.unique(prompt_keys(battles) if groups is None else groups, return_inverse=True)[1]
     n_groups = int(groups.max()) + 1 if len(groups) else 0
     # whole prompts to folds at random: StratifiedGroupKFold is slow on 50k prompts
     fold_of = np.random.default_rng(seed).permutation(n_groups)[groups] % max(
-        1, min(n_folds, n_groups))
+        1, min(n_folds, n_groups)
+    )
     length = length_baseline_oof(battles, fold_of, length_diff)
-    return (_scores(battles.target, proba, length),
-            scores_by_source(battles, proba, length))
+    return (_scores(battles.target, proba, length), scores_by_source(battles, proba, length))
 
 
-def cross_validate(make_model: Callable[[], PreferenceModel], battles: Battles, *,
-                   n_folds: int = 5, seed: int = 0, progress: bool = True) -> CVResult:
+def cross_validate(
+    make_model: Callable[[], PreferenceModel],
+    battles: Battles,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
+    progress: bool = True,
+) -> CVResult:
     """Prompt-grouped K-fold CV: fit a fresh model per fold, predict its held-out rows.
 
     Returns out-of-fold probabilities, shape (n, 3), with per-fold, overall and
@@ -281,8 +330,9 @@ def cross_validate(make_model: Callable[[], PreferenceModel], battles: Battles, 
         held = fold_of == fold
         model = make_model().fit(battles.take(~held))
         oof[held] = model.predict_proba(battles.take(held).without_labels())
-        result.folds.append({"fold": fold, **_scores(battles.target[held], oof[held],
-                                                     length[held])})
+        result.folds.append(
+            {"fold": fold, **_scores(battles.target[held], oof[held], length[held])}
+        )
     result.overall = _scores(battles.target, oof, length)
     result.by_source = scores_by_source(battles, oof, length)
     return result
@@ -306,11 +356,14 @@ def attach_sources(battles: Battles, sources_path: str | Path) -> Battles:
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot be read as a CSV of id,source ({exc})", file=path) from None
     if not {"id", "source"} <= set(table.columns):
-        raise DataError(f"needs columns id and source; found {', '.join(table.columns)}",
-                        file=path)
+        raise DataError(f"needs columns id and source; found {', '.join(table.columns)}", file=path)
     lookup = dict(zip(table["id"], table["source"]))
     missing = [row_id for row_id in battles.id if row_id not in lookup]
     if missing:
-        raise DataError(f"has no source for {len(missing)} row(s) of the data, e.g. this one",
-                        file=path, row_id=str(missing[0]), column="id")
+        raise DataError(
+            f"has no source for {len(missing)} row(s) of the data, e.g. this one",
+            file=path,
+            row_id=str(missing[0]),
+            column="id",
+        )
     return replace(battles, source=np.array([lookup[i] for i in battles.id], dtype=object))

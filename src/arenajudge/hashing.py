@@ -24,8 +24,11 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def battle_keys(prompts: Iterable[Sequence[str]], responses_a: Iterable[Sequence[str]],
-                responses_b: Iterable[Sequence[str]]) -> np.ndarray:
+def battle_keys(
+    prompts: Iterable[Sequence[str]],
+    responses_a: Iterable[Sequence[str]],
+    responses_b: Iterable[Sequence[str]],
+) -> np.ndarray:
     """A 64-bit key of each battle's texts, shape (n,), int64: its prompt turns and its two
     responses' turns, in either order (a swapped battle is the same comparison, and
     training sees both orders). Ids are left out: a file renumbered or merged keeps its
@@ -34,9 +37,13 @@ def battle_keys(prompts: Iterable[Sequence[str]], responses_a: Iterable[Sequence
     for prompt, a, b in zip(prompts, responses_a, responses_b):
         pair = sorted(json.dumps(list(side), ensure_ascii=False) for side in (a, b))
         text = json.dumps([list(prompt), *pair], ensure_ascii=False)
-        keys.append(int.from_bytes(hashlib.blake2b(
-            text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little",
-            signed=True))
+        keys.append(
+            int.from_bytes(
+                hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+                "little",
+                signed=True,
+            )
+        )
     return np.array(keys, dtype=np.int64)
 
 

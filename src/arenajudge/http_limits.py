@@ -10,7 +10,8 @@ import errno
 import json
 import re
 import socket
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +41,9 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_body:
-            return await self._refuse(413, self._too_large(), receive, send,
-                                      unread=int(declared) <= DRAIN_LIMIT)
+            return await self._refuse(
+                413, self._too_large(), receive, send, unread=int(declared) <= DRAIN_LIMIT
+            )
         chunks, size, more = [], 0, True
         while more and size <= self.max_body:
             message = await receive()
@@ -55,10 +57,24 @@ class BodyLimit:
         body = b"".join(chunks)
         depth = json_depth(body)
         if depth > MAX_JSON_DEPTH:
-            return await self._refuse(422, {"detail": [{
-                "field": "body", "type": "json_too_deep",
-                "message": f"body nests {depth:,} levels deep; at most {MAX_JSON_DEPTH} "
-                           "are accepted"}]}, receive, send, unread=False)
+            return await self._refuse(
+                422,
+                {
+                    "detail": [
+                        {
+                            "field": "body",
+                            "type": "json_too_deep",
+                            "message": (
+                                f"body nests {depth:,} levels deep; "
+                                f"at most {MAX_JSON_DEPTH} are accepted"
+                            ),
+                        }
+                    ]
+                },
+                receive,
+                send,
+                unread=False,
+            )
         replay_messages = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def replay() -> dict:
@@ -67,12 +83,15 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     def _too_large(self) -> dict[str, str]:
-        return {"detail": f"request body is over the {self.max_body:,}-byte limit; send "
-                          "fewer or shorter battles per request"}
+        return {
+            "detail": f"request body is over the {self.max_body:,}-byte limit; send "
+            "fewer or shorter battles per request"
+        }
 
     @staticmethod
-    async def _refuse(status: int, content: Any, receive: Callable, send: Callable, *,
-                      unread: bool) -> None:
+    async def _refuse(
+        status: int, content: Any, receive: Callable, send: Callable, *, unread: bool
+    ) -> None:
         """Answer ``status`` with ``content`` as JSON and close the connection, first
         reading and dropping the rest of the body (up to ``DRAIN_LIMIT`` bytes) when
         ``unread``: a plain client (urllib) sends its whole body before it reads, and a
@@ -86,9 +105,17 @@ class BodyLimit:
             drained += len(message.get("body", b""))
             unread = message.get("more_body", False)
         body = json.dumps(content, ensure_ascii=False).encode()
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -103,15 +130,15 @@ def json_depth(body: bytes) -> int:
     Brackets inside strings do not count; ``body`` need not be valid JSON.
     """
     skeleton = np.frombuffer(_JSON_STRING.sub(b"", body), dtype=np.uint8)
-    steps = (np.isin(skeleton, _OPENERS).astype(np.int64)
-             - np.isin(skeleton, _CLOSERS).astype(np.int64))
+    steps = np.isin(skeleton, _OPENERS).astype(np.int64) - np.isin(skeleton, _CLOSERS).astype(
+        np.int64
+    )
     return int(np.cumsum(steps).max(initial=0))
 
 
 _BIND_HINTS = {
     errno.EADDRINUSE: "the port is in use; stop what listens there or pick another --port",
-    errno.EACCES: "permission denied (ports below 1024 need privileges); pick another "
-                  "--port",
+    errno.EACCES: "permission denied (ports below 1024 need privileges); pick another --port",
     errno.EADDRNOTAVAIL: "no interface of this machine has that address; check --host",
 }
 
@@ -128,7 +155,8 @@ def check_can_listen(host: str, port: int) -> None:
     where = f"cannot listen on {host}:{port}"
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
     except socket.gaierror as exc:
         raise ConfigError(f"{where}: unknown host ({exc.strerror}); check --host") from None
     with socket.socket(family, kind, proto) as probe:

@@ -36,8 +36,7 @@ def accuracy(y: np.ndarray, proba: np.ndarray) -> float:
     return float((np.asarray(proba).argmax(axis=1) == _as_target(y).argmax(axis=1)).mean())
 
 
-def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS
-                               ) -> float:
+def expected_calibration_error(y: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS) -> float:
     """Top-label ECE: |accuracy - confidence| averaged over equal-width confidence bins."""
     proba = np.asarray(proba)
     confidence = proba.max(axis=1)
@@ -64,7 +63,7 @@ def prior_log_loss(y: np.ndarray) -> float:
 def scores(y: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """All metrics of one prediction: log loss, its prior baseline, accuracy, ECE, rows."""
     return {
-        "rows": int(len(proba)),
+        "rows": len(proba),
         "log_loss": log_loss(y, proba),
         "prior_log_loss": prior_log_loss(y),
         "accuracy": accuracy(y, proba),

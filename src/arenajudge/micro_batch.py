@@ -31,10 +31,12 @@ BATCH_ROWS = 256
 
 
 def _concat(parts: list[Battles]) -> Battles:
-    return Battles(id=np.concatenate([part.id for part in parts]),
-                   prompt=[turns for part in parts for turns in part.prompt],
-                   response_a=[turns for part in parts for turns in part.response_a],
-                   response_b=[turns for part in parts for turns in part.response_b])
+    return Battles(
+        id=np.concatenate([part.id for part in parts]),
+        prompt=[turns for part in parts for turns in part.prompt],
+        response_a=[turns for part in parts for turns in part.response_a],
+        response_b=[turns for part in parts for turns in part.response_b],
+    )
 
 
 @dataclass
@@ -53,8 +55,14 @@ class MicroBatcher:
     the next batch, so batches grow with the load.
     """
 
-    def __init__(self, model: PreferenceModel, executor: ThreadPoolExecutor, *,
-                 wait_s: float = BATCH_WAIT_S, max_rows: int = BATCH_ROWS) -> None:
+    def __init__(
+        self,
+        model: PreferenceModel,
+        executor: ThreadPoolExecutor,
+        *,
+        wait_s: float = BATCH_WAIT_S,
+        max_rows: int = BATCH_ROWS,
+    ) -> None:
         self.model = model
         self.executor = executor
         self.wait_s = wait_s
@@ -80,7 +88,7 @@ class MicroBatcher:
                 rows += len(jobs[-1].battles)
             try:
                 results = await loop.run_in_executor(self.executor, self._score, jobs)
-            except Exception as exc:  # noqa: BLE001  (the pool itself failed, e.g. shut down)
+            except Exception as exc:
                 results = [_failed(exc, rows)] * len(jobs)
             for job, result in zip(jobs, results):
                 if job.future.done():  # the client went away
@@ -102,14 +110,16 @@ class MicroBatcher:
             for tie_rate in {job.tie_rate for job in jobs}:
                 group = [i for i, job in enumerate(jobs) if job.tie_rate == tie_rate]
                 try:
-                    proba = predict(self.model, _concat([jobs[i].battles for i in group]),
-                                    tie_rate)
-                except Exception as exc:  # noqa: BLE001  (reported to each request)
+                    proba = predict(self.model, _concat([jobs[i].battles for i in group]), tie_rate)
+                except Exception as exc:
                     if len(group) == 1:
                         results[group[0]] = _failed(exc, len(jobs[group[0]].battles))
                         continue
-                    logger.info("a micro-batch of %d requests failed (%s); scoring them "
-                                "one by one", len(group), type(exc).__name__)
+                    logger.info(
+                        "a micro-batch of %d requests failed (%s); scoring them one by one",
+                        len(group),
+                        type(exc).__name__,
+                    )
                     for i in group:
                         results[i] = self._score_alone(jobs[i])
                     continue
@@ -121,7 +131,7 @@ class MicroBatcher:
     def _score_alone(self, job: _Job) -> np.ndarray | Exception:
         try:
             return predict(self.model, job.battles, job.tie_rate)
-        except Exception as exc:  # noqa: BLE001  (reported to the request)
+        except Exception as exc:
             return _failed(exc, len(job.battles))
 
 
@@ -132,8 +142,7 @@ def _failed(exc: Exception, rows: int) -> Exception:
     any message: a message (and so Python's own traceback) could quote the texts.
     """
     if isinstance(exc, DataError):  # the request's battles: a 422, not a server fault
-        logger.warning("a request of %d battles cannot be scored: %s", rows,
-                       type(exc).__name__)
+        logger.warning("a request of %d battles cannot be scored: %s", rows, type(exc).__name__)
         return exc
     logger.error("scoring a request of %d battles failed: %s", rows, type(exc).__name__)
     if logger.isEnabledFor(logging.DEBUG):
@@ -148,8 +157,10 @@ def _bare_traceback(exc: BaseException) -> str:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        parts.append("Traceback (most recent call last):\n"
-                     + "".join(traceback.format_tb(current.__traceback__))
-                     + type(current).__qualname__)
+        parts.append(
+            "Traceback (most recent call last):\n"
+            + "".join(traceback.format_tb(current.__traceback__))
+            + type(current).__qualname__
+        )
         current = current.__cause__ or current.__context__
     return "\n\nwhile handling an earlier error:\n".join(parts)

@@ -89,8 +89,7 @@ class ModelSource:
 
     def record(self) -> dict[str, Any]:
         """What a manifest keeps of the source."""
-        record: dict[str, Any] = {"given": self.given, "kind": self.kind,
-                                  "name": self.pinned}
+        record: dict[str, Any] = {"given": self.given, "kind": self.kind, "name": self.pinned}
         if self.revision:
             record["revision"] = self.revision
         if self.sha256:
@@ -98,8 +97,7 @@ class ModelSource:
         return record
 
 
-def resolve_model(name: str, option: str = "--base", *, sha256: str | None = None
-                  ) -> ModelSource:
+def resolve_model(name: str, option: str = "--base", *, sha256: str | None = None) -> ModelSource:
     """The model ``name`` stands for (see the module docstring); ConfigError saying what
     to give instead when it is none of them. ``sha256``: the GGUF file must have these
     bytes (a saved model's base)."""
@@ -108,16 +106,20 @@ def resolve_model(name: str, option: str = "--base", *, sha256: str | None = Non
         return ModelSource(name, "directory", path.resolve())
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise ConfigError(f"{option} {name} is a file, not a model directory, a hub id "
-                              "(org/name) or a .gguf file")
+            raise ConfigError(
+                f"{option} {name} is a file, not a model directory, a hub id "
+                "(org/name) or a .gguf file"
+            )
         return _gguf_source(name, path.resolve(), option, sha256)
     if path.suffix.lower() == ".gguf":
         raise ConfigError(f"{option} {name}: no such file")
     hub = HUB_ID.match(name)
     if hub is None:
-        raise ConfigError(f"{option} {name}: no such directory, and not a Hugging Face hub "
-                          "id (org/name[@revision]); give a local model directory, a hub id "
-                          "or a .gguf file")
+        raise ConfigError(
+            f"{option} {name}: no such directory, and not a Hugging Face hub "
+            "id (org/name[@revision]); give a local model directory, a hub id "
+            "or a .gguf file"
+        )
     return _hub_source(name, hub["repo"], hub["revision"], option)
 
 
@@ -136,12 +138,20 @@ def _hub_cache() -> str | None:
 
 
 @lru_cache(maxsize=32)
-def _snapshot(download: Any, repo: str, revision: str | None, cache: str | None,
-              offline: bool) -> str:
+def _snapshot(
+    download: Any, repo: str, revision: str | None, cache: str | None, offline: bool
+) -> str:
     """The snapshot folder of ``repo`` at ``revision``: asked once per process (online,
     each ask is a round trip to the hub; the CPU model resolves its --encoder per chunk)."""
-    return str(download(repo, revision=revision, cache_dir=cache, allow_patterns=HUB_FILES,
-                        local_files_only=offline))
+    return str(
+        download(
+            repo,
+            revision=revision,
+            cache_dir=cache,
+            allow_patterns=HUB_FILES,
+            local_files_only=offline,
+        )
+    )
 
 
 def _hub_source(given: str, repo: str, revision: str | None, option: str) -> ModelSource:
@@ -151,18 +161,23 @@ def _hub_source(given: str, repo: str, revision: str | None, option: str) -> Mod
         raise MissingDependencyError(
             f"{option} {given} names a Hugging Face hub model, which needs huggingface_hub; "
             "install it with `pip install arenajudge[transformers]`, or give a local "
-            "model directory") from None
+            "model directory"
+        ) from None
     offline = _offline()
     try:
         folder = _snapshot(snapshot_download, repo, revision, _hub_cache(), offline)
-    except Exception as exc:  # noqa: BLE001 (huggingface_hub's errors differ by version)
+    except Exception as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        where = "HF_HUB_OFFLINE=1 and it is not in the cache" if offline else (
-            "it is neither in the cache nor downloadable")
+        where = (
+            "HF_HUB_OFFLINE=1 and it is not in the cache"
+            if offline
+            else ("it is neither in the cache nor downloadable")
+        )
         raise ConfigError(
             f"{option} {given}: {where} ({reason}); download it while online with "
             f"`hf download {repo}{f' --revision {revision}' if revision else ''}`, or "
-            "give a local model directory") from None
+            "give a local model directory"
+        ) from None
     path = Path(str(folder))
     # a snapshot folder is named by its commit
     return ModelSource(given, "hub", path.resolve(), revision=path.name)
@@ -179,10 +194,13 @@ def _gguf_source(given: str, path: Path, option: str, expected: str | None) -> M
     stat = path.stat()
     digest = _gguf_sha256(path, stat.st_size, stat.st_mtime_ns)
     if expected and digest != expected:
-        raise ConfigError(f"{option} {given} is not the GGUF file the model was trained on "
-                          f"(sha256 {digest[:12]}…, expected {expected[:12]}…)")
-    return ModelSource(given, "gguf", convert_gguf(path, digest, option), gguf_file=path,
-                       sha256=digest)
+        raise ConfigError(
+            f"{option} {given} is not the GGUF file the model was trained on "
+            f"(sha256 {digest[:12]}…, expected {expected[:12]}…)"
+        )
+    return ModelSource(
+        given, "gguf", convert_gguf(path, digest, option), gguf_file=path, sha256=digest
+    )
 
 
 def convert_gguf(path: Path, digest: str, option: str = "--base") -> Path:
@@ -196,8 +214,9 @@ def convert_gguf(path: Path, digest: str, option: str = "--base") -> Path:
     staged = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         _convert_into(path, staged, option)
-        (staged / GGUF_MARKER).write_text(json.dumps(
-            {"gguf_file": str(path), "sha256": digest}, indent=1), encoding="utf-8")
+        (staged / GGUF_MARKER).write_text(
+            json.dumps({"gguf_file": str(path), "sha256": digest}, indent=1), encoding="utf-8"
+        )
         if target.exists():  # unfinished leftovers; a finished one has its marker
             if (target / GGUF_MARKER).is_file():
                 return target
@@ -218,7 +237,8 @@ def _convert_into(path: Path, out: Path, option: str) -> None:
     if importlib.util.find_spec("gguf") is None:
         raise MissingDependencyError(
             f"{option} {path} is a GGUF file, which needs the gguf package; install it "
-            "with `pip install arenajudge[llm]` (or `pip install gguf`)")
+            "with `pip install arenajudge[llm]` (or `pip install gguf`)"
+        )
     import torch
     from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
@@ -226,14 +246,16 @@ def _convert_into(path: Path, out: Path, option: str) -> None:
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
         try:  # a causal LM keeps its LM head (--head tokens reads it)
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
-                                                         dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(
+                folder, gguf_file=name, dtype=torch.float32
+            )
         except ValueError:
             model = AutoModel.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
     except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise ConfigError(f"{option} {path}: transformers cannot read this GGUF file "
-                          f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
-                          ) from None
+        raise ConfigError(
+            f"{option} {path}: transformers cannot read this GGUF file "
+            f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]})"
+        ) from None
     # the weights are plain floats now; the GGUF quantization record would make
     # save_pretrained refuse, and a later load look for the GGUF file
     if hasattr(model.config, "quantization_config"):

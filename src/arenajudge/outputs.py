@@ -18,9 +18,10 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -62,8 +63,11 @@ def written_output(path: str | Path) -> str | None:
     known by its manifest); ``None`` when arenajudge did not write it."""
     path = Path(path)
     marker = _read_json(path / MARKER)
-    if isinstance(marker, dict) and marker.get("package") == "arenajudge" and isinstance(
-            marker.get("output"), str):
+    if (
+        isinstance(marker, dict)
+        and marker.get("package") == "arenajudge"
+        and isinstance(marker.get("output"), str)
+    ):
         return marker["output"]
     manifest = _read_json(path / MANIFEST)
     if isinstance(manifest, dict) and manifest.get("package") == "arenajudge":
@@ -77,22 +81,29 @@ def _check_foreign_directory(path: Path, output: str | None) -> None:
     try:
         entries = sorted(entry.name for entry in path.iterdir())
     except OSError as exc:
-        raise OutputError(f"cannot be read to check what it holds ({exc.strerror})",
-                          file=path) from None
+        raise OutputError(
+            f"cannot be read to check what it holds ({exc.strerror})", file=path
+        ) from None
     if not entries:  # an empty folder: replacing it loses nothing
         return
     found = written_output(path)
     if found is None:
         shown = ", ".join(entries[:3]) + (", ..." if len(entries) > 3 else "")
         count = f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
-        raise OutputError(f"holds {count} ({shown}) and no arenajudge "
-                          f"manifest or {MARKER} marker; arenajudge replaces only what it "
-                          "wrote, even with --force: remove it yourself or choose another "
-                          "--out", file=path)
+        raise OutputError(
+            f"holds {count} ({shown}) and no arenajudge "
+            f"manifest or {MARKER} marker; arenajudge replaces only what it "
+            "wrote, even with --force: remove it yourself or choose another "
+            "--out",
+            file=path,
+        )
     if output is not None and found != output:
-        raise OutputError(f"holds an arenajudge {found}, not a {output}; --force replaces "
-                          "an output only with one of the same kind: remove it yourself or "
-                          "choose another --out", file=path)
+        raise OutputError(
+            f"holds an arenajudge {found}, not a {output}; --force replaces "
+            "an output only with one of the same kind: remove it yourself or "
+            "choose another --out",
+            file=path,
+        )
 
 
 def _check_replaceable(path: Path, force: bool, kind: Kind, output: str | None) -> None:
@@ -100,23 +111,27 @@ def _check_replaceable(path: Path, force: bool, kind: Kind, output: str | None) 
         raise OutputExistsError("already exists; pass --force to overwrite it", file=path)
     if path.is_symlink():
         # os.replace swaps the link itself, so --force would never reach the target
-        raise OutputError(f"is a symbolic link (to {os.readlink(path)}); outputs are "
-                          "replaced atomically, which would replace the link, not what it "
-                          "points to: give the target's own path or remove the link",
-                          file=path)
+        raise OutputError(
+            f"is a symbolic link (to {os.readlink(path)}); outputs are "
+            "replaced atomically, which would replace the link, not what it "
+            "points to: give the target's own path or remove the link",
+            file=path,
+        )
     if kind == "file" and path.is_dir():
-        raise OutputError("is a directory, and a file is written here; give a file path "
-                          "(directories are never deleted to make room for a file)",
-                          file=path)
+        raise OutputError(
+            "is a directory, and a file is written here; give a file path "
+            "(directories are never deleted to make room for a file)",
+            file=path,
+        )
     if kind == "directory" and not path.is_dir():
-        raise OutputError("is a file, and a directory is written here; give a directory "
-                          "path", file=path)
+        raise OutputError(
+            "is a file, and a directory is written here; give a directory path", file=path
+        )
     if kind == "directory":
         _check_foreign_directory(path, output)
 
 
-def check_output(path: str | Path, force: bool, kind: Kind, *, output: str | None = None
-                 ) -> Path:
+def check_output(path: str | Path, force: bool, kind: Kind, *, output: str | None = None) -> Path:
     """Fail early, before any work, if ``path`` cannot receive an output of ``kind``.
 
     ``output`` names what a directory output is ("model", "report", "demo"): ``force``
@@ -132,29 +147,36 @@ def check_output(path: str | Path, force: bool, kind: Kind, *, output: str | Non
         in a directory this process cannot write.
     """
     # Path() drops a trailing slash: `--out results/` would become a file named results
-    if kind == "file" and (os.fspath(path).endswith(tuple(filter(None, (os.sep, os.altsep))))
-                           or os.path.isdir(path)):
+    if kind == "file" and (
+        os.fspath(path).endswith(tuple(filter(None, (os.sep, os.altsep)))) or os.path.isdir(path)
+    ):
         what = "is a directory" if os.path.isdir(path) else "ends with a slash, naming a directory"
-        raise OutputError(f"{what}, and a file is written here; give a file path (e.g. "
-                          "DIR/name.csv); directories are never deleted to make room for a "
-                          "file", file=path)
+        raise OutputError(
+            f"{what}, and a file is written here; give a file path (e.g. "
+            "DIR/name.csv); directories are never deleted to make room for a "
+            "file",
+            file=path,
+        )
     path = Path(path)
     if os.path.lexists(path):
         _check_replaceable(path, force, kind, output)
     existing = _nearest_existing(path.absolute().parent)
     if not existing.is_dir():
-        raise OutputError(f"cannot be created: {existing} is a file, not a directory",
-                          file=path)
+        raise OutputError(f"cannot be created: {existing} is a file, not a directory", file=path)
     # staging writes a sibling and renames it (and --force moves the old output aside):
     # both need write and search permission on the folder that will hold it
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot be written: {existing} is not writable by this user"
-                          " (or is on a read-only file system)", file=path)
+        raise OutputError(
+            f"cannot be written: {existing} is not writable by this user"
+            " (or is on a read-only file system)",
+            file=path,
+        )
     return path
 
 
-def refuse_overwriting_inputs(outputs: Iterable[str | Path | None],
-                              inputs: Iterable[str | Path | None]) -> None:
+def refuse_overwriting_inputs(
+    outputs: Iterable[str | Path | None], inputs: Iterable[str | Path | None]
+) -> None:
     """Refuse, before any work, an output that is also an input of the same command, a
     directory output that holds one (``--out`` a member's MODEL_DIR or a parent of DATA)
     or an existing file inside an input directory (a MODEL_DIR's manifest): replacing it
@@ -172,11 +194,19 @@ def refuse_overwriting_inputs(outputs: Iterable[str | Path | None],
         for given, source in sources:
             inside = source in target.parents and os.path.lexists(target)
             if source == target or target in source.parents or inside:
-                what = ("" if source == target else f" (it is in {given})" if inside
-                        else f" (it holds {given})")
-                raise OutputError(f"is also an input of this command{what}; writing it "
-                                  "would destroy what the command reads: choose another "
-                                  "output path", file=out)
+                what = (
+                    ""
+                    if source == target
+                    else f" (it is in {given})"
+                    if inside
+                    else f" (it holds {given})"
+                )
+                raise OutputError(
+                    f"is also an input of this command{what}; writing it "
+                    "would destroy what the command reads: choose another "
+                    "output path",
+                    file=out,
+                )
 
 
 def _libc_renameat2():
@@ -187,8 +217,13 @@ def _libc_renameat2():
         function = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):
         return None
-    function.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
-                         ctypes.c_uint]
+    function.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
     function.restype = ctypes.c_int
     return function
 
@@ -202,8 +237,10 @@ def _move_no_replace(src: Path, dst: Path) -> None:
     it appeared a moment ago: a plain rename would silently replace it (a file, or an
     empty directory)."""
     if _RENAMEAT2 is not None:
-        if _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst),
-                      _RENAME_NOREPLACE) == 0:
+        if (
+            _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
+            == 0
+        ):
             return
         code = ctypes.get_errno()
         if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # else: unsupported here
@@ -239,8 +276,11 @@ def _replace_directory(staged: Path, path: Path, aside: Path) -> None:
         try:
             _move_no_replace(aside, path)
         except OSError:
-            raise OutputError(f"was not replaced, and its old content could not be moved "
-                              f"back: it is kept in {aside}", file=path) from None
+            raise OutputError(
+                f"was not replaced, and its old content could not be moved "
+                f"back: it is kept in {aside}",
+                file=path,
+            ) from None
         raise
 
 
@@ -267,15 +307,20 @@ def _publish(staged: Path, path: Path, force: bool, kind: Kind, output: str | No
         else:
             os.replace(staged, path)
         return
-    raise OutputExistsError("already exists (written by another process meanwhile); pass "
-                            "--force to overwrite it", file=path)
+    raise OutputExistsError(
+        "already exists (written by another process meanwhile); pass --force to overwrite it",
+        file=path,
+    )
 
 
 def _write_marker(directory: Path, output: str | None) -> None:
     if directory.is_dir():  # the caller may have written nothing
-        (directory / MARKER).write_text(json.dumps(
-            {"package": "arenajudge", "output": output or "output", "version": __version__}),
-            encoding="utf-8")
+        (directory / MARKER).write_text(
+            json.dumps(
+                {"package": "arenajudge", "output": output or "output", "version": __version__}
+            ),
+            encoding="utf-8",
+        )
 
 
 def _concerns_output(name: str | bytes, path: Path, staging: Path | None) -> bool:
@@ -283,25 +328,34 @@ def _concerns_output(name: str | bytes, path: Path, staging: Path | None) -> boo
     staging folder, a folder to be created for it, or its staging folder itself."""
     name, path = Path(os.fsdecode(name)).absolute(), path.absolute()
     places = [path] + ([staging.absolute()] if staging is not None else [])
-    return (any(name == place or place in name.parents for place in places)
-            or name in path.parents
-            or (name.parent == path.parent and name.name.startswith(f".{path.name}.")))
+    return (
+        any(name == place or place in name.parents for place in places)
+        or name in path.parents
+        or (name.parent == path.parent and name.name.startswith(f".{path.name}."))
+    )
 
 
 def _os_error(exc: OSError, path: Path, staging: Path | None) -> Exception:
     """``exc`` as the OutputError of ``path`` when it concerns the output (see
     :func:`_concerns_output`, or a write error without a file name), else ``exc``."""
-    if not (exc.errno in _WRITE_ERRNOS if exc.filename is None
-            else _concerns_output(exc.filename, path, staging)):
+    if not (
+        exc.errno in _WRITE_ERRNOS
+        if exc.filename is None
+        else _concerns_output(exc.filename, path, staging)
+    ):
         return exc
     reason = exc.strerror or str(exc)
-    return OutputError(f"could not be written ({reason[:1].lower() + reason[1:]}); any "
-                       "previous output there is kept", file=path)
+    return OutputError(
+        f"could not be written ({reason[:1].lower() + reason[1:]}); any "
+        "previous output there is kept",
+        file=path,
+    )
 
 
 @contextmanager
-def atomic_path(path: str | Path, force: bool = False, *, kind: Kind = "file",
-                output: str | None = None) -> Iterator[Path]:
+def atomic_path(
+    path: str | Path, force: bool = False, *, kind: Kind = "file", output: str | None = None
+) -> Iterator[Path]:
     """Yield a temporary sibling of ``path``; move it into place only on success.
 
     ``kind`` says what the caller writes there and ``output`` (directories) what it is
@@ -345,24 +399,29 @@ def write_text(text: str, path: str | Path, force: bool = False) -> None:
         staged.write_text(text, encoding="utf-8")
 
 
-def probability_frame(ids: Sequence[str] | np.ndarray, proba: np.ndarray, path: str | Path
-                      ) -> pd.DataFrame:
+def probability_frame(
+    ids: Sequence[str] | np.ndarray, proba: np.ndarray, path: str | Path
+) -> pd.DataFrame:
     """``id`` + the three ``LABELS`` columns, refusing probabilities that are not finite
     numbers in [0, 1]: a file of empty or NaN cells must never be written."""
     proba = np.asarray(proba, dtype=float)
     bad = ~np.isfinite(proba).all(axis=1) | (proba < 0).any(axis=1) | (proba > 1).any(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise OutputError(f"was not written: {int(bad.sum())} row(s) of predictions are not "
-                          f"probabilities (first: row id {ids[first]}: {proba[first].tolist()});"
-                          " the model directory may be damaged, retrain it", file=path)
+        raise OutputError(
+            f"was not written: {int(bad.sum())} row(s) of predictions are not "
+            f"probabilities (first: row id {ids[first]}: {proba[first].tolist()});"
+            " the model directory may be damaged, retrain it",
+            file=path,
+        )
     frame = pd.DataFrame(proba, columns=list(LABELS))
     frame.insert(0, "id", ids)
     return frame
 
 
-def write_submission(ids: Sequence[str] | np.ndarray, proba: np.ndarray, path: str | Path,
-                     force: bool = False) -> None:
+def write_submission(
+    ids: Sequence[str] | np.ndarray, proba: np.ndarray, path: str | Path, force: bool = False
+) -> None:
     """Write a submission ``id,winner_model_a,winner_model_b,winner_tie`` atomically;
     see :func:`probability_frame` for what is refused."""
     write_csv(probability_frame(ids, proba, path), path, force=force)

@@ -47,8 +47,9 @@ def loads(text: str | bytes, *, unique_keys: bool = False) -> Any:
     except JSONProblem:
         raise
     except json.JSONDecodeError as exc:
-        raise JSONProblem(f"not valid JSON ({exc.msg} at line {exc.lineno} column "
-                          f"{exc.colno})") from None
+        raise JSONProblem(
+            f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from None
     except RecursionError:
         raise JSONProblem("JSON nested too deeply to decode") from None
     except UnicodeDecodeError:

@@ -15,11 +15,12 @@ import json
 import logging
 import os
 import re
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Iterator, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 
@@ -38,8 +39,9 @@ try:
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, PlainValidator, field_validator
 except ImportError as exc:  # the serve extra is optional
-    raise MissingDependencyError("fastapi is not installed; install it with "
-                                 "`pip install arenajudge[serve]`") from exc
+    raise MissingDependencyError(
+        "fastapi is not installed; install it with `pip install arenajudge[serve]`"
+    ) from exc
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +67,9 @@ def _as_turns(value: Any) -> Turns:
     if isinstance(value, str):
         return (repair_surrogates(value),)
     if not isinstance(value, list):
-        raise ValueError(f"must be a string or a list of strings (one per turn), "
-                         f"not a JSON {_json_type(value)}")
+        raise ValueError(
+            f"must be a string or a list of strings (one per turn), not a JSON {_json_type(value)}"
+        )
     for position, turn in enumerate(value):
         if turn is not None and not isinstance(turn, str):
             raise ValueError(f"turn {position} is a JSON {_json_type(turn)}, not a string")
@@ -84,14 +87,20 @@ def _as_id(value: Any) -> str | None:
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "object", list: "array", str: "string", bool: "boolean", int: "number",
-             float: "number", type(None): "null"}
+    names = {
+        dict: "object",
+        list: "array",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+        type(None): "null",
+    }
     return names.get(type(value), type(value).__name__)
 
 
 # Plain validators: pydantic's own str check rejects lone surrogates, which are repaired.
-Side = Annotated[Turns, PlainValidator(_as_turns,
-                                       json_schema_input_type=str | list[str | None])]
+Side = Annotated[Turns, PlainValidator(_as_turns, json_schema_input_type=str | list[str | None])]
 BattleId = Annotated[str | None, PlainValidator(_as_id, json_schema_input_type=str | None)]
 
 
@@ -109,15 +118,33 @@ class BattleIn(BaseModel):
 class JudgeRequest(BaseModel):
     """Body of ``POST /v1/judge``."""
 
-    model_config = ConfigDict(strict=True, extra="forbid", json_schema_extra={"examples": [{
-        "battles": [{"id": "1", "prompt": "What is 2+2?", "response_a": "4",
-                     "response_b": ["It is 5."]}],
-        "tie_rate": 0.3, "swap": True}]})
+    model_config = ConfigDict(
+        strict=True,
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "battles": [
+                        {
+                            "id": "1",
+                            "prompt": "What is 2+2?",
+                            "response_a": "4",
+                            "response_b": ["It is 5."],
+                        }
+                    ],
+                    "tie_rate": 0.3,
+                    "swap": True,
+                }
+            ]
+        },
+    )
 
     battles: list[BattleIn] = Field(
-        min_length=1, description="One battle object or a list of them.")
+        min_length=1, description="One battle object or a list of them."
+    )
     tie_rate: float | None = Field(
-        None, gt=0, lt=1, description="Shift predictions to this tie rate (class prior).")
+        None, gt=0, lt=1, description="Shift predictions to this tie rate (class prior)."
+    )
     swap: bool = Field(False, description="Also score each battle with A and B exchanged.")
 
     @field_validator("battles", mode="before")
@@ -136,9 +163,11 @@ class Judgement(Probabilities):
     id: str | None
     verdict: Literal["model_a", "model_b", "tie"]
     swapped: Probabilities | None = Field(
-        None, description="With `swap`: the probabilities when A and B are shown in the "
-                          "other order, mapped back to the original A and B; equal to "
-                          "the main ones for a model without position bias.")
+        None,
+        description="With `swap`: the probabilities when A and B are shown in the "
+        "other order, mapped back to the original A and B; equal to "
+        "the main ones for a model without position bias.",
+    )
 
 
 class ModelInfo(BaseModel):
@@ -173,16 +202,22 @@ class FieldErrors(BaseModel):
 
 
 JUDGE_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorMessage, "description": "The body cannot be decoded: bytes that "
-                                                "are not UTF-8, or a number over 4,300 digits"},
-    413: {"model": ErrorMessage,
-          "description": "Body over --max-body bytes or more battles than --max-batch"},
-    422: {"model": FieldErrors,
-          "description": "Not JSON, nested too deep, or invalid battles; `detail` names "
-                         "each bad field (`battles` when the model cannot score them)"},
+    400: {
+        "model": ErrorMessage,
+        "description": "The body cannot be decoded: bytes that "
+        "are not UTF-8, or a number over 4,300 digits",
+    },
+    413: {
+        "model": ErrorMessage,
+        "description": "Body over --max-body bytes or more battles than --max-batch",
+    },
+    422: {
+        "model": FieldErrors,
+        "description": "Not JSON, nested too deep, or invalid battles; `detail` names "
+        "each bad field (`battles` when the model cannot score them)",
+    },
     500: {"model": ErrorMessage, "description": "The model failed while scoring"},
-    503: {"model": ErrorMessage, "description": "The model is still loading or failed "
-                                                "to load"},
+    503: {"model": ErrorMessage, "description": "The model is still loading or failed to load"},
 }
 """Every status ``POST /v1/judge`` answers besides 200, documented in its OpenAPI schema."""
 
@@ -198,8 +233,9 @@ def battles_from_request(request: JudgeRequest) -> Battles:
     if request.swap:
         ids, prompt = ids * 2, prompt * 2
         response_a, response_b = response_a + response_b, response_b + response_a
-    return Battles(id=np.array(ids, dtype=object), prompt=prompt, response_a=response_a,
-                   response_b=response_b)
+    return Battles(
+        id=np.array(ids, dtype=object), prompt=prompt, response_a=response_a, response_b=response_b
+    )
 
 
 def _judgements(request: JudgeRequest, proba: np.ndarray) -> list[Judgement]:
@@ -209,10 +245,15 @@ def _judgements(request: JudgeRequest, proba: np.ndarray) -> list[Judgement]:
     def probabilities(row: np.ndarray) -> dict[str, float]:
         return dict(zip(LABELS, map(float, row)))
 
-    return [Judgement(id=item.id, verdict=VERDICTS[int(np.argmax(row))],
-                      swapped=None if other is None else Probabilities(**probabilities(other)),
-                      **probabilities(row))
-            for item, row, other in zip(request.battles, proba[:n], swapped)]
+    return [
+        Judgement(
+            id=item.id,
+            verdict=VERDICTS[int(np.argmax(row))],
+            swapped=None if other is None else Probabilities(**probabilities(other)),
+            **probabilities(row),
+        )
+        for item, row, other in zip(request.battles, proba[:n], swapped)
+    ]
 
 
 # --------------------------------------------------------------------------- limits
@@ -233,19 +274,27 @@ def _describe(error: dict[str, Any]) -> dict[str, str]:
     loc = tuple(error.get("loc", ()))
     if kind == "json_invalid":
         reason = (error.get("ctx") or {}).get("error", "decode error")
-        return {"field": "body", "type": kind,
-                "message": f"body is not valid JSON ({reason} at character {loc[-1]})"}
+        return {
+            "field": "body",
+            "type": kind,
+            "message": f"body is not valid JSON ({reason} at character {loc[-1]})",
+        }
     if isinstance(error.get("input"), bytes):  # FastAPI did not parse the body as JSON
-        return {"field": "body", "type": kind, "message": "body is not JSON; send a JSON "
-                "object with the header `Content-Type: application/json`"}
+        return {
+            "field": "body",
+            "type": kind,
+            "message": "body is not JSON; send a JSON "
+            "object with the header `Content-Type: application/json`",
+        }
     message = repair_surrogates(str(error.get("msg", ""))).removeprefix("Value error, ")
     return {"field": _field_name(loc), "type": kind, "message": message}
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 naming each bad field and item index."""
-    return JSONResponse(status_code=422,
-                        content={"detail": [_describe(error) for error in exc.errors()]})
+    return JSONResponse(
+        status_code=422, content={"detail": [_describe(error) for error in exc.errors()]}
+    )
 
 
 async def _check_batch_count(request: Request) -> None:
@@ -257,8 +306,11 @@ async def _check_batch_count(request: Request) -> None:
     battles = body.get("battles") if isinstance(body, dict) else None
     limit = request.app.state.settings.max_batch
     if isinstance(battles, list) and len(battles) > limit:
-        raise HTTPException(413, f"{len(battles):,} battles in one request; at most "
-                                 f"{limit:,} are accepted (--max-batch)")
+        raise HTTPException(
+            413,
+            f"{len(battles):,} battles in one request; at most "
+            f"{limit:,} are accepted (--max-batch)",
+        )
 
 
 # --------------------------------------------------------------------------- app
@@ -287,14 +339,21 @@ class _State:
         self.load_error: str | None = None
 
 
-def load_ready_model(model_dir: str | Path, runtime: dict[str, Any] | None = None
-                     ) -> PreferenceModel:
+def load_ready_model(
+    model_dir: str | Path, runtime: dict[str, Any] | None = None
+) -> PreferenceModel:
     """Load a model and score one dummy battle, so the first request pays no start-up cost
     (e.g. reading the embedding tables)."""
     check_scores_raw_text(read_manifest(model_dir), model_dir, "the judge service")
     model = load_model(model_dir, runtime)
-    model.predict_proba(Battles(id=np.array(["warm-up"], dtype=object), prompt=[("",)],
-                                response_a=[("",)], response_b=[("",)]))
+    model.predict_proba(
+        Battles(
+            id=np.array(["warm-up"], dtype=object),
+            prompt=[("",)],
+            response_a=[("",)],
+            response_b=[("",)],
+        )
+    )
     return model
 
 
@@ -302,14 +361,18 @@ def model_info(model_dir: str | Path) -> tuple[ModelInfo, dict[str, Any]]:
     """Name, backend, version and manifest hash of a model directory, and its manifest."""
     manifest = read_manifest(model_dir)
     digest = hashlib.sha256((Path(model_dir) / MANIFEST).read_bytes()).hexdigest()
-    info = ModelInfo(name=Path(model_dir).resolve().name, backend=str(manifest["backend"]),
-                     version=str(manifest.get("package_version", "")),
-                     manifest_sha256=digest)
+    info = ModelInfo(
+        name=Path(model_dir).resolve().name,
+        backend=str(manifest["backend"]),
+        version=str(manifest.get("package_version", "")),
+        manifest_sha256=digest,
+    )
     return info, manifest
 
 
-INTERPRETER_KEYS = frozenset({"python", "python_version", "executable", "platform",
-                              "interpreter", "hostname"})
+INTERPRETER_KEYS = frozenset(
+    {"python", "python_version", "executable", "platform", "interpreter", "hostname"}
+)
 """Manifest keys, at any depth, that describe the machine rather than the model."""
 HIDDEN_PATH = "(hidden; start the service with --show-paths to show it)"
 _PATH_KEYS = frozenset({"file", "path", "dir", "directory", "folder"})
@@ -329,14 +392,17 @@ def public_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
     is a local directory or file (its ``given`` name, wherever it appears), or when it
     names an existing file or directory with a separator in it.
     """
-    local = {str(source[name]) for source in _dicts(manifest)
-             if source.get("kind") in ("directory", "gguf")
-             for name in ("given", "name") if name in source}
+    local = {
+        str(source[name])
+        for source in _dicts(manifest)
+        if source.get("kind") in ("directory", "gguf")
+        for name in ("given", "name")
+        if name in source
+    }
 
     def clean(value: Any, key: str) -> Any:
         if isinstance(value, dict):
-            return {k: clean(v, str(k)) for k, v in value.items()
-                    if k not in INTERPRETER_KEYS}
+            return {k: clean(v, str(k)) for k, v in value.items() if k not in INTERPRETER_KEYS}
         if isinstance(value, list):
             return [clean(item, key) for item in value]
         if isinstance(value, str) and value and (value in local or _is_path(key, value)):
@@ -404,8 +470,9 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         async def start(loaded: PreferenceModel | None) -> None:
             try:
                 loaded = loaded or await loop.run_in_executor(
-                    executor, load_ready_model, settings.model_dir, settings.runtime)
-            except Exception as exc:  # noqa: BLE001  (reported by /health)
+                    executor, load_ready_model, settings.model_dir, settings.runtime
+                )
+            except Exception as exc:
                 state.load_error = f"{type(exc).__name__}: {exc}"
                 logger.error("loading the model failed: %s", state.load_error)
                 return
@@ -421,23 +488,36 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
                 task.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="arenajudge", lifespan=lifespan,
-                  description="Predicts which of two chatbot responses a person prefers: "
-                              "p(A wins), p(B wins), p(tie).")
+    app = FastAPI(
+        title="arenajudge",
+        lifespan=lifespan,
+        description="Predicts which of two chatbot responses a person prefers: "
+        "p(A wins), p(B wins), p(tie).",
+    )
     app.state.settings = settings
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_middleware(BodyLimit, max_body=settings.max_body)
 
     def ready_batcher() -> MicroBatcher:
         if state.batcher is None:
-            raise HTTPException(503, "the model is still loading" if state.load_error is None
-                                else "the model failed to load; see the server log")
+            raise HTTPException(
+                503,
+                "the model is still loading"
+                if state.load_error is None
+                else "the model failed to load; see the server log",
+            )
         return state.batcher
 
-    @app.get("/health", responses={
-        200: {"description": "The model is loaded", "model": HealthStatus},
-        503: {"description": "The model is still loading or failed to load",
-              "model": HealthStatus}})
+    @app.get(
+        "/health",
+        responses={
+            200: {"description": "The model is loaded", "model": HealthStatus},
+            503: {
+                "description": "The model is still loading or failed to load",
+                "model": HealthStatus,
+            },
+        },
+    )
     async def health() -> JSONResponse:
         """200 once the model is loaded, 503 before (or if loading failed)."""
         if state.batcher is not None:
@@ -445,8 +525,9 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         status = "loading" if state.load_error is None else "failed"
         return JSONResponse({"status": status, "model": info.name}, status_code=503)
 
-    shown_manifest = without_battle_keys(state.manifest if settings.show_paths
-                                         else public_manifest(state.manifest))
+    shown_manifest = without_battle_keys(
+        state.manifest if settings.show_paths else public_manifest(state.manifest)
+    )
 
     @app.get("/v1/model")
     async def model_manifest() -> dict[str, Any]:
@@ -454,18 +535,22 @@ def create_app(settings: Settings, model: PreferenceModel | None = None) -> Fast
         interpreter details hidden unless the service was started with --show-paths)."""
         return {**info.model_dump(), "manifest": shown_manifest}
 
-    @app.post("/v1/judge", response_model=JudgeResponse,
-              dependencies=[Depends(_check_batch_count)],
-              responses=JUDGE_ERRORS)
+    @app.post(
+        "/v1/judge",
+        response_model=JudgeResponse,
+        dependencies=[Depends(_check_batch_count)],
+        responses=JUDGE_ERRORS,
+    )
     async def judge(request: JudgeRequest) -> JudgeResponse:
         """Probabilities that A wins, B wins or it is a tie, and the verdict, per battle."""
         batcher = ready_batcher()
         try:
             proba = await batcher.score(battles_from_request(request), request.tie_rate)
         except DataError as exc:  # these battles cannot be scored by this model
-            raise HTTPException(422, [{"field": "battles", "type": "data_error",
-                                       "message": str(exc)}]) from None
-        except Exception:  # noqa: BLE001  (logged by the batcher without its message)
+            raise HTTPException(
+                422, [{"field": "battles", "type": "data_error", "message": str(exc)}]
+            ) from None
+        except Exception:
             # Re-raised bare, the error would reach uvicorn's log with a message that
             # could quote the texts.
             raise HTTPException(500, "scoring failed; see the server log") from None
@@ -479,8 +564,14 @@ def app_from_env() -> FastAPI:
     return create_app(Settings(**json.loads(os.environ[CONFIG_ENV])))
 
 
-def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
-          workers: int = 1, log_level: str = "info") -> None:
+def serve(
+    settings: Settings,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    workers: int = 1,
+    log_level: str = "info",
+) -> None:
     """Run the service until interrupted.
 
     The port is checked and the model loaded (and checked) here first, so a busy port
@@ -493,16 +584,19 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     try:
         import uvicorn
     except ImportError as exc:
-        raise MissingDependencyError("uvicorn is not installed; install it with "
-                                     "`pip install arenajudge[serve]`") from exc
+        raise MissingDependencyError(
+            "uvicorn is not installed; install it with `pip install arenajudge[serve]`"
+        ) from exc
     # uvicorn writes its request log to stdout, which is for data: send it to stderr.
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     # Configured here, not only by the CLI, so that --workers processes log alike.
-    log_config["loggers"]["arenajudge"] = {"handlers": ["default"], "propagate": False,
-                                           "level": log_level.upper()}
-    options = {"host": host, "port": port, "log_config": log_config,
-               "log_level": log_level}
+    log_config["loggers"]["arenajudge"] = {
+        "handlers": ["default"],
+        "propagate": False,
+        "level": log_level.upper(),
+    }
+    options = {"host": host, "port": port, "log_config": log_config, "log_level": log_level}
     check_can_listen(host, port)
     model = load_ready_model(settings.model_dir, settings.runtime)
     if workers == 1:
@@ -512,5 +606,10 @@ def serve(settings: Settings, *, host: str = "127.0.0.1", port: int = 8000,
     os.environ[CONFIG_ENV] = json.dumps(asdict(settings))
     # A worker answers uvicorn's health pings only once its imports are done, which
     # takes longer than uvicorn's default 5 s on a busy machine.
-    uvicorn.run(f"{__name__}:app_from_env", factory=True, workers=workers,
-                timeout_worker_healthcheck=WORKER_START_TIMEOUT_S, **options)
+    uvicorn.run(
+        f"{__name__}:app_from_env",
+        factory=True,
+        workers=workers,
+        timeout_worker_healthcheck=WORKER_START_TIMEOUT_S,
+        **options,
+    )

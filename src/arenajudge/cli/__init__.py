@@ -33,8 +33,12 @@ def _usage_line(exc: click.UsageError) -> str:
     """Click's usage error as one line, naming the command whose --help helps."""
     command = exc.ctx.command_path if exc.ctx is not None else "arenajudge"
     message = " ".join(exc.format_message().split())
-    if (isinstance(exc, click.NoSuchOption) and exc.option_name == "--model"
-            and exc.ctx is not None and any(p.name == "backend" for p in exc.ctx.command.params)):
+    if (
+        isinstance(exc, click.NoSuchOption)
+        and exc.option_name == "--model"
+        and exc.ctx is not None
+        and any(p.name == "backend" for p in exc.ctx.command.params)
+    ):
         # --model was the backend flag before it named model directories only
         message = "No such option '--model': choose the backend with --backend"
     return f"error: {message} (see `{command} --help`)"
@@ -52,11 +56,14 @@ class _Terminated(click.ClickException):
 
 
 # what to do about an error of the operating system, by errno
-_OS_ADVICE = {errno.ENOSPC: "free some space or write elsewhere",
-              errno.EDQUOT: "free some space or write elsewhere",
-              errno.EFBIG: "the file exceeds a size limit of this system; write elsewhere",
-              errno.EROFS: "the file system is read-only; write elsewhere",
-              errno.EACCES: "check the permissions", errno.EPERM: "check the permissions"}
+_OS_ADVICE = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EFBIG: "the file exceeds a size limit of this system; write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EACCES: "check the permissions",
+    errno.EPERM: "check the permissions",
+}
 
 
 def _os_error_line(exc: OSError) -> str:
@@ -64,8 +71,11 @@ def _os_error_line(exc: OSError) -> str:
     names = [os.fsdecode(name) for name in (exc.filename, exc.filename2) if name is not None]
     reason = exc.strerror or str(exc)
     advice = _OS_ADVICE.get(exc.errno) if exc.errno is not None else None
-    return ": ".join([*names[:1], reason[:1].lower() + reason[1:]]) + (
-        f" (to {names[1]})" if len(names) > 1 else "") + (f"; {advice}" if advice else "")
+    return (
+        ": ".join([*names[:1], reason[:1].lower() + reason[1:]])
+        + (f" (to {names[1]})" if len(names) > 1 else "")
+        + (f"; {advice}" if advice else "")
+    )
 
 
 def _leave_process_group() -> None:
@@ -82,9 +92,14 @@ class _Group(click.Group):
     the operating system, internal errors (traceback only with --debug), Ctrl-C, SIGTERM
     and SIGHUP (exit 128 + signal, after every cleanup ran)."""
 
-    def main(self, args: Any = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
@@ -126,8 +141,10 @@ class _Group(click.Group):
         except Exception as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            raise _UserError(f"internal error ({type(exc).__name__}: {exc}); rerun with "
-                             "--debug for the traceback and report it") from exc
+            raise _UserError(
+                f"internal error ({type(exc).__name__}: {exc}); rerun with "
+                "--debug for the traceback and report it"
+            ) from exc
 
     # ------------------------------------------------------------------------ help
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
@@ -186,14 +203,16 @@ def main(ctx: click.Context, verbose: bool, debug: bool) -> None:
 
 
 # Command modules register themselves on `main` when imported.
-from arenajudge.cli import data_commands  # noqa: E402,F401
-from arenajudge.cli import model_commands  # noqa: E402,F401
-from arenajudge.cli import insight_commands  # noqa: E402,F401
-from arenajudge.cli import serve_commands  # noqa: E402,F401
-from arenajudge.cli import transformer_commands  # noqa: E402,F401
-from arenajudge.cli import demo_commands  # noqa: E402,F401
-from arenajudge.cli import env_commands  # noqa: E402,F401
-from arenajudge.cli import workflow_commands  # noqa: E402,F401
-from arenajudge.cli import winrate_commands  # noqa: E402,F401
+from arenajudge.cli import (  # noqa: E402
+    data_commands,  # noqa: F401
+    demo_commands,  # noqa: F401
+    env_commands,  # noqa: F401
+    insight_commands,  # noqa: F401
+    model_commands,  # noqa: F401
+    serve_commands,  # noqa: F401
+    transformer_commands,  # noqa: F401
+    winrate_commands,  # noqa: F401
+    workflow_commands,  # noqa: F401
+)
 
 __all__ = ["main"]

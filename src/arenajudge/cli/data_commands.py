@@ -7,8 +7,13 @@ import sys
 import click
 
 from arenajudge.cli import EXIT_USER_ERROR, main
-from arenajudge.cli.options import (data_argument, echo_json, format_option, input_options,
-                                    read_options)
+from arenajudge.cli.options import (
+    data_argument,
+    echo_json,
+    format_option,
+    input_options,
+    read_options,
+)
 from arenajudge.data.validation import ValidationReport, validate
 
 MAX_PRINTED_ERRORS = 20
@@ -21,8 +26,10 @@ def _render(report: ValidationReport) -> str:
     lines += [f"rows: {report.rows:,}", f"labelled: {'yes' if report.labelled else 'no'}"]
     if report.labelled:
         total = max(report.rows, 1)
-        lines += [f"  {label}: {count:,} ({count / total:.1%})"
-                  for label, count in report.class_counts.items()]
+        lines += [
+            f"  {label}: {count:,} ({count / total:.1%})"
+            for label, count in report.class_counts.items()
+        ]
         if report.soft_labels:
             lines.append(f"  soft-label rows: {report.soft_labels:,}")
     if report.length_percentiles:  # votes only have no texts: nothing to say of them
@@ -54,8 +61,9 @@ def _text_lines(report: ValidationReport) -> list[str]:
 @data_argument
 @input_options
 @format_option
-def validate_command(data: str, input_format: str | None, columns: str | None,
-                     output_format: str) -> None:
+def validate_command(
+    data: str, input_format: str | None, columns: str | None, output_format: str
+) -> None:
     """Check a battles file, say its layout and which commands can use it, and summarise
     it; exit 2 if it has errors."""
     report = validate(data, **read_options(input_format, columns))
@@ -66,7 +74,10 @@ def validate_command(data: str, input_format: str | None, columns: str | None,
     for message in report.errors[:MAX_PRINTED_ERRORS]:
         click.echo(f"error: {message}", err=True)
     if report.n_errors > MAX_PRINTED_ERRORS:
-        click.echo(f"error: {report.file}: {report.n_errors - MAX_PRINTED_ERRORS} more errors "
-                   "(see --format json)", err=True)
+        click.echo(
+            f"error: {report.file}: {report.n_errors - MAX_PRINTED_ERRORS} more errors "
+            "(see --format json)",
+            err=True,
+        )
     if not report.valid:
         sys.exit(EXIT_USER_ERROR)

@@ -39,29 +39,49 @@ def _echo_scores(title: str, overall: dict, by_source: dict) -> None:
 def _write_report(test: Battles, model: GBDTModel, proba: np.ndarray, out: Path) -> None:
     from arenajudge.report import Evidence, write_report
 
-    write_report(Evidence(test, proba, model.predict_proba(test.without_labels().swap())),
-                 out, predictor="demo model (trained without these battles' prompts)")
+    write_report(
+        Evidence(test, proba, model.predict_proba(test.without_labels().swap())),
+        out,
+        predictor="demo model (trained without these battles' prompts)",
+    )
 
 
 def _echo_outputs(out: Path, has_report: bool, seconds: float) -> None:
-    report = (f"{out / 'report' / 'index.html'}  (open it in a browser)" if has_report
-              else 'not written: it needs matplotlib (pip install -e ".[report]")')
-    click.echo(f"\nwrote {out}/ in {seconds:.0f} s:\n"
-               f"  model       {out / 'model'}  (arenajudge predict DATA "
-               f"--model {out / 'model'} --out OUT)\n"
-               f"  submission  {out / 'submission.csv'}  (held-out test set)\n"
-               f"  oof         {out / 'oof.csv'}  (cross-validation)\n"
-               f"  report      {report}")
+    report = (
+        f"{out / 'report' / 'index.html'}  (open it in a browser)"
+        if has_report
+        else 'not written: it needs matplotlib (pip install -e ".[report]")'
+    )
+    click.echo(
+        f"\nwrote {out}/ in {seconds:.0f} s:\n"
+        f"  model       {out / 'model'}  (arenajudge predict DATA "
+        f"--model {out / 'model'} --out OUT)\n"
+        f"  submission  {out / 'submission.csv'}  (held-out test set)\n"
+        f"  oof         {out / 'oof.csv'}  (cross-validation)\n"
+        f"  report      {report}"
+    )
 
 
 @main.command("demo")
-@click.option("--out", "out_dir", default="arenajudge-demo", show_default=True,
-              metavar="OUT", type=click.Path(file_okay=False, path_type=str),
-              help="New folder for the model, submission, out-of-fold predictions and report.")
-@click.option("--folds", "n_folds", type=click.IntRange(min=2), default=3, metavar="N",
-              show_default=True,
-              help="Number of prompt-grouped cross-validation folds (3 keeps the demo within "
-                   "3 minutes on 2 cores).")
+@click.option(
+    "--out",
+    "out_dir",
+    default="arenajudge-demo",
+    show_default=True,
+    metavar="OUT",
+    type=click.Path(file_okay=False, path_type=str),
+    help="New folder for the model, submission, out-of-fold predictions and report.",
+)
+@click.option(
+    "--folds",
+    "n_folds",
+    type=click.IntRange(min=2),
+    default=3,
+    metavar="N",
+    show_default=True,
+    help="Number of prompt-grouped cross-validation folds (3 keeps the demo within "
+    "3 minutes on 2 cores).",
+)
 @seed_option("the split, the folds and the model")
 @force_option
 def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
@@ -78,12 +98,17 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
     out = check_output(out_dir, force, "directory", output="demo")
     started = time.perf_counter()
     train, test = _split(load_sample(), seed)
-    click.echo(f"bundled sample: {len(train):,} battles to train on, {len(test):,} held out "
-               f"(no prompt in both)")
+    click.echo(
+        f"bundled sample: {len(train):,} battles to train on, {len(test):,} held out "
+        f"(no prompt in both)"
+    )
     make_model = partial(GBDTModel, seed=seed)
     cv = cross_validate(make_model, train, n_folds=n_folds, seed=seed)
-    _echo_scores(f"{n_folds}-fold prompt-grouped cross-validation (out of fold, calibrated):",
-                 cv.overall, cv.by_source)
+    _echo_scores(
+        f"{n_folds}-fold prompt-grouped cross-validation (out of fold, calibrated):",
+        cv.overall,
+        cv.by_source,
+    )
     model = make_model().fit(train)
     proba = model.predict_proba(test.without_labels())
     _echo_scores("held-out test set:", *evaluate_predictions(test, proba, seed=seed))
@@ -92,7 +117,8 @@ def demo_command(out_dir: str, n_folds: int, seed: int, force: bool) -> None:
         staged.mkdir()
         model.save(staged / "model")
         probability_frame(test.id, proba, out / "submission.csv").to_csv(
-            staged / "submission.csv", index=False)
+            staged / "submission.csv", index=False
+        )
         oof_frame(train, cv).to_csv(staged / "oof.csv", index=False)
         if has_matplotlib:
             _write_report(test, model, proba, staged / "report")

@@ -16,12 +16,16 @@ def _gpu_lines(gpu: dict[str, Any] | None) -> list[str]:
         return ["- GPUs: unknown (torch is not installed)"]
     if "error" in gpu:
         return [f"- torch {gpu['torch']} cannot be imported: {gpu['error']}"]
-    lines = [f"- CUDA: {gpu['cuda_version'] or 'none'} "
-             f"({'available' if gpu['cuda_available'] else 'no usable GPU'})"]
+    lines = [
+        f"- CUDA: {gpu['cuda_version'] or 'none'} "
+        f"({'available' if gpu['cuda_available'] else 'no usable GPU'})"
+    ]
     for card in gpu["gpus"]:
-        lines.append(f"- GPU {card['index']}: {card['name']}, compute capability "
-                     f"{card['compute_capability']}, {card['memory_gib']} GiB, "
-                     f"bf16 {'yes' if card['bf16'] else 'no'}")
+        lines.append(
+            f"- GPU {card['index']}: {card['name']}, compute capability "
+            f"{card['compute_capability']}, {card['memory_gib']} GiB, "
+            f"bf16 {'yes' if card['bf16'] else 'no'}"
+        )
     return lines
 
 
@@ -37,9 +41,12 @@ def env_command(output_format: str) -> None:
     if output_format == "json":
         echo_json(env)
         return
-    lines = [f"- arenajudge: {env['arenajudge']}",
-             f"- Python: {env['python']}", f"- platform: {env['platform']}",
-             f"- CPUs: {env['cpu_count']} ({env['usable_cores']} usable by this process)"]
+    lines = [
+        f"- arenajudge: {env['arenajudge']}",
+        f"- Python: {env['python']}",
+        f"- platform: {env['platform']}",
+        f"- CPUs: {env['cpu_count']} ({env['usable_cores']} usable by this process)",
+    ]
     for group in ("core_packages", "optional_packages"):
         for name, version in env[group].items():
             lines.append(f"- {name}: {version or 'not installed'}")

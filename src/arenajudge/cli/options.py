@@ -14,8 +14,9 @@ import io
 import json
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import fields
-from typing import Any, Callable
+from typing import Any
 
 import click
 import pandas as pd
@@ -27,8 +28,13 @@ from arenajudge.data.tables import FORMATS
 from arenajudge.errors import ArenaJudgeError
 
 MAX_SEED = 2**31 - 1
-_METAVARS = {"base": "MODEL", "encoder": "MODEL", "checkpoint_dir": "DIR", "lora_targets": "NAMES",
-             "tta": "MODE"}
+_METAVARS = {
+    "base": "MODEL",
+    "encoder": "MODEL",
+    "checkpoint_dir": "DIR",
+    "lora_targets": "NAMES",
+    "tta": "MODE",
+}
 _GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
@@ -48,8 +54,7 @@ class GroupedCommand(click.Command):
         for param in self.get_params(ctx):
             record = param.get_help_record(ctx)
             if record is not None and isinstance(param, click.Option):
-                sections.setdefault(getattr(param, "group", None) or "Options", []).append(
-                    record)
+                sections.setdefault(getattr(param, "group", None) or "Options", []).append(record)
         for title, records in sections.items():
             with formatter.section(title):
                 formatter.write_dl(records)
@@ -65,23 +70,32 @@ class FiniteFloat(click.FloatRange):
 
     name = "float"
 
-    def __init__(self, min: float | None = None, max: float | None = None, *,
-                 min_open: bool = False, max_open: bool = False) -> None:
+    def __init__(
+        self,
+        min: float | None = None,
+        max: float | None = None,
+        *,
+        min_open: bool = False,
+        max_open: bool = False,
+    ) -> None:
         super().__init__(min, max, min_open=min_open, max_open=max_open)
 
-    def convert(self, value: Any, param: click.Parameter | None,
-                ctx: click.Context | None) -> float:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
         number = click.FLOAT.convert(value, param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number", param, ctx)
         try:
             return super().convert(number, param, ctx)
         except click.BadParameter:  # the error gives the exact bounds: 0.333 < 1/3
-            self.fail(f"{number!r} is not in the range {self._describe_range(exact=True)}",
-                      param, ctx)
+            self.fail(
+                f"{number!r} is not in the range {self._describe_range(exact=True)}", param, ctx
+            )
 
     def _describe_range(self, exact: bool = False) -> str:
         """``0.333<=x<=1`` for --help (3 significant digits); ``exact``: every digit."""
+
         def bound(value: float) -> str:
             return repr(float(value)) if exact else f"{value:.3g}"
 
@@ -95,26 +109,43 @@ class FiniteFloat(click.FloatRange):
         return f"{bound(self.min)}{'<' if self.min_open else '<='}x{high}"
 
 
-data_argument = click.argument("data", metavar="DATA",
-                               type=click.Path(dir_okay=False, path_type=str))
+data_argument = click.argument(
+    "data", metavar="DATA", type=click.Path(dir_okay=False, path_type=str)
+)
 model_dir_option = click.option(
-    "--model", "model_dir", required=True, metavar="MODEL_DIR",
+    "--model",
+    "model_dir",
+    required=True,
+    metavar="MODEL_DIR",
     type=click.Path(exists=True, file_okay=False, path_type=str),
-    help="A model directory written by `arenajudge train`.")
+    help="A model directory written by `arenajudge train`.",
+)
 optional_model_option = click.option(
-    "--model", "model_dir", default=None, metavar="MODEL_DIR",
+    "--model",
+    "model_dir",
+    default=None,
+    metavar="MODEL_DIR",
     type=click.Path(file_okay=False, path_type=str),
-    help="A trained model directory (arenajudge train).")
+    help="A trained model directory (arenajudge train).",
+)
 
 
 def input_options(command: Callable) -> Callable:
     """``--input-format`` and ``--columns``, for every command that reads battles."""
     command = click.option(
-        "--columns", "columns", default=None, metavar="FIELD=COL,...",
-        help="Map file columns to fields, e.g. prompt=question,response_a=answer1.")(command)
+        "--columns",
+        "columns",
+        default=None,
+        metavar="FIELD=COL,...",
+        help="Map file columns to fields, e.g. prompt=question,response_a=answer1.",
+    )(command)
     return click.option(
-        "--input-format", "input_format", type=click.Choice(FORMATS), default=None,
-        help="File format; by default taken from the extension.")(command)
+        "--input-format",
+        "input_format",
+        type=click.Choice(FORMATS),
+        default=None,
+        help="File format; by default taken from the extension.",
+    )(command)
 
 
 def read_options(input_format: str | None, columns: str | None) -> dict[str, Any]:
@@ -126,14 +157,25 @@ def read_options(input_format: str | None, columns: str | None) -> dict[str, Any
 
 
 format_option = click.option(
-    "--format", "output_format", type=click.Choice(["text", "json"]), default="text",
-    show_default=True, help="Output format on stdout.")
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format on stdout.",
+)
 
 
 def seed_option(what: str) -> Callable:
     """``--seed``, saying what it seeds on this command."""
-    return click.option("--seed", type=click.IntRange(0, MAX_SEED), default=0, metavar="N",
-                        show_default=True, help=f"Seed of {what}.")
+    return click.option(
+        "--seed",
+        type=click.IntRange(0, MAX_SEED),
+        default=0,
+        metavar="N",
+        show_default=True,
+        help=f"Seed of {what}.",
+    )
 
 
 def _warn_retired_seed(ctx: click.Context, param: click.Parameter, value: int | None) -> None:
@@ -141,14 +183,21 @@ def _warn_retired_seed(ctx: click.Context, param: click.Parameter, value: int | 
         logging.getLogger("arenajudge").warning(
             "--seed no longer changes anything on `%s`: a chosen/rejected pair's A/B order "
             "is a function of its texts, the same in every run; drop the option",
-            ctx.command_path)
+            ctx.command_path,
+        )
 
 
 retired_seed_option = click.option(
-    "--seed", type=click.IntRange(0, MAX_SEED), default=None, hidden=True, metavar="N",
-    expose_value=False, callback=_warn_retired_seed,
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=None,
+    hidden=True,
+    metavar="N",
+    expose_value=False,
+    callback=_warn_retired_seed,
     help="Seed of nothing any more (ignored, with a warning): the A/B order of "
-         "chosen/rejected pairs it used to draw is a function of each pair.")
+    "chosen/rejected pairs it used to draw is a function of each pair.",
+)
 """``--seed`` of a command it used to seed only the A/B order of chosen/rejected pairs
 on: still accepted, so that scripts keep working, with a warning that it does nothing."""
 
@@ -160,14 +209,22 @@ def option_given(name: str) -> bool:
 
 
 tie_rate_option = click.option(
-    "--tie-rate", type=FiniteFloat(0, 1, min_open=True, max_open=True), default=None,
+    "--tie-rate",
+    type=FiniteFloat(0, 1, min_open=True, max_open=True),
+    default=None,
     metavar="RATE",
-    help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).")
+    help="Shift predictions to this share of ties (e.g. 0.31 for Kaggle's arena data).",
+)
 force_option = click.option("--force", is_flag=True, help="Overwrite existing outputs.")
 workers_option = click.option(
-    "--workers", type=click.IntRange(0), default=0, show_default=True, metavar="N",
+    "--workers",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    metavar="N",
     help="Processes scoring blocks of DATA side by side with the CPU model; 0 means one "
-         "per core, 1 scores in this process (transformer models always do).")
+    "per core, 1 scores in this process (transformer models always do).",
+)
 
 
 def echo_json(payload: Any) -> None:
@@ -193,9 +250,12 @@ def _click_type(config_cls: type, name: str) -> dict[str, Any]:
         return {"type": click.Choice(choices)}
     if kind in (int, float) and allowed is not None:
         number = click.IntRange if kind is int else FiniteFloat
-        return {"type": number(allowed.low, allowed.high, min_open=allowed.low_open,
-                               max_open=allowed.high_open),
-                "metavar": "N" if kind is int else "FLOAT"}
+        return {
+            "type": number(
+                allowed.low, allowed.high, min_open=allowed.low_open, max_open=allowed.high_open
+            ),
+            "metavar": "N" if kind is int else "FLOAT",
+        }
     if kind is float:
         return {"type": FiniteFloat(), "metavar": "FLOAT"}
     return {"type": {int: click.INT}.get(kind, click.STRING), "metavar": _METAVARS.get(name)}
@@ -207,10 +267,16 @@ def _settings_option(config_cls: type, name: str, group: str | None) -> Callable
     kwargs = _click_type(config_cls, name)
     if kwargs.pop("is_flag", False):
         flag = f"{flag}/--no-{flag[2:]}"
-    return click.option(flag, name, cls=GroupedOption, group=group, default=spec.default,
-                        show_default=spec.default is not None,
-                        help=field_help(config_cls, name, allowed=False),
-                        **{k: v for k, v in kwargs.items() if v is not None})
+    return click.option(
+        flag,
+        name,
+        cls=GroupedOption,
+        group=group,
+        default=spec.default,
+        show_default=spec.default is not None,
+        help=field_help(config_cls, name, allowed=False),
+        **{k: v for k, v in kwargs.items() if v is not None},
+    )
 
 
 def config_options(groups: dict[str, type], exclude: tuple[str, ...] = ()) -> Callable:
@@ -232,8 +298,11 @@ def config_options(groups: dict[str, type], exclude: tuple[str, ...] = ()) -> Ca
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             ctx = click.get_current_context()
             values = {name: kwargs.pop(name) for name in owners}
-            given = {name: value for name, value in values.items()
-                     if ctx.get_parameter_source(name) in _GIVEN}
+            given = {
+                name: value
+                for name, value in values.items()
+                if ctx.get_parameter_source(name) in _GIVEN
+            }
             return command(*args, settings=given, **kwargs)
 
         for name, classes in reversed(owners.items()):

@@ -5,6 +5,16 @@ from arenajudge.data.readers import parse_columns_option, read_battles, read_tab
 from arenajudge.data.schema import LABELS, Battles, join_turns, swap_proba
 from arenajudge.data.validation import ValidationReport, validate
 
-__all__ = ["LABELS", "Battles", "ValidationReport", "folds", "join_turns",
-           "parse_columns_option", "prompt_groups", "read_battles", "read_table",
-           "swap_proba", "validate"]
+__all__ = [
+    "LABELS",
+    "Battles",
+    "ValidationReport",
+    "folds",
+    "join_turns",
+    "parse_columns_option",
+    "prompt_groups",
+    "read_battles",
+    "read_table",
+    "swap_proba",
+    "validate",
+]

@@ -16,16 +16,24 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 
 from arenajudge.data.readers import Problems, parse_frame
 from arenajudge.data.schema import Battles
-from arenajudge.data.tables import (check_csv_header, check_data_path, check_unique_columns,
-                                    decode_record_line, open_binary, read_errors, read_table)
+from arenajudge.data.tables import (
+    check_csv_header,
+    check_data_path,
+    check_unique_columns,
+    decode_record_line,
+    open_binary,
+    read_errors,
+    read_table,
+)
 from arenajudge.errors import ConfigError, DataError
 from arenajudge.timing import timed
 
@@ -44,8 +52,9 @@ def check_read_options(read_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
     options = dict(read_kwargs or {})
     unknown = sorted(set(options) - set(READ_OPTIONS))
     if unknown:
-        raise ConfigError(f"unknown read option(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(READ_OPTIONS)}")
+        raise ConfigError(
+            f"unknown read option(s) {', '.join(unknown)}; known: {', '.join(READ_OPTIONS)}"
+        )
     return options
 
 
@@ -65,8 +74,13 @@ def jsonl_columns(path: str | Path) -> list[str]:
     return list(keys)
 
 
-def raw_blocks(source: IO[bytes], fmt: str, block_rows: int, path: str | Path,
-               file_columns: Sequence[str] | None = None) -> Iterator[pd.DataFrame]:
+def raw_blocks(
+    source: IO[bytes],
+    fmt: str,
+    block_rows: int,
+    path: str | Path,
+    file_columns: Sequence[str] | None = None,
+) -> Iterator[pd.DataFrame]:
     """Raw frames of ``block_rows`` rows of the open binary file ``source`` (``fmt`` in
     :data:`STREAM_FORMATS`), as :func:`~arenajudge.data.read_table` gives them; at
     least one frame, empty for a file with no rows, so that its layout is still checked.
@@ -74,8 +88,9 @@ def raw_blocks(source: IO[bytes], fmt: str, block_rows: int, path: str | Path,
     file's columns, empty where a block's rows lack the key; without it a block has the
     keys of its own rows only."""
     if fmt == "csv":
-        yield from pd.read_csv(source, dtype=object, keep_default_na=False,
-                               encoding="utf-8", chunksize=block_rows)
+        yield from pd.read_csv(
+            source, dtype=object, keep_default_na=False, encoding="utf-8", chunksize=block_rows
+        )
     elif fmt == "parquet":
         import pyarrow.parquet as pq
 
@@ -89,8 +104,9 @@ def raw_blocks(source: IO[bytes], fmt: str, block_rows: int, path: str | Path,
         records: list[dict] = []
         yielded = False
         lines = enumerate(io.TextIOWrapper(source, encoding="utf-8"), 1)
-        for record in (decode_record_line(line, lineno, path) for lineno, line in lines
-                       if line.strip()):
+        for record in (
+            decode_record_line(line, lineno, path) for lineno, line in lines if line.strip()
+        ):
             records.append(record)
             if len(records) == block_rows:
                 yield _records_frame(records, file_columns)
@@ -106,8 +122,9 @@ def _records_frame(records: list[dict], file_columns: Sequence[str] | None) -> p
     return frame.reindex(columns=list(file_columns))
 
 
-def read_blocks(path: str | Path, format: str | None = None,
-                block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[int, pd.DataFrame]]:
+def read_blocks(
+    path: str | Path, format: str | None = None, block_rows: int = DEFAULT_BLOCK_ROWS
+) -> Iterator[tuple[int, pd.DataFrame]]:
     """(first row, raw frame) of each block of a local file, rows numbered from 0.
 
     Raises
@@ -116,13 +133,14 @@ def read_blocks(path: str | Path, format: str | None = None,
         As :func:`~arenajudge.data.read_table`: missing, unreadable, not UTF-8 ...
     """
     if block_rows < 1:
-        raise DataError(f"cannot be read in blocks of {block_rows} rows; give at least 1",
-                        file=path)
+        raise DataError(
+            f"cannot be read in blocks of {block_rows} rows; give at least 1", file=path
+        )
     path, fmt = check_data_path(path, format)
     if fmt not in STREAM_FORMATS:  # one JSON list is parsed whole anyway
         frame = read_table(path, fmt)
         for start in range(0, max(len(frame), 1), block_rows):
-            yield start, frame.iloc[start:start + block_rows].reset_index(drop=True)
+            yield start, frame.iloc[start : start + block_rows].reset_index(drop=True)
         return
     start = 0
     with read_errors(path, fmt):
@@ -144,9 +162,13 @@ class _QuietProblems(Problems):
         self.warnings.append(message)
 
 
-def parse_block_quietly(frame: pd.DataFrame, path: str | Path, first_row: int, *,
-                        columns: Mapping[str, str] | None = None
-                        ) -> tuple[Battles, list[str]]:
+def parse_block_quietly(
+    frame: pd.DataFrame,
+    path: str | Path,
+    first_row: int,
+    *,
+    columns: Mapping[str, str] | None = None,
+) -> tuple[Battles, list[str]]:
     """The battles of one block whose first row is row ``first_row`` (0-based) of the
     file, and its warnings, unlogged (:class:`FileChecks` logs them); raises the block's
     first problem as :func:`~arenajudge.data.read_battles` does."""
@@ -163,9 +185,14 @@ def _log_once(path: str, message: str, logged: set[str]) -> None:
         logger.warning("%s: %s", path, message)
 
 
-def parse_block(frame: pd.DataFrame, path: str | Path, first_row: int, *,
-                columns: Mapping[str, str] | None = None,
-                logged: set[str] | None = None) -> Battles:
+def parse_block(
+    frame: pd.DataFrame,
+    path: str | Path,
+    first_row: int,
+    *,
+    columns: Mapping[str, str] | None = None,
+    logged: set[str] | None = None,
+) -> Battles:
     """:func:`parse_block_quietly`, logging the warnings; ``logged`` collects the
     warnings logged so far, to log each once per file."""
     battles, warnings = parse_block_quietly(frame, path, first_row, columns=columns)
@@ -194,8 +221,12 @@ class SeenIds:
         for row, row_id in enumerate(ids.tolist(), first_row + 1):
             first = row_of.setdefault(row_id, row)
             if first != row:
-                raise DataError(f"is a duplicate (first seen in row {first}); ids must be "
-                                "unique", file=self.path, row_id=str(row_id), column="id")
+                raise DataError(
+                    f"is a duplicate (first seen in row {first}); ids must be unique",
+                    file=self.path,
+                    row_id=str(row_id),
+                    column="id",
+                )
 
 
 class FileChecks:
@@ -225,14 +256,17 @@ class FileChecks:
         if not battles.labelled and self._first_unlabelled is None:
             self._first_unlabelled = str(battles.id[0])
         if battles.labelled != self.labelled:
-            raise DataError("has blank labels while other rows of the file are labelled; "
-                            "give every row its labels, or none", file=self.path,
-                            row_id=self._first_unlabelled)
+            raise DataError(
+                "has blank labels while other rows of the file are labelled; "
+                "give every row its labels, or none",
+                file=self.path,
+                row_id=self._first_unlabelled,
+            )
 
 
-def timed_read_blocks(path: str | Path, format: str | None = None,
-                      block_rows: int = DEFAULT_BLOCK_ROWS
-                      ) -> Iterator[tuple[int, pd.DataFrame]]:
+def timed_read_blocks(
+    path: str | Path, format: str | None = None, block_rows: int = DEFAULT_BLOCK_ROWS
+) -> Iterator[tuple[int, pd.DataFrame]]:
     """:func:`read_blocks`, each block's reading timed as the ``read`` stage
     (:mod:`arenajudge.timing`)."""
     blocks = read_blocks(path, format, block_rows)
@@ -244,9 +278,13 @@ def timed_read_blocks(path: str | Path, format: str | None = None,
         yield item
 
 
-def battle_blocks(path: str | Path, *, format: str | None = None,
-                  columns: Mapping[str, str] | None = None,
-                  block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[tuple[int, Battles]]:
+def battle_blocks(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> Iterator[tuple[int, Battles]]:
     """(first row, validated battles) of each block of ``path``, in file order.
 
     The read options are those of :func:`~arenajudge.data.read_battles`, and the

@@ -81,15 +81,22 @@ def native(value: Any) -> Any:
 
 
 def _kind(value: Any) -> str:
-    return {list: "list", dict: "object", str: "string", bool: "boolean",
-            int: "number", float: "number"}.get(type(value), type(value).__name__)
+    return {
+        list: "list",
+        dict: "object",
+        str: "string",
+        bool: "boolean",
+        int: "number",
+        float: "number",
+    }.get(type(value), type(value).__name__)
 
 
 def turn_list(value: Any, surrogates: SurrogateCounter) -> Turns:
     """A list of turns (strings; ``None`` is an empty turn) as a tuple of strings."""
     if not isinstance(value, list):
-        raise CellError(f"holds a {_kind(value)}, not a list of turns; "
-                        f"expected e.g. {EXAMPLE_CELL}")
+        raise CellError(
+            f"holds a {_kind(value)}, not a list of turns; expected e.g. {EXAMPLE_CELL}"
+        )
     turns = []
     for turn in value:
         if turn is None:
@@ -97,8 +104,9 @@ def turn_list(value: Any, surrogates: SurrogateCounter) -> Turns:
         elif isinstance(turn, str):
             turns.append(surrogates.repair(turn))
         else:
-            raise CellError(f"has a turn that is a {_kind(turn)}, not a string; "
-                            f"expected e.g. {EXAMPLE_CELL}")
+            raise CellError(
+                f"has a turn that is a {_kind(turn)}, not a string; expected e.g. {EXAMPLE_CELL}"
+            )
     return tuple(turns)
 
 
@@ -106,22 +114,27 @@ def decode_json_cell(value: Any) -> Any:
     """A Kaggle or arena cell as Python: text is decoded as JSON, native values pass."""
     value = native(value)
     if is_missing(value) or value == "":
-        raise CellError(f"is empty; expected a JSON list of turns such as {EXAMPLE_CELL} "
-                        "([] for no turns)")
+        raise CellError(
+            f"is empty; expected a JSON list of turns such as {EXAMPLE_CELL} ([] for no turns)"
+        )
     if not isinstance(value, str):
         return value
     try:
         return safe_json.loads(value)
     except safe_json.JSONProblem as exc:
         snippet = value[:40] + ("…" if len(value) > 40 else "")
-        raise CellError(f"is {exc} in {snippet!r}; expected a JSON list of turns such as "
-                        f"{EXAMPLE_CELL}") from None
+        raise CellError(
+            f"is {exc} in {snippet!r}; expected a JSON list of turns such as {EXAMPLE_CELL}"
+        ) from None
 
 
 def _content_text(content: Any) -> str | None:
     if isinstance(content, list):  # multimodal content parts: keep the text parts
-        parts = [part if isinstance(part, str) else part.get("text") or ""
-                 for part in content if isinstance(part, (str, dict))]
+        parts = [
+            part if isinstance(part, str) else part.get("text") or ""
+            for part in content
+            if isinstance(part, (str, dict))
+        ]
         return "\n".join(parts)
     if content is not None and not isinstance(content, str):
         raise CellError(f"holds a message whose content is a {_kind(content)}")
@@ -131,8 +144,7 @@ def _content_text(content: Any) -> str | None:
 def message_turns(messages: Any, surrogates: SurrogateCounter) -> tuple[Turns, Turns]:
     """Split ``[{role, content}, ...]`` into (user turns, assistant turns)."""
     if not isinstance(messages, list):
-        raise CellError(f"holds a {_kind(messages)}, not a list of {{role, content}} "
-                        "messages")
+        raise CellError(f"holds a {_kind(messages)}, not a list of {{role, content}} messages")
     user, assistant = [], []
     for message in messages:
         if not isinstance(message, dict) or "content" not in message:
@@ -144,8 +156,9 @@ def message_turns(messages: Any, surrogates: SurrogateCounter) -> tuple[Turns, T
         elif role in USER_ROLES:
             user.append(text)
         elif role != "system":
-            raise CellError(f"holds a message with unknown role {role!r}; "
-                            "expected user, assistant or system")
+            raise CellError(
+                f"holds a message with unknown role {role!r}; expected user, assistant or system"
+            )
     return tuple(user), tuple(assistant)
 
 

@@ -33,8 +33,13 @@ FORMAT = "arenajudge.embeddings"
 FORMAT_VERSION = 1
 
 
-def write_embeddings(ids: np.ndarray, columns: dict[str, np.ndarray], metadata: dict[str, Any],
-                     path: str | Path, force: bool = False) -> None:
+def write_embeddings(
+    ids: np.ndarray,
+    columns: dict[str, np.ndarray],
+    metadata: dict[str, Any],
+    path: str | Path,
+    force: bool = False,
+) -> None:
     """Write EMB.parquet (layout in the module docstring) atomically."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -42,8 +47,7 @@ def write_embeddings(ids: np.ndarray, columns: dict[str, np.ndarray], metadata: 
     arrays = [pa.array([str(i) for i in ids], type=pa.string())]
     for name in EMBEDDING_COLUMNS:
         values = np.ascontiguousarray(columns[name], dtype=np.float32)
-        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()),
-                                                        values.shape[1]))
+        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1]))
     table = pa.Table.from_arrays(arrays, names=["id", *EMBEDDING_COLUMNS])
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
     with atomic_path(path, force) as staged:
@@ -71,37 +75,58 @@ class EmbeddingsFile:
         try:
             self.metadata: dict[str, Any] = safe_json.loads(raw) if raw else {}
         except safe_json.JSONProblem as exc:
-            raise DataError(f"has corrupt metadata: {exc}; re-run `arenajudge embed`",
-                            file=path) from None
-        if (not isinstance(self.metadata, dict) or self.metadata.get("format") != FORMAT
-                or set(EMBEDDING_COLUMNS) - set(table.column_names)):
-            raise DataError("is not an embeddings file; make one with `arenajudge embed "
-                            "DATA --base DIR --out EMB.parquet`", file=path)
+            raise DataError(
+                f"has corrupt metadata: {exc}; re-run `arenajudge embed`", file=path
+            ) from None
+        if (
+            not isinstance(self.metadata, dict)
+            or self.metadata.get("format") != FORMAT
+            or set(EMBEDDING_COLUMNS) - set(table.column_names)
+        ):
+            raise DataError(
+                "is not an embeddings file; make one with `arenajudge embed "
+                "DATA --base DIR --out EMB.parquet`",
+                file=path,
+            )
         if self.metadata.get("version") != FORMAT_VERSION:
-            raise DataError(f"has embeddings format {self.metadata.get('version')}, this "
-                            f"arenajudge reads {FORMAT_VERSION}; re-run `arenajudge embed`",
-                            file=path)
-        self._row_of = {row_id: row for row, row_id in
-                        enumerate(table.column("id").to_pylist())}
+            raise DataError(
+                f"has embeddings format {self.metadata.get('version')}, this "
+                f"arenajudge reads {FORMAT_VERSION}; re-run `arenajudge embed`",
+                file=path,
+            )
+        self._row_of = {row_id: row for row, row_id in enumerate(table.column("id").to_pylist())}
         dim = int(self.metadata["dim"])
-        self._vectors = np.stack([table.column(name).combine_chunks().flatten().to_numpy()
-                                  .reshape(-1, dim) for name in EMBEDDING_COLUMNS], axis=1)
+        self._vectors = np.stack(
+            [
+                table.column(name).combine_chunks().flatten().to_numpy().reshape(-1, dim)
+                for name in EMBEDDING_COLUMNS
+            ],
+            axis=1,
+        )
 
     def vectors(self, battles: Battles) -> np.ndarray:
         """Embeddings aligned with ``battles`` by id, shape (n, 3, dim), float32 (prompt,
         response A, response B); a DataError names a battle the file lacks."""
         missing = [row_id for row_id in battles.id if str(row_id) not in self._row_of]
         if missing:
-            raise DataError(f"has no embedding for {len(missing)} battle(s); embed the same "
-                            "data file", file=self.path, row_id=str(missing[0]))
+            raise DataError(
+                f"has no embedding for {len(missing)} battle(s); embed the same data file",
+                file=self.path,
+                row_id=str(missing[0]),
+            )
         rows = np.array([self._row_of[str(row_id)] for row_id in battles.id], dtype=np.int64)
         return self._vectors[rows].astype(np.float32, copy=False)
 
     def attach(self, battles: Battles) -> Battles:
         """``battles`` carrying their embeddings from this file."""
-        return replace(battles, embeddings=ExternalEmbeddings(
-            vectors=self.vectors(battles), encoder=str(self.metadata.get("encoder", "")),
-            path=self.path))
+        return replace(
+            battles,
+            embeddings=ExternalEmbeddings(
+                vectors=self.vectors(battles),
+                encoder=str(self.metadata.get("encoder", "")),
+                path=self.path,
+            ),
+        )
 
 
 def read_embeddings(path: str | Path, battles: Battles) -> tuple[np.ndarray, dict[str, Any]]:

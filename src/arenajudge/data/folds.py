@@ -19,8 +19,9 @@ FOLD_GROUPS = ("prompt", "model")
 
 def prompt_groups(battles: Battles) -> np.ndarray:
     """Group number per row, shape (n,): rows with the same prompt text share one."""
-    _, groups = np.unique(np.array([join_turns(p).strip() for p in battles.prompt],
-                                   dtype=object), return_inverse=True)
+    _, groups = np.unique(
+        np.array([join_turns(p).strip() for p in battles.prompt], dtype=object), return_inverse=True
+    )
     return groups
 
 
@@ -34,22 +35,27 @@ def model_pair_groups(battles: Battles) -> np.ndarray:
         A row without both model names.
     """
     if battles.model_a is None or battles.model_b is None:
-        raise DataError("has no model_a / model_b columns; folds grouped by model need the "
-                        "names of the models in each battle", file=battles.path)
+        raise DataError(
+            "has no model_a / model_b columns; folds grouped by model need the "
+            "names of the models in each battle",
+            file=battles.path,
+        )
     a = np.array([str(m).strip() for m in battles.model_a], dtype=object)
     b = np.array([str(m).strip() for m in battles.model_b], dtype=object)
     unnamed = np.flatnonzero((a == "") | (b == ""))
     if len(unnamed):
-        raise DataError(f"has {len(unnamed)} row(s) without both model names; folds grouped "
-                        "by model need them on every row", file=battles.path,
-                        row_id=str(battles.id[unnamed[0]]))
+        raise DataError(
+            f"has {len(unnamed)} row(s) without both model names; folds grouped "
+            "by model need them on every row",
+            file=battles.path,
+            row_id=str(battles.id[unnamed[0]]),
+        )
     pairs = np.array([f"{min(x, y)}\n{max(x, y)}" for x, y in zip(a, b)], dtype=object)
     _, groups = np.unique(pairs, return_inverse=True)
     return groups
 
 
-def folds(battles: Battles, n_folds: int = 5, seed: int = 0, by: str = "prompt"
-          ) -> np.ndarray:
+def folds(battles: Battles, n_folds: int = 5, seed: int = 0, by: str = "prompt") -> np.ndarray:
     """Assign each battle to one of ``n_folds`` folds, shape (n,), values 0..n_folds-1.
 
     Folds are grouped by prompt (the same prompt text never lands in two folds), or with
@@ -64,8 +70,10 @@ def folds(battles: Battles, n_folds: int = 5, seed: int = 0, by: str = "prompt"
     n_groups = int(groups.max()) + 1
     if n_groups < n_folds:
         kind = "distinct prompts" if by == "prompt" else "distinct pairs of models"
-        raise ConfigError(f"{n_folds} folds need at least {n_folds} {kind}; "
-                          f"the data has {n_groups}. Use fewer --folds")
+        raise ConfigError(
+            f"{n_folds} folds need at least {n_folds} {kind}; "
+            f"the data has {n_groups}. Use fewer --folds"
+        )
     # imported here: scikit-learn adds ~0.7 s to the start of every command, predict too
     from sklearn.model_selection import StratifiedGroupKFold
 
@@ -77,8 +85,9 @@ def folds(battles: Battles, n_folds: int = 5, seed: int = 0, by: str = "prompt"
     return fold_of
 
 
-def holdout_mask(battles: Battles, share: float, seed: int, without: str, by: str = "prompt"
-                 ) -> np.ndarray | None:
+def holdout_mask(
+    battles: Battles, share: float, seed: int, without: str, by: str = "prompt"
+) -> np.ndarray | None:
     """Mask, shape (n,), of a fold (grouped ``by`` as :func:`folds`) of about ``share``
     of the rows, for early stopping and calibration; None when ``share`` is 0 or there
     are too few groups, in which case a warning says the model goes on ``without``
@@ -87,8 +96,9 @@ def holdout_mask(battles: Battles, share: float, seed: int, without: str, by: st
     if share == 0:
         return None
     n_folds = max(2, round(1 / share))
-    n_groups = (len(set(battles.prompt)) if by == "prompt"
-                else int(model_pair_groups(battles).max()) + 1)
+    n_groups = (
+        len(set(battles.prompt)) if by == "prompt" else int(model_pair_groups(battles).max()) + 1
+    )
     if n_groups < max(n_folds, MIN_HOLDOUT_PROMPTS):
         what = "prompts" if by == "prompt" else "pairs of models"
         logger.warning("only %d distinct %s: training %s", n_groups, what, without)

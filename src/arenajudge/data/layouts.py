@@ -29,34 +29,47 @@ LAYOUTS = ("kaggle", "arena", "pairs", "alpaca", "votes")
 EXPECTED_LAYOUTS = (
     "expected prompt, response_a, response_b (Kaggle layout), "
     "conversation_a, conversation_b (arena conversations), prompt, chosen, rejected "
-    "(preference pairs) or instruction, output_1, output_2 (AlpacaEval annotations)")
-MAP_COLUMNS_HINT = ("Map yours with e.g. "
-                    "--columns prompt=question,response_a=answer1,response_b=answer2")
+    "(preference pairs) or instruction, output_1, output_2 (AlpacaEval annotations)"
+)
+MAP_COLUMNS_HINT = (
+    "Map yours with e.g. --columns prompt=question,response_a=answer1,response_b=answer2"
+)
 
 
 def detect_layout(frame: pd.DataFrame, problems: Problems) -> str | None:
     """The layout (one of :data:`LAYOUTS`) that ``frame``'s columns hold, or None after
     recording in ``problems`` why they hold none."""
     columns = set(frame.columns)
-    for name, required in (("kaggle", KAGGLE_COLUMNS), ("arena", ARENA_COLUMNS),
-                           ("pairs", PAIR_COLUMNS), ("alpaca", ALPACA_COLUMNS)):
+    for name, required in (
+        ("kaggle", KAGGLE_COLUMNS),
+        ("arena", ARENA_COLUMNS),
+        ("pairs", PAIR_COLUMNS),
+        ("alpaca", ALPACA_COLUMNS),
+    ):
         if columns.issuperset(required):
             return name
     if "prompt" in columns and columns & {"response_a", "response_b"}:
         for missing in (c for c in KAGGLE_COLUMNS if c not in columns):
-            problems.error("is missing; the Kaggle layout needs prompt, response_a and "
-                           "response_b (map yours with --columns)", column=missing)
+            problems.error(
+                "is missing; the Kaggle layout needs prompt, response_a and "
+                "response_b (map yours with --columns)",
+                column=missing,
+            )
         return None
     if columns.issuperset(("model_a", "model_b")) and columns & {"winner", *LABELS}:
         return "votes"
     if columns.issuperset(ALPACA_OUTPUT_COLUMNS):
-        problems.error("is an AlpacaEval model-outputs file (instruction, output, generator): "
-                       "it holds answers, not battles; `arenajudge winrate` pairs it with "
-                       "the baseline's outputs (give both files and --baseline NAME)")
+        problems.error(
+            "is an AlpacaEval model-outputs file (instruction, output, generator): "
+            "it holds answers, not battles; `arenajudge winrate` pairs it with "
+            "the baseline's outputs (give both files and --baseline NAME)"
+        )
         return None
-    problems.error(f"has no battle columns: {EXPECTED_LAYOUTS}, or model_a, model_b, winner "
-                   f"(votes only, for a leaderboard); found {_found(frame)}. "
-                   f"{MAP_COLUMNS_HINT}")
+    problems.error(
+        f"has no battle columns: {EXPECTED_LAYOUTS}, or model_a, model_b, winner "
+        f"(votes only, for a leaderboard); found {_found(frame)}. "
+        f"{MAP_COLUMNS_HINT}"
+    )
     return None
 
 
@@ -67,10 +80,12 @@ def _found(frame: pd.DataFrame) -> str:
 def refuse_votes_only(frame: pd.DataFrame, problems: Problems) -> None:
     """Record that ``frame``, votes only, cannot serve a command that needs texts: read
     on, its texts would be empty and a model would give every row the same answer."""
-    problems.error(f"has votes (model_a, model_b, labels) but no battle texts, which this "
-                   f"command needs: {EXPECTED_LAYOUTS}; found {_found(frame)}. Votes only "
-                   f"serve `arenajudge leaderboard` (without --model or --style-control). "
-                   f"{MAP_COLUMNS_HINT}")
+    problems.error(
+        f"has votes (model_a, model_b, labels) but no battle texts, which this "
+        f"command needs: {EXPECTED_LAYOUTS}; found {_found(frame)}. Votes only "
+        f"serve `arenajudge leaderboard` (without --model or --style-control). "
+        f"{MAP_COLUMNS_HINT}"
+    )
 
 
 def chosen_is_b(prompt: Turns, chosen: Turns, rejected: Turns) -> bool:

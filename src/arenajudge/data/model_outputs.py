@@ -10,8 +10,8 @@ model as ``output_2`` (side B), and refuses outputs whose instructions do not ma
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,8 +33,7 @@ def is_model_outputs(frame: pd.DataFrame) -> bool:
     return columns.issuperset(ALPACA_OUTPUT_COLUMNS) and "output_1" not in columns
 
 
-def _text(raw: object, surrogates: SurrogateCounter, path: Path, column: str,
-          row: int) -> str:
+def _text(raw: object, surrogates: SurrogateCounter, path: Path, column: str, row: int) -> str:
     try:
         return join_turns(pair_cell(raw, surrogates)[1])
     except CellError as exc:
@@ -51,18 +50,28 @@ def outputs_frame(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     if "generator" not in frame.columns:
-        raise DataError("has no generator column: each output must name the model that "
-                        "wrote it (AlpacaEval's model_outputs.json has one)", file=path)
+        raise DataError(
+            "has no generator column: each output must name the model that "
+            "wrote it (AlpacaEval's model_outputs.json has one)",
+            file=path,
+        )
     surrogates = SurrogateCounter()
     rows = []
     for row, (instruction, output, generator) in enumerate(
-            zip(frame["instruction"], frame["output"], frame["generator"]), start=1):
+        zip(frame["instruction"], frame["output"], frame["generator"]), start=1
+    ):
         name = "" if is_missing(generator) else str(generator).strip()
         if not name:
-            raise DataError("is empty; every output must name its model", file=path,
-                            row=row, column="generator")
-        rows.append((_text(instruction, surrogates, path, "instruction", row),
-                     _text(output, surrogates, path, "output", row), name))
+            raise DataError(
+                "is empty; every output must name its model", file=path, row=row, column="generator"
+            )
+        rows.append(
+            (
+                _text(instruction, surrogates, path, "instruction", row),
+                _text(output, surrogates, path, "output", row),
+                name,
+            )
+        )
     return pd.DataFrame(rows, columns=["instruction", "output", "generator"])
 
 
@@ -90,21 +99,28 @@ def pair_with_baseline(outputs: pd.DataFrame, baseline: str) -> Battles:
     """
     models = sorted(set(outputs["generator"]))
     if baseline not in models:
-        raise DataError(f"the baseline {baseline!r} has no outputs in "
-                        f"{', '.join(sorted(set(outputs['file'])))}; generators found: "
-                        f"{', '.join(models[:10])}" + (" ..." if len(models) > 10 else ""))
+        raise DataError(
+            f"the baseline {baseline!r} has no outputs in "
+            f"{', '.join(sorted(set(outputs['file'])))}; generators found: "
+            f"{', '.join(models[:10])}" + (" ..." if len(models) > 10 else "")
+        )
     by_model = {}
     for name, part in outputs.groupby("generator", sort=True):
         twice = part["instruction"][part["instruction"].duplicated()].tolist()
         if twice:
-            raise DataError(f"model {name!r} answers {_describe(twice)} instruction(s) more "
-                            "than once; keep one output per instruction",
-                            file=part["file"].iat[0])
+            raise DataError(
+                f"model {name!r} answers {_describe(twice)} instruction(s) more "
+                "than once; keep one output per instruction",
+                file=part["file"].iat[0],
+            )
         by_model[name] = part
     reference = by_model.pop(baseline)
     if not by_model:
-        raise DataError(f"holds only the baseline {baseline!r}'s outputs; add the outputs of "
-                        "the models to compare with it", file=reference["file"].iat[0])
+        raise DataError(
+            f"holds only the baseline {baseline!r}'s outputs; add the outputs of "
+            "the models to compare with it",
+            file=reference["file"].iat[0],
+        )
     base_output = dict(zip(reference["instruction"], reference["output"]))
     ids: list[str] = []
     names: list[str] = []
@@ -116,30 +132,44 @@ def pair_with_baseline(outputs: pd.DataFrame, baseline: str) -> Battles:
         missing = [text for text in reference["instruction"] if text not in answered]
         extra = [text for text in part["instruction"] if text not in base_output]
         if missing or extra:
-            parts = ([f"{_describe(missing)} of the baseline's instructions have no output"]
-                     if missing else []) + (
-                [f"{_describe(extra)} of its instructions are not the baseline's"]
-                if extra else [])
-            raise DataError(f"model {name!r}'s outputs do not match the baseline "
-                            f"{baseline!r}'s instructions: " + "; ".join(parts),
-                            file=part["file"].iat[0])
+            parts = (
+                [f"{_describe(missing)} of the baseline's instructions have no output"]
+                if missing
+                else []
+            ) + (
+                [f"{_describe(extra)} of its instructions are not the baseline's"] if extra else []
+            )
+            raise DataError(
+                f"model {name!r}'s outputs do not match the baseline "
+                f"{baseline!r}'s instructions: " + "; ".join(parts),
+                file=part["file"].iat[0],
+            )
         for position, (instruction, output) in enumerate(
-                zip(part["instruction"], part["output"]), start=1):
+            zip(part["instruction"], part["output"]), start=1
+        ):
             ids.append(f"{name}:{position}")
             prompts.append((instruction,))
             response_a.append((base_output[instruction],))
             response_b.append((output,))
             names.append(name)
-    return Battles(id=np.array(ids, dtype=object), prompt=prompts, response_a=response_a,
-                   response_b=response_b,
-                   model_a=np.array([baseline] * len(ids), dtype=object),
-                   model_b=np.array(names, dtype=object),
-                   path=", ".join(sorted(set(outputs["file"]))))
+    return Battles(
+        id=np.array(ids, dtype=object),
+        prompt=prompts,
+        response_a=response_a,
+        response_b=response_b,
+        model_a=np.array([baseline] * len(ids), dtype=object),
+        model_b=np.array(names, dtype=object),
+        path=", ".join(sorted(set(outputs["file"]))),
+    )
 
 
-def read_baseline_battles(paths: Sequence[str | Path], baseline: str, *,
-                          format: str | None = None, columns: Mapping[str, str] | None = None
-                          ) -> Battles:
+def read_baseline_battles(
+    paths: Sequence[str | Path],
+    baseline: str,
+    *,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+) -> Battles:
     """Battles against ``baseline`` from ``paths``: one battles file in any layout
     (votes or not), or AlpacaEval model-outputs files (the baseline's among them),
     paired by instruction with :func:`pair_with_baseline`.
@@ -153,13 +183,20 @@ def read_baseline_battles(paths: Sequence[str | Path], baseline: str, *,
     tables = [(Path(path), read_table(path, format)) for path in paths]
     outputs = [is_model_outputs(frame) for _, frame in tables]
     if all(outputs):
-        return pair_with_baseline(pd.concat(
-            [outputs_frame(frame, path).assign(file=str(path)) for path, frame in tables],
-            ignore_index=True), baseline)
+        return pair_with_baseline(
+            pd.concat(
+                [outputs_frame(frame, path).assign(file=str(path)) for path, frame in tables],
+                ignore_index=True,
+            ),
+            baseline,
+        )
     if len(tables) > 1:
         odd = tables[outputs.index(False)][0]
-        raise DataError("is a battles file; give one battles file, or AlpacaEval "
-                        "model-outputs files only (the models' and the baseline's)", file=odd)
+        raise DataError(
+            "is a battles file; give one battles file, or AlpacaEval "
+            "model-outputs files only (the models' and the baseline's)",
+            file=odd,
+        )
     path, frame = tables[0]
     problems = Problems(str(path))
     battles = parse_frame(frame, path, problems, columns=columns)

@@ -22,15 +22,23 @@ Files of any format (:mod:`arenajudge.data.tables`) hold one of these layouts (w
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from arenajudge.data.cells import (CellError, SurrogateCounter, decode_json_cell, is_missing,
-                                   message_turns, pair_cell, turn_list)
+from arenajudge.data.cells import (
+    CellError,
+    SurrogateCounter,
+    decode_json_cell,
+    is_missing,
+    message_turns,
+    pair_cell,
+    turn_list,
+)
 from arenajudge.data.layouts import chosen_is_b, detect_layout, refuse_votes_only
 from arenajudge.data.schema import LABELS, Battles, Turns
 from arenajudge.data.tables import read_table
@@ -39,9 +47,25 @@ from arenajudge.errors import ConfigError, DataError
 logger = logging.getLogger(__name__)
 
 CANONICAL_COLUMNS = (
-    "id", "prompt", "response_a", "response_b", "model_a", "model_b", *LABELS,
-    "winner", "source", "conversation_a", "conversation_b", "chosen", "rejected",
-    "instruction", "output_1", "output_2", "generator_1", "generator_2", "preference",
+    "id",
+    "prompt",
+    "response_a",
+    "response_b",
+    "model_a",
+    "model_b",
+    *LABELS,
+    "winner",
+    "source",
+    "conversation_a",
+    "conversation_b",
+    "chosen",
+    "rejected",
+    "instruction",
+    "output_1",
+    "output_2",
+    "generator_1",
+    "generator_2",
+    "preference",
 )
 ALPACA_DRAWS = (0.0, 1.5)
 BOTH_BAD_VALUES = ("tie (bothbad)", "both_bad")
@@ -63,12 +87,19 @@ class Problems:
     warnings: list[str] = field(default_factory=list)
     n_errors: int = 0
 
-    def error(self, message: str, *, row_id: str | None = None, row: int | None = None,
-              column: str | None = None) -> None:
+    def error(
+        self,
+        message: str,
+        *,
+        row_id: str | None = None,
+        row: int | None = None,
+        column: str | None = None,
+    ) -> None:
         self.n_errors += 1
         if len(self.errors) < MAX_REPORTED_ERRORS:
             self.errors.append(
-                DataError(message, file=self.file, row_id=row_id, row=row, column=column))
+                DataError(message, file=self.file, row_id=row_id, row=row, column=column)
+            )
 
     def warn(self, message: str) -> None:
         logger.warning("%s: %s", self.file, message)
@@ -80,8 +111,10 @@ class Problems:
             return
         first = self.errors[0]
         if self.n_errors > 1:
-            first.message += (f" (and {self.n_errors - 1} more errors; "
-                              f"`arenajudge validate {self.file}` lists them)")
+            first.message += (
+                f" (and {self.n_errors - 1} more errors; "
+                f"`arenajudge validate {self.file}` lists them)"
+            )
         raise first
 
 
@@ -95,27 +128,38 @@ def parse_columns_option(text: str | None) -> dict[str, str]:
         name, sep, actual = item.partition("=")
         name, actual = name.strip(), actual.strip()
         if not sep or not name or not actual:
-            raise ConfigError(f"--columns item {item!r} is not NAME=COLUMN; "
-                              "write e.g. --columns prompt=question,response_a=answer1")
+            raise ConfigError(
+                f"--columns item {item!r} is not NAME=COLUMN; "
+                "write e.g. --columns prompt=question,response_a=answer1"
+            )
         mapping[name] = actual
     return mapping
 
 
-def _apply_column_mapping(frame: pd.DataFrame, columns: Mapping[str, str], path: Path
-                          ) -> pd.DataFrame:
+def _apply_column_mapping(
+    frame: pd.DataFrame, columns: Mapping[str, str], path: Path
+) -> pd.DataFrame:
     unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
     if unknown:
-        raise ConfigError(f"--columns names unknown field(s) {', '.join(unknown)}; "
-                          f"known fields: {', '.join(CANONICAL_COLUMNS)}")
+        raise ConfigError(
+            f"--columns names unknown field(s) {', '.join(unknown)}; "
+            f"known fields: {', '.join(CANONICAL_COLUMNS)}"
+        )
     absent = [actual for actual in columns.values() if actual not in frame.columns]
     if absent:
-        raise DataError(f"has no column(s) {', '.join(map(repr, absent))} named in --columns; "
-                        f"found: {', '.join(map(str, frame.columns))}", file=path)
+        raise DataError(
+            f"has no column(s) {', '.join(map(repr, absent))} named in --columns; "
+            f"found: {', '.join(map(str, frame.columns))}",
+            file=path,
+        )
     renamed = frame.rename(columns={actual: name for name, actual in columns.items()})
     if renamed.columns.duplicated().any():
         dupes = sorted(set(renamed.columns[renamed.columns.duplicated()]))
-        raise DataError(f"has several columns called {', '.join(dupes)} after --columns; "
-                        "map each field from one column", file=path)
+        raise DataError(
+            f"has several columns called {', '.join(dupes)} after --columns; "
+            "map each field from one column",
+            file=path,
+        )
     return renamed
 
 
@@ -144,8 +188,11 @@ class _Reader:
                 return self._row_numbers()
             if "output_1" in self.frame.columns:  # AlpacaEval's files never have ids
                 return self._row_numbers()
-            self.problems.error("is missing; every row needs a unique id "
-                                "(map another column with --columns id=NAME)", column="id")
+            self.problems.error(
+                "is missing; every row needs a unique id "
+                "(map another column with --columns id=NAME)",
+                column="id",
+            )
             return np.array([""] * len(self.frame), dtype=object)
         return self._id_values(self.frame["id"], "id")
 
@@ -156,15 +203,21 @@ class _Reader:
     def _id_values(self, column: pd.Series, name: str) -> np.ndarray:
         ids = np.array(["" if is_missing(v) else str(v).strip() for v in column], dtype=object)
         for position in np.flatnonzero(ids == ""):
-            self.problems.error("is empty; every row needs a unique id",
-                                row=self.first_row + position + 1, column=name)
+            self.problems.error(
+                "is empty; every row needs a unique id",
+                row=self.first_row + position + 1,
+                column=name,
+            )
         first_seen: dict[str, int] = {}
         for position, row_id in enumerate(ids):
             if not row_id:
                 continue
             if row_id in first_seen:
-                self.problems.error(f"is a duplicate (first seen in row {first_seen[row_id]}); "
-                                    "ids must be unique", row_id=row_id, column=name)
+                self.problems.error(
+                    f"is a duplicate (first seen in row {first_seen[row_id]}); ids must be unique",
+                    row_id=row_id,
+                    column=name,
+                )
             else:
                 first_seen[row_id] = self.first_row + position + 1
         return ids
@@ -185,8 +238,7 @@ class _Reader:
     def optional_text(self, name: str) -> np.ndarray | None:
         if name not in self.frame.columns:
             return None
-        return np.array(["" if is_missing(v) else str(v) for v in self.frame[name]],
-                        dtype=object)
+        return np.array(["" if is_missing(v) else str(v) for v in self.frame[name]], dtype=object)
 
     def _blank(self, name: str) -> bool:
         return all(is_missing(v) or str(v).strip() == "" for v in self.frame[name])
@@ -203,19 +255,31 @@ class _Reader:
             return None
         if len(present) < len(LABELS):
             for missing in (c for c in LABELS if c not in present):
-                self.problems.error("is missing; give all three label columns or none",
-                                    column=missing)
+                self.problems.error(
+                    "is missing; give all three label columns or none", column=missing
+                )
             return None
-        values = np.column_stack([
-            pd.to_numeric(self.frame[c].replace("", np.nan), errors="coerce")
-            .to_numpy(dtype=float, na_value=np.nan) for c in LABELS])
-        bad = (np.isnan(values).any(axis=1) | (values < 0).any(axis=1)
-               | (np.abs(values.sum(axis=1) - 1) > _LABEL_TOLERANCE))
+        values = np.column_stack(
+            [
+                pd.to_numeric(self.frame[c].replace("", np.nan), errors="coerce").to_numpy(
+                    dtype=float, na_value=np.nan
+                )
+                for c in LABELS
+            ]
+        )
+        bad = (
+            np.isnan(values).any(axis=1)
+            | (values < 0).any(axis=1)
+            | (np.abs(values.sum(axis=1) - 1) > _LABEL_TOLERANCE)
+        )
         for position in np.flatnonzero(bad):
             raw = ", ".join(f"{c}={self.frame[c].iat[position]!r}" for c in LABELS)
-            self.problems.error(f"labels {raw} are not one winner equal to 1 nor "
-                                "non-negative probabilities summing to 1",
-                                column=",".join(LABELS), **self._where(position))
+            self.problems.error(
+                f"labels {raw} are not one winner equal to 1 nor "
+                "non-negative probabilities summing to 1",
+                column=",".join(LABELS),
+                **self._where(position),
+            )
         values[bad] = 1 / 3
         return values
 
@@ -228,8 +292,10 @@ class _Reader:
 
         def parse(raw: Any) -> np.ndarray:
             if is_missing(raw) or str(raw).strip() == "":
-                raise CellError("is empty: the annotation has no preference (did it fail?); "
-                                "remove or re-annotate the row")
+                raise CellError(
+                    "is empty: the annotation has no preference (did it fail?); "
+                    "remove or re-annotate the row"
+                )
             try:
                 value = float(raw)
             except (TypeError, ValueError):
@@ -237,9 +303,11 @@ class _Reader:
             if value in ALPACA_DRAWS:
                 return np.array([0.0, 0.0, 1.0])
             if not 1.0 <= value <= 2.0:  # NaN fails too: an annotation that failed
-                raise CellError(f"is {raw!r}; expected a number from 1 (output_1 wins) to 2 "
-                                "(output_2 wins), or 1.5 for a draw; remove or re-annotate "
-                                "rows whose annotation failed")
+                raise CellError(
+                    f"is {raw!r}; expected a number from 1 (output_1 wins) to 2 "
+                    "(output_2 wins), or 1.5 for a draw; remove or re-annotate "
+                    "rows whose annotation failed"
+                )
             return np.array([2.0 - value, value - 1.0, 0.0])
 
         return np.array(self.column("preference", parse, empty=np.full(3, 1 / 3)))
@@ -258,13 +326,17 @@ class _Reader:
         """Ties voted "both bad", where the labels come from a ``winner`` column."""
         if "winner" not in self.frame.columns or set(LABELS) & set(self.frame.columns):
             return None
-        return np.array([str(v).strip().lower() in BOTH_BAD_VALUES
-                         for v in self.frame["winner"]], dtype=bool)
+        return np.array(
+            [str(v).strip().lower() in BOTH_BAD_VALUES for v in self.frame["winner"]], dtype=bool
+        )
 
 
 def _kaggle(reader: _Reader) -> tuple[list, list, list]:
-    return (reader.json_turns("prompt"), reader.json_turns("response_a"),
-            reader.json_turns("response_b"))
+    return (
+        reader.json_turns("prompt"),
+        reader.json_turns("response_a"),
+        reader.json_turns("response_b"),
+    )
 
 
 def _arena(reader: _Reader) -> tuple[list, list, list]:
@@ -280,13 +352,17 @@ def _alpaca(reader: _Reader) -> tuple[list, list, list]:
     def text(raw: Any) -> Turns:
         return pair_cell(raw, reader.surrogates)[1]
 
-    return (reader.column("instruction", text), reader.column("output_1", text),
-            reader.column("output_2", text))
+    return (
+        reader.column("instruction", text),
+        reader.column("output_1", text),
+        reader.column("output_2", text),
+    )
 
 
 def _pairs(reader: _Reader) -> tuple[list, list, list, np.ndarray]:
     """Prompt, response A, response B and labels of chosen/rejected pairs, each in the
     A/B order :func:`chosen_is_b` gives it."""
+
     def side(raw):
         return pair_cell(raw, reader.surrogates)
 
@@ -307,9 +383,14 @@ def _pairs(reader: _Reader) -> tuple[list, list, list, np.ndarray]:
     return prompt, response_a, response_b, np.eye(len(LABELS))[flips.astype(int)]
 
 
-def load_battles(path: str | Path, problems: Problems, *, format: str | None = None,
-                 columns: Mapping[str, str] | None = None,
-                 needs_texts: bool = True) -> Battles | None:
+def load_battles(
+    path: str | Path,
+    problems: Problems,
+    *,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    needs_texts: bool = True,
+) -> Battles | None:
     """Read ``path`` collecting every problem into ``problems``.
 
     Returns ``None`` when the file cannot be parsed into battles at all. Unreadable
@@ -317,13 +398,20 @@ def load_battles(path: str | Path, problems: Problems, *, format: str | None = N
     :func:`read_battles`.
     """
     path = Path(path)
-    return parse_frame(read_table(path, format), path, problems, columns=columns,
-                       needs_texts=needs_texts)
+    return parse_frame(
+        read_table(path, format), path, problems, columns=columns, needs_texts=needs_texts
+    )
 
 
-def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
-                columns: Mapping[str, str] | None = None,
-                first_row: int = 0, needs_texts: bool = True) -> Battles | None:
+def parse_frame(
+    frame: pd.DataFrame,
+    path: str | Path,
+    problems: Problems,
+    *,
+    columns: Mapping[str, str] | None = None,
+    first_row: int = 0,
+    needs_texts: bool = True,
+) -> Battles | None:
     """Battles from a raw frame as :func:`read_table` gives it, e.g. one block of a file
     read in a stream whose first row is row ``first_row`` (0-based) of the file: row
     numbers in messages then match the whole file's. ``path`` names the file in
@@ -359,16 +447,28 @@ def parse_frame(frame: pd.DataFrame, path: str | Path, problems: Problems, *,
     if reader.surrogates.count:
         problems.warn(f"replaced {reader.surrogates.count} lone surrogate escape(s) with U+FFFD")
     return Battles(
-        id=reader.ids, prompt=prompt, response_a=response_a, response_b=response_b,
-        model_a=reader.optional_text("model_a"), model_b=reader.optional_text("model_b"),
-        target=target, source=reader.optional_text("source"), path=str(path),
-        repaired_surrogates=reader.surrogates.count, both_bad=reader.both_bad(), layout=layout,
+        id=reader.ids,
+        prompt=prompt,
+        response_a=response_a,
+        response_b=response_b,
+        model_a=reader.optional_text("model_a"),
+        model_b=reader.optional_text("model_b"),
+        target=target,
+        source=reader.optional_text("source"),
+        path=str(path),
+        repaired_surrogates=reader.surrogates.count,
+        both_bad=reader.both_bad(),
+        layout=layout,
     )
 
 
-def read_battles(path: str | Path, format: str | None = None,
-                 columns: Mapping[str, str] | None = None, *,
-                 needs_texts: bool = True) -> Battles:
+def read_battles(
+    path: str | Path,
+    format: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    *,
+    needs_texts: bool = True,
+) -> Battles:
     """Read and validate a battles file.
 
     Parameters
@@ -389,8 +489,7 @@ def read_battles(path: str | Path, format: str | None = None,
         On the first problem found (its message counts the others).
     """
     problems = Problems(str(path))
-    battles = load_battles(path, problems, format=format, columns=columns,
-                           needs_texts=needs_texts)
+    battles = load_battles(path, problems, format=format, columns=columns, needs_texts=needs_texts)
     problems.raise_first()
     assert battles is not None  # no errors means the layout was found and rows parsed
     return battles

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import numpy as np
 
@@ -41,10 +41,10 @@ class ExternalEmbeddings:
     def dim(self) -> int:
         return int(self.vectors.shape[2])
 
-    def take(self, indices: np.ndarray) -> "ExternalEmbeddings":
+    def take(self, indices: np.ndarray) -> ExternalEmbeddings:
         return replace(self, vectors=self.vectors[indices])
 
-    def swap(self) -> "ExternalEmbeddings":
+    def swap(self) -> ExternalEmbeddings:
         return replace(self, vectors=self.vectors[:, [0, 2, 1]])
 
 
@@ -117,7 +117,7 @@ class Battles:
     def has_models(self) -> bool:
         return self.model_a is not None and self.model_b is not None
 
-    def take(self, indices: Sequence[int] | np.ndarray) -> "Battles":
+    def take(self, indices: Sequence[int] | np.ndarray) -> Battles:
         """The battles at ``indices`` (integer positions or a boolean mask), in that order."""
         idx = np.asarray(indices)
         if idx.dtype == bool:
@@ -145,7 +145,7 @@ class Battles:
             votes=pick(self.votes),
         )
 
-    def swap(self) -> "Battles":
+    def swap(self) -> Battles:
         """The same battles with A and B exchanged (labels exchanged too)."""
         return replace(
             self,
@@ -164,15 +164,16 @@ class Battles:
         teacher changed ``target``, else ``target``."""
         return self.target if self.votes is None else self.votes
 
-    def without_labels(self) -> "Battles":
+    def without_labels(self) -> Battles:
         return replace(self, target=None, votes=None)
 
-    def without_texts(self) -> "Battles":
+    def without_texts(self) -> Battles:
         """These battles with empty turns and no embeddings: their ids, labels, models
         and sources only, a few bytes per battle."""
         no_turns: list[Turns] = [()] * len(self)
-        return replace(self, prompt=no_turns, response_a=no_turns, response_b=no_turns,
-                       embeddings=None)
+        return replace(
+            self, prompt=no_turns, response_a=no_turns, response_b=no_turns, embeddings=None
+        )
 
 
 def swap_proba(proba: np.ndarray) -> np.ndarray:

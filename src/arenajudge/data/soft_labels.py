@@ -29,33 +29,45 @@ def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
     path = Path(path)
     try:
         frame = pd.read_csv(path, dtype={"id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError,
-            UnicodeDecodeError) as exc:
-        raise DataError(f"cannot be read as a CSV of id + {', '.join(LABELS)} ({exc})",
-                        file=path) from None
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"cannot be read as a CSV of id + {', '.join(LABELS)} ({exc})", file=path
+        ) from None
     missing = [c for c in ("id", *LABELS) if c not in frame.columns]
     if missing:
-        raise DataError(f"needs columns id, {', '.join(LABELS)}; missing "
-                        f"{', '.join(missing)} (write it with `arenajudge cv --oof`)",
-                        file=path, column=missing[0])
+        raise DataError(
+            f"needs columns id, {', '.join(LABELS)}; missing "
+            f"{', '.join(missing)} (write it with `arenajudge cv --oof`)",
+            file=path,
+            column=missing[0],
+        )
     duplicated = frame["id"][frame["id"].duplicated()]
     if len(duplicated):
-        raise DataError("appears twice", file=path, row_id=str(duplicated.iloc[0]),
-                        column="id")
+        raise DataError("appears twice", file=path, row_id=str(duplicated.iloc[0]), column="id")
     values = frame[list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = (np.isnan(values).any(axis=1) | (values < 0).any(axis=1)
-           | (np.abs(values.sum(axis=1) - 1) > _TOLERANCE))
+    bad = (
+        np.isnan(values).any(axis=1)
+        | (values < 0).any(axis=1)
+        | (np.abs(values.sum(axis=1) - 1) > _TOLERANCE)
+    )
     if bad.any():
-        raise DataError("holds probabilities that are not non-negative and summing to 1",
-                        file=path, row_id=str(frame["id"].iloc[int(np.argmax(bad))]),
-                        column=",".join(LABELS))
+        raise DataError(
+            "holds probabilities that are not non-negative and summing to 1",
+            file=path,
+            row_id=str(frame["id"].iloc[int(np.argmax(bad))]),
+            column=",".join(LABELS),
+        )
     position = dict(zip(frame["id"], range(len(frame))))
     absent = [row_id for row_id in battles.id if str(row_id) not in position]
     if absent:
-        raise DataError(f"has no prediction for {len(absent)} row(s) of "
-                        f"{battles.path or 'the data'}, e.g. this one; it must cover the "
-                        "same rows", file=path,
-                        row_id=str(absent[0]), column="id")
+        raise DataError(
+            f"has no prediction for {len(absent)} row(s) of "
+            f"{battles.path or 'the data'}, e.g. this one; it must cover the "
+            "same rows",
+            file=path,
+            row_id=str(absent[0]),
+            column="id",
+        )
     rows = np.array([position[str(row_id)] for row_id in battles.id])
     return values[rows] / values[rows].sum(axis=1, keepdims=True)
 
@@ -71,8 +83,9 @@ def teacher_targets(battles: Battles, teacher: np.ndarray, teacher_weight: float
     if battles.target is None:
         raise DataError("has no labels to mix with the teacher's", file=battles.path)
     mixed = (1 - teacher_weight) * battles.target + teacher_weight * teacher
-    return replace(battles, target=mixed / mixed.sum(axis=1, keepdims=True),
-                   votes=battles.scored_target)
+    return replace(
+        battles, target=mixed / mixed.sum(axis=1, keepdims=True), votes=battles.scored_target
+    )
 
 
 def teacher_record(path: str | Path, teacher_weight: float) -> dict[str, object]:
@@ -95,11 +108,18 @@ def check_confident(confidence: np.ndarray, min_confidence: float, path: str | P
     if (confidence >= min_confidence).any():
         return
     levels = (0, 0.5, 0.9, 0.99, 1)
-    spread = ", ".join(f"{name} {value:.3f}" for name, value in zip(
-        ("min", "median", "90%", "99%", "max"), np.quantile(confidence, levels)))
-    raise ConfigError(f"no battle reaches --min-confidence {min_confidence:.3g}: the "
-                      f"confidences (top-class probabilities) of its {len(confidence):,} "
-                      f"battles are {spread}; lower --min-confidence", file=path)
+    spread = ", ".join(
+        f"{name} {value:.3f}"
+        for name, value in zip(
+            ("min", "median", "90%", "99%", "max"), np.quantile(confidence, levels)
+        )
+    )
+    raise ConfigError(
+        f"no battle reaches --min-confidence {min_confidence:.3g}: the "
+        f"confidences (top-class probabilities) of its {len(confidence):,} "
+        f"battles are {spread}; lower --min-confidence",
+        file=path,
+    )
 
 
 def pseudo_label_frame(battles: Battles, proba: np.ndarray) -> pd.DataFrame:
@@ -107,12 +127,16 @@ def pseudo_label_frame(battles: Battles, proba: np.ndarray) -> pd.DataFrame:
     ``source`` column (the battles' own, else ``pseudo-label``)."""
     frame = pd.DataFrame({"id": battles.id})
     for side in ("prompt", "response_a", "response_b"):
-        frame[side] = [json.dumps(list(turns), ensure_ascii=False)
-                       for turns in getattr(battles, side)]
+        frame[side] = [
+            json.dumps(list(turns), ensure_ascii=False) for turns in getattr(battles, side)
+        ]
     if battles.has_models:
         frame["model_a"], frame["model_b"] = battles.model_a, battles.model_b
     for k, label in enumerate(LABELS):
         frame[label] = proba[:, k]
-    frame["source"] = (np.full(len(battles), PSEUDO_SOURCE, dtype=object)
-                       if battles.source is None else battles.source)
+    frame["source"] = (
+        np.full(len(battles), PSEUDO_SOURCE, dtype=object)
+        if battles.source is None
+        else battles.source
+    )
     return frame

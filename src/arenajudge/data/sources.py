@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def source_weights(source: np.ndarray | None, balance: float
-                   ) -> tuple[dict[str, float], np.ndarray] | None:
+def source_weights(
+    source: np.ndarray | None, balance: float
+) -> tuple[dict[str, float], np.ndarray] | None:
     """Weights, mean 1 over the battles, in which each source weighs (its battles) ** -balance.
 
     ``balance`` 0 weighs every battle alike, 1 gives every source the same total weight.
@@ -15,8 +16,7 @@ def source_weights(source: np.ndarray | None, balance: float
     """
     if source is None:
         return None
-    names, which, counts = np.unique(source.astype(str), return_inverse=True,
-                                     return_counts=True)
+    names, which, counts = np.unique(source.astype(str), return_inverse=True, return_counts=True)
     per_source = counts.astype(np.float64) ** -balance
     per_source /= per_source[which].mean()
     return dict(zip(names.tolist(), per_source.tolist())), per_source[which]

@@ -17,15 +17,15 @@ import io
 import lzma
 import zipfile
 import zlib
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import IO, Any, Iterator, cast
+from typing import IO, Any, cast
 
 import pandas as pd
 
 from arenajudge import safe_json
-from arenajudge.errors import (ArenaJudgeError, ConfigError, DataError,
-                               MissingDependencyError)
+from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 
 FORMATS = ("csv", "jsonl", "json", "parquet")
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd"}
@@ -43,11 +43,20 @@ def detect_format(path: Path) -> str:
     if suffixes and suffixes[-1] in COMPRESSIONS:
         suffixes = suffixes[:-1]
     ext = suffixes[-1].lstrip(".") if suffixes else ""
-    aliases = {"csv": "csv", "jsonl": "jsonl", "ndjson": "jsonl", "json": "json",
-               "parquet": "parquet", "pq": "parquet"}
+    aliases = {
+        "csv": "csv",
+        "jsonl": "jsonl",
+        "ndjson": "jsonl",
+        "json": "json",
+        "parquet": "parquet",
+        "pq": "parquet",
+    }
     if ext not in aliases:
-        raise DataError(f"has an unknown extension {ext or '(none)'!r}; "
-                        f"pass --input-format with one of {', '.join(FORMATS)}", file=path)
+        raise DataError(
+            f"has an unknown extension {ext or '(none)'!r}; "
+            f"pass --input-format with one of {', '.join(FORMATS)}",
+            file=path,
+        )
     return aliases[ext]
 
 
@@ -56,8 +65,9 @@ def _zip_member(path: Path, stack: ExitStack) -> IO[bytes]:
     archive = stack.enter_context(zipfile.ZipFile(path))
     names = [info.filename for info in archive.infolist() if not info.is_dir()]
     if len(names) != 1:  # pandas refuses these too: which file is the data?
-        raise DataError(f"is a zip archive of {len(names)} files; it must hold exactly one "
-                        "data file", file=path)
+        raise DataError(
+            f"is a zip archive of {len(names)} files; it must hold exactly one data file", file=path
+        )
     return stack.enter_context(archive.open(names[0]))
 
 
@@ -68,7 +78,8 @@ def _zstd_reader(path: Path, stack: ExitStack) -> IO[bytes]:
         raise MissingDependencyError(
             "is zstd-compressed and reading it needs the zstandard package, which is not "
             "installed; install it with `pip install zstandard` or decompress the file",
-            file=path) from None
+            file=path,
+        ) from None
     raw = stack.enter_context(path.open("rb"))
     return stack.enter_context(zstandard.ZstdDecompressor().stream_reader(raw))
 
@@ -84,7 +95,7 @@ def open_binary(path: str | Path) -> Iterator[IO[bytes]]:
         elif compression == "zstd":
             yield _zstd_reader(path, stack)
         elif compression == "gzip":
-            yield stack.enter_context(cast(IO[bytes], gzip.open(path, "rb")))
+            yield stack.enter_context(cast(IO[bytes], gzip.open(path, "rb")))  # noqa: SIM115
         elif compression == "bz2":
             yield stack.enter_context(bz2.open(path, "rb"))
         elif compression == "xz":
@@ -104,11 +115,14 @@ def decode_record_line(line: str, lineno: int, path: str | Path) -> dict:
     try:
         record = safe_json.loads(line, unique_keys=True)
     except safe_json.JSONProblem as exc:
-        raise DataError(f"line {lineno} is {exc}; each line of a JSONL file must be one "
-                        "JSON object", file=path) from None
+        raise DataError(
+            f"line {lineno} is {exc}; each line of a JSONL file must be one JSON object", file=path
+        ) from None
     if not isinstance(record, dict):
-        raise DataError(f"line {lineno} is a JSON {type(record).__name__}, not an object "
-                        "with named columns", file=path)
+        raise DataError(
+            f"line {lineno} is a JSON {type(record).__name__}, not an object with named columns",
+            file=path,
+        )
     return record
 
 
@@ -116,20 +130,27 @@ def _read_json_records(path: Path, fmt: str) -> pd.DataFrame:
     with _open_text(path) as handle:
         if fmt == "jsonl":
             return pd.DataFrame.from_records(
-                [decode_record_line(line, lineno, path)
-                 for lineno, line in enumerate(handle, 1) if line.strip()])
+                [
+                    decode_record_line(line, lineno, path)
+                    for lineno, line in enumerate(handle, 1)
+                    if line.strip()
+                ]
+            )
         text = handle.read()
     try:
         records = safe_json.loads(text, unique_keys=True)
     except safe_json.JSONProblem as exc:
-        raise DataError(f"is {exc}; a .json file must hold one list of row objects",
-                        file=path) from None
+        raise DataError(
+            f"is {exc}; a .json file must hold one list of row objects", file=path
+        ) from None
     if not isinstance(records, list):
         raise DataError("must hold a JSON list of row objects", file=path)
     for position, record in enumerate(records, 1):
         if not isinstance(record, dict):
-            raise DataError(f"row {position} is a {type(record).__name__}, not an object "
-                            "with named columns", file=path)
+            raise DataError(
+                f"row {position} is a {type(record).__name__}, not an object with named columns",
+                file=path,
+            )
     return pd.DataFrame.from_records(records)
 
 
@@ -137,8 +158,13 @@ def check_csv_header(path: Path) -> None:
     """Refuse a CSV file that names a column twice: pandas renames the second "name.1",
     so the header is read as data to see it."""
     with open_binary(path) as source:
-        header = pd.read_csv(source, header=None, nrows=1, dtype=object,
-                             keep_default_na=False, encoding="utf-8").iloc[0].tolist()
+        header = (
+            pd.read_csv(
+                source, header=None, nrows=1, dtype=object, keep_default_na=False, encoding="utf-8"
+            )
+            .iloc[0]
+            .tolist()
+        )
     check_unique_columns(header, path)
 
 
@@ -154,8 +180,9 @@ def check_unique_columns(columns: Any, path: str | Path) -> None:
     seen: set[str] = set()
     for name in map(str, columns):
         if name in seen and name.strip():
-            raise DataError("is named twice in the header; rename or drop one column",
-                            file=path, column=name)
+            raise DataError(
+                "is named twice in the header; rename or drop one column", file=path, column=name
+            )
         seen.add(name)
 
 
@@ -199,20 +226,26 @@ def read_errors(path: str | Path, fmt: str) -> Iterator[None]:
     except ArenaJudgeError:
         raise
     except UnicodeDecodeError as exc:
-        raise DataError(f"is not valid UTF-8 text (bad byte at offset {exc.start} of the "
-                        "decoded stream); re-save it as UTF-8", file=path) from None
+        raise DataError(
+            f"is not valid UTF-8 text (bad byte at offset {exc.start} of the "
+            "decoded stream); re-save it as UTF-8",
+            file=path,
+        ) from None
     except pd.errors.EmptyDataError:
         raise DataError("is empty: it has no header and no rows", file=path) from None
     except pd.errors.ParserError as exc:
         reason = str(exc).strip().splitlines()[-1]
-        raise DataError(f"is not a readable CSV file ({reason}); check its quoting",
-                        file=path) from None
+        raise DataError(
+            f"is not a readable CSV file ({reason}); check its quoting", file=path
+        ) from None
     except (OSError, EOFError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        raise DataError(f"cannot be read ({exc}); is it a complete {fmt} file?",
-                        file=path) from None
+        raise DataError(
+            f"cannot be read ({exc}); is it a complete {fmt} file?", file=path
+        ) from None
     except Exception as exc:  # pyarrow raises its own types for corrupt parquet files
-        raise DataError(f"cannot be read as {fmt} ({type(exc).__name__}: {exc})",
-                        file=path) from None
+        raise DataError(
+            f"cannot be read as {fmt} ({type(exc).__name__}: {exc})", file=path
+        ) from None
 
 
 def read_table(path: str | Path, format: str | None = None) -> pd.DataFrame:

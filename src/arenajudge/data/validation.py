@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -21,11 +22,15 @@ LAYOUT_NAMES = {
     "votes": "votes only (model_a, model_b and labels, no texts)",
 }
 """How ``validate`` names each layout :func:`~arenajudge.data.readers.parse_frame` detects."""
-VOTES_ONLY_USE = ("leaderboard only (from the votes: without --model or --style-control); "
-                  "every other command needs the texts")
+VOTES_ONLY_USE = (
+    "leaderboard only (from the votes: without --model or --style-control); "
+    "every other command needs the texts"
+)
 LABELLED_USE = "every command"
-UNLABELLED_USE = ("predict, embed, pseudo-label, and leaderboard or winrate with --model; "
-                  "not train, cv, evaluate, report, ensemble or cascade (they need labels)")
+UNLABELLED_USE = (
+    "predict, embed, pseudo-label, and leaderboard or winrate with --model; "
+    "not train, cv, evaluate, report, ensemble or cascade (they need labels)"
+)
 
 
 @dataclass
@@ -94,8 +99,12 @@ def _summarise(battles: Battles, report: ValidationReport, problems: Problems) -
 
 def _summarise_texts(battles: Battles, report: ValidationReport, problems: Problems) -> None:
     n = len(battles)
-    turns = np.array([max(len(p), len(a), len(b)) for p, a, b in
-                      zip(battles.prompt, battles.response_a, battles.response_b)])
+    turns = np.array(
+        [
+            max(len(p), len(a), len(b))
+            for p, a, b in zip(battles.prompt, battles.response_a, battles.response_b)
+        ]
+    )
     report.multi_turn_share = round(float((turns > 1).mean()), 4)
     report.max_turns = int(turns.max())
     texts_a = [join_turns(t) for t in battles.response_a]
@@ -107,28 +116,32 @@ def _summarise_texts(battles: Battles, report: ValidationReport, problems: Probl
     report.identical_responses = int(identical.sum())
     report.distinct_prompts = len(set(prompts))
     report.duplicate_prompt_rows = n - report.distinct_prompts
-    report.length_percentiles = {"prompt_chars": _char_percentiles(prompts),
-                                 "response_chars": _char_percentiles(texts_a + texts_b)}
+    report.length_percentiles = {
+        "prompt_chars": _char_percentiles(prompts),
+        "response_chars": _char_percentiles(texts_a + texts_b),
+    }
     if problems.n_errors:
         return  # cells that failed to parse read as empty: their warnings would mislead
     mismatched = sum(len(a) != len(b) for a, b in zip(battles.response_a, battles.response_b))
-    for count, what in ((report.empty_responses, "have an empty response"),
-                        (report.identical_responses, "have identical responses A and B"),
-                        (mismatched, "have different turn counts in response_a and response_b")):
+    for count, what in (
+        (report.empty_responses, "have an empty response"),
+        (report.identical_responses, "have identical responses A and B"),
+        (mismatched, "have different turn counts in response_a and response_b"),
+    ):
         if count:
             problems.warn(f"{count} of {n} rows {what}")
 
 
-def validate(path: str | Path, *, format: str | None = None,
-             columns: Mapping[str, str] | None = None) -> ValidationReport:
+def validate(
+    path: str | Path, *, format: str | None = None, columns: Mapping[str, str] | None = None
+) -> ValidationReport:
     """Read ``path`` and report its layout, which commands can use it, its contents and
     every problem found; never raises for problems in the file itself (they are in
     ``report.errors``). A votes-only file is valid: the leaderboard reads it."""
     report = ValidationReport(file=str(path))
     problems = Problems(str(path))
     try:
-        battles = load_battles(path, problems, format=format, columns=columns,
-                               needs_texts=False)
+        battles = load_battles(path, problems, format=format, columns=columns, needs_texts=False)
     except DataError as exc:
         battles = None
         problems.errors.append(exc)

@@ -17,9 +17,10 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -87,8 +88,9 @@ class _Feed:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         context = contextvars.copy_context()
-        self._thread = threading.Thread(target=context.run, args=(self._produce,),
-                                        name="arenajudge-reader", daemon=True)
+        self._thread = threading.Thread(
+            target=context.run, args=(self._produce,), name="arenajudge-reader", daemon=True
+        )
 
     def _produce(self) -> None:
         try:
@@ -115,7 +117,7 @@ class _Feed:
                 raise item
             yield item
 
-    def __enter__(self) -> "_Feed":
+    def __enter__(self) -> _Feed:
         self._thread.start()
         return self
 
@@ -124,12 +126,19 @@ class _Feed:
         self._thread.join()
 
 
-def score_blocks(path: str | Path, model: PreferenceModel, *,
-                 read_kwargs: Mapping[str, Any] | None = None,
-                 tie_rate: float | None = None, embeddings_path: str | Path | None = None,
-                 block_rows: int = DEFAULT_BLOCK_ROWS, progress: bool = False,
-                 check: Callable[[Battles], None] | None = None, workers: int = 1,
-                 keep_texts: bool = True) -> Iterator[ScoredBlock]:
+def score_blocks(
+    path: str | Path,
+    model: PreferenceModel,
+    *,
+    read_kwargs: Mapping[str, Any] | None = None,
+    tie_rate: float | None = None,
+    embeddings_path: str | Path | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    progress: bool = False,
+    check: Callable[[Battles], None] | None = None,
+    workers: int = 1,
+    keep_texts: bool = True,
+) -> Iterator[ScoredBlock]:
     """Read, validate and score a battles file block by block, in input order.
 
     Parameters
@@ -177,34 +186,46 @@ def score_blocks(path: str | Path, model: PreferenceModel, *,
     check_tie_rate(tie_rate)
     options = check_read_options(read_kwargs)
     blocks = timed_read_blocks(path, options.get("format"), block_rows)
-    recipe = BlockRecipe(str(path), columns=options.get("columns"),
-                         tie_rate=tie_rate, check=check,
-                         keep_texts=keep_texts)
+    recipe = BlockRecipe(
+        str(path),
+        columns=options.get("columns"),
+        tie_rate=tie_rate,
+        check=check,
+        keep_texts=keep_texts,
+    )
     embeddings = EmbeddingsFile(embeddings_path) if embeddings_path else None
-    bar = tqdm(desc="scoring", unit="pair", disable=not progress, dynamic_ncols=True,
-               delay=_BAR_DELAY_S)
+    bar = tqdm(
+        desc="scoring", unit="pair", disable=not progress, dynamic_ncols=True, delay=_BAR_DELAY_S
+    )
     read = [0]
 
-    def counted(items: Iterator[tuple[int, pd.DataFrame]]
-                ) -> Iterator[tuple[int, pd.DataFrame]]:
+    def counted(items: Iterator[tuple[int, pd.DataFrame]]) -> Iterator[tuple[int, pd.DataFrame]]:
         for first_row, frame in items:
             read[0] = first_row + len(frame)
             yield first_row, frame
 
     with bar, row_cache_off(), _Feed(counted(blocks)) as feed:
-        for first_row, battles, proba in scored_blocks(feed, model, recipe, workers=workers,
-                                                       embeddings=embeddings,
-                                                       block_rows=block_rows):
+        for first_row, battles, proba in scored_blocks(
+            feed, model, recipe, workers=workers, embeddings=embeddings, block_rows=block_rows
+        ):
             bar.set_postfix_str(f"read {read[0]:,}", refresh=False)
             bar.update(len(battles))
             yield ScoredBlock(first_row, battles, proba)
 
 
-def stream_predict(path: str | Path, model: PreferenceModel, out_path: str | Path, *,
-                   force: bool = False, read_kwargs: Mapping[str, Any] | None = None,
-                   tie_rate: float | None = None, embeddings_path: str | Path | None = None,
-                   block_rows: int = DEFAULT_BLOCK_ROWS, progress: bool = False,
-                   workers: int = 1) -> int:
+def stream_predict(
+    path: str | Path,
+    model: PreferenceModel,
+    out_path: str | Path,
+    *,
+    force: bool = False,
+    read_kwargs: Mapping[str, Any] | None = None,
+    tie_rate: float | None = None,
+    embeddings_path: str | Path | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+    progress: bool = False,
+    workers: int = 1,
+) -> int:
     """Write the submission CSV (``id`` + ``LABELS``) of every battle in ``path``.
 
     Blocks are scored by :func:`score_blocks` (the options are its own) and appended,
@@ -213,16 +234,31 @@ def stream_predict(path: str | Path, model: PreferenceModel, out_path: str | Pat
     parse, features, lightgbm, write) at INFO level. Returns the number of battles.
     """
     times, started, n_rows = StageTimes(), time.perf_counter(), 0
-    with (collecting(times), atomic_path(out_path, force) as staged,
-          open(staged, "w", encoding="utf-8", newline="") as handle):
-        for block in score_blocks(path, model, read_kwargs=read_kwargs, tie_rate=tie_rate,
-                                  embeddings_path=embeddings_path, block_rows=block_rows,
-                                  progress=progress, workers=workers, keep_texts=False):
+    with (
+        collecting(times),
+        atomic_path(out_path, force) as staged,
+        open(staged, "w", encoding="utf-8", newline="") as handle,
+    ):
+        for block in score_blocks(
+            path,
+            model,
+            read_kwargs=read_kwargs,
+            tie_rate=tie_rate,
+            embeddings_path=embeddings_path,
+            block_rows=block_rows,
+            progress=progress,
+            workers=workers,
+            keep_texts=False,
+        ):
             with timed("write"):
                 frame = probability_frame(block.ids, block.proba, out_path)
                 frame.to_csv(handle, header=n_rows == 0, index=False)
             n_rows += len(frame)
     elapsed = time.perf_counter() - started
-    logger.info("predicted %d battles in %.2f s; stages (the reader thread overlaps the "
-                "others): %s", n_rows, elapsed, times.summary())
+    logger.info(
+        "predicted %d battles in %.2f s; stages (the reader thread overlaps the others): %s",
+        n_rows,
+        elapsed,
+        times.summary(),
+    )
     return n_rows

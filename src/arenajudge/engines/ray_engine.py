@@ -19,16 +19,23 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping, NoReturn
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
 
 from arenajudge import errors
 from arenajudge.calibration import check_tie_rate
-from arenajudge.data.blocks import (STREAM_FORMATS, SeenIds, check_read_options,
-                                    jsonl_columns, parse_block, raw_blocks)
+from arenajudge.data.blocks import (
+    STREAM_FORMATS,
+    SeenIds,
+    check_read_options,
+    jsonl_columns,
+    parse_block,
+    raw_blocks,
+)
 from arenajudge.data.schema import LABELS
 from arenajudge.data.tables import compression_of, detect_format, read_errors
 from arenajudge.engines.scoring import predict
@@ -43,8 +50,9 @@ try:
     import ray.data
     from ray.data.datasource import FileBasedDatasource
 except ImportError as exc:  # the ray extra is optional
-    raise MissingDependencyError("ray is not installed; install it with "
-                                 "`pip install arenajudge[ray]`") from exc
+    raise MissingDependencyError(
+        "ray is not installed; install it with `pip install arenajudge[ray]`"
+    ) from exc
 
 ROW = "__arenajudge_row__"
 """Column carrying each row's position in the file, to restore input order."""
@@ -59,10 +67,22 @@ it would hand over still compressed."""
 # --------------------------------------------------------------------------- errors
 def _error_frame(exc: ArenaJudgeError, row: int) -> pd.DataFrame:
     """A one-row result that carries ``exc`` to the driver."""
-    fields = {"type": type(exc).__name__, "message": exc.message, "file": exc.file,
-              "row_id": exc.row_id, "row": exc.row, "column": exc.column}
-    return pd.DataFrame({ROW: [row], "id": [""], **{label: [np.nan] for label in LABELS},
-                         ERROR: [json.dumps(fields)]})
+    fields = {
+        "type": type(exc).__name__,
+        "message": exc.message,
+        "file": exc.file,
+        "row_id": exc.row_id,
+        "row": exc.row,
+        "column": exc.column,
+    }
+    return pd.DataFrame(
+        {
+            ROW: [row],
+            "id": [""],
+            **{label: [np.nan] for label in LABELS},
+            ERROR: [json.dumps(fields)],
+        }
+    )
 
 
 def _raise_carried(text: str) -> NoReturn:
@@ -79,8 +99,14 @@ class _BattleFileSource(FileBasedDatasource):
     as the user gave it, for messages.
     """
 
-    def __init__(self, path: str, fmt: str, block_rows: int, display_path: str,
-                 file_columns: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        fmt: str,
+        block_rows: int,
+        display_path: str,
+        file_columns: list[str] | None = None,
+    ) -> None:
         super().__init__(path)
         self.fmt = fmt
         self.block_rows = block_rows
@@ -96,8 +122,9 @@ class _BattleFileSource(FileBasedDatasource):
         start = 0
         try:
             with read_errors(self.display_path, self.fmt):
-                for block in raw_blocks(f, self.fmt, self.block_rows, self.display_path,
-                                        self.file_columns):
+                for block in raw_blocks(
+                    f, self.fmt, self.block_rows, self.display_path, self.file_columns
+                ):
                     block[ROW] = np.arange(start, start + len(block))
                     start += len(block)
                     yield block
@@ -109,8 +136,14 @@ class _BattleFileSource(FileBasedDatasource):
 class _BlockScorer:
     """Ray actor: loads the model once, then parses and scores one block per call."""
 
-    def __init__(self, model_dir: str, path: str, columns: dict[str, str],
-                 tie_rate: float | None, runtime: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: str,
+        path: str,
+        columns: dict[str, str],
+        tie_rate: float | None,
+        runtime: dict[str, Any] | None = None,
+    ) -> None:
         self.path = path
         self.columns = columns
         self.tie_rate = tie_rate
@@ -137,16 +170,26 @@ class _BlockScorer:
         assert self.model is not None
         battles = parse_block(block, self.path, first_row, columns=self.columns)
         proba = predict(self.model, battles, self.tie_rate)
-        return pd.DataFrame({ROW: rows, "id": battles.id,
-                             **{label: proba[:, k] for k, label in enumerate(LABELS)},
-                             ERROR: ""})
+        return pd.DataFrame(
+            {
+                ROW: rows,
+                "id": battles.id,
+                **{label: proba[:, k] for k, label in enumerate(LABELS)},
+                ERROR: "",
+            }
+        )
 
 
-def predict_with_ray(data_path: str, model_dir: str, *,
-                     read_kwargs: Mapping[str, Any] | None = None,
-                     tie_rate: float | None = None, address: str | None = None,
-                     batch_size: int = DEFAULT_BATCH_SIZE,
-                     runtime: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def predict_with_ray(
+    data_path: str,
+    model_dir: str,
+    *,
+    read_kwargs: Mapping[str, Any] | None = None,
+    tie_rate: float | None = None,
+    address: str | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    runtime: Mapping[str, Any] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Score a battles file on Ray; the local engine's results, in input order.
 
     Parameters
@@ -183,12 +226,16 @@ def predict_with_ray(data_path: str, model_dir: str, *,
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
     fmt = options.get("format") or detect_format(Path(data_path))
     if fmt not in STREAM_FORMATS:
-        raise ConfigError(f"the ray engine streams {', '.join(STREAM_FORMATS)} files, not "
-                          f"{fmt}; convert {data_path} to JSON lines or use --engine local")
+        raise ConfigError(
+            f"the ray engine streams {', '.join(STREAM_FORMATS)} files, not "
+            f"{fmt}; convert {data_path} to JSON lines or use --engine local"
+        )
     if compression_of(data_path) not in ARROW_COMPRESSIONS:
-        raise ConfigError(f"the ray engine reads files compressed with gzip, bz2 or zstd, not "
-                          f"{compression_of(data_path)}; recompress {data_path} or use "
-                          "--engine local")
+        raise ConfigError(
+            f"the ray engine reads files compressed with gzip, bz2 or zstd, not "
+            f"{compression_of(data_path)}; recompress {data_path} or use "
+            "--engine local"
+        )
     local = "://" not in data_path
     if local and not Path(data_path).is_file():
         raise DataError("does not exist or is not a file", file=data_path)
@@ -202,32 +249,56 @@ def predict_with_ray(data_path: str, model_dir: str, *,
     if started:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     try:
-        return _score(data_path, str(Path(model_dir).resolve()), fmt,
-                      dict(options.get("columns") or {}), file_columns,
-                      tie_rate, batch_size, dict(runtime or {}),
-                      gpu=manifest.get("backend") in TRANSFORMER_KINDS)
+        return _score(
+            data_path,
+            str(Path(model_dir).resolve()),
+            fmt,
+            dict(options.get("columns") or {}),
+            file_columns,
+            tie_rate,
+            batch_size,
+            dict(runtime or {}),
+            gpu=manifest.get("backend") in TRANSFORMER_KINDS,
+        )
     finally:
         if started:
             ray.shutdown()
 
 
-def _score(data_path: str, model_dir: str, fmt: str, columns: dict[str, str],
-           file_columns: list[str] | None, tie_rate: float | None, batch_size: int,
-           runtime: dict[str, Any], gpu: bool) -> tuple[np.ndarray, np.ndarray]:
+def _score(
+    data_path: str,
+    model_dir: str,
+    fmt: str,
+    columns: dict[str, str],
+    file_columns: list[str] | None,
+    tie_rate: float | None,
+    batch_size: int,
+    runtime: dict[str, Any],
+    gpu: bool,
+) -> tuple[np.ndarray, np.ndarray]:
     path = data_path if "://" in data_path else str(Path(data_path).resolve())
     # a transformer model scores on a GPU of its own where the cluster has GPUs
     gpus = int(ray.cluster_resources().get("GPU", 0)) if gpu else 0
     n_actors = gpus or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    source = _BattleFileSource(path, fmt, batch_size, display_path=data_path,
-                               file_columns=file_columns)
+    source = _BattleFileSource(
+        path, fmt, batch_size, display_path=data_path, file_columns=file_columns
+    )
     # batch_size=None: each block is scored as read, never merged with an error frame.
     scored = ray.data.read_datasource(source).map_batches(
-        _BlockScorer, batch_size=None, batch_format="pandas", num_cpus=1,
+        _BlockScorer,
+        batch_size=None,
+        batch_format="pandas",
+        num_cpus=1,
         num_gpus=1 if gpus else 0,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=n_actors),
-        fn_constructor_kwargs={"model_dir": model_dir, "path": data_path,
-                               "columns": columns, "tie_rate": tie_rate,
-                               "runtime": runtime})
+        fn_constructor_kwargs={
+            "model_dir": model_dir,
+            "path": data_path,
+            "columns": columns,
+            "tie_rate": tie_rate,
+            "runtime": runtime,
+        },
+    )
     parts = []
     for part in scored.iter_batches(batch_format="pandas", batch_size=None):
         failed = part[ERROR].astype(bool).to_numpy()

@@ -21,13 +21,13 @@ import signal
 import tempfile
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain, islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -46,8 +46,7 @@ RawBlock = tuple[int, pd.DataFrame]
 Scored = tuple[int, Battles, np.ndarray]
 
 
-def predict(model: PreferenceModel, battles: Battles, tie_rate: float | None = None
-            ) -> np.ndarray:
+def predict(model: PreferenceModel, battles: Battles, tie_rate: float | None = None) -> np.ndarray:
     """``model``'s probabilities for ``battles``, shape (n, 3) in ``LABELS`` order.
 
     ``tie_rate`` (a class-prior shift) is passed only when given, so models whose
@@ -82,13 +81,18 @@ class BlockRecipe:
     check: Callable[[Battles], None] | None = None
     keep_texts: bool = True
 
-    def score(self, model: PreferenceModel, first_row: int, frame: pd.DataFrame,
-              embeddings: EmbeddingsFile | None = None
-              ) -> tuple[Battles, np.ndarray, list[str]]:
+    def score(
+        self,
+        model: PreferenceModel,
+        first_row: int,
+        frame: pd.DataFrame,
+        embeddings: EmbeddingsFile | None = None,
+    ) -> tuple[Battles, np.ndarray, list[str]]:
         """(battles, probabilities, warnings not yet logged) of one raw block."""
         with timed("parse"):
-            battles, warnings = parse_block_quietly(frame, self.path, first_row,
-                                                    columns=self.columns)
+            battles, warnings = parse_block_quietly(
+                frame, self.path, first_row, columns=self.columns
+            )
         if self.check is not None:
             self.check(battles)
         if embeddings is not None:
@@ -127,17 +131,24 @@ def _adopt(model_path: str) -> None:
         _worker_model = pickle.load(handle)
 
 
-def _score_in_worker(recipe: BlockRecipe, first_row: int, frame: pd.DataFrame
-                     ) -> tuple[tuple[Battles, np.ndarray, list[str]], dict[str, float]]:
+def _score_in_worker(
+    recipe: BlockRecipe, first_row: int, frame: pd.DataFrame
+) -> tuple[tuple[Battles, np.ndarray, list[str]], dict[str, float]]:
     times = StageTimes()
     with collecting(times), row_cache_off():
         scored = recipe.score(_worker_model, first_row, frame)
     return scored, dict(times.seconds)
 
 
-def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: BlockRecipe,
-                  *, workers: int = 1, embeddings: EmbeddingsFile | None = None,
-                  block_rows: int = DEFAULT_BLOCK_ROWS) -> Iterator[Scored]:
+def scored_blocks(
+    blocks: Iterable[RawBlock],
+    model: PreferenceModel,
+    recipe: BlockRecipe,
+    *,
+    workers: int = 1,
+    embeddings: EmbeddingsFile | None = None,
+    block_rows: int = DEFAULT_BLOCK_ROWS,
+) -> Iterator[Scored]:
     """(first row, battles, probabilities) of each raw block of ``blocks``, in order.
 
     With ``workers`` > 1 (0: one per core) and a model that offers a worker copy, blocks
@@ -159,8 +170,10 @@ def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: Bl
     worker_model = model.worker_copy() if n_workers > 1 and embeddings is None else None
     head = list(islice(blocks, 1)) if worker_model is not None else []
     if not head or len(head[0][1]) < block_rows:
-        results: Iterator = ((first_row, *recipe.score(model, first_row, frame, embeddings))
-                             for first_row, frame in chain(head, blocks))
+        results: Iterator = (
+            (first_row, *recipe.score(model, first_row, frame, embeddings))
+            for first_row, frame in chain(head, blocks)
+        )
     else:
         results = _in_workers(chain(head, blocks), worker_model, recipe, n_workers)
     for first_row, battles, proba, warnings in results:
@@ -168,8 +181,9 @@ def scored_blocks(blocks: Iterable[RawBlock], model: PreferenceModel, recipe: Bl
         yield first_row, battles, proba
 
 
-def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: BlockRecipe,
-                n_workers: int) -> Iterator[tuple[int, Battles, np.ndarray, list[str]]]:
+def _in_workers(
+    blocks: Iterator[RawBlock], model: PreferenceModel, recipe: BlockRecipe, n_workers: int
+) -> Iterator[tuple[int, Battles, np.ndarray, list[str]]]:
     pending: deque[tuple[int, int, Future]] = deque()
     # The model goes through a file, not the start-up pipe: a worker that dies while
     # starting would leave this process blocked writing a large model into that pipe.
@@ -177,9 +191,12 @@ def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: Bloc
         model_path = Path(folder) / "model.pickle"
         model_path.write_bytes(pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         with _ctrl_c_left_to_this_process():  # the pool starts the resource tracker
-            pool = ProcessPoolExecutor(n_workers, initializer=_adopt,
-                                       mp_context=multiprocessing.get_context("spawn"),
-                                       initargs=(str(model_path),))
+            pool = ProcessPoolExecutor(
+                n_workers,
+                initializer=_adopt,
+                mp_context=multiprocessing.get_context("spawn"),
+                initargs=(str(model_path),),
+            )
         try:
             with _ctrl_c_left_to_this_process():
                 # every worker starts now (a submit starts one while none is idle), so no
@@ -187,8 +204,9 @@ def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: Bloc
                 for _ in range(n_workers):
                     pool.submit(int)
             for first_row, frame in blocks:
-                pending.append((first_row, len(frame),
-                                pool.submit(_score_in_worker, recipe, first_row, frame)))
+                pending.append(
+                    (first_row, len(frame), pool.submit(_score_in_worker, recipe, first_row, frame))
+                )
                 if len(pending) > n_workers:
                     yield _collect(*pending.popleft())
             while pending:
@@ -197,15 +215,17 @@ def _in_workers(blocks: Iterator[RawBlock], model: PreferenceModel, recipe: Bloc
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _collect(first_row: int, n_rows: int, future: Future
-             ) -> tuple[int, Battles, np.ndarray, list[str]]:
+def _collect(
+    first_row: int, n_rows: int, future: Future
+) -> tuple[int, Battles, np.ndarray, list[str]]:
     try:
         (battles, proba, warnings), seconds = future.result()
     except BrokenProcessPool:
         raise ArenaJudgeError(
             f"a worker process stopped while scoring rows {first_row + 1:,}-"
             f"{first_row + n_rows:,} (out of memory? or a script that calls arenajudge "
-            "outside `if __name__ == \"__main__\":`, which every worker process reruns); "
-            "rerun with --workers 1 to score in this process") from None
+            'outside `if __name__ == "__main__":`, which every worker process reruns); '
+            "rerun with --workers 1 to score in this process"
+        ) from None
     add_stages(seconds)
     return first_row, battles, proba, warnings

@@ -15,28 +15,51 @@ anything, which makes swap augmentation and symmetric prediction cheap.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import astuple, dataclass
-from typing import Iterator
 
 import numpy as np
 
 from arenajudge.data.schema import Battles, join_turns
-from arenajudge.threads import resolve_jobs
 from arenajudge.features.embeddings import hf_encoder, wordllama_encoder
 from arenajudge.features.external import external_names
 from arenajudge.features.model_style import STYLE_SIDE_NAMES
-from arenajudge.features.text_stats import (SCRIPT_NAMES, TEXT_STAT_NAMES, count_miss,
-                                            count_requests, instruction_flags, text_stats)
+from arenajudge.features.text_stats import (
+    SCRIPT_NAMES,
+    TEXT_STAT_NAMES,
+    count_miss,
+    count_requests,
+    instruction_flags,
+    text_stats,
+)
 from arenajudge.features.words import Words, containment, jaccard
+from arenajudge.threads import resolve_jobs
 
-SIDE_EXTRA_NAMES = ("log_tokens", "turns", "empty_turns", "prompt_word_coverage",
-                    "words_from_prompt", "prompt_cosine", "script_mismatch", "count_miss")
-SHARED_EXTRA_NAMES = ("prompt_turns", "ab_jaccard", "ab_cosine", "identical", "both_empty",
-                      "length_ratio", "mean_log_chars", "log_chars_gap", "imperative_prompt",
-                      "count_request")
+SIDE_EXTRA_NAMES = (
+    "log_tokens",
+    "turns",
+    "empty_turns",
+    "prompt_word_coverage",
+    "words_from_prompt",
+    "prompt_cosine",
+    "script_mismatch",
+    "count_miss",
+)
+SHARED_EXTRA_NAMES = (
+    "prompt_turns",
+    "ab_jaccard",
+    "ab_cosine",
+    "identical",
+    "both_empty",
+    "length_ratio",
+    "mean_log_chars",
+    "log_chars_gap",
+    "imperative_prompt",
+    "count_request",
+)
 CACHE_BYTES = 16 * 2**20
 """Most memory the feature row cache holds: about 23,000 rows of the default features
 (``embedding_dim`` 8), enough for cross-validating a training set that size without
@@ -65,16 +88,24 @@ class FeatureSpec:
         ``style`` the model-style side features (:mod:`arenajudge.features.model_style`)."""
         dim = self.dim
         side = list(TEXT_STAT_NAMES + SIDE_EXTRA_NAMES)
-        shared = ([f"prompt_{n}" for n in TEXT_STAT_NAMES] + list(SHARED_EXTRA_NAMES)
-                  + [f"prompt_emb_{i}" for i in range(dim)])
+        shared = (
+            [f"prompt_{n}" for n in TEXT_STAT_NAMES]
+            + list(SHARED_EXTRA_NAMES)
+            + [f"prompt_emb_{i}" for i in range(dim)]
+        )
         anti = [f"emb_diff_{i}" for i in range(dim)]
         if external_components:
             ext_shared, ext_side, ext_anti = external_names(external_components)
             shared, side, anti = shared + ext_shared, side + ext_side, anti + ext_anti
         if style:
             side = side + list(STYLE_SIDE_NAMES)
-        return (shared + [f"a_{n}" for n in side] + [f"b_{n}" for n in side]
-                + [f"diff_{n}" for n in side] + anti)
+        return (
+            shared
+            + [f"a_{n}" for n in side]
+            + [f"b_{n}" for n in side]
+            + [f"diff_{n}" for n in side]
+            + anti
+        )
 
 
 @dataclass
@@ -92,20 +123,30 @@ class PairFeatures:
         anti = -self.anti if swapped else self.anti
         return np.hstack([self.shared, first, second, first - second, anti])
 
-    def take(self, indices: np.ndarray) -> "PairFeatures":
-        return PairFeatures(self.shared[indices], self.side_a[indices], self.side_b[indices],
-                            self.anti[indices])
+    def take(self, indices: np.ndarray) -> PairFeatures:
+        return PairFeatures(
+            self.shared[indices], self.side_a[indices], self.side_b[indices], self.anti[indices]
+        )
 
-    def join(self, shared: np.ndarray, side_a: np.ndarray, side_b: np.ndarray,
-             anti: np.ndarray) -> "PairFeatures":
+    def join(
+        self, shared: np.ndarray, side_a: np.ndarray, side_b: np.ndarray, anti: np.ndarray
+    ) -> PairFeatures:
         """These features with more columns appended to each block."""
-        return PairFeatures(np.hstack([self.shared, shared]), np.hstack([self.side_a, side_a]),
-                            np.hstack([self.side_b, side_b]), np.hstack([self.anti, anti]))
+        return PairFeatures(
+            np.hstack([self.shared, shared]),
+            np.hstack([self.side_a, side_a]),
+            np.hstack([self.side_b, side_b]),
+            np.hstack([self.anti, anti]),
+        )
 
-    def join_sides(self, side_a: np.ndarray, side_b: np.ndarray) -> "PairFeatures":
+    def join_sides(self, side_a: np.ndarray, side_b: np.ndarray) -> PairFeatures:
         """These features with more columns appended to the two side blocks only."""
-        return PairFeatures(self.shared, np.hstack([self.side_a, side_a]),
-                            np.hstack([self.side_b, side_b]), self.anti)
+        return PairFeatures(
+            self.shared,
+            np.hstack([self.side_a, side_a]),
+            np.hstack([self.side_b, side_b]),
+            self.anti,
+        )
 
 
 def _embed(spec: FeatureSpec, texts: list[str], words: Words) -> tuple[np.ndarray, np.ndarray]:
@@ -125,8 +166,9 @@ def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:
     once per distinct text.
     """
     index: dict[str, int] = {}
-    of_text = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64,
-                          count=len(texts))
+    of_text = np.fromiter(
+        (index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts)
+    )
     return list(index), of_text
 
 
@@ -139,40 +181,55 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     words = Words.split(distinct)  # split once: the stats and the embeddings share it
     embeddings, tokens = _embed(spec, distinct, words)
     embeddings, tokens = embeddings[of_text], tokens[of_text]
-    emb_p, emb_a, emb_b = embeddings[:n], embeddings[n:2 * n], embeddings[2 * n:]
-    tok_a, tok_b = tokens[n:2 * n], tokens[2 * n:]
+    emb_p, emb_a, emb_b = embeddings[:n], embeddings[n : 2 * n], embeddings[2 * n :]
+    tok_a, tok_b = tokens[n : 2 * n], tokens[2 * n :]
     stats = text_stats(distinct, words)[of_text]
-    stats_p, stats_a, stats_b = stats[:n], stats[n:2 * n], stats[2 * n:]
+    stats_p, stats_a, stats_b = stats[:n], stats[n : 2 * n], stats[2 * n :]
     sets = words.lower_sets
-    words_p, words_a, words_b = (sets[of_text[k * n:(k + 1) * n]] for k in range(3))
+    words_p, words_a, words_b = (sets[of_text[k * n : (k + 1) * n]] for k in range(3))
     script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
     last_prompts, of_prompt = _distinct([t[-1] if t else "" for t in battles.prompt])
     prompt_requests = count_requests(last_prompts)
     requests = [prompt_requests[i] for i in of_prompt]
 
     def side(turns, texts_x, stats_x, tok_x, words_x, emb_x):
-        return np.column_stack([
-            stats_x, np.log1p(tok_x), [len(t) for t in turns],
-            [sum(not s.strip() for s in t) for t in turns],
-            containment(words_p, words_x), containment(words_x, words_p),
-            (emb_x * emb_p).sum(axis=1),
-            np.abs(stats_x[:, script] - stats_p[:, script]).sum(axis=1),
-            count_miss(requests, texts_x),
-        ]).astype(np.float32)
+        return np.column_stack(
+            [
+                stats_x,
+                np.log1p(tok_x),
+                [len(t) for t in turns],
+                [sum(not s.strip() for s in t) for t in turns],
+                containment(words_p, words_x),
+                containment(words_x, words_p),
+                (emb_x * emb_p).sum(axis=1),
+                np.abs(stats_x[:, script] - stats_p[:, script]).sum(axis=1),
+                count_miss(requests, texts_x),
+            ]
+        ).astype(np.float32)
 
-    empty_a, empty_b = stats_a[:, TEXT_STAT_NAMES.index("empty")], stats_b[:, TEXT_STAT_NAMES.index(
-        "empty")]
-    log_chars_a, log_chars_b = (s[:, TEXT_STAT_NAMES.index("log_chars")]
-                                for s in (stats_a, stats_b))
+    empty_a, empty_b = (
+        stats_a[:, TEXT_STAT_NAMES.index("empty")],
+        stats_b[:, TEXT_STAT_NAMES.index("empty")],
+    )
+    log_chars_a, log_chars_b = (
+        s[:, TEXT_STAT_NAMES.index("log_chars")] for s in (stats_a, stats_b)
+    )
     chars_a, chars_b = np.expm1(log_chars_a), np.expm1(log_chars_b)
-    shared = np.column_stack([
-        stats_p, [len(t) for t in battles.prompt], jaccard(words_a, words_b),
-        (emb_a * emb_b).sum(axis=1), [a == b for a, b in zip(texts_a, texts_b)],
-        empty_a * empty_b,
-        np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1),
-        (log_chars_a + log_chars_b) / 2, np.abs(log_chars_a - log_chars_b),
-        instruction_flags(last_prompts, prompt_requests)[of_prompt], emb_p,
-    ]).astype(np.float32)
+    shared = np.column_stack(
+        [
+            stats_p,
+            [len(t) for t in battles.prompt],
+            jaccard(words_a, words_b),
+            (emb_a * emb_b).sum(axis=1),
+            [a == b for a, b in zip(texts_a, texts_b)],
+            empty_a * empty_b,
+            np.minimum(chars_a, chars_b) / np.maximum(np.maximum(chars_a, chars_b), 1),
+            (log_chars_a + log_chars_b) / 2,
+            np.abs(log_chars_a - log_chars_b),
+            instruction_flags(last_prompts, prompt_requests)[of_prompt],
+            emb_p,
+        ]
+    ).astype(np.float32)
     return PairFeatures(
         shared=shared,
         side_a=side(battles.response_a, texts_a, stats_a, tok_a, words_a, emb_a),
@@ -193,8 +250,13 @@ def _compute_in_threads(spec: FeatureSpec, battles: Battles, n_jobs: int) -> Pai
         return _compute(spec, battles)
     bounds = np.linspace(0, len(battles), threads + 1).astype(int)
     with ThreadPoolExecutor(threads, thread_name_prefix="arenajudge-features") as pool:
-        parts = list(pool.map(lambda lo, hi: _compute(spec, battles.take(np.arange(lo, hi))),
-                              bounds[:-1], bounds[1:]))
+        parts = list(
+            pool.map(
+                lambda lo, hi: _compute(spec, battles.take(np.arange(lo, hi))),
+                bounds[:-1],
+                bounds[1:],
+            )
+        )
     return PairFeatures(*(np.vstack(blocks) for blocks in zip(*map(astuple, parts))))
 
 
@@ -231,8 +293,9 @@ class FeatureBuilder:
     pinned by the batch it came from.
     """
 
-    def __init__(self, spec: FeatureSpec, cache_bytes: int | None = None,
-                 cache_rows: int | None = None) -> None:
+    def __init__(
+        self, spec: FeatureSpec, cache_bytes: int | None = None, cache_rows: int | None = None
+    ) -> None:
         self.spec = spec
         self.cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
         self.cache_rows = cache_rows

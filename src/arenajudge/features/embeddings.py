@@ -36,8 +36,9 @@ _ENCODE_CHUNK = 5_000
 def _wordllama_files() -> tuple[Path, Path]:
     spec = importlib.util.find_spec("wordllama")
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError("wordllama is not installed; install it with "
-                                     "`pip install wordllama`")
+        raise MissingDependencyError(
+            "wordllama is not installed; install it with `pip install wordllama`"
+        )
     root = Path(next(iter(spec.submodule_search_locations)))
     # The wheel ships its files here; WordLlama.load() looks under tokenizer/ (singular)
     # and then tries to download, so the files are loaded explicitly.
@@ -45,8 +46,10 @@ def _wordllama_files() -> tuple[Path, Path]:
     tokenizer = root / "tokenizers" / "l2_supercat_tokenizer_config.json"
     for path in (weights, tokenizer):
         if not path.exists():
-            raise MissingDependencyError(f"the wordllama wheel lacks {path.name}; reinstall "
-                                         "it with `pip install --force-reinstall wordllama`")
+            raise MissingDependencyError(
+                f"the wordllama wheel lacks {path.name}; reinstall "
+                "it with `pip install --force-reinstall wordllama`"
+            )
     return weights, tokenizer
 
 
@@ -88,11 +91,13 @@ class WordLlamaEncoder:
         many tiny ones, and no Llama-2 token spans a word start ("▁"), so each word's
         tokens are the run from its "▁"-token up to the next one.
         """
-        chunks = [words[start:start + _ENCODE_CHUNK]
-                  for start in range(0, len(words), _ENCODE_CHUNK)]
+        chunks = [
+            words[start : start + _ENCODE_CHUNK] for start in range(0, len(words), _ENCODE_CHUNK)
+        ]
         # encode_batch runs the chunks on all cores, outside the GIL
-        encodings = self.tokenizer.encode_batch([" ".join(c) for c in chunks],
-                                                add_special_tokens=False)
+        encodings = self.tokenizer.encode_batch(
+            [" ".join(c) for c in chunks], add_special_tokens=False
+        )
         ids_parts, count_parts = [], []
         for chunk, encoding in zip(chunks, encodings):
             ids = np.asarray(encoding.ids, dtype=np.int64)
@@ -115,8 +120,9 @@ class WordLlamaEncoder:
         """
         ids, counts = self._token_runs(words)
         indptr = np.concatenate([[0], np.cumsum(counts)])
-        tokens = sp.csr_matrix((np.ones(len(ids), dtype=np.float32), ids, indptr),
-                               shape=(len(words), len(self.table)))
+        tokens = sp.csr_matrix(
+            (np.ones(len(ids), dtype=np.float32), ids, indptr), shape=(len(words), len(self.table))
+        )
         end = known + len(words)
         if end > len(self._word_tokens):
             capacity = max(end, 2 * len(self._word_tokens))
@@ -141,23 +147,29 @@ class WordLlamaEncoder:
             vocab = self._word_ids
             known = len(vocab)
             # the Python-level cache lookup runs once per distinct word, not once per word
-            cache_ids = np.fromiter((vocab.setdefault(w, len(vocab)) for w in words.distinct),
-                                    dtype=np.int64, count=len(words.distinct))
+            cache_ids = np.fromiter(
+                (vocab.setdefault(w, len(vocab)) for w in words.distinct),
+                dtype=np.int64,
+                count=len(words.distinct),
+            )
             if len(vocab) > known:  # new words have ids known, known + 1, ... in order
-                self._add_words([words.distinct[i] for i in np.flatnonzero(cache_ids >= known)],
-                                known)
-            return (words.matrix(cache_ids, len(vocab)), self._word_vectors[:len(vocab)],
-                    self._word_tokens[:len(vocab)])
+                self._add_words(
+                    [words.distinct[i] for i in np.flatnonzero(cache_ids >= known)], known
+                )
+            return (
+                words.matrix(cache_ids, len(vocab)),
+                self._word_vectors[: len(vocab)],
+                self._word_tokens[: len(vocab)],
+            )
 
-    def encode(self, texts: list[str], words: Words | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, texts: list[str], words: Words | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Embeddings, shape (n, dim), L2-normalised (zeros for empty texts), and the
         Llama-2 token count of each text, shape (n,). ``words`` may pass the
         :class:`Words` of ``texts`` when the caller has them already."""
-        counts, vectors, tokens = self._word_matrix(words if words is not None
-                                                    else Words.split(texts))
-        newlines = np.fromiter((t.count("\n") for t in texts), dtype=np.float32,
-                               count=len(texts))
+        counts, vectors, tokens = self._word_matrix(
+            words if words is not None else Words.split(texts)
+        )
+        newlines = np.fromiter((t.count("\n") for t in texts), dtype=np.float32, count=len(texts))
         summed = counts @ vectors + newlines[:, None] * self.newline_vector
         norms = np.linalg.norm(summed, axis=1, keepdims=True)
         embeddings = np.divide(summed, norms, out=np.zeros_like(summed), where=norms > 0)
@@ -172,9 +184,11 @@ def wordllama_encoder(dim: int) -> WordLlamaEncoder:
 
 def _check_model_dir(path: Path) -> None:
     if not (path / "config.json").is_file():
-        raise ConfigError(f"--encoder {path} is not a Hugging Face model directory "
-                          "(no config.json); give a local directory saved with "
-                          "save_pretrained(), a hub id (org/name) or a .gguf file")
+        raise ConfigError(
+            f"--encoder {path} is not a Hugging Face model directory "
+            "(no config.json); give a local directory saved with "
+            "save_pretrained(), a hub id (org/name) or a .gguf file"
+        )
 
 
 def _model_dir(name: str | Path) -> Path:
@@ -188,8 +202,7 @@ def _signature(path: Path) -> tuple:
     changes whenever a file is rewritten. Every file counts: the config, the weights
     and the tokenizer all decide the vectors."""
     files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
-    return (str(path.resolve()), *((f.name, f.stat().st_mtime_ns, f.stat().st_size)
-                                   for f in files))
+    return (str(path.resolve()), *((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
 
 
 @lru_cache(maxsize=16)
@@ -219,8 +232,15 @@ class HFEncoder:
     ``arenajudge embed``.
     """
 
-    def __init__(self, path: str | Path, *, max_length: int = 256, batch_size: int = 32,
-                 cache_dir: str | Path | None = None, device: str = "auto") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        max_length: int = 256,
+        batch_size: int = 32,
+        cache_dir: str | Path | None = None,
+        device: str = "auto",
+    ) -> None:
         self.path = _model_dir(path)
         _check_model_dir(self.path)
         self.max_length = max_length
@@ -251,7 +271,8 @@ class HFEncoder:
         except ImportError:
             raise MissingDependencyError(
                 "--encoder needs torch and transformers, which are not installed; install "
-                "them with `pip install arenajudge[transformers]`") from None
+                "them with `pip install arenajudge[transformers]`"
+            ) from None
         with self._lock:
             if self._model is not None:
                 return
@@ -259,8 +280,9 @@ class HFEncoder:
             if device == "auto":
                 device = "cuda" if torch.cuda.is_available() else "cpu"
             self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            self._model = AutoModel.from_pretrained(self.path, local_files_only=True
-                                                    ).to(device).eval()
+            self._model = (
+                AutoModel.from_pretrained(self.path, local_files_only=True).to(device).eval()
+            )
 
     def _key(self, texts: list[str]) -> str:
         digest = hashlib.sha256()
@@ -281,10 +303,14 @@ class HFEncoder:
         chunks = []
         with torch.inference_mode():
             for start in range(0, len(texts), self.batch_size):
-                batch = [t or " " for t in texts[start:start + self.batch_size]]
-                inputs = self._tokenizer(batch, padding=True, truncation=True,
-                                         max_length=self.max_length, return_tensors="pt"
-                                         ).to(device)
+                batch = [t or " " for t in texts[start : start + self.batch_size]]
+                inputs = self._tokenizer(
+                    batch,
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(device)
                 hidden = self._model(**inputs).last_hidden_state
                 pooled = mean_pool(hidden.float(), inputs["attention_mask"])
                 chunks.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())

@@ -25,8 +25,11 @@ EXTERNAL_SIDE_NAMES = ("ext_prompt_cosine",)
 
 def external_names(components: int) -> tuple[list[str], list[str], list[str]]:
     """Names of the (shared, side, anti) blocks of :meth:`ExternalProjection.transform`."""
-    return (["ext_ab_cosine"] + [f"prompt_ext_{i}" for i in range(components)],
-            list(EXTERNAL_SIDE_NAMES), [f"ext_diff_{i}" for i in range(components)])
+    return (
+        ["ext_ab_cosine"] + [f"prompt_ext_{i}" for i in range(components)],
+        list(EXTERNAL_SIDE_NAMES),
+        [f"ext_diff_{i}" for i in range(components)],
+    )
 
 
 def _unit(vectors: np.ndarray) -> np.ndarray:
@@ -56,8 +59,7 @@ class ExternalProjection:
         return int(self.components.shape[1])
 
     @classmethod
-    def fit(cls, embeddings: ExternalEmbeddings, components: int, seed: int
-            ) -> "ExternalProjection":
+    def fit(cls, embeddings: ExternalEmbeddings, components: int, seed: int) -> ExternalProjection:
         """PCA with at most ``components`` directions of all prompts and responses."""
         from sklearn.decomposition import PCA
 
@@ -65,53 +67,71 @@ class ExternalProjection:
         k = max(1, min(components, embeddings.dim, len(flat) - 1))
         pca = PCA(n_components=k, random_state=seed).fit(flat)
         # safetensors writes raw C-order buffers; sklearn's components_ may be F-ordered
-        return cls(encoder=embeddings.encoder,
-                   mean=np.ascontiguousarray(pca.mean_, dtype=np.float32),
-                   components=np.ascontiguousarray(pca.components_, dtype=np.float32))
+        return cls(
+            encoder=embeddings.encoder,
+            mean=np.ascontiguousarray(pca.mean_, dtype=np.float32),
+            components=np.ascontiguousarray(pca.components_, dtype=np.float32),
+        )
 
     def check(self, embeddings: ExternalEmbeddings | None) -> ExternalEmbeddings:
         """``embeddings`` if they come from the training encoder; a clear error otherwise."""
-        remedy = (f"pass --embeddings EMB.parquet made with `arenajudge embed DATA --base "
-                  f"{self.encoder} --out EMB.parquet`")
+        remedy = (
+            f"pass --embeddings EMB.parquet made with `arenajudge embed DATA --base "
+            f"{self.encoder} --out EMB.parquet`"
+        )
         if embeddings is None:
             raise DataError(f"this model was trained with outside embeddings; {remedy}")
         if embeddings.dim != self.dim:
-            raise DataError(f"holds {embeddings.dim}-d embeddings from {embeddings.encoder!r}; "
-                            f"the model was trained on {self.dim}-d ones; {remedy}",
-                            file=embeddings.path or None)
+            raise DataError(
+                f"holds {embeddings.dim}-d embeddings from {embeddings.encoder!r}; "
+                f"the model was trained on {self.dim}-d ones; {remedy}",
+                file=embeddings.path or None,
+            )
         if Path(embeddings.encoder).name != Path(self.encoder).name:
             # the same weights may sit at another path on the scoring machine
-            logger.warning("%s: embeddings come from %s, the model was trained on %s's",
-                           embeddings.path, embeddings.encoder, self.encoder)
+            logger.warning(
+                "%s: embeddings come from %s, the model was trained on %s's",
+                embeddings.path,
+                embeddings.encoder,
+                self.encoder,
+            )
         return embeddings
 
-    def transform(self, embeddings: ExternalEmbeddings
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def transform(
+        self, embeddings: ExternalEmbeddings
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(shared, side_a, side_b, anti) feature blocks, float32, named by
         :func:`external_names`."""
         unit = _unit(self.check(embeddings).vectors.astype(np.float32))
         prompt, side_a, side_b = unit[:, 0], unit[:, 1], unit[:, 2]
         projected = (unit - self.mean) @ self.components.T
         shared = np.column_stack([(side_a * side_b).sum(axis=1), projected[:, 0]])
-        return (shared.astype(np.float32), (side_a * prompt).sum(axis=1, keepdims=True),
-                (side_b * prompt).sum(axis=1, keepdims=True),
-                (projected[:, 1] - projected[:, 2]).astype(np.float32))
+        return (
+            shared.astype(np.float32),
+            (side_a * prompt).sum(axis=1, keepdims=True),
+            (side_b * prompt).sum(axis=1, keepdims=True),
+            (projected[:, 1] - projected[:, 2]).astype(np.float32),
+        )
 
     def save(self, path: Path) -> None:
         from safetensors.numpy import save_file
 
-        save_file({"mean": self.mean, "components": self.components}, str(path),
-                  metadata={"encoder": self.encoder})
+        save_file(
+            {"mean": self.mean, "components": self.components},
+            str(path),
+            metadata={"encoder": self.encoder},
+        )
 
     @classmethod
-    def load(cls, path: Path) -> "ExternalProjection":
+    def load(cls, path: Path) -> ExternalProjection:
         from safetensors import SafetensorError, safe_open
 
         try:
             with safe_open(str(path), framework="numpy") as tensors:
-                return cls(encoder=(tensors.metadata() or {}).get("encoder", ""),
-                           mean=tensors.get_tensor("mean"),
-                           components=tensors.get_tensor("components"))
+                return cls(
+                    encoder=(tensors.metadata() or {}).get("encoder", ""),
+                    mean=tensors.get_tensor("mean"),
+                    components=tensors.get_tensor("components"),
+                )
         except (OSError, SafetensorError) as exc:
-            raise ModelLoadError(f"cannot be read ({exc}); retrain the model",
-                                 file=path) from None
+            raise ModelLoadError(f"cannot be read ({exc}); retrain the model", file=path) from None

@@ -16,9 +16,9 @@ IDF weights, the regression's coefficients, the model names and their strengths.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -42,8 +42,9 @@ MAX_TEXTS = 5_000
 def _vectorizer():
     from sklearn.feature_extraction.text import HashingVectorizer
 
-    return HashingVectorizer(ngram_range=(1, 2), n_features=2 ** HASH_BITS,
-                             alternate_sign=False, norm=None)
+    return HashingVectorizer(
+        ngram_range=(1, 2), n_features=2**HASH_BITS, alternate_sign=False, norm=None
+    )
 
 
 def _counts(texts: list[str]):
@@ -69,8 +70,9 @@ def style_supported(battles: Battles) -> str | None:
 
     kept, names_a, names_b, _, _ = model_pairs(battles)
     if len(kept) < MIN_NAMED_BATTLES:
-        return (f"{len(kept)} battles name both models (model-style features need "
-                f"{MIN_NAMED_BATTLES})")
+        return (
+            f"{len(kept)} battles name both models (model-style features need {MIN_NAMED_BATTLES})"
+        )
     models = set(names_a) | set(names_b)
     if len(models) < MIN_MODELS:
         return f"only {len(models)} models are named (need {MIN_MODELS})"
@@ -91,14 +93,22 @@ def _head(turns) -> str:
     return join_turns(turns)[:HEAD_CHARS]
 
 
-def _written_by(battles: Battles, strengths: dict[str, float], seed: int
-                ) -> tuple[list[str], list[str]]:
+def _written_by(
+    battles: Battles, strengths: dict[str, float], seed: int
+) -> tuple[list[str], list[str]]:
     """Each distinct (response head, model) of the rated models once, at most
     ``MAX_TEXTS`` of them (a seeded sample): texts and names."""
-    pairs = sorted({(_head(turns), str(name))
-                    for side, names in ((battles.response_a, battles.model_a),
-                                        (battles.response_b, battles.model_b))
-                    for turns, name in zip(side, names) if str(name) in strengths})
+    pairs = sorted(
+        {
+            (_head(turns), str(name))
+            for side, names in (
+                (battles.response_a, battles.model_a),
+                (battles.response_b, battles.model_b),
+            )
+            for turns, name in zip(side, names)
+            if str(name) in strengths
+        }
+    )
     if len(pairs) > MAX_TEXTS:
         keep = np.random.default_rng(seed).choice(len(pairs), MAX_TEXTS, replace=False)
         pairs = [pairs[i] for i in np.sort(keep)]
@@ -127,7 +137,7 @@ class ModelStyle:
     intercept: np.ndarray
 
     @classmethod
-    def fit(cls, battles: Battles, seed: int = 0) -> "ModelStyle":
+    def fit(cls, battles: Battles, seed: int = 0) -> ModelStyle:
         """Fit on labelled battles that pass :func:`style_supported`; ``seed`` draws the
         training texts when there are more than ``MAX_TEXTS``."""
         from sklearn.feature_extraction.text import TfidfTransformer
@@ -136,23 +146,35 @@ class ModelStyle:
         strengths = _strengths(battles)
         texts, names = _written_by(battles, strengths, seed)
         if len(set(names)) < 2:
-            raise DataError("names fewer than two models with responses; model-style "
-                            "features need more", file=battles.path)
+            raise DataError(
+                "names fewer than two models with responses; model-style features need more",
+                file=battles.path,
+            )
         counts = _counts(texts)
         idf = TfidfTransformer(sublinear_tf=True).fit(counts).idf_.astype(np.float32)
         # newton-cg: deterministic (no seed to give), and on 2 ** HASH_BITS columns per
         # model about 4x faster than lbfgs, whose own bookkeeping dominates there
-        regression = LogisticRegression(C=INVERSE_REGULARISATION, solver="newton-cg",
-                                        max_iter=1000).fit(_tf_idf(counts, idf), names)
+        regression = LogisticRegression(
+            C=INVERSE_REGULARISATION, solver="newton-cg", max_iter=1000
+        ).fit(_tf_idf(counts, idf), names)
         models = tuple(str(m) for m in regression.classes_)
-        coef = regression.coef_ if len(models) > 2 else np.vstack(
-            [-regression.coef_[0] / 2, regression.coef_[0] / 2])
-        intercept = regression.intercept_ if len(models) > 2 else np.array(
-            [-regression.intercept_[0] / 2, regression.intercept_[0] / 2])
-        return cls(models=models,
-                   strength=np.array([strengths[m] for m in models], dtype=np.float32),
-                   idf=idf, coef=np.ascontiguousarray(coef, dtype=np.float32),
-                   intercept=np.ascontiguousarray(intercept, dtype=np.float32))
+        coef = (
+            regression.coef_
+            if len(models) > 2
+            else np.vstack([-regression.coef_[0] / 2, regression.coef_[0] / 2])
+        )
+        intercept = (
+            regression.intercept_
+            if len(models) > 2
+            else np.array([-regression.intercept_[0] / 2, regression.intercept_[0] / 2])
+        )
+        return cls(
+            models=models,
+            strength=np.array([strengths[m] for m in models], dtype=np.float32),
+            idf=idf,
+            coef=np.ascontiguousarray(coef, dtype=np.float32),
+            intercept=np.ascontiguousarray(intercept, dtype=np.float32),
+        )
 
     def features(self, counts) -> np.ndarray:
         """(n, 2) float64: expected strength and top probability of texts whose hashed
@@ -168,12 +190,19 @@ class ModelStyle:
 
         from safetensors.numpy import save_file
 
-        save_file({"strength": self.strength, "idf": self.idf, "coef": self.coef,
-                   "intercept": self.intercept}, str(path),
-                  metadata={"models": json.dumps(list(self.models))})
+        save_file(
+            {
+                "strength": self.strength,
+                "idf": self.idf,
+                "coef": self.coef,
+                "intercept": self.intercept,
+            },
+            str(path),
+            metadata={"models": json.dumps(list(self.models))},
+        )
 
     @classmethod
-    def load(cls, path: Path) -> "ModelStyle":
+    def load(cls, path: Path) -> ModelStyle:
         import json
 
         from safetensors import SafetensorError, safe_open
@@ -181,34 +210,47 @@ class ModelStyle:
         try:
             with safe_open(str(path), framework="numpy") as tensors:
                 models = tuple(json.loads((tensors.metadata() or {})["models"]))
-                style = cls(models=models, **{name: tensors.get_tensor(name) for name in
-                                              ("strength", "idf", "coef", "intercept")})
+                style = cls(
+                    models=models,
+                    **{
+                        name: tensors.get_tensor(name)
+                        for name in ("strength", "idf", "coef", "intercept")
+                    },
+                )
         except (OSError, SafetensorError, KeyError, ValueError) as exc:
-            raise ModelLoadError(f"cannot be read ({exc}); retrain the model",
-                                 file=path) from None
-        if style.coef.shape != (len(models), 2 ** HASH_BITS) or style.idf.shape != (
-                2 ** HASH_BITS,):
-            raise ModelLoadError("does not match this arenajudge's model-style features; "
-                                 "retrain the model", file=path)
+            raise ModelLoadError(f"cannot be read ({exc}); retrain the model", file=path) from None
+        if style.coef.shape != (len(models), 2**HASH_BITS) or style.idf.shape != (2**HASH_BITS,):
+            raise ModelLoadError(
+                "does not match this arenajudge's model-style features; retrain the model",
+                file=path,
+            )
         return style
 
 
-def style_sides(styles: Sequence[ModelStyle], battles: Battles
-                ) -> tuple[np.ndarray, np.ndarray]:
+def style_sides(styles: Sequence[ModelStyle], battles: Battles) -> tuple[np.ndarray, np.ndarray]:
     """(side_a, side_b) blocks, float32, columns named by ``STYLE_SIDE_NAMES``: the
     mean of ``styles``' features; each distinct response is hashed once."""
     index: dict[str, int] = {}
-    of_text = np.fromiter((index.setdefault(_head(t), len(index))
-                           for side in (battles.response_a, battles.response_b) for t in side),
-                          dtype=np.int64, count=2 * len(battles))
+    of_text = np.fromiter(
+        (
+            index.setdefault(_head(t), len(index))
+            for side in (battles.response_a, battles.response_b)
+            for t in side
+        ),
+        dtype=np.int64,
+        count=2 * len(battles),
+    )
     counts = _counts(list(index))
     features = np.mean([style.features(counts) for style in styles], axis=0)[of_text]
-    return (features[:len(battles)].astype(np.float32),
-            features[len(battles):].astype(np.float32))
+    return (
+        features[: len(battles)].astype(np.float32),
+        features[len(battles) :].astype(np.float32),
+    )
 
 
-def cross_fitted_style(battles: Battles, fold: np.ndarray, seed: int = 0
-                       ) -> tuple[np.ndarray, np.ndarray, list[ModelStyle]]:
+def cross_fitted_style(
+    battles: Battles, fold: np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, list[ModelStyle]]:
     """Out-of-fold (side_a, side_b) blocks of labelled ``battles`` and the fold models:
     each fold's blocks come from a :class:`ModelStyle` fitted on the other folds, so the
     trees learn from what prediction will see, not from texts the classifier has

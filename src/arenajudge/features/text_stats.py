@@ -30,9 +30,23 @@ _PATTERNS = {
 # apologies sit.
 _OPENING_CHARS = 600
 _PHRASES = {
-    "refusal": ("i'm sorry", "i am sorry", "i cannot", "i can't", "i can not", "i won't",
-                "i'm unable", "i am unable", "i'm not able", "i am not able", "as an ai",
-                "language model", "i must decline", "i'm not comfortable", "not appropriate"),
+    "refusal": (
+        "i'm sorry",
+        "i am sorry",
+        "i cannot",
+        "i can't",
+        "i can not",
+        "i won't",
+        "i'm unable",
+        "i am unable",
+        "i'm not able",
+        "i am not able",
+        "as an ai",
+        "language model",
+        "i must decline",
+        "i'm not comfortable",
+        "not appropriate",
+    ),
     "apology": ("sorry", "apologi"),
     "openers": ("sure", "certainly", "of course", "absolutely", "great question", "yes"),
 }
@@ -47,12 +61,21 @@ _ASCII_LETTERS = string.ascii_letters.encode()
 _UPPER = string.ascii_uppercase.encode()
 _DIGITS = string.digits.encode()
 
-LENGTH_NAMES = ("log_chars", "log_words", "log_lines", "paragraphs", "mean_word_len",
-                "unique_word_share", "questions", "exclamations", "digits_share",
-                "upper_share", "empty")
+LENGTH_NAMES = (
+    "log_chars",
+    "log_words",
+    "log_lines",
+    "paragraphs",
+    "mean_word_len",
+    "unique_word_share",
+    "questions",
+    "exclamations",
+    "digits_share",
+    "upper_share",
+    "empty",
+)
 MARKDOWN_NAMES = tuple(_PATTERNS) + tuple(_PHRASES) + ("hedges",)
-SCRIPT_NAMES = ("latin_share",) + tuple(f"{name}_share" for name in _SCRIPTS) + (
-    "non_ascii_share",)
+SCRIPT_NAMES = ("latin_share",) + tuple(f"{name}_share" for name in _SCRIPTS) + ("non_ascii_share",)
 TEXT_STAT_NAMES = LENGTH_NAMES + MARKDOWN_NAMES + SCRIPT_NAMES
 
 
@@ -73,17 +96,21 @@ def length_stats(texts: list[str], words: Words | None = None) -> np.ndarray:
     safe_chars = np.maximum(chars, 1)
     word_counts = words.counts
     safe_words = np.maximum(word_counts, 1)
-    return np.column_stack([
-        np.log1p(chars), np.log1p(word_counts),
-        np.log1p(_counts(texts, lambda t: t.count("\n"))),
-        _counts(texts, lambda t: t.count("\n\n")),
-        words.per_text_sum(words.word_lengths) / safe_words,
-        words.distinct_lower_counts / safe_words,
-        _counts(texts, lambda t: t.count("?")), _counts(texts, lambda t: t.count("!")),
-        _counts(raw, lambda b: _count_bytes(b, _DIGITS)) / safe_chars,
-        _counts(raw, lambda b: _count_bytes(b, _UPPER)) / safe_chars,
-        _counts(texts, lambda t: not t.strip()),
-    ]).astype(np.float32)
+    return np.column_stack(
+        [
+            np.log1p(chars),
+            np.log1p(word_counts),
+            np.log1p(_counts(texts, lambda t: t.count("\n"))),
+            _counts(texts, lambda t: t.count("\n\n")),
+            words.per_text_sum(words.word_lengths) / safe_words,
+            words.distinct_lower_counts / safe_words,
+            _counts(texts, lambda t: t.count("?")),
+            _counts(texts, lambda t: t.count("!")),
+            _counts(raw, lambda b: _count_bytes(b, _DIGITS)) / safe_chars,
+            _counts(raw, lambda b: _count_bytes(b, _UPPER)) / safe_chars,
+            _counts(texts, lambda t: not t.strip()),
+        ]
+    ).astype(np.float32)
 
 
 def _any_of(phrases: tuple[str, ...]) -> str:
@@ -97,8 +124,9 @@ def markdown_stats(texts: list[str]) -> np.ndarray:
     array = arrow_strings(texts)
     openings = pc.utf8_lower(pc.utf8_slice_codeunits(array, 0, _OPENING_CHARS))
     columns = [pc.count_substring_regex(array, pattern) for pattern in _PATTERNS.values()]
-    columns += [pc.match_substring_regex(openings, _any_of(phrases))
-                for phrases in _PHRASES.values()]
+    columns += [
+        pc.match_substring_regex(openings, _any_of(phrases)) for phrases in _PHRASES.values()
+    ]
     columns.append(pc.count_substring_regex(pc.utf8_lower(array), _any_of(_HEDGES)))
     return np.column_stack([np.asarray(c, dtype=np.float32) for c in columns])
 
@@ -107,13 +135,18 @@ def script_stats(texts: list[str]) -> np.ndarray:
     """Share of each writing system among the first 2,000 characters, shape (n, k)."""
     heads = [t[:_HEAD_CHARS] for t in texts]
     sizes = np.maximum(_counts(heads, len), 1)
-    latin = _counts(heads, lambda t: _count_bytes(t.encode("utf-8", "surrogatepass"),
-                                                   _ASCII_LETTERS))
+    latin = _counts(
+        heads, lambda t: _count_bytes(t.encode("utf-8", "surrogatepass"), _ASCII_LETTERS)
+    )
     shares = [latin / sizes]
-    shares += [_counts(heads, lambda t, p=p: 0 if t.isascii() else len(p.findall(t))) / sizes
-               for p in _SCRIPTS.values()]
-    shares.append(_counts(heads, lambda t: 0 if t.isascii() else
-                          len(t) - len(t.encode("ascii", "ignore"))) / sizes)
+    shares += [
+        _counts(heads, lambda t, p=p: 0 if t.isascii() else len(p.findall(t))) / sizes
+        for p in _SCRIPTS.values()
+    ]
+    shares.append(
+        _counts(heads, lambda t: 0 if t.isascii() else len(t) - len(t.encode("ascii", "ignore")))
+        / sizes
+    )
     return np.column_stack(shares).astype(np.float32)
 
 
@@ -125,22 +158,99 @@ def text_stats(texts: list[str], words: Words | None = None) -> np.ndarray:
 # Instruction-following signals. A prompt that asks for "three tips" or "2 sentences"
 # can be checked cheaply; the first word tells an instruction ("Write ...") from a
 # question or a chat turn, which lets trees trust length only where it predicts.
-_NUMBER_WORDS = {"one": 1, "single": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
-                 "seven": 7, "eight": 8, "nine": 9, "ten": 10}
+_NUMBER_WORDS = {
+    "one": 1,
+    "single": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+}
 _REQUEST = re.compile(
     r"\b(\d{1,3}|" + "|".join(_NUMBER_WORDS) + r")[\s-]+(?:[a-z]+[\s-]+)?"
     r"(sentence|word|paragraph|line|item|point|example|way|tip|step|reason|idea|question"
-    r"|name|thing)s?\b", re.I)
+    r"|name|thing)s?\b",
+    re.I,
+)
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 _PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 _LIST_ITEM = re.compile(r"^\s*(?:[-*+•]|\d+[.)]) ", re.M)
 _IMPERATIVES = frozenset(
-    "write generate create give summarize summarise describe complete respond rewrite make "
-    "design provide list name explain classify identify translate find suggest compose edit "
-    "convert construct brainstorm compare analyze analyse produce develop categorize calculate "
-    "select choose paraphrase correct fill answer tell output sort arrange evaluate predict "
-    "formulate imagine use rank reword rephrase add change determine outline propose plan "
-    "recommend transform come draft pretend act assume read extract detect".split())
+    [
+        "write",
+        "generate",
+        "create",
+        "give",
+        "summarize",
+        "summarise",
+        "describe",
+        "complete",
+        "respond",
+        "rewrite",
+        "make",
+        "design",
+        "provide",
+        "list",
+        "name",
+        "explain",
+        "classify",
+        "identify",
+        "translate",
+        "find",
+        "suggest",
+        "compose",
+        "edit",
+        "convert",
+        "construct",
+        "brainstorm",
+        "compare",
+        "analyze",
+        "analyse",
+        "produce",
+        "develop",
+        "categorize",
+        "calculate",
+        "select",
+        "choose",
+        "paraphrase",
+        "correct",
+        "fill",
+        "answer",
+        "tell",
+        "output",
+        "sort",
+        "arrange",
+        "evaluate",
+        "predict",
+        "formulate",
+        "imagine",
+        "use",
+        "rank",
+        "reword",
+        "rephrase",
+        "add",
+        "change",
+        "determine",
+        "outline",
+        "propose",
+        "plan",
+        "recommend",
+        "transform",
+        "come",
+        "draft",
+        "pretend",
+        "act",
+        "assume",
+        "read",
+        "extract",
+        "detect",
+    ]
+)
 
 
 def _unit_count(text: str, unit: str) -> int:
@@ -174,17 +284,24 @@ def count_miss(requests: list[tuple[int, str] | None], texts: list[str]) -> np.n
     """|log((count + 1) / (requested + 1))| of each text, -1 where nothing was requested
     (a sentinel rather than NaN keeps feature matrices finite)."""
     return np.fromiter(
-        (-1.0 if request is None else
-         abs(np.log((_unit_count(text, request[1]) + 1) / (request[0] + 1)))
-         for request, text in zip(requests, texts)), dtype=np.float32, count=len(texts))
+        (
+            -1.0
+            if request is None
+            else abs(np.log((_unit_count(text, request[1]) + 1) / (request[0] + 1)))
+            for request, text in zip(requests, texts)
+        ),
+        dtype=np.float32,
+        count=len(texts),
+    )
 
 
-def instruction_flags(prompts: list[str], requests: list[tuple[int, str] | None]
-                      ) -> np.ndarray:
+def instruction_flags(prompts: list[str], requests: list[tuple[int, str] | None]) -> np.ndarray:
     """Whether the last prompt turn opens with an imperative verb, and whether it asks for
     a count (``requests``: its :func:`count_requests`), shape (n, 2)."""
     first = [t.split(maxsplit=1)[0].strip(",.:!").lower() if t.strip() else "" for t in prompts]
-    return np.column_stack([
-        _counts(first, lambda w: w in _IMPERATIVES),
-        [request is not None for request in requests],
-    ]).astype(np.float32)
+    return np.column_stack(
+        [
+            _counts(first, lambda w: w in _IMPERATIVES),
+            [request is not None for request in requests],
+        ]
+    ).astype(np.float32)

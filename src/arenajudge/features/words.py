@@ -22,8 +22,9 @@ def arrow_strings(texts: list[str]):
     try:
         return pa.array(texts, type=pa.large_string())
     except UnicodeEncodeError:
-        return pa.array([t.encode("utf-8", "replace").decode("utf-8") for t in texts],
-                        type=pa.large_string())
+        return pa.array(
+            [t.encode("utf-8", "replace").decode("utf-8") for t in texts], type=pa.large_string()
+        )
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Words:
     distinct: list[str]
 
     @classmethod
-    def split(cls, texts: list[str]) -> "Words":
+    def split(cls, texts: list[str]) -> Words:
         """Split each text on Unicode whitespace, like ``str.split()``."""
         import pyarrow.compute as pc
 
@@ -54,9 +55,11 @@ class Words:
         kept = np.asarray(pc.not_equal(pc.binary_length(pieces), 0), dtype=bool)
         kept_before = np.concatenate([[0], np.cumsum(kept)])
         encoded = pc.dictionary_encode(pieces.filter(kept))
-        return cls(indptr=kept_before[np.asarray(lists.offsets)],
-                   codes=np.asarray(encoded.indices, dtype=np.int32),
-                   distinct=encoded.dictionary.to_pylist())
+        return cls(
+            indptr=kept_before[np.asarray(lists.offsets)],
+            codes=np.asarray(encoded.indices, dtype=np.int32),
+            distinct=encoded.dictionary.to_pylist(),
+        )
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -82,8 +85,10 @@ class Words:
         Entries stay in text order (duplicates unsummed), so a product with a dense
         matrix adds each text's vectors in the same order whatever the column numbering.
         """
-        return sp.csr_matrix((np.ones(len(self.codes), dtype=np.float32), columns[self.codes],
-                              self.indptr), shape=(len(self), n_columns))
+        return sp.csr_matrix(
+            (np.ones(len(self.codes), dtype=np.float32), columns[self.codes], self.indptr),
+            shape=(len(self), n_columns),
+        )
 
     @cached_property
     def lower_sets(self) -> sp.csr_matrix:
@@ -91,8 +96,9 @@ class Words:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        lowered = pc.dictionary_encode(pc.utf8_lower(pa.array(self.distinct,
-                                                              type=pa.large_string())))
+        lowered = pc.dictionary_encode(
+            pc.utf8_lower(pa.array(self.distinct, type=pa.large_string()))
+        )
         columns = np.asarray(lowered.indices, dtype=np.int32)
         sets = self.matrix(columns, len(lowered.dictionary))
         sets.sum_duplicates()

@@ -10,5 +10,11 @@ many more battles (``ppi``), with the battles worth labelling next.
 from arenajudge.leaderboard.board import COLUMNS, Leaderboard, fit_leaderboard
 from arenajudge.leaderboard.style import STYLE_FEATURES, response_lengths, style_covariates
 
-__all__ = ["COLUMNS", "STYLE_FEATURES", "Leaderboard", "fit_leaderboard",
-           "response_lengths", "style_covariates"]
+__all__ = [
+    "COLUMNS",
+    "STYLE_FEATURES",
+    "Leaderboard",
+    "fit_leaderboard",
+    "response_lengths",
+    "style_covariates",
+]

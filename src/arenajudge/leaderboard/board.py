@@ -13,9 +13,17 @@ from threadpoolctl import threadpool_limits
 from arenajudge.data.schema import Battles
 from arenajudge.errors import ConfigError, DataError
 from arenajudge.leaderboard import intervals
-from arenajudge.leaderboard.bradley_terry import (Comparisons, battle_scores, comparisons,
-                                                  fit_params, hessian, model_pairs,
-                                                  outcome_terms, penalties, ratings)
+from arenajudge.leaderboard.bradley_terry import (
+    Comparisons,
+    battle_scores,
+    comparisons,
+    fit_params,
+    hessian,
+    model_pairs,
+    outcome_terms,
+    penalties,
+    ratings,
+)
 from arenajudge.leaderboard.style import STYLE_FEATURES, style_covariates
 from arenajudge.leaderboard.ties import TIE_MODELS, TieModel
 
@@ -75,9 +83,14 @@ class Leaderboard:
 
     def summary(self) -> dict[str, Any]:
         """Everything but the covariance, JSON-ready."""
-        summary = {"models": self.records(), "battles": self.battles,
-                   "skipped": self.skipped, "self_battles": self.self_battles,
-                   "interval": self.interval, "ties": self.ties}
+        summary = {
+            "models": self.records(),
+            "battles": self.battles,
+            "skipped": self.skipped,
+            "self_battles": self.self_battles,
+            "interval": self.interval,
+            "ties": self.ties,
+        }
         if self.interval == "bootstrap":
             summary["n_bootstrap"] = self.n_bootstrap
         if self.tie_parameter is not None:
@@ -102,32 +115,37 @@ class RatingProblem:
     def fit(self, counts: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         if start is None:
             ties = counts[:, 2].sum() / max(counts.sum(), 1e-12)
-            start = np.r_[np.zeros(self.comparisons.design.shape[1]),
-                          self.tie_model.start(ties)]
+            start = np.r_[np.zeros(self.comparisons.design.shape[1]), self.tie_model.start(ties)]
         return fit_params(self.comparisons.design, counts, self.tie_model, self.penalty, start)
 
-    def rating_covariance(self, beta: np.ndarray, counts: np.ndarray,
-                          samples: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    def rating_covariance(
+        self, beta: np.ndarray, counts: np.ndarray, samples: list[tuple[np.ndarray, np.ndarray]]
+    ) -> np.ndarray:
         """Sandwich covariance of the ratings (m, m) at ``beta`` for the objective with
         ``counts``; ``samples`` lists the independent samples as (battle positions,
         their outcome vectors as weighted in the objective)."""
         design, row_of = self.comparisons.design, self.comparisons.row_of
         terms = outcome_terms(design, self.tie_model, beta)
-        meat = sum(intervals.gradient_covariance(design, row_of[where], scores, scores)
-                   for where, outcomes in samples
-                   for scores in [battle_scores(terms, row_of[where], outcomes)])
+        meat = sum(
+            intervals.gradient_covariance(design, row_of[where], scores, scores)
+            for where, outcomes in samples
+            for scores in [battle_scores(terms, row_of[where], outcomes)]
+        )
         bread = hessian(design, terms, counts, self.penalty)
         return intervals.rating_covariance(
-            intervals.strength_covariance(bread, meat, self.comparisons.n_models))
+            intervals.strength_covariance(bread, meat, self.comparisons.n_models)
+        )
 
 
 def battle_outcomes(battles: Battles, proba: np.ndarray | None = None) -> np.ndarray:
     """Outcome vectors (n, 3) in ``LABELS`` order: the votes, or ``proba`` when given."""
     if proba is None:
         if battles.target is None:
-            raise DataError("has no votes (label columns) to rate models from; pass "
-                            "--model MODEL_DIR to rate them from predicted probabilities",
-                            file=battles.path)
+            raise DataError(
+                "has no votes (label columns) to rate models from; pass "
+                "--model MODEL_DIR to rate them from predicted probabilities",
+                file=battles.path,
+            )
         proba = battles.target
     proba = np.asarray(proba, dtype=float)
     if proba.shape != (len(battles), 3):
@@ -143,9 +161,11 @@ def check_options(ci: str, n_bootstrap: int, ties: str, l2: float) -> None:
     if n_bootstrap < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, got {n_bootstrap}")
     if ci == "bootstrap" and n_bootstrap < intervals.MIN_BOOTSTRAP:
-        raise ConfigError(f"--bootstrap {n_bootstrap} replicates cannot give a 95% interval: "
-                          f"give at least {intervals.MIN_BOOTSTRAP}, or --ci none for no "
-                          "intervals")
+        raise ConfigError(
+            f"--bootstrap {n_bootstrap} replicates cannot give a 95% interval: "
+            f"give at least {intervals.MIN_BOOTSTRAP}, or --ci none for no "
+            "intervals"
+        )
     if l2 <= 0:
         raise ConfigError(f"l2 must be positive (it keeps ratings finite), got {l2}")
 
@@ -156,21 +176,34 @@ def kept_battles(battles: Battles) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     if skipped:
         logger.warning("%s: skipped %d rows without model names", battles.path, skipped)
     if self_battles:
-        logger.warning("%s: skipped %d rows where a model meets itself", battles.path,
-                       self_battles)
+        logger.warning("%s: skipped %d rows where a model meets itself", battles.path, self_battles)
     return keep, names_a, names_b, skipped, self_battles
 
 
-def results_table(problem: RatingProblem, beta: np.ndarray, outcomes: np.ndarray,
-                  low: np.ndarray, high: np.ndarray) -> pd.DataFrame:
+def results_table(
+    problem: RatingProblem,
+    beta: np.ndarray,
+    outcomes: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+) -> pd.DataFrame:
     """The ``COLUMNS`` table, best first, of battles with ``outcomes`` (n, 3)."""
     comp = problem.comparisons
     m, score = comp.n_models, outcomes[:, 0] + outcomes[:, 2] / 2
     games = np.bincount(comp.a, minlength=m) + np.bincount(comp.b, minlength=m)
-    points = (np.bincount(comp.a, weights=score, minlength=m)
-              + np.bincount(comp.b, weights=1 - score, minlength=m))
-    table = pd.DataFrame({"model": comp.models, "rating": ratings(beta, m), "ci_lower": low,
-                          "ci_upper": high, "battles": games, "win_rate": points / games})
+    points = np.bincount(comp.a, weights=score, minlength=m) + np.bincount(
+        comp.b, weights=1 - score, minlength=m
+    )
+    table = pd.DataFrame(
+        {
+            "model": comp.models,
+            "rating": ratings(beta, m),
+            "ci_lower": low,
+            "ci_upper": high,
+            "battles": games,
+            "win_rate": points / games,
+        }
+    )
     return table.sort_values(["rating", "model"], ascending=[False, True], ignore_index=True)
 
 
@@ -181,10 +214,17 @@ def _both_bad_share(battles: Battles, outcomes: np.ndarray) -> float | None:
     return float(outcomes[battles.both_bad, 2].sum() / ties) if ties else None
 
 
-def fit_leaderboard(battles: Battles, proba: np.ndarray | None = None, *,
-                    ci: str = "sandwich", n_bootstrap: int = 100, ties: str = "half",
-                    seed: int = 0, style_control: bool = False, l2: float = 1.0
-                    ) -> Leaderboard:
+def fit_leaderboard(
+    battles: Battles,
+    proba: np.ndarray | None = None,
+    *,
+    ci: str = "sandwich",
+    n_bootstrap: int = 100,
+    ties: str = "half",
+    seed: int = 0,
+    style_control: bool = False,
+    l2: float = 1.0,
+) -> Leaderboard:
     """Rate the models of ``battles`` by Bradley–Terry maximum likelihood.
 
     Parameters
@@ -220,13 +260,15 @@ def fit_leaderboard(battles: Battles, proba: np.ndarray | None = None, *,
     keep, names_a, names_b, skipped, self_battles = kept_battles(battles)
     outcomes = outcomes_all[keep]
     if ties != "half" and not outcomes[:, 2].any():
-        raise DataError(f"has no ties, so --ties {ties} has nothing to fit; use --ties half",
-                        file=battles.path)
+        raise DataError(
+            f"has no ties, so --ties {ties} has nothing to fit; use --ties half", file=battles.path
+        )
     covariates = style_covariates(battles.take(keep)) if style_control else None
     comp = comparisons(names_a, names_b, covariates, battles.path)
     tie_model = TieModel(ties)
-    problem = RatingProblem(comp, tie_model, penalties(
-        comp.n_models, comp.design.shape[1], tie_model.n_extra, l2))
+    problem = RatingProblem(
+        comp, tie_model, penalties(comp.n_models, comp.design.shape[1], tie_model.n_extra, l2)
+    )
     n, m = len(keep), comp.n_models
     counts = comp.counts(outcomes)
     # The products here are thin (a few dozen columns): threaded BLAS gains nothing and,
@@ -238,15 +280,26 @@ def fit_leaderboard(battles: Battles, proba: np.ndarray | None = None, *,
             low, high = intervals.normal_interval(ratings(beta, m), covariance)
         else:
             low, high = intervals.bootstrap_interval(
-                lambda weight: problem.fit(comp.counts(outcomes, weight), beta), n, m,
-                n_bootstrap if ci == "bootstrap" else 0, seed, ratings(beta, m))
+                lambda weight: problem.fit(comp.counts(outcomes, weight), beta),
+                n,
+                m,
+                n_bootstrap if ci == "bootstrap" else 0,
+                seed,
+                ratings(beta, m),
+            )
     d = comp.design.shape[1]
     return Leaderboard(
-        table=results_table(problem, beta, outcomes, low, high), battles=n, skipped=skipped,
-        self_battles=self_battles, interval=ci, n_bootstrap=n_bootstrap if ci == "bootstrap"
-        else 0, ties=ties, tie_parameter=tie_model.parameter(beta[d:]),
-        both_bad_share=None if ties == "half" else _both_bad_share(battles.take(keep),
-                                                                   outcomes),
-        style_coefficients=(dict(zip(STYLE_FEATURES, map(float, beta[m:d])))
-                            if style_control else {}),
-        rating_covariance=pd.DataFrame(covariance, index=comp.models, columns=comp.models))
+        table=results_table(problem, beta, outcomes, low, high),
+        battles=n,
+        skipped=skipped,
+        self_battles=self_battles,
+        interval=ci,
+        n_bootstrap=n_bootstrap if ci == "bootstrap" else 0,
+        ties=ties,
+        tie_parameter=tie_model.parameter(beta[d:]),
+        both_bad_share=None if ties == "half" else _both_bad_share(battles.take(keep), outcomes),
+        style_coefficients=(
+            dict(zip(STYLE_FEATURES, map(float, beta[m:d]))) if style_control else {}
+        ),
+        rating_covariance=pd.DataFrame(covariance, index=comp.models, columns=comp.models),
+    )

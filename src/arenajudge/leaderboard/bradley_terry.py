@@ -39,8 +39,11 @@ def model_pairs(battles: Battles) -> tuple[np.ndarray, np.ndarray, np.ndarray, i
     """Battles between two distinct named models: positions, names of A and of B, and
     the counts left out for a missing name and for a model meeting itself."""
     if not battles.has_models:
-        raise DataError("has no model_a / model_b columns; a leaderboard needs the names of "
-                        "the models in each battle", file=battles.path)
+        raise DataError(
+            "has no model_a / model_b columns; a leaderboard needs the names of "
+            "the models in each battle",
+            file=battles.path,
+        )
     a = np.array([str(m).strip() for m in battles.model_a], dtype=str)
     b = np.array([str(m).strip() for m in battles.model_b], dtype=str)
     named = (a != "") & (b != "")
@@ -77,12 +80,17 @@ class Comparisons:
     def counts(self, outcomes: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """Outcome counts per design row, shape (r, 3), of battle ``outcomes`` (n, 3)."""
         weighted = outcomes if weight is None else outcomes * weight[:, None]
-        return np.column_stack([np.bincount(self.row_of, weights=weighted[:, k],
-                                            minlength=len(self.design)) for k in range(3)])
+        return np.column_stack(
+            [
+                np.bincount(self.row_of, weights=weighted[:, k], minlength=len(self.design))
+                for k in range(3)
+            ]
+        )
 
 
-def comparisons(names_a: np.ndarray, names_b: np.ndarray, covariates: np.ndarray | None,
-                file: str | None) -> Comparisons:
+def comparisons(
+    names_a: np.ndarray, names_b: np.ndarray, covariates: np.ndarray | None, file: str | None
+) -> Comparisons:
     """The design of battles between ``names_a[i]`` and ``names_b[i]`` (distinct names).
 
     Raises
@@ -92,8 +100,11 @@ def comparisons(names_a: np.ndarray, names_b: np.ndarray, covariates: np.ndarray
     """
     models, codes = np.unique(np.r_[names_a, names_b], return_inverse=True)
     if len(models) < 2:
-        raise DataError(f"has {len(models)} named model(s) in battles between two different "
-                        "models; a leaderboard needs at least two", file=file)
+        raise DataError(
+            f"has {len(models)} named model(s) in battles between two different "
+            "models; a leaderboard needs at least two",
+            file=file,
+        )
     n, m = len(names_a), len(models)
     a, b = codes[:n], codes[n:]
     _check_connected(models, a, b, file)
@@ -111,20 +122,25 @@ def comparisons(names_a: np.ndarray, names_b: np.ndarray, covariates: np.ndarray
     return Comparisons(models, a, b, design, row_of)
 
 
-def _check_connected(models: np.ndarray, a: np.ndarray, b: np.ndarray, file: str | None
-                     ) -> None:
+def _check_connected(models: np.ndarray, a: np.ndarray, b: np.ndarray, file: str | None) -> None:
     """Refuse a comparison graph in pieces: ratings across pieces mean nothing."""
     m = len(models)
     graph = sparse.coo_matrix((np.ones(len(a)), (a, b)), shape=(m, m))
     n_parts, part = connected_components(graph, directed=False)
     if n_parts > 1:
-        groups = "; ".join("{" + ", ".join(models[part == k][:5])
-                           + (", ..." if (part == k).sum() > 5 else "") + "}"
-                           for k in range(n_parts))
-        raise DataError(f"the comparison graph is disconnected: {n_parts} groups of models "
-                        f"never meet ({groups}), so their ratings cannot be compared; add "
-                        "battles between the groups or rate each group separately",
-                        file=file)
+        groups = "; ".join(
+            "{"
+            + ", ".join(models[part == k][:5])
+            + (", ..." if (part == k).sum() > 5 else "")
+            + "}"
+            for k in range(n_parts)
+        )
+        raise DataError(
+            f"the comparison graph is disconnected: {n_parts} groups of models "
+            f"never meet ({groups}), so their ratings cannot be compared; add "
+            "battles between the groups or rate each group separately",
+            file=file,
+        )
 
 
 def to_params_vector(design: np.ndarray, local: np.ndarray) -> np.ndarray:
@@ -141,8 +157,9 @@ def to_params_matrix(design: np.ndarray, local: np.ndarray) -> np.ndarray:
         return head
     cross_right = design.T @ local[:, 0, 1]
     cross_left = design.T @ local[:, 1, 0]
-    return np.block([[head, cross_right[:, None]],
-                     [cross_left[None, :], np.array([[local[:, 1, 1].sum()]])]])
+    return np.block(
+        [[head, cross_right[:, None]], [cross_left[None, :], np.array([[local[:, 1, 1].sum()]])]]
+    )
 
 
 def outcome_terms(design: np.ndarray, tie_model: TieModel, beta: np.ndarray) -> OutcomeTerms:
@@ -150,14 +167,16 @@ def outcome_terms(design: np.ndarray, tie_model: TieModel, beta: np.ndarray) -> 
     return tie_model.terms(design @ beta[:d], beta[d:])
 
 
-def objective(terms: OutcomeTerms, counts: np.ndarray, penalty: np.ndarray,
-              beta: np.ndarray) -> float:
+def objective(
+    terms: OutcomeTerms, counts: np.ndarray, penalty: np.ndarray, beta: np.ndarray
+) -> float:
     """Negative log-likelihood of the outcome counts plus the ridge penalty."""
-    return float(-(counts * terms.log_proba).sum() + penalty @ beta ** 2 / 2)
+    return float(-(counts * terms.log_proba).sum() + penalty @ beta**2 / 2)
 
 
-def hessian(design: np.ndarray, terms: OutcomeTerms, counts: np.ndarray,
-            penalty: np.ndarray) -> np.ndarray:
+def hessian(
+    design: np.ndarray, terms: OutcomeTerms, counts: np.ndarray, penalty: np.ndarray
+) -> np.ndarray:
     """(Expected) Hessian of :func:`objective`, shape (p, p)."""
     total = counts.sum(axis=1)
     return to_params_matrix(design, terms.information * total[:, None, None]) + np.diag(penalty)
@@ -165,12 +184,16 @@ def hessian(design: np.ndarray, terms: OutcomeTerms, counts: np.ndarray,
 
 def penalties(n_models: int, n_columns: int, n_extra: int, l2: float) -> np.ndarray:
     """Ridge weights: ``l2`` on log-strengths, next to nothing on covariates and ties."""
-    return np.r_[np.full(n_models, l2), np.full(n_columns - n_models + n_extra,
-                                                _COVARIATE_PENALTY)]
+    return np.r_[np.full(n_models, l2), np.full(n_columns - n_models + n_extra, _COVARIATE_PENALTY)]
 
 
-def fit_params(design: np.ndarray, counts: np.ndarray, tie_model: TieModel,
-               penalty: np.ndarray, start: np.ndarray) -> np.ndarray:
+def fit_params(
+    design: np.ndarray,
+    counts: np.ndarray,
+    tie_model: TieModel,
+    penalty: np.ndarray,
+    start: np.ndarray,
+) -> np.ndarray:
     """Penalised maximum likelihood by damped Newton (Fisher scoring for Rao–Kupper).
 
     ``counts`` (r, 3) are outcome counts per design row; they may be fractional or, for
@@ -181,8 +204,9 @@ def fit_params(design: np.ndarray, counts: np.ndarray, tie_model: TieModel,
     terms = outcome_terms(design, tie_model, beta)
     current = objective(terms, counts, penalty, beta)
     for _ in range(_MAX_NEWTON_STEPS):
-        gradient = -to_params_vector(
-            design, np.einsum("rk,rkq->rq", counts, terms.score)) + penalty * beta
+        gradient = (
+            -to_params_vector(design, np.einsum("rk,rkq->rq", counts, terms.score)) + penalty * beta
+        )
         step = np.linalg.solve(hessian(design, terms, counts, penalty), gradient)
         # Halve the step until the objective falls: plain Newton can overshoot far
         # from the optimum (e.g. for a model that never wins).
@@ -199,8 +223,7 @@ def fit_params(design: np.ndarray, counts: np.ndarray, tie_model: TieModel,
     return beta
 
 
-def battle_scores(terms: OutcomeTerms, row_of: np.ndarray, outcomes: np.ndarray
-                  ) -> np.ndarray:
+def battle_scores(terms: OutcomeTerms, row_of: np.ndarray, outcomes: np.ndarray) -> np.ndarray:
     """Per battle, d log-likelihood / d(eta, tau) of its outcome vector, shape (n, q)."""
     return np.einsum("nk,nkq->nq", outcomes, terms.score[row_of])
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from arenajudge.data.tables import read_table
 from arenajudge.data.schema import Battles
+from arenajudge.data.tables import read_table
 from arenajudge.errors import DataError
 from arenajudge.leaderboard.board import Leaderboard
 from arenajudge.leaderboard.bradley_terry import model_pairs
@@ -27,13 +28,18 @@ def category_values(battles: Battles, column: str, format: str | None = None) ->
         raise DataError(f"--by {column}: these battles come from no file to read it from")
     frame = read_table(battles.path, format)
     if column not in frame.columns:
-        raise DataError(f"has no column {column!r} for --by; found: "
-                        f"{', '.join(map(str, frame.columns))}", file=battles.path)
+        raise DataError(
+            f"has no column {column!r} for --by; found: {', '.join(map(str, frame.columns))}",
+            file=battles.path,
+        )
     if len(frame) != len(battles):
-        raise DataError(f"has {len(frame)} rows but {len(battles)} battles were read",
-                        file=battles.path)
-    return np.array(["" if value is None or value != value else str(value).strip()
-                     for value in frame[column]], dtype=str)
+        raise DataError(
+            f"has {len(frame)} rows but {len(battles)} battles were read", file=battles.path
+        )
+    return np.array(
+        ["" if value is None or value != value else str(value).strip() for value in frame[column]],
+        dtype=str,
+    )
 
 
 @dataclass(frozen=True)
@@ -62,22 +68,32 @@ class CategoryBoards:
         for value, board in self.boards.items():
             models = list(board.table["model"])
             overall_order = sorted(models, key=order.index)
-            changes[value] = [{"model": model, "overall_rank": overall_order.index(model) + 1,
-                               "rank": rank}
-                              for rank, model in enumerate(models, start=1)
-                              if overall_order[rank - 1] != model]
+            changes[value] = [
+                {"model": model, "overall_rank": overall_order.index(model) + 1, "rank": rank}
+                for rank, model in enumerate(models, start=1)
+                if overall_order[rank - 1] != model
+            ]
         return changes
 
     def summary(self, overall: Leaderboard) -> dict[str, Any]:
         changes = self.rank_changes(overall)
-        return {"column": self.column,
-                "boards": {value: {**board.summary(), "rank_changes": changes[value]}
-                           for value, board in self.boards.items()},
-                "too_small": self.too_small}
+        return {
+            "column": self.column,
+            "boards": {
+                value: {**board.summary(), "rank_changes": changes[value]}
+                for value, board in self.boards.items()
+            },
+            "too_small": self.too_small,
+        }
 
 
-def fit_category_boards(battles: Battles, values: np.ndarray, column: str, min_battles: int,
-                        fit: Callable[[np.ndarray], Leaderboard]) -> CategoryBoards:
+def fit_category_boards(
+    battles: Battles,
+    values: np.ndarray,
+    column: str,
+    min_battles: int,
+    fit: Callable[[np.ndarray], Leaderboard],
+) -> CategoryBoards:
     """``fit(mask)`` the battles of each category of ``values`` (n,) that has at least
     ``min_battles`` battles between two named models (``mask`` boolean, shape (n,)).
 
@@ -89,15 +105,18 @@ def fit_category_boards(battles: Battles, values: np.ndarray, column: str, min_b
     keep = model_pairs(battles)[0]
     kinds, counts = np.unique(values[keep], return_counts=True)
     boards, too_small = {}, {}
-    for value, count in sorted(zip(kinds.tolist(), counts.tolist()),
-                              key=lambda item: (-item[1], item[0])):
+    for value, count in sorted(
+        zip(kinds.tolist(), counts.tolist()), key=lambda item: (-item[1], item[0])
+    ):
         if count < min_battles:
             too_small[str(value)] = int(count)
             continue
         try:
             boards[str(value)] = fit(values == value)
         except DataError as error:
-            error.message = (f"--by {column}: category {value!r} ({count:,} battles): "
-                             f"{error.message}; or raise --min-battles to leave it out")
+            error.message = (
+                f"--by {column}: category {value!r} ({count:,} battles): "
+                f"{error.message}; or raise --min-battles to leave it out"
+            )
             raise
     return CategoryBoards(column, boards, too_small)

@@ -11,14 +11,18 @@ and an interval whose percentiles miss the fitted rating is widened to reach it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from statistics import NormalDist
-from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from arenajudge.leaderboard.bradley_terry import (LOGIT_TO_ELO, ratings, to_params_matrix,
-                                                  to_params_vector)
+from arenajudge.leaderboard.bradley_terry import (
+    LOGIT_TO_ELO,
+    ratings,
+    to_params_matrix,
+    to_params_vector,
+)
 
 CI_LEVEL = 0.95
 INTERVALS = ("sandwich", "bootstrap", "none")
@@ -41,8 +45,9 @@ def _per_row(row_of: np.ndarray, values: np.ndarray, n_rows: int) -> np.ndarray:
     return np.bincount(row_of, weights=values, minlength=n_rows)
 
 
-def gradient_covariance(design: np.ndarray, row_of: np.ndarray, first: np.ndarray,
-                        second: np.ndarray) -> np.ndarray:
+def gradient_covariance(
+    design: np.ndarray, row_of: np.ndarray, first: np.ndarray, second: np.ndarray
+) -> np.ndarray:
     """``sum_i (g_i - mean g)(h_i - mean h)^T`` in parameter space, shape (p, p), for the
     per-battle gradients whose (eta, tau) parts are ``first`` and ``second`` (n, q) on
     design rows ``row_of`` (n,)."""
@@ -51,8 +56,12 @@ def gradient_covariance(design: np.ndarray, row_of: np.ndarray, first: np.ndarra
     for i in range(q):
         for j in range(q):
             local[:, i, j] = _per_row(row_of, first[:, i] * second[:, j], n_rows)
-    totals = [to_params_vector(design, np.column_stack(
-        [_per_row(row_of, s[:, i], n_rows) for i in range(q)])) for s in (first, second)]
+    totals = [
+        to_params_vector(
+            design, np.column_stack([_per_row(row_of, s[:, i], n_rows) for i in range(q)])
+        )
+        for s in (first, second)
+    ]
     return to_params_matrix(design, local) - np.outer(*totals) / max(len(row_of), 1)
 
 
@@ -66,19 +75,23 @@ def rating_covariance(strength_cov: np.ndarray) -> np.ndarray:
     """Covariance of the Elo ratings (strengths centred on their mean), shape (m, m)."""
     m = len(strength_cov)
     centre = np.eye(m) - 1.0 / m
-    return LOGIT_TO_ELO ** 2 * centre @ strength_cov @ centre
+    return LOGIT_TO_ELO**2 * centre @ strength_cov @ centre
 
 
-def normal_interval(rating: np.ndarray, covariance: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def normal_interval(rating: np.ndarray, covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``rating -/+ z * sd``, the two-sided ``CI_LEVEL`` normal interval."""
     half = Z * np.sqrt(np.clip(np.diag(covariance), 0, None))
     return rating - half, rating + half
 
 
-def bootstrap_interval(refit: Callable[[np.ndarray], np.ndarray], n: int, n_models: int,
-                       n_bootstrap: int, seed: int, estimate: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_interval(
+    refit: Callable[[np.ndarray], np.ndarray],
+    n: int,
+    n_models: int,
+    n_bootstrap: int,
+    seed: int,
+    estimate: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile ``CI_LEVEL`` intervals of the ratings, two arrays of shape (n_models,),
     from ``refit(weights)`` (-> beta) on battles resampled with replacement; NaN for
     ``n_bootstrap`` 0.
@@ -93,10 +106,12 @@ def bootstrap_interval(refit: Callable[[np.ndarray], np.ndarray], n: int, n_mode
     if n_bootstrap == 0:
         return np.full(n_models, np.nan), np.full(n_models, np.nan)
     rng = np.random.default_rng(seed)
-    replicates = np.array([
-        ratings(refit(np.bincount(rng.integers(0, n, n), minlength=n).astype(float)),
-                n_models)
-        for _ in tqdm(range(n_bootstrap), desc="bootstrap", leave=False, disable=None)])
+    replicates = np.array(
+        [
+            ratings(refit(np.bincount(rng.integers(0, n, n), minlength=n).astype(float)), n_models)
+            for _ in tqdm(range(n_bootstrap), desc="bootstrap", leave=False, disable=None)
+        ]
+    )
     tail = (1 - CI_LEVEL) / 2 * 100
     low, high = np.percentile(replicates, [tail, 100 - tail], axis=0)
     if estimate is not None:

@@ -29,16 +29,33 @@ from threadpoolctl import threadpool_limits
 from arenajudge.data.schema import Battles
 from arenajudge.errors import DataError
 from arenajudge.leaderboard import intervals
-from arenajudge.leaderboard.board import (Leaderboard, RatingProblem, battle_outcomes,
-                                          check_options, kept_battles, results_table)
-from arenajudge.leaderboard.bradley_terry import (LOGIT_TO_ELO, battle_scores, comparisons,
-                                                  hessian, outcome_terms, penalties, ratings)
+from arenajudge.leaderboard.board import (
+    Leaderboard,
+    RatingProblem,
+    battle_outcomes,
+    check_options,
+    kept_battles,
+    results_table,
+)
+from arenajudge.leaderboard.bradley_terry import (
+    LOGIT_TO_ELO,
+    battle_scores,
+    comparisons,
+    hessian,
+    outcome_terms,
+    penalties,
+    ratings,
+)
 from arenajudge.leaderboard.ties import TieModel
 
 
-def _power_tuning(problem: RatingProblem, beta: np.ndarray, counts: np.ndarray,
-                  voted: tuple[np.ndarray, np.ndarray, np.ndarray],
-                  unvoted: tuple[np.ndarray, np.ndarray]) -> float:
+def _power_tuning(
+    problem: RatingProblem,
+    beta: np.ndarray,
+    counts: np.ndarray,
+    voted: tuple[np.ndarray, np.ndarray, np.ndarray],
+    unvoted: tuple[np.ndarray, np.ndarray],
+) -> float:
     """PPI++ ``lambda`` minimising the trace of the rating covariance, at ``beta``.
 
     ``voted`` is (design rows, votes, predictions) and ``unvoted`` (rows, predictions).
@@ -51,8 +68,10 @@ def _power_tuning(problem: RatingProblem, beta: np.ndarray, counts: np.ndarray,
     score_y = battle_scores(terms, rows_v, votes)
     score_f = battle_scores(terms, rows_v, predicted_v)
     cross = intervals.gradient_covariance(design, rows_v, score_y, score_f) / n
-    all_rows, all_f = np.r_[rows_v, rows_u], np.r_[score_f, battle_scores(terms, rows_u,
-                                                                         predicted_u)]
+    all_rows, all_f = (
+        np.r_[rows_v, rows_u],
+        np.r_[score_f, battle_scores(terms, rows_u, predicted_u)],
+    )
     judge = intervals.gradient_covariance(design, all_rows, all_f, all_f) / (n + big_n)
     inverse = np.linalg.inv(hessian(design, terms, counts, problem.penalty) / n)
     centre = np.zeros((m, len(inverse)))
@@ -88,8 +107,13 @@ class PoweredMean:
     n_unvoted: int
 
 
-def ppi_mean(votes: np.ndarray, voted_predicted: np.ndarray,
-             unvoted_predicted: np.ndarray, *, power_tuning: bool = True) -> PoweredMean:
+def ppi_mean(
+    votes: np.ndarray,
+    voted_predicted: np.ndarray,
+    unvoted_predicted: np.ndarray,
+    *,
+    power_tuning: bool = True,
+) -> PoweredMean:
     """PPI++ estimate of the mean of ``votes`` over a population the predictions cover.
 
     ``lam * mean(f~) + mean(y - lam f)`` with variance ``lam^2 var(f~) / N +
@@ -107,30 +131,47 @@ def ppi_mean(votes: np.ndarray, voted_predicted: np.ndarray,
     if power_tuning:
         spread = np.var(np.r_[f, f_u], ddof=1)
         covariance = np.cov(y, f, ddof=1)[0, 1]
-        lam = float(np.clip(covariance / ((1 + n / big_n) * spread), 0.0, 1.0)) \
-            if spread > 0 else 0.0
+        lam = (
+            float(np.clip(covariance / ((1 + n / big_n) * spread), 0.0, 1.0)) if spread > 0 else 0.0
+        )
     rectified = y - lam * f
-    variance = (lam ** 2 * (np.var(f_u, ddof=1) if big_n > 1 else 0.0) / big_n
-                + np.var(rectified, ddof=1) / n)
-    return PoweredMean(estimate=float(lam * f_u.mean() + rectified.mean()),
-                       standard_error=float(np.sqrt(variance)), lam=lam,
-                       votes_only=float(y.mean()),
-                       votes_only_standard_error=intervals.standard_error_of_mean(y),
-                       n_voted=n, n_unvoted=big_n)
+    variance = (
+        lam**2 * (np.var(f_u, ddof=1) if big_n > 1 else 0.0) / big_n + np.var(rectified, ddof=1) / n
+    )
+    return PoweredMean(
+        estimate=float(lam * f_u.mean() + rectified.mean()),
+        standard_error=float(np.sqrt(variance)),
+        lam=lam,
+        votes_only=float(y.mean()),
+        votes_only_standard_error=intervals.standard_error_of_mean(y),
+        n_voted=n,
+        n_unvoted=big_n,
+    )
 
 
-def _check_voted_models(voted_models: np.ndarray, unvoted_models: np.ndarray,
-                        file: str | None) -> None:
+def _check_voted_models(
+    voted_models: np.ndarray, unvoted_models: np.ndarray, file: str | None
+) -> None:
     missing = sorted(set(unvoted_models) - set(voted_models))
     if missing:
-        raise DataError(f"has no human-voted battles of {len(missing)} model(s) of the "
-                        f"unlabelled battles ({', '.join(missing[:5])}); prediction-powered "
-                        "intervals need votes on every model", file=file)
+        raise DataError(
+            f"has no human-voted battles of {len(missing)} model(s) of the "
+            f"unlabelled battles ({', '.join(missing[:5])}); prediction-powered "
+            "intervals need votes on every model",
+            file=file,
+        )
 
 
-def fit_ppi_leaderboard(voted: Battles, voted_proba: np.ndarray, unvoted: Battles,
-                        unvoted_proba: np.ndarray, *, ties: str = "half", l2: float = 1.0,
-                        power_tuning: bool = True) -> Leaderboard:
+def fit_ppi_leaderboard(
+    voted: Battles,
+    voted_proba: np.ndarray,
+    unvoted: Battles,
+    unvoted_proba: np.ndarray,
+    *,
+    ties: str = "half",
+    l2: float = 1.0,
+    power_tuning: bool = True,
+) -> Leaderboard:
     """Prediction-powered ratings with sandwich intervals.
 
     Parameters
@@ -169,55 +210,80 @@ def fit_ppi_leaderboard(voted: Battles, voted_proba: np.ndarray, unvoted: Battle
     n, big_n = len(keep_v), len(keep_u)
     comp = comparisons(np.r_[a_v, a_u], np.r_[b_v, b_u], None, voted.path)
     tie_model = TieModel(ties)
-    problem = RatingProblem(comp, tie_model, penalties(comp.n_models, comp.design.shape[1],
-                                                       tie_model.n_extra, l2))
+    problem = RatingProblem(
+        comp, tie_model, penalties(comp.n_models, comp.design.shape[1], tie_model.n_extra, l2)
+    )
     on_v, on_u = np.arange(n), np.arange(n, n + big_n)
     rows_v, rows_u = comp.row_of[on_v], comp.row_of[on_u]
     with threadpool_limits(1, user_api="blas"):
         human_counts = comp.counts(np.r_[votes, np.zeros_like(f_u)])
         human = problem.fit(human_counts)
         human_cov = problem.rating_covariance(human, human_counts, [(on_v, votes)])
-        lam = (_power_tuning(problem, human, human_counts, (rows_v, votes, f_v), (rows_u, f_u))
-               if power_tuning else 1.0)
+        lam = (
+            _power_tuning(problem, human, human_counts, (rows_v, votes, f_v), (rows_u, f_u))
+            if power_tuning
+            else 1.0
+        )
         rectifier, boost = votes - lam * f_v, lam * n / big_n * f_u
         counts = comp.counts(np.r_[rectifier, boost])
         beta = problem.fit(counts, human)
-        covariance = problem.rating_covariance(beta, counts, [(on_v, rectifier),
-                                                              (on_u, boost)])
+        covariance = problem.rating_covariance(beta, counts, [(on_v, rectifier), (on_u, boost)])
     low, high = intervals.normal_interval(ratings(beta, comp.n_models), covariance)
     d = comp.design.shape[1]
     return Leaderboard(
-        table=results_table(problem, beta, np.r_[votes, f_u], low, high), battles=n + big_n,
-        skipped=skipped, self_battles=self_battles, interval="sandwich", ties=ties,
+        table=results_table(problem, beta, np.r_[votes, f_u], low, high),
+        battles=n + big_n,
+        skipped=skipped,
+        self_battles=self_battles,
+        interval="sandwich",
+        ties=ties,
         tie_parameter=tie_model.parameter(beta[d:]),
         rating_covariance=pd.DataFrame(covariance, index=comp.models, columns=comp.models),
-        prediction_powered=_gain(lam, n, big_n, np.diag(human_cov), np.diag(covariance),
-                                 votes, f_v))
+        prediction_powered=_gain(
+            lam, n, big_n, np.diag(human_cov), np.diag(covariance), votes, f_v
+        ),
+    )
 
 
-def _gain(lam: float, n: int, big_n: int, human_var: np.ndarray, ppi_var: np.ndarray,
-          votes: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+def _gain(
+    lam: float,
+    n: int,
+    big_n: int,
+    human_var: np.ndarray,
+    ppi_var: np.ndarray,
+    votes: np.ndarray,
+    predicted: np.ndarray,
+) -> dict[str, Any]:
     """What the judge added: widths, their ratio and the effective human votes."""
+
     def score(outcomes: np.ndarray) -> np.ndarray:
         return outcomes[:, 0] + outcomes[:, 2] / 2
 
     voted_score, predicted_score = score(votes), score(predicted)
     # a judge with one constant score has no covariance with the votes: rho 0, not NaN
-    rho = (float(np.corrcoef(voted_score, predicted_score)[0, 1])
-           if voted_score.std() > 0 and predicted_score.std() > 0 else 0.0)
+    rho = (
+        float(np.corrcoef(voted_score, predicted_score)[0, 1])
+        if voted_score.std() > 0 and predicted_score.std() > 0
+        else 0.0
+    )
     width = 2 * intervals.Z * np.sqrt(np.stack([human_var, ppi_var]))
     effective = n * float(np.mean(human_var / ppi_var))
-    return {"lambda": lam, "voted_battles": n, "unvoted_battles": big_n,
-            "rho": rho,
-            "human_only_mean_width": float(width[0].mean()),
-            "mean_width": float(width[1].mean()),
-            "width_ratio": float(np.mean(width[1] / width[0])),
-            "effective_human_votes": effective,
-            "human_votes_gained": effective - n}
+    return {
+        "lambda": lam,
+        "voted_battles": n,
+        "unvoted_battles": big_n,
+        "rho": rho,
+        "human_only_mean_width": float(width[0].mean()),
+        "mean_width": float(width[1].mean()),
+        "width_ratio": float(np.mean(width[1] / width[0])),
+        "effective_human_votes": effective,
+        "human_votes_gained": effective - n,
+    }
 
 
-def suggest_battles(board: Leaderboard, unvoted: Battles, unvoted_proba: np.ndarray,
-                    n_suggest: int) -> pd.DataFrame:
+def suggest_battles(
+    board: Leaderboard, unvoted: Battles, unvoted_proba: np.ndarray, n_suggest: int
+) -> pd.DataFrame:
     """The ``n_suggest`` unvoted battles whose votes would most shrink the variance of the
     rating differences between adjacent-ranked models, best first.
 
@@ -236,20 +302,36 @@ def suggest_battles(board: Leaderboard, unvoted: Battles, unvoted_proba: np.ndar
     keep, names_a, names_b = keep[known], names_a[known], names_b[known]
     proba = np.asarray(unvoted_proba, dtype=float)[keep]
     expected = proba[:, 0] + proba[:, 2] / 2
-    weight = proba[:, 0] + proba[:, 2] / 4 - expected ** 2
+    weight = proba[:, 0] + proba[:, 2] / 4 - expected**2
     a = np.array([index[x] for x in names_a], dtype=int)
     b = np.array([index[x] for x in names_b], dtype=int)
-    picks, gains = _greedy(cov.to_numpy() / LOGIT_TO_ELO ** 2,
-                           np.array([index[x] for x in board.table["model"]]), a, b, weight,
-                           n_suggest)
+    picks, gains = _greedy(
+        cov.to_numpy() / LOGIT_TO_ELO**2,
+        np.array([index[x] for x in board.table["model"]]),
+        a,
+        b,
+        weight,
+        n_suggest,
+    )
     chosen = keep[picks]
-    return pd.DataFrame({"id": unvoted.id[chosen], "model_a": names_a[picks],
-                         "model_b": names_b[picks],
-                         "variance_reduction": np.asarray(gains) * LOGIT_TO_ELO ** 2})
+    return pd.DataFrame(
+        {
+            "id": unvoted.id[chosen],
+            "model_a": names_a[picks],
+            "model_b": names_b[picks],
+            "variance_reduction": np.asarray(gains) * LOGIT_TO_ELO**2,
+        }
+    )
 
 
-def _greedy(cov: np.ndarray, order: np.ndarray, a: np.ndarray, b: np.ndarray,
-            weight: np.ndarray, n_suggest: int) -> tuple[list[int], list[float]]:
+def _greedy(
+    cov: np.ndarray,
+    order: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    weight: np.ndarray,
+    n_suggest: int,
+) -> tuple[list[int], list[float]]:
     """Greedy picks among battles grouped by unordered pair, most weight first."""
     m = len(cov)
     contrast = np.zeros((m - 1, m))

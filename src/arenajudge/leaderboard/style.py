@@ -22,15 +22,19 @@ STYLE_FEATURES = ("length", *_MARKDOWN)
 
 def response_lengths(battles: Battles) -> tuple[np.ndarray, np.ndarray]:
     """Characters of response A and of response B (turns joined), two arrays of shape (n,)."""
-    return (np.array([len(join_turns(t)) for t in battles.response_a], dtype=float),
-            np.array([len(join_turns(t)) for t in battles.response_b], dtype=float))
+    return (
+        np.array([len(join_turns(t)) for t in battles.response_a], dtype=float),
+        np.array([len(join_turns(t)) for t in battles.response_b], dtype=float),
+    )
 
 
 def _style_counts(responses: list[tuple[str, ...]]) -> np.ndarray:
     """Length and markdown element counts per response, shape (n, len(STYLE_FEATURES))."""
     texts = ["\n" + join_turns(turns) for turns in responses]
-    return np.array([[len(text) - 1, *(len(p.findall(text)) for p in _MARKDOWN.values())]
-                     for text in texts], dtype=float).reshape(len(texts), len(STYLE_FEATURES))
+    return np.array(
+        [[len(text) - 1, *(len(p.findall(text)) for p in _MARKDOWN.values())] for text in texts],
+        dtype=float,
+    ).reshape(len(texts), len(STYLE_FEATURES))
 
 
 def style_covariates(battles: Battles) -> np.ndarray:

@@ -94,7 +94,7 @@ def _davidson(eta: np.ndarray, tau: float) -> OutcomeTerms:
     score[:, :, 0] = np.column_stack([0.5 - half_diff, -0.5 - half_diff, -half_diff])
     score[:, :, 1] = np.column_stack([-p_t, -p_t, 1 - p_t])
     information = np.empty((len(eta), 2, 2))
-    information[:, 0, 0] = (p_a + p_b) / 4 - half_diff ** 2
+    information[:, 0, 0] = (p_a + p_b) / 4 - half_diff**2
     information[:, 1, 1] = p_t * (1 - p_t)
     information[:, 0, 1] = information[:, 1, 0] = -half_diff * p_t
     return OutcomeTerms(log_proba, score, information)
@@ -107,8 +107,7 @@ def _rao_kupper(eta: np.ndarray, tau: float) -> OutcomeTerms:
     p_a, p_b = expit(eta - kappa), expit(-eta - kappa)
     p_t = np.maximum(expit(kappa - eta) - expit(-kappa - eta), _TINY)
     var_a, var_b = p_a * (1 - p_a), p_b * (1 - p_b)
-    log_proba = np.column_stack([log_expit(eta - kappa), log_expit(-eta - kappa),
-                                 np.log(p_t)])
+    log_proba = np.column_stack([log_expit(eta - kappa), log_expit(-eta - kappa), np.log(p_t)])
     score = np.empty((len(eta), 3, 2))
     score[:, :, 0] = np.column_stack([1 - p_a, -(1 - p_b), (var_b - var_a) / p_t])
     score[:, :, 1] = kappa * np.column_stack([-(1 - p_a), -(1 - p_b), (var_a + var_b) / p_t])

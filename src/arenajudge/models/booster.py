@@ -65,15 +65,19 @@ class Booster:
         self._free = _library().LGBM_BoosterFree
         self._handle = ctypes.c_void_p()
         iterations = ctypes.c_int(0)
-        _call(_library().LGBM_BoosterLoadModelFromString(
-            ctypes.c_char_p(text.encode("utf-8")), ctypes.byref(iterations),
-            ctypes.byref(self._handle)))
+        _call(
+            _library().LGBM_BoosterLoadModelFromString(
+                ctypes.c_char_p(text.encode("utf-8")),
+                ctypes.byref(iterations),
+                ctypes.byref(self._handle),
+            )
+        )
         classes = ctypes.c_int(0)
         _call(_library().LGBM_BoosterGetNumClasses(self._handle, ctypes.byref(classes)))
         self.num_classes = classes.value
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "Booster":
+    def from_file(cls, path: str | Path) -> Booster:
         return cls(Path(path).read_text(encoding="utf-8"))
 
     def num_feature(self) -> int:
@@ -85,19 +89,30 @@ class Booster:
         """Probabilities of every class, shape (n, num_classes), as
         ``lightgbm.Booster.predict`` gives them for a dense matrix, on ``num_threads``
         threads (0: OpenMP's choice, one per core)."""
-        dtype, kind = ((np.float32, _FLOAT32) if features.dtype == np.float32
-                       else (np.float64, _FLOAT64))
+        dtype, kind = (
+            (np.float32, _FLOAT32) if features.dtype == np.float32 else (np.float64, _FLOAT64)
+        )
         data = np.ascontiguousarray(features, dtype=dtype)
         n_rows = data.shape[0]
         out = np.empty(n_rows * self.num_classes, dtype=np.float64)
         written = ctypes.c_int64(0)
         parameters = f"num_threads={num_threads}" if num_threads else ""
-        _call(_library().LGBM_BoosterPredictForMat(
-            self._handle, data.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(kind),
-            ctypes.c_int32(n_rows), ctypes.c_int32(data.shape[1]), ctypes.c_int(_ROW_MAJOR),
-            ctypes.c_int(_PREDICT_NORMAL), ctypes.c_int(0), ctypes.c_int(-1),
-            ctypes.c_char_p(parameters.encode()), ctypes.byref(written),
-            out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))))
+        _call(
+            _library().LGBM_BoosterPredictForMat(
+                self._handle,
+                data.ctypes.data_as(ctypes.c_void_p),
+                ctypes.c_int(kind),
+                ctypes.c_int32(n_rows),
+                ctypes.c_int32(data.shape[1]),
+                ctypes.c_int(_ROW_MAJOR),
+                ctypes.c_int(_PREDICT_NORMAL),
+                ctypes.c_int(0),
+                ctypes.c_int(-1),
+                ctypes.c_char_p(parameters.encode()),
+                ctypes.byref(written),
+                out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+            )
+        )
         return out.reshape(n_rows, self.num_classes)
 
     def save(self, path: str | Path) -> None:

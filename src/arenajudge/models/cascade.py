@@ -20,11 +20,21 @@ import numpy as np
 from arenajudge.config import check_config, option
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.errors import ConfigError, ModelLoadError
-from arenajudge.models.composite import (Blend, held_out_probas, load_member, load_members,
-                                         member_references, uses_outside_embeddings)
+from arenajudge.models.composite import (
+    Blend,
+    held_out_probas,
+    load_member,
+    load_members,
+    member_references,
+    uses_outside_embeddings,
+)
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
-from arenajudge.models.manifest import (config_from_manifest, data_summary, read_manifest,
-                                        write_manifest)
+from arenajudge.models.manifest import (
+    config_from_manifest,
+    data_summary,
+    read_manifest,
+    write_manifest,
+)
 from arenajudge.outputs import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -38,14 +48,25 @@ MIN_BLEND_ROWS = 20
 class CascadeConfig:
     """Settings of :class:`CascadeModel` (the two stages are given as model directories)."""
 
-    share: float = option(0.3, "Share of rows the second model rescores: the first model's "
-                          "least sure (highest entropy) share F of its OOF predictions "
-                          "sets the entropy threshold.", low=0, high=1)
-    max_entropy: float | None = option(None, "Rescore rows whose first-stage entropy (nats) "
-                                       "is at least this, instead of a share.", low=0,
-                                       high=math.log(3))
-    swap_tta: bool = option(False, "Score the second stage in both A/B orders and average "
-                            "(for a second model that is not swap-symmetric).")
+    share: float = option(
+        0.3,
+        "Share of rows the second model rescores: the first model's "
+        "least sure (highest entropy) share F of its OOF predictions "
+        "sets the entropy threshold.",
+        low=0,
+        high=1,
+    )
+    max_entropy: float | None = option(
+        None,
+        "Rescore rows whose first-stage entropy (nats) is at least this, instead of a share.",
+        low=0,
+        high=math.log(3),
+    )
+    swap_tta: bool = option(
+        False,
+        "Score the second stage in both A/B orders and average "
+        "(for a second model that is not swap-symmetric).",
+    )
 
 
 def entropy(proba: np.ndarray) -> np.ndarray:
@@ -54,8 +75,13 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     return -(proba * np.log(proba)).sum(axis=1)
 
 
-def combine_stages(first: np.ndarray, rescore: np.ndarray, second: np.ndarray | None,
-                   blend: Blend, tie_rate: float | None = None) -> np.ndarray:
+def combine_stages(
+    first: np.ndarray,
+    rescore: np.ndarray,
+    second: np.ndarray | None,
+    blend: Blend,
+    tie_rate: float | None = None,
+) -> np.ndarray:
     """``first`` (n, 3) with the rows at positions ``rescore`` replaced by the blend of
     the first stage and ``second`` (the second stage's probabilities of those rows)."""
     out = first.copy()
@@ -64,8 +90,9 @@ def combine_stages(first: np.ndarray, rescore: np.ndarray, second: np.ndarray | 
     return out
 
 
-def cross_fitted_cascade(first: np.ndarray, then: np.ndarray, target: np.ndarray,
-                         fold: np.ndarray, config: CascadeConfig) -> np.ndarray:
+def cross_fitted_cascade(
+    first: np.ndarray, then: np.ndarray, target: np.ndarray, fold: np.ndarray, config: CascadeConfig
+) -> np.ndarray:
     """Cascade predictions from two stages' OOF predictions, shape (n, 3), where each
     fold's rows use a threshold and blend fitted on the other folds only."""
     out = np.zeros_like(first)
@@ -77,8 +104,13 @@ def cross_fitted_cascade(first: np.ndarray, then: np.ndarray, target: np.ndarray
     return out
 
 
-def _fit_gate(first: np.ndarray, then: np.ndarray, target: np.ndarray,
-              weight: np.ndarray | None, config: CascadeConfig) -> tuple[float, Blend]:
+def _fit_gate(
+    first: np.ndarray,
+    then: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None,
+    config: CascadeConfig,
+) -> tuple[float, Blend]:
     """The entropy threshold and the blend fitted on held-out predictions of both stages."""
     first_entropy = entropy(first)
     if config.max_entropy is not None:
@@ -90,8 +122,9 @@ def _fit_gate(first: np.ndarray, then: np.ndarray, target: np.ndarray,
     rows = first_entropy >= threshold
     if rows.sum() < MIN_BLEND_ROWS:
         rows = np.ones(len(target), dtype=bool)
-    blend = Blend.fit([first[rows], then[rows]], target[rows],
-                      None if weight is None else weight[rows])
+    blend = Blend.fit(
+        [first[rows], then[rows]], target[rows], None if weight is None else weight[rows]
+    )
     return threshold, blend
 
 
@@ -110,14 +143,24 @@ class CascadeModel(PreferenceModel):
     backend = "cascade"
     config_class = CascadeConfig
 
-    def __init__(self, config: CascadeConfig | None = None, *,
-                 first_dir: str | Path | None = None, then_dir: str | Path | None = None,
-                 **overrides: object) -> None:
+    def __init__(
+        self,
+        config: CascadeConfig | None = None,
+        *,
+        first_dir: str | Path | None = None,
+        then_dir: str | Path | None = None,
+        **overrides: object,
+    ) -> None:
         super().__init__(config, **overrides)
         self.first_dir, self.then_dir = first_dir, then_dir
 
-    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None,
-            oof: tuple[np.ndarray, np.ndarray] | None = None) -> "CascadeModel":
+    def fit(
+        self,
+        battles: Battles,
+        *,
+        sample_weight: np.ndarray | None = None,
+        oof: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> CascadeModel:
         """Fit the threshold and the blend on labelled ``battles``: on ``oof`` = (first's,
         then's) out-of-fold predictions of them, or, without, on the two models'
         predictions, so ``battles`` must then be rows neither trained on."""
@@ -128,8 +171,7 @@ class CascadeModel(PreferenceModel):
         weight = check_sample_weight(battles, sample_weight)
         self.first_, self.then_ = load_member(self.first_dir), load_member(self.then_dir)
         first, then = held_out_probas([self.first_, self.then_], battles, oof)
-        self.threshold_, self.blend_ = _fit_gate(first, then, battles.target, weight,
-                                                 self.config)
+        self.threshold_, self.blend_ = _fit_gate(first, then, battles.target, weight, self.config)
         self.training_ = data_summary(battles)
         return self
 
@@ -152,8 +194,12 @@ class CascadeModel(PreferenceModel):
             first[keep] = self.first_.predict_proba(battles.take(keep), tie_rate=tie_rate)
         second = self._second_stage(battles.take(rescore)) if len(rescore) else None
         out = combine_stages(first, rescore, second, self.blend_, tie_rate)
-        logger.info("cascade: first stage scored %d rows, second stage %d (%.1f%%)",
-                    len(battles), len(rescore), 100 * len(rescore) / len(battles))
+        logger.info(
+            "cascade: first stage scored %d rows, second stage %d (%.1f%%)",
+            len(battles),
+            len(rescore),
+            100 * len(rescore) / len(battles),
+        )
         return out
 
     def save(self, path: str | Path, *, force: bool = False) -> None:
@@ -166,31 +212,40 @@ class CascadeModel(PreferenceModel):
             training["embeddings"] = "members trained with --embeddings"
         with atomic_path(path, force, kind="directory", output="model") as staged:
             staged.mkdir()
-            (staged / CASCADE_FILE).write_text(json.dumps(
-                {"threshold": self.threshold_, **self.blend_.to_dict()}, indent=2))
-            write_manifest(staged, backend=self.backend, config=asdict(self.config),
-                           feature_schema=None, training=training, members=references)
+            (staged / CASCADE_FILE).write_text(
+                json.dumps({"threshold": self.threshold_, **self.blend_.to_dict()}, indent=2)
+            )
+            write_manifest(
+                staged,
+                backend=self.backend,
+                config=asdict(self.config),
+                feature_schema=None,
+                training=training,
+                members=references,
+            )
 
     @classmethod
-    def load(cls, path: str | Path) -> "CascadeModel":
+    def load(cls, path: str | Path) -> CascadeModel:
         """Read a cascade and its two stages; a stage that moved or changed is an error."""
         path = Path(path)
         manifest = read_manifest(path, backend=cls.backend, verify=True)
         references = manifest.get("members")
         if not isinstance(references, list) or len(references) != 2:
-            raise ModelLoadError("must list exactly two members; rebuild the cascade",
-                                 file=path)
+            raise ModelLoadError("must list exactly two members; rebuild the cascade", file=path)
         first, then = load_members(path, references)
-        model = cls(config_from_manifest(manifest, CascadeConfig, path),
-                    first_dir=path / references[0]["path"],
-                    then_dir=path / references[1]["path"])
+        model = cls(
+            config_from_manifest(manifest, CascadeConfig, path),
+            first_dir=path / references[0]["path"],
+            then_dir=path / references[1]["path"],
+        )
         model.first_, model.then_ = first, then
         try:
             raw = json.loads((path / CASCADE_FILE).read_text(encoding="utf-8"))
             model.threshold_ = float(raw["threshold"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"cannot be read ({exc}); rebuild the cascade",
-                                 file=path / CASCADE_FILE) from None
+            raise ModelLoadError(
+                f"cannot be read ({exc}); rebuild the cascade", file=path / CASCADE_FILE
+            ) from None
         model.blend_ = Blend.from_dict(raw, path / CASCADE_FILE)
         model.training_ = manifest.get("training", {})
         return model

@@ -9,9 +9,10 @@ Composites are the one place a model loads other models of any backend, so
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -38,8 +39,9 @@ def geometric_blend(probas: Sequence[np.ndarray], weights: Sequence[float]) -> n
     return proba / proba.sum(axis=1, keepdims=True)
 
 
-def symmetric_prior(target: np.ndarray, sample_weight: np.ndarray | None = None
-                    ) -> tuple[float, float, float]:
+def symmetric_prior(
+    target: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[float, float, float]:
     """Smoothed class balance of ``target`` in both A/B orders, for the tie-rate shift."""
     weight = np.ones(len(target)) if sample_weight is None else sample_weight
     counts = ((target + swap_proba(target)) / 2 * weight[:, None]).sum(axis=0)
@@ -59,8 +61,12 @@ class Blend:
     calibration: Calibration
 
     @classmethod
-    def fit(cls, probas: Sequence[np.ndarray], target: np.ndarray,
-            sample_weight: np.ndarray | None = None) -> "Blend":
+    def fit(
+        cls,
+        probas: Sequence[np.ndarray],
+        target: np.ndarray,
+        sample_weight: np.ndarray | None = None,
+    ) -> Blend:
         """Weights and temperature minimising the log loss of the blend of ``probas``
         (each (n, 3), e.g. members' OOF predictions) on ``target`` (n, 3)."""
         if len(probas) == 0 or len(target) == 0:
@@ -84,12 +90,15 @@ class Blend:
         result = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
         shares = np.exp(result.x[:-1] - result.x[:-1].max())
         shares /= shares.sum()
-        return cls(weights=tuple(float(w) for w in shares),
-                   calibration=Calibration(temperature=float(np.exp(result.x[-1])),
-                                           train_prior=symmetric_prior(target, sample_weight)))
+        return cls(
+            weights=tuple(float(w) for w in shares),
+            calibration=Calibration(
+                temperature=float(np.exp(result.x[-1])),
+                train_prior=symmetric_prior(target, sample_weight),
+            ),
+        )
 
-    def transform(self, probas: Sequence[np.ndarray], tie_rate: float | None = None
-                  ) -> np.ndarray:
+    def transform(self, probas: Sequence[np.ndarray], tie_rate: float | None = None) -> np.ndarray:
         """The calibrated blend, shape (n, 3)."""
         return self.calibration.transform(geometric_blend(probas, self.weights), tie_rate)
 
@@ -97,36 +106,48 @@ class Blend:
         return log_loss(target, self.transform(probas))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": list(self.weights), "temperature": self.calibration.temperature,
-                "train_prior": list(self.calibration.train_prior)}
+        return {
+            "weights": list(self.weights),
+            "temperature": self.calibration.temperature,
+            "train_prior": list(self.calibration.train_prior),
+        }
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], where: Path) -> "Blend":
+    def from_dict(cls, raw: dict[str, Any], where: Path) -> Blend:
         try:
             weights = tuple(float(w) for w in raw["weights"])
-            calibration = Calibration(temperature=float(raw["temperature"]),
-                                      train_prior=tuple(float(v) for v in raw["train_prior"]))
+            calibration = Calibration(
+                temperature=float(raw["temperature"]),
+                train_prior=tuple(float(v) for v in raw["train_prior"]),
+            )
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelLoadError(f"has an unreadable blend ({exc}); rebuild the model",
-                                 file=where) from None
+            raise ModelLoadError(
+                f"has an unreadable blend ({exc}); rebuild the model", file=where
+            ) from None
         if min(weights, default=-1) < 0 or abs(sum(weights) - 1) > 1e-6:
-            raise ModelLoadError("has blend weights that are not non-negative and summing "
-                                 "to 1; rebuild the model", file=where)
+            raise ModelLoadError(
+                "has blend weights that are not non-negative and summing to 1; rebuild the model",
+                file=where,
+            )
         return cls(weights=weights, calibration=calibration)
 
 
 # ------------------------------------------------------------------------- members
-def member_references(member_dirs: Sequence[str | Path], model_dir: str | Path
-                      ) -> list[dict[str, str]]:
+def member_references(
+    member_dirs: Sequence[str | Path], model_dir: str | Path
+) -> list[dict[str, str]]:
     """Each member as {path relative to ``model_dir``, backend, manifest_sha256}."""
     destination = Path(model_dir).resolve()
     references = []
     for member in member_dirs:
         manifest = read_manifest(member)
-        references.append({
-            "path": Path(os.path.relpath(Path(member).resolve(), destination)).as_posix(),
-            "backend": str(manifest["backend"]),
-            "manifest_sha256": manifest_sha256(member)})
+        references.append(
+            {
+                "path": Path(os.path.relpath(Path(member).resolve(), destination)).as_posix(),
+                "backend": str(manifest["backend"]),
+                "manifest_sha256": manifest_sha256(member),
+            }
+        )
     return references
 
 
@@ -138,21 +159,26 @@ def load_members(model_dir: Path, references: Any) -> list[PreferenceModel]:
     for reference in references:
         member = model_dir / str(reference.get("path", ""))
         if not (member / MANIFEST).is_file():
-            raise ModelLoadError(f"member {reference.get('path')!r} is missing (moved or "
-                                 f"deleted; looked in {member}); put it back or rebuild the "
-                                 "model", file=model_dir)
+            raise ModelLoadError(
+                f"member {reference.get('path')!r} is missing (moved or "
+                f"deleted; looked in {member}); put it back or rebuild the "
+                "model",
+                file=model_dir,
+            )
         if manifest_sha256(member) != reference.get("manifest_sha256"):
-            raise ModelLoadError(f"member {reference.get('path')!r} has changed since this "
-                                 "model was built (its manifest sha256 differs); rebuild "
-                                 "the model", file=model_dir)
+            raise ModelLoadError(
+                f"member {reference.get('path')!r} has changed since this "
+                "model was built (its manifest sha256 differs); rebuild "
+                "the model",
+                file=model_dir,
+            )
         members.append(load_member(member))
     return members
 
 
 def uses_outside_embeddings(member_dirs: Sequence[str | Path]) -> bool:
     """Whether any member was trained with ``--embeddings`` (so needs them to predict)."""
-    return any("embeddings" in read_manifest(member).get("training", {})
-               for member in member_dirs)
+    return any("embeddings" in read_manifest(member).get("training", {}) for member in member_dirs)
 
 
 def load_member(path: str | Path) -> PreferenceModel:
@@ -162,18 +188,23 @@ def load_member(path: str | Path) -> PreferenceModel:
     return load_model(path)
 
 
-def held_out_probas(members: Sequence[PreferenceModel], battles: Battles,
-                    oof: Sequence[np.ndarray] | None) -> list[np.ndarray]:
+def held_out_probas(
+    members: Sequence[PreferenceModel], battles: Battles, oof: Sequence[np.ndarray] | None
+) -> list[np.ndarray]:
     """The members' probabilities to fit a blend on: ``oof`` (one (n, 3) array per member,
     rows aligned with ``battles``) when given, else the members' predictions of
     ``battles``, which must then be rows the members never trained on."""
     if oof is None:
         return [member.predict_proba(battles.without_labels()) for member in members]
     if len(oof) != len(members):
-        raise ConfigError(f"got {len(oof)} OOF files for {len(members)} members; give one "
-                          "per member, in the same order")
+        raise ConfigError(
+            f"got {len(oof)} OOF files for {len(members)} members; give one "
+            "per member, in the same order"
+        )
     for array in oof:
         if np.shape(array) != (len(battles), len(LABELS)):
-            raise ConfigError(f"an OOF array has shape {np.shape(array)}, expected "
-                              f"({len(battles)}, {len(LABELS)}) like the labelled data")
+            raise ConfigError(
+                f"an OOF array has shape {np.shape(array)}, expected "
+                f"({len(battles)}, {len(LABELS)}) like the labelled data"
+            )
     return [np.asarray(array, dtype=float) for array in oof]

@@ -46,8 +46,7 @@ class PreferenceModel(ABC):
         check_config(self.config)
 
     @abstractmethod
-    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
-            ) -> "PreferenceModel":
+    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None) -> PreferenceModel:
         """Learn from labelled ``battles``; returns ``self``."""
 
     @abstractmethod
@@ -63,10 +62,10 @@ class PreferenceModel(ABC):
 
     @classmethod
     @abstractmethod
-    def load(cls, path: str | Path) -> "PreferenceModel":
+    def load(cls, path: str | Path) -> PreferenceModel:
         """Read a model written by :meth:`save`."""
 
-    def worker_copy(self) -> "PreferenceModel | None":
+    def worker_copy(self) -> PreferenceModel | None:
         """A copy scoring exactly as this model does on a single thread, which a worker
         process receives pickled to score blocks of a file side by side with others;
         None (the default) keeps scoring in this process, for backends that run their
@@ -79,15 +78,20 @@ class PreferenceModel(ABC):
 
     def check_fitted(self) -> None:
         if not self.is_fitted:
-            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; "
-                                 "call fit() or load a saved model first")
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; "
+                "call fit() or load a saved model first"
+            )
 
 
 def check_labelled(battles: Battles) -> None:
     """Raise a clear error when training data has no labels."""
     if not battles.labelled:
-        raise DataError("has no label columns; training needs winner_model_a, "
-                        "winner_model_b and winner_tie (or a winner column)", file=battles.path)
+        raise DataError(
+            "has no label columns; training needs winner_model_a, "
+            "winner_model_b and winner_tie (or a winner column)",
+            file=battles.path,
+        )
 
 
 def check_sample_weight(battles: Battles, sample_weight: np.ndarray | None) -> np.ndarray:

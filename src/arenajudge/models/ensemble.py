@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -21,11 +21,22 @@ from arenajudge.config import check_config, option
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ModelLoadError
 from arenajudge.metrics import log_loss
-from arenajudge.models.composite import (Blend, held_out_probas, load_member, load_members,
-                                         member_references, uses_outside_embeddings)
+from arenajudge.models.composite import (
+    Blend,
+    held_out_probas,
+    load_member,
+    load_members,
+    member_references,
+    uses_outside_embeddings,
+)
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
-from arenajudge.models.manifest import (MANIFEST, config_from_manifest, data_summary,
-                                        read_manifest, write_manifest)
+from arenajudge.models.manifest import (
+    MANIFEST,
+    config_from_manifest,
+    data_summary,
+    read_manifest,
+    write_manifest,
+)
 from arenajudge.outputs import atomic_path
 
 BLEND_FILE = "blend.json"
@@ -35,9 +46,14 @@ BLEND_FILE = "blend.json"
 class EnsembleConfig:
     """Settings of :class:`EnsembleModel` (the members are given as model directories)."""
 
-    min_weight: float = option(0.0, "Members whose fitted weight falls below this are "
-                               "dropped and the rest refitted (0 keeps every member).",
-                               low=0, high=1, high_open=True)
+    min_weight: float = option(
+        0.0,
+        "Members whose fitted weight falls below this are "
+        "dropped and the rest refitted (0 keeps every member).",
+        low=0,
+        high=1,
+        high_open=True,
+    )
 
 
 class EnsembleModel(PreferenceModel):
@@ -61,13 +77,23 @@ class EnsembleModel(PreferenceModel):
     backend = "ensemble"
     config_class = EnsembleConfig
 
-    def __init__(self, config: EnsembleConfig | None = None, *,
-                 member_dirs: Sequence[str | Path] = (), **overrides: object) -> None:
+    def __init__(
+        self,
+        config: EnsembleConfig | None = None,
+        *,
+        member_dirs: Sequence[str | Path] = (),
+        **overrides: object,
+    ) -> None:
         super().__init__(config, **overrides)
         self.member_dirs = [Path(path) for path in member_dirs]
 
-    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None,
-            oof: Sequence[np.ndarray] | None = None) -> "EnsembleModel":
+    def fit(
+        self,
+        battles: Battles,
+        *,
+        sample_weight: np.ndarray | None = None,
+        oof: Sequence[np.ndarray] | None = None,
+    ) -> EnsembleModel:
         """Fit the blend on labelled ``battles``: on the members' ``oof`` predictions of
         them (one (n, 3) array per member) or, without ``oof``, on the members'
         predictions, so ``battles`` must then be rows no member trained on."""
@@ -88,7 +114,8 @@ class EnsembleModel(PreferenceModel):
         self.scores_ = {
             "rows": len(battles),
             "members": [log_loss(battles.target, p) for p in probas],
-            "blend": self.blend_.score(probas, battles.target)}
+            "blend": self.blend_.score(probas, battles.target),
+        }
         self.training_ = data_summary(battles)
         return self
 
@@ -97,13 +124,15 @@ class EnsembleModel(PreferenceModel):
         self.check_fitted()
         if len(battles) == 0:
             return np.zeros((0, len(LABELS)))
-        probas = [member.predict_proba(battles) if share > 0 else None
-                  for member, share in zip(self.members_, self.blend_.weights)]
+        probas = [
+            member.predict_proba(battles) if share > 0 else None
+            for member, share in zip(self.members_, self.blend_.weights)
+        ]
         used = [(p, w) for p, w in zip(probas, self.blend_.weights) if p is not None]
         blend = Blend(weights=tuple(w for _, w in used), calibration=self.blend_.calibration)
         return blend.transform([p for p, _ in used], tie_rate)
 
-    def worker_copy(self) -> "EnsembleModel | None":
+    def worker_copy(self) -> EnsembleModel | None:
         """This ensemble with every member's worker copy; None when a member scores only
         in this process."""
         members = [member.worker_copy() for member in self.members_]
@@ -124,19 +153,27 @@ class EnsembleModel(PreferenceModel):
         with atomic_path(path, force, kind="directory", output="model") as staged:
             staged.mkdir()
             (staged / BLEND_FILE).write_text(json.dumps(self.blend_.to_dict(), indent=2))
-            write_manifest(staged, backend=self.backend, config=asdict(self.config),
-                           feature_schema=None, training=training,
-                           metrics={"fit_rows": self.scores_}, members=references)
+            write_manifest(
+                staged,
+                backend=self.backend,
+                config=asdict(self.config),
+                feature_schema=None,
+                training=training,
+                metrics={"fit_rows": self.scores_},
+                members=references,
+            )
 
     @classmethod
-    def load(cls, path: str | Path) -> "EnsembleModel":
+    def load(cls, path: str | Path) -> EnsembleModel:
         """Read an ensemble and its members; a member that moved or changed is an error."""
         path = Path(path)
         manifest = read_manifest(path, backend=cls.backend, verify=True)
         references = manifest.get("members")
         members = load_members(path, references)
-        model = cls(config_from_manifest(manifest, EnsembleConfig, path),
-                    member_dirs=[path / ref["path"] for ref in references])
+        model = cls(
+            config_from_manifest(manifest, EnsembleConfig, path),
+            member_dirs=[path / ref["path"] for ref in references],
+        )
         model.members_ = members
         model.blend_ = _read_blend(path, len(model.members_))
         model.scores_ = manifest.get("metrics", {}).get("fit_rows", {})
@@ -144,8 +181,9 @@ class EnsembleModel(PreferenceModel):
         return model
 
 
-def cross_fitted_blend(probas: Sequence[np.ndarray], target: np.ndarray, fold: np.ndarray
-                       ) -> np.ndarray:
+def cross_fitted_blend(
+    probas: Sequence[np.ndarray], target: np.ndarray, fold: np.ndarray
+) -> np.ndarray:
     """Blend predictions, shape (n, 3), where each fold's rows use weights fitted on the
     other folds only: an honest score for a blend fitted on OOF predictions."""
     out = np.zeros((len(target), len(LABELS)))
@@ -160,10 +198,14 @@ def _read_blend(path: Path, n_members: int) -> Blend:
     try:
         raw = json.loads((path / BLEND_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot be read ({exc}); rebuild the ensemble",
-                             file=path / BLEND_FILE) from None
+        raise ModelLoadError(
+            f"cannot be read ({exc}); rebuild the ensemble", file=path / BLEND_FILE
+        ) from None
     blend = Blend.from_dict(raw, path / BLEND_FILE)
     if len(blend.weights) != n_members:
-        raise ModelLoadError(f"has {len(blend.weights)} weights for {n_members} members in "
-                             f"{MANIFEST}; rebuild the ensemble", file=path / BLEND_FILE)
+        raise ModelLoadError(
+            f"has {len(blend.weights)} weights for {n_members} members in "
+            f"{MANIFEST}; rebuild the ensemble",
+            file=path / BLEND_FILE,
+        )
     return blend

@@ -7,8 +7,9 @@ model never imports torch.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from arenajudge.config import config_from_mapping, resolve_config
 from arenajudge.errors import ConfigError, ModelLoadError
@@ -37,8 +38,9 @@ def model_class(backend: str) -> type[PreferenceModel]:
     return getattr(importlib.import_module(module), name)
 
 
-def build_model(backend: str, values: Mapping[str, Any] | None = None, *,
-                config_path: str | Path | None = None) -> PreferenceModel:
+def build_model(
+    backend: str, values: Mapping[str, Any] | None = None, *, config_path: str | Path | None = None
+) -> PreferenceModel:
     """An unfitted ``backend`` model configured by the file at ``config_path`` (YAML or
     TOML) and then ``values`` (e.g. CLI flags given), over the backend's defaults.
 
@@ -46,8 +48,7 @@ def build_model(backend: str, values: Mapping[str, Any] | None = None, *,
     out-of-range settings, a missing extra, a bad base model directory.
     """
     cls = model_class(backend)
-    config = resolve_config(cls.config_class, config_path, values or {},
-                            base=cls.default_config())
+    config = resolve_config(cls.config_class, config_path, values or {}, base=cls.default_config())
     model = cls(config)
     model.preflight()
     return model
@@ -61,14 +62,15 @@ def load_model(path: str | Path, runtime: Mapping[str, Any] | None = None) -> Pr
     """
     backend = read_manifest(path).get("backend")
     if backend not in _CLASSES:
-        raise ModelLoadError(f"holds an unknown backend {backend!r}; is this arenajudge "
-                             "too old?", file=Path(path) / MANIFEST)
+        raise ModelLoadError(
+            f"holds an unknown backend {backend!r}; is this arenajudge too old?",
+            file=Path(path) / MANIFEST,
+        )
     cls = model_class(backend)
     if not runtime:
         return cls.load(path)
     options_class = getattr(cls, "predict_options_class", None)
     if options_class is None:
         flags = ", ".join("--" + name.replace("_", "-") for name in runtime)
-        raise ConfigError(f"{flags} apply to transformer models; {path} holds a {backend} "
-                          "model")
+        raise ConfigError(f"{flags} apply to transformer models; {path} holds a {backend} model")
     return cls.load(path, config_from_mapping(options_class, runtime, source="command line"))

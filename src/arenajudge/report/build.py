@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,39 +33,60 @@ def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
     try:
         frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot be read as an out-of-fold predictions CSV ({exc})",
-                        file=path) from None
+        raise DataError(
+            f"cannot be read as an out-of-fold predictions CSV ({exc})", file=path
+        ) from None
     missing = [c for c in OOF_COLUMNS if c not in frame.columns]
     if missing:
-        raise DataError(f"is missing column(s) {', '.join(missing)}; out-of-fold predictions "
-                        f"need {', '.join(OOF_COLUMNS)}", file=path)
+        raise DataError(
+            f"is missing column(s) {', '.join(missing)}; out-of-fold predictions "
+            f"need {', '.join(OOF_COLUMNS)}",
+            file=path,
+        )
     duplicated = frame["id"][frame["id"].duplicated()]
     if len(duplicated):
-        raise DataError("is a duplicate; ids must be unique", file=path,
-                        row_id=str(duplicated.iloc[0]), column="id")
+        raise DataError(
+            "is a duplicate; ids must be unique",
+            file=path,
+            row_id=str(duplicated.iloc[0]),
+            column="id",
+        )
     frame = frame.set_index("id")
     ids = pd.Index(battles.id.astype(str))
     absent = ids.difference(frame.index)
     if len(absent):
-        raise DataError(f"has no predictions for {len(absent):,} of the {len(ids):,} battles "
-                        f"(e.g. id {absent[0]}); was it made from this data file?", file=path)
+        raise DataError(
+            f"has no predictions for {len(absent):,} of the {len(ids):,} battles "
+            f"(e.g. id {absent[0]}); was it made from this data file?",
+            file=path,
+        )
     proba = frame.loc[ids, list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    bad = ~np.isfinite(proba).all(axis=1) | (proba < 0).any(axis=1) | (
-        np.abs(proba.sum(axis=1) - 1) > _ROW_SUM_TOLERANCE)
+    bad = (
+        ~np.isfinite(proba).all(axis=1)
+        | (proba < 0).any(axis=1)
+        | (np.abs(proba.sum(axis=1) - 1) > _ROW_SUM_TOLERANCE)
+    )
     if bad.any():
-        raise DataError("holds probabilities that are not three non-negative numbers summing "
-                        "to 1", file=path, row_id=str(ids[np.argmax(bad)]),
-                        column=",".join(LABELS))
+        raise DataError(
+            "holds probabilities that are not three non-negative numbers summing to 1",
+            file=path,
+            row_id=str(ids[np.argmax(bad)]),
+            column=",".join(LABELS),
+        )
     return proba
 
 
-def _summary(evidence: Evidence, predictor: str, sections: list[Section],
-             caveats: Sequence[str] = ()) -> dict[str, Any]:
+def _summary(
+    evidence: Evidence, predictor: str, sections: list[Section], caveats: Sequence[str] = ()
+) -> dict[str, Any]:
     battles = evidence.battles
-    summary: dict[str, Any] = {"data": battles.path, "rows": len(battles),
-                               "predictor": predictor,
-                               "sections": [s.key for s in sections],
-                               "plots": [s.image for s in sections if s.has_plot]}
+    summary: dict[str, Any] = {
+        "data": battles.path,
+        "rows": len(battles),
+        "predictor": predictor,
+        "sections": [s.key for s in sections],
+        "plots": [s.image for s in sections if s.has_plot],
+    }
     if evidence.proba is not None:
         summary["metrics"] = evaluate_predictions(battles, evidence.proba)[0]
         summary["warnings"] = list(caveats)
@@ -75,18 +97,31 @@ def _summary(evidence: Evidence, predictor: str, sections: list[Section],
 
 
 def _summary_rows(summary: dict[str, Any]) -> list[dict[str, str]]:
-    rows = [("data", str(summary["data"])), ("battles", f"{summary['rows']:,}"),
-            ("predictions", summary["predictor"])]
+    rows = [
+        ("data", str(summary["data"])),
+        ("battles", f"{summary['rows']:,}"),
+        ("predictions", summary["predictor"]),
+    ]
     scores = summary.get("metrics")
     if scores:
-        rows += [("log loss", f"{scores['log_loss']:.4f} (class prior of these rows: "
-                              f"{scores['prior_log_loss']:.4f}; length-only baseline, "
-                              f"cross-validated on them: {scores['length_log_loss']:.4f})"),
-                 ("accuracy", f"{scores['accuracy']:.1%}"),
-                 ("expected calibration error", f"{scores['ece']:.4f}")]
+        rows += [
+            (
+                "log loss",
+                f"{scores['log_loss']:.4f} (class prior of these rows: "
+                f"{scores['prior_log_loss']:.4f}; length-only baseline, "
+                f"cross-validated on them: {scores['length_log_loss']:.4f})",
+            ),
+            ("accuracy", f"{scores['accuracy']:.1%}"),
+            ("expected calibration error", f"{scores['ece']:.4f}"),
+        ]
     else:
-        rows.append(("note", "no predictions: pass --model MODEL_DIR or --oof OOF.csv for "
-                             "calibration, confusion, log loss breakdowns and worst errors"))
+        rows.append(
+            (
+                "note",
+                "no predictions: pass --model MODEL_DIR or --oof OOF.csv for "
+                "calibration, confusion, log loss breakdowns and worst errors",
+            )
+        )
     if "flip_rate" in summary:
         rows.append(("A/B swap flip rate", f"{summary['flip_rate']:.2%}"))
     rows += [("warning", caveat) for caveat in summary.get("warnings", ())]
@@ -104,9 +139,15 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none",
-                 caveats: Sequence[str] = (), force: bool = False,
-                 with_json: bool = False) -> dict[str, Any]:
+def write_report(
+    evidence: Evidence,
+    out: str | Path,
+    *,
+    predictor: str = "none",
+    caveats: Sequence[str] = (),
+    force: bool = False,
+    with_json: bool = False,
+) -> dict[str, Any]:
     """Write the report directory ``out``: ``index.html``, one PNG per plot and, with
     ``with_json``, ``report.json`` holding the numbers behind every plot.
 
@@ -124,13 +165,15 @@ def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none"
     """
     battles = evidence.battles
     if not battles.labelled:
-        raise DataError("has no labels; the report compares predictions with votes "
-                        "(winner_model_a, winner_model_b, winner_tie)", file=battles.path)
+        raise DataError(
+            "has no labels; the report compares predictions with votes "
+            "(winner_model_a, winner_model_b, winner_tie)",
+            file=battles.path,
+        )
     for name in ("proba", "swapped_proba"):
         value = getattr(evidence, name)
         if value is not None and np.shape(value) != (len(battles), 3):
-            raise ValueError(f"{name} must have shape ({len(battles)}, 3), got "
-                             f"{np.shape(value)}")
+            raise ValueError(f"{name} must have shape ({len(battles)}, 3), got {np.shape(value)}")
     sections = all_sections(evidence)
     summary = _summary(evidence, predictor, sections, caveats)
     with atomic_path(out, force, kind="directory", output="report") as staged:
@@ -138,13 +181,16 @@ def write_report(evidence: Evidence, out: str | Path, *, predictor: str = "none"
         for section in sections:
             if section.has_plot:
                 save_plot(section.draw, section.numbers, staged / section.image)
-        page = render_page(f"arenajudge report: {Path(str(battles.path)).name}",
-                           _summary_rows(summary), sections,
-                           f"arenajudge {__version__} · predictions: {predictor}")
+        page = render_page(
+            f"arenajudge report: {Path(str(battles.path)).name}",
+            _summary_rows(summary),
+            sections,
+            f"arenajudge {__version__} · predictions: {predictor}",
+        )
         (staged / "index.html").write_text(page, encoding="utf-8")
         if with_json:
             numbers = {"summary": summary, "sections": {s.key: s.numbers for s in sections}}
             (staged / "report.json").write_text(
-                json.dumps(_json_ready(numbers), indent=2, ensure_ascii=False),
-                encoding="utf-8")
+                json.dumps(_json_ready(numbers), indent=2, ensure_ascii=False), encoding="utf-8"
+            )
     return summary

@@ -29,10 +29,16 @@ def _table(rows: list[dict[str, Any]], text_columns: frozenset[str] = frozenset(
         return ""
     header = "".join(f"<th>{escape(str(name))}</th>" for name in rows[0])
     body = "".join(
-        "<tr>" + "".join(
-            f'<td class="text">{escape(str(value))}</td>' if name in text_columns
-            else f"<td>{escape(str(value))}</td>" for name, value in row.items()) + "</tr>"
-        for row in rows)
+        "<tr>"
+        + "".join(
+            f'<td class="text">{escape(str(value))}</td>'
+            if name in text_columns
+            else f"<td>{escape(str(value))}</td>"
+            for name, value in row.items()
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -47,8 +53,9 @@ def _section(section: Section) -> str:
     return "\n".join(parts)
 
 
-def render_page(title: str, summary: list[dict[str, str]], sections: list[Section],
-                footer: str) -> str:
+def render_page(
+    title: str, summary: list[dict[str, str]], sections: list[Section], footer: str
+) -> str:
     """The whole ``index.html``; every text from the data is HTML-escaped."""
     nav = " ".join(f'<a href="#{escape(s.key)}">{escape(s.title)}</a>' for s in sections)
     body = "\n".join(_section(s) for s in sections)

@@ -6,8 +6,10 @@ that draws them, and optionally a small table shown under the plot.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -97,24 +99,35 @@ def class_balance(evidence: Evidence) -> Section:
     }
     if evidence.proba is not None:
         numbers["predicted_shares"] = evidence.proba.mean(axis=0).tolist()
-    table = [{"class": short, "battles": f"{count:,}", "share": f"{share:.1%}"}
-             for short, count, share in zip(SHORT_LABELS, numbers["counts"], numbers["shares"])]
+    table = [
+        {"class": short, "battles": f"{count:,}", "share": f"{share:.1%}"}
+        for short, count, share in zip(SHORT_LABELS, numbers["counts"], numbers["shares"])
+    ]
     return Section("class_balance", "Class balance", numbers, plots.class_balance, table=table)
 
 
 def battles_per_model(evidence: Evidence) -> Section:
     battles = evidence.battles
-    names = (np.r_[battles.model_a, battles.model_b].astype(str) if battles.has_models
-             else np.array([], dtype=str))
+    names = (
+        np.r_[battles.model_a, battles.model_b].astype(str)
+        if battles.has_models
+        else np.array([], dtype=str)
+    )
     names = names[np.char.strip(names) != ""]
     if not len(names):
-        return Section("battles_per_model", "Battles per model", {},
-                       note="The file has no model names.")
+        return Section(
+            "battles_per_model", "Battles per model", {}, note="The file has no model names."
+        )
     models, counts = np.unique(names, return_counts=True)
     order = np.argsort(-counts, kind="stable")
     numbers = {"models": models[order].tolist(), "battles": counts[order].tolist()}
-    return Section("battles_per_model", "Battles per model", numbers, plots.battles_per_model,
-                   note=f"{len(models)} models; each battle counts for both of its models.")
+    return Section(
+        "battles_per_model",
+        "Battles per model",
+        numbers,
+        plots.battles_per_model,
+        note=f"{len(models)} models; each battle counts for both of its models.",
+    )
 
 
 def win_rate_by_length(evidence: Evidence) -> Section:
@@ -134,10 +147,14 @@ def win_rate_by_length(evidence: Evidence) -> Section:
     if evidence.proba is not None:
         predicted = _a_score(evidence.proba)
         numbers["predicted_a_win_rate"] = [float(predicted[bins == k].mean()) for k in present]
-    return Section("win_rate_by_length", "Win rate vs response-length difference", numbers,
-                   plots.win_rate_by_length,
-                   note=f"A's win rate (ties count half) in {LENGTH_BINS} equal-count bins of "
-                        "the relative length difference; right means A is longer.")
+    return Section(
+        "win_rate_by_length",
+        "Win rate vs response-length difference",
+        numbers,
+        plots.win_rate_by_length,
+        note=f"A's win rate (ties count half) in {LENGTH_BINS} equal-count bins of "
+        "the relative length difference; right means A is longer.",
+    )
 
 
 def position_bias(evidence: Evidence) -> Section:
@@ -152,9 +169,13 @@ def position_bias(evidence: Evidence) -> Section:
         "a_share_ci95": [share - half_width, share + half_width],
         "decisive_battles": decisive,
     }
-    table = [{"measure": "A-win share of decisive votes",
-              "value": f"{share:.1%} (95% CI {share - half_width:.1%} to "
-                       f"{share + half_width:.1%}, {decisive:,} votes)"}]
+    table = [
+        {
+            "measure": "A-win share of decisive votes",
+            "value": f"{share:.1%} (95% CI {share - half_width:.1%} to "
+            f"{share + half_width:.1%}, {decisive:,} votes)",
+        }
+    ]
     note = "A-win share 50% means no position bias in the labels."
     if evidence.proba is not None:
         numbers["predicted_shares"] = evidence.proba.mean(axis=0).tolist()
@@ -164,16 +185,27 @@ def position_bias(evidence: Evidence) -> Section:
         numbers["swapped_back_shares"] = swapped_back.mean(axis=0).tolist()
         numbers["flip_rate"] = float(flips.mean())
         numbers["mean_abs_change"] = float(np.abs(evidence.proba - swapped_back).mean())
-        table.append({"measure": "predictor flip rate",
-                      "value": f"{flips.mean():.2%} of battles change predicted winner when "
-                               "A and B are swapped"})
-        table.append({"measure": "mean |Δp| after swapping back",
-                      "value": f"{numbers['mean_abs_change']:.4f}"})
+        table.append(
+            {
+                "measure": "predictor flip rate",
+                "value": f"{flips.mean():.2%} of battles change predicted winner when "
+                "A and B are swapped",
+            }
+        )
+        table.append(
+            {
+                "measure": "mean |Δp| after swapping back",
+                "value": f"{numbers['mean_abs_change']:.4f}",
+            }
+        )
     elif evidence.proba is not None:
-        note += (" The predictor's flip rate under an A/B swap is omitted: it needs the "
-                 "model (--model), not out-of-fold predictions.")
-    return Section("position_bias", "Position bias", numbers, plots.position_bias, note=note,
-                   table=table)
+        note += (
+            " The predictor's flip rate under an A/B swap is omitted: it needs the "
+            "model (--model), not out-of-fold predictions."
+        )
+    return Section(
+        "position_bias", "Position bias", numbers, plots.position_bias, note=note, table=table
+    )
 
 
 # --------------------------------------------------------------------------- predictions
@@ -184,60 +216,97 @@ def reliability(evidence: Evidence) -> Section:
     for column, label in enumerate(LABELS):
         present = np.unique(bins[:, column])
         members = [bins[:, column] == k for k in present]
-        curves[label] = {"mean_predicted": [float(proba[m, column].mean()) for m in members],
-                         "observed": [float(target[m, column].mean()) for m in members],
-                         "rows": [int(m.sum()) for m in members]}
+        curves[label] = {
+            "mean_predicted": [float(proba[m, column].mean()) for m in members],
+            "observed": [float(target[m, column].mean()) for m in members],
+            "rows": [int(m.sum()) for m in members],
+        }
     ece = metrics.expected_calibration_error(target, proba)
     numbers = {"classes": curves, "ece": ece, "rows": len(proba)}
-    return Section("reliability", "Reliability diagram", numbers, plots.reliability,
-                   note=f"Per class, predicted probability in {RELIABILITY_BINS} equal-width "
-                        "bins against how often the class happened; marker area shows how "
-                        f"many battles a bin holds. Top-label ECE {ece:.4f}.")
+    return Section(
+        "reliability",
+        "Reliability diagram",
+        numbers,
+        plots.reliability,
+        note=f"Per class, predicted probability in {RELIABILITY_BINS} equal-width "
+        "bins against how often the class happened; marker area shows how "
+        f"many battles a bin holds. Top-label ECE {ece:.4f}.",
+    )
 
 
 def confusion(evidence: Evidence) -> Section:
     true, predicted = evidence.battles.label, evidence.proba.argmax(axis=1)
     matrix = np.zeros((3, 3), dtype=int)
     np.add.at(matrix, (true, predicted), 1)
-    return Section("confusion", "Confusion matrix",
-                   {"labels": list(LABELS), "matrix": matrix.tolist()}, plots.confusion,
-                   note="Rows: the label; columns: the most probable predicted class.")
+    return Section(
+        "confusion",
+        "Confusion matrix",
+        {"labels": list(LABELS), "matrix": matrix.tolist()},
+        plots.confusion,
+        note="Rows: the label; columns: the most probable predicted class.",
+    )
 
 
-def _log_loss_by(key: str, title: str, evidence: Evidence, groups: np.ndarray,
-                 order: list[str]) -> Section:
+def _log_loss_by(
+    key: str, title: str, evidence: Evidence, groups: np.ndarray, order: list[str]
+) -> Section:
     target, proba = evidence.battles.target, evidence.proba
     rows = []
     for group in order:
         members = groups == group
         if members.any():
             rows.append({"group": group, **metrics.scores(target[members], proba[members])})
-    table = [{"group": r["group"], "rows": f"{r['rows']:,}", "log loss": f"{r['log_loss']:.4f}",
-              "prior log loss": f"{r['prior_log_loss']:.4f}", "accuracy": f"{r['accuracy']:.1%}"}
-             for r in rows]
-    return Section(key, title, {"groups": rows}, plots.log_loss_by, table=table,
-                   note="Prior log loss: predicting each group's own class balance for "
-                        "every row; the model should beat it.")
+    table = [
+        {
+            "group": r["group"],
+            "rows": f"{r['rows']:,}",
+            "log loss": f"{r['log_loss']:.4f}",
+            "prior log loss": f"{r['prior_log_loss']:.4f}",
+            "accuracy": f"{r['accuracy']:.1%}",
+        }
+        for r in rows
+    ]
+    return Section(
+        key,
+        title,
+        {"groups": rows},
+        plots.log_loss_by,
+        table=table,
+        note="Prior log loss: predicting each group's own class balance for "
+        "every row; the model should beat it.",
+    )
 
 
 def log_loss_by_source(evidence: Evidence) -> Section:
     source = evidence.battles.source
     if source is None:
-        return Section("log_loss_by_source", "Log loss by source", {},
-                       note="The file has no source column; pass --sources FILE (id,source).")
+        return Section(
+            "log_loss_by_source",
+            "Log loss by source",
+            {},
+            note="The file has no source column; pass --sources FILE (id,source).",
+        )
     names, counts = np.unique(source.astype(str), return_counts=True)
-    return _log_loss_by("log_loss_by_source", "Log loss by source", evidence,
-                        source.astype(str), names[np.argsort(-counts, kind="stable")].tolist())
+    return _log_loss_by(
+        "log_loss_by_source",
+        "Log loss by source",
+        evidence,
+        source.astype(str),
+        names[np.argsort(-counts, kind="stable")].tolist(),
+    )
 
 
 def _bucket_names(edges: tuple[int, ...], unit: str) -> list[str]:
-    names = [f"{low:,}–{high - 1:,}{unit}" if high - low > 1 else f"{low:,}{unit}"
-             for low, high in zip(edges, edges[1:])]
+    names = [
+        f"{low:,}–{high - 1:,}{unit}" if high - low > 1 else f"{low:,}{unit}"
+        for low, high in itertools.pairwise(edges)
+    ]
     return names + [f"{edges[-1]:,}+{unit}"]
 
 
-def _bucketed(values: np.ndarray, edges: tuple[int, ...], unit: str
-              ) -> tuple[np.ndarray, list[str]]:
+def _bucketed(
+    values: np.ndarray, edges: tuple[int, ...], unit: str
+) -> tuple[np.ndarray, list[str]]:
     names = _bucket_names(edges, unit)
     index = np.clip(np.searchsorted(edges, values, side="right") - 1, 0, len(edges) - 1)
     return np.array(names, dtype=object)[index], names
@@ -246,15 +315,17 @@ def _bucketed(values: np.ndarray, edges: tuple[int, ...], unit: str
 def log_loss_by_length(evidence: Evidence) -> Section:
     len_a, len_b = response_lengths(evidence.battles)
     groups, order = _bucketed(len_a + len_b, LENGTH_BUCKETS, " chars")
-    return _log_loss_by("log_loss_by_length", "Log loss by length (both responses)", evidence,
-                        groups, order)
+    return _log_loss_by(
+        "log_loss_by_length", "Log loss by length (both responses)", evidence, groups, order
+    )
 
 
 def log_loss_by_turns(evidence: Evidence) -> Section:
     turns = np.array([max(len(p), 1) for p in evidence.battles.prompt])
     groups, order = _bucketed(turns, TURN_BUCKETS, "")
-    return _log_loss_by("log_loss_by_turns", "Log loss by turn count (prompt turns)", evidence,
-                        groups, order)
+    return _log_loss_by(
+        "log_loss_by_turns", "Log loss by turn count (prompt turns)", evidence, groups, order
+    )
 
 
 def _clip_text(turns: tuple[str, ...]) -> str:
@@ -266,31 +337,50 @@ def worst_errors(evidence: Evidence) -> Section:
     battles, proba = evidence.battles, evidence.proba
     loss = row_log_loss(battles.target, proba)
     worst = np.argsort(-loss, kind="stable")[:WORST_ERRORS]
-    rows = [{
-        "id": str(battles.id[i]),
-        "source": None if battles.source is None else str(battles.source[i]),
-        "label": LABELS[battles.label[i]],
-        "proba": proba[i].tolist(),
-        "log_loss": float(loss[i]),
-        "prompt": _clip_text(battles.prompt[i]),
-        "response_a": _clip_text(battles.response_a[i]),
-        "response_b": _clip_text(battles.response_b[i]),
-    } for i in worst]
-    table = [{"id": r["id"] + ("" if r["source"] is None else f" ({r['source']})"),
-              "label · predicted A/B/tie · loss":
-                  f"{SHORT_LABELS[LABELS.index(r['label'])]} · "
-                  + "/".join(f"{p:.2f}" for p in r["proba"]) + f" · {r['log_loss']:.2f}",
-              "prompt": r["prompt"], "response A": r["response_a"],
-              "response B": r["response_b"]} for r in rows]
-    return Section("worst_errors", f"The {len(rows)} worst errors", {"rows": rows}, table=table,
-                   note=f"Battles with the highest log loss; texts cut at {TEXT_LIMIT} "
-                        "characters.")
+    rows = [
+        {
+            "id": str(battles.id[i]),
+            "source": None if battles.source is None else str(battles.source[i]),
+            "label": LABELS[battles.label[i]],
+            "proba": proba[i].tolist(),
+            "log_loss": float(loss[i]),
+            "prompt": _clip_text(battles.prompt[i]),
+            "response_a": _clip_text(battles.response_a[i]),
+            "response_b": _clip_text(battles.response_b[i]),
+        }
+        for i in worst
+    ]
+    table = [
+        {
+            "id": r["id"] + ("" if r["source"] is None else f" ({r['source']})"),
+            "label · predicted A/B/tie · loss": f"{SHORT_LABELS[LABELS.index(r['label'])]} · "
+            + "/".join(f"{p:.2f}" for p in r["proba"])
+            + f" · {r['log_loss']:.2f}",
+            "prompt": r["prompt"],
+            "response A": r["response_a"],
+            "response B": r["response_b"],
+        }
+        for r in rows
+    ]
+    return Section(
+        "worst_errors",
+        f"The {len(rows)} worst errors",
+        {"rows": rows},
+        table=table,
+        note=f"Battles with the highest log loss; texts cut at {TEXT_LIMIT} characters.",
+    )
 
 
 def all_sections(evidence: Evidence) -> list[Section]:
     """The report's sections in page order; prediction sections only with predictions."""
     data_only = [class_balance, battles_per_model, win_rate_by_length, position_bias]
-    with_predictions = [reliability, confusion, log_loss_by_source, log_loss_by_length,
-                        log_loss_by_turns, worst_errors]
+    with_predictions = [
+        reliability,
+        confusion,
+        log_loss_by_source,
+        log_loss_by_length,
+        log_loss_by_turns,
+        worst_errors,
+    ]
     chosen = data_only + (with_predictions if evidence.proba is not None else [])
     return [section(evidence) for section in chosen]

@@ -6,8 +6,24 @@ rate of AlpacaEval 2.0's GLM (``glm``), from votes, from a judge model's predict
 probabilities, or prediction-powered from both (``rates``).
 """
 
-from arenajudge.winrate.rates import (COLUMNS, ESTIMATES, PPI_COLUMNS, BaselinePairs,
-                                      WinRates, baseline_pairs, ppi_win_rates, win_rates)
+from arenajudge.winrate.rates import (
+    COLUMNS,
+    ESTIMATES,
+    PPI_COLUMNS,
+    BaselinePairs,
+    WinRates,
+    baseline_pairs,
+    ppi_win_rates,
+    win_rates,
+)
 
-__all__ = ["COLUMNS", "ESTIMATES", "PPI_COLUMNS", "BaselinePairs", "WinRates",
-           "baseline_pairs", "ppi_win_rates", "win_rates"]
+__all__ = [
+    "COLUMNS",
+    "ESTIMATES",
+    "PPI_COLUMNS",
+    "BaselinePairs",
+    "WinRates",
+    "baseline_pairs",
+    "ppi_win_rates",
+    "win_rates",
+]

@@ -44,12 +44,16 @@ _TOLERANCE = 1e-10
 
 def _objective(design, positive, negative, ridge, beta):
     eta = design @ beta
-    return -(positive @ log_expit(eta) + negative @ log_expit(-eta)) + 0.5 * ridge @ beta ** 2
+    return -(positive @ log_expit(eta) + negative @ log_expit(-eta)) + 0.5 * ridge @ beta**2
 
 
-def fit_logistic(design: np.ndarray | sparse.spmatrix, positive: np.ndarray,
-                 negative: np.ndarray, ridge: np.ndarray,
-                 start: np.ndarray | None = None) -> np.ndarray:
+def fit_logistic(
+    design: np.ndarray | sparse.spmatrix,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    ridge: np.ndarray,
+    start: np.ndarray | None = None,
+) -> np.ndarray:
     """Coefficients minimising the ridge-penalised logistic loss with class masses.
 
     ``-sum(positive * log p + negative * log(1 - p)) + ridge / 2 * |beta|^2``, ``p =
@@ -94,8 +98,9 @@ def length_feature(delta: np.ndarray, spread_of: np.ndarray | None = None) -> np
     return np.tanh(np.asarray(delta, dtype=float) / spread)
 
 
-def fit_difficulty(model: np.ndarray, instruction: np.ndarray, share: np.ndarray,
-                   delta: np.ndarray) -> pd.Series:
+def fit_difficulty(
+    model: np.ndarray, instruction: np.ndarray, share: np.ndarray, delta: np.ndarray
+) -> pd.Series:
     """Instruction difficulties from every model's pairs, one joint GLM (module doc).
 
     Parameters
@@ -121,13 +126,16 @@ def fit_difficulty(model: np.ndarray, instruction: np.ndarray, share: np.ndarray
         rows = model_code == code
         lengths[rows] = length_feature(delta[rows])
     rows = np.arange(n)
-    design = sparse.hstack([
-        sparse.csr_matrix((np.ones(n), (rows, model_code)), shape=(n, m)),
-        sparse.csr_matrix((lengths, (rows, model_code)), shape=(n, m)),
-        sparse.csr_matrix((np.ones(n), (rows, text_code)), shape=(n, k))]).tocsr()
+    design = sparse.hstack(
+        [
+            sparse.csr_matrix((np.ones(n), (rows, model_code)), shape=(n, m)),
+            sparse.csr_matrix((lengths, (rows, model_code)), shape=(n, m)),
+            sparse.csr_matrix((np.ones(n), (rows, text_code)), shape=(n, k)),
+        ]
+    ).tocsr()
     ridge = np.r_[np.full(2 * m, MODEL_RIDGE), np.full(k, DIFFICULTY_RIDGE)]
     beta = fit_logistic(design, share, 1 - share, ridge)
-    return pd.Series(-beta[2 * m:], index=texts, name="instruction_difficulty")
+    return pd.Series(-beta[2 * m :], index=texts, name="instruction_difficulty")
 
 
 @dataclass(frozen=True)
@@ -153,8 +161,9 @@ class LengthControlled:
 TERMS = ("model", "length", "difficulty")
 
 
-def lc_design(delta: np.ndarray, difficulty: np.ndarray | None, spread_of: np.ndarray | None
-              = None) -> np.ndarray:
+def lc_design(
+    delta: np.ndarray, difficulty: np.ndarray | None, spread_of: np.ndarray | None = None
+) -> np.ndarray:
     """Design (n, 3): 1, :func:`length_feature`, difficulty (zeros where absent)."""
     length = length_feature(delta, spread_of)
     hardness = np.zeros(len(delta)) if difficulty is None else np.asarray(difficulty, float)
@@ -171,8 +180,9 @@ def equal_length(design: np.ndarray) -> np.ndarray:
     return np.column_stack([design[:, 0], np.zeros(len(design)), design[:, 2]])
 
 
-def length_controlled(share: np.ndarray, delta: np.ndarray,
-                      difficulty: np.ndarray | None) -> LengthControlled:
+def length_controlled(
+    share: np.ndarray, delta: np.ndarray, difficulty: np.ndarray | None
+) -> LengthControlled:
     """One model's LC win rate from its pairs' shares of the win (see module doc).
 
     ``lc_standard_error`` is AlpacaEval's: the standard error of the mean of the
@@ -181,17 +191,26 @@ def length_controlled(share: np.ndarray, delta: np.ndarray,
     design = lc_design(delta, difficulty)
     active = _active(design)
     beta = np.zeros(3)
-    beta[active] = fit_logistic(design[:, active], share, 1 - share,
-                                np.full(active.sum(), MODEL_RIDGE))
+    beta[active] = fit_logistic(
+        design[:, active], share, 1 - share, np.full(active.sum(), MODEL_RIDGE)
+    )
     predicted = expit(equal_length(design) @ beta)
-    return LengthControlled(dict(zip(TERMS, map(float, beta))), predicted,
-                            100 * float(predicted.mean()),
-                            100 * standard_error_of_mean(predicted))
+    return LengthControlled(
+        dict(zip(TERMS, map(float, beta))),
+        predicted,
+        100 * float(predicted.mean()),
+        100 * standard_error_of_mean(predicted),
+    )
 
 
-def length_controlled_ppi(voted_design: np.ndarray, votes: np.ndarray,
-                          voted_predicted: np.ndarray, unvoted_design: np.ndarray,
-                          unvoted_predicted: np.ndarray, lam: float) -> LengthControlled:
+def length_controlled_ppi(
+    voted_design: np.ndarray,
+    votes: np.ndarray,
+    voted_predicted: np.ndarray,
+    unvoted_design: np.ndarray,
+    unvoted_predicted: np.ndarray,
+    lam: float,
+) -> LengthControlled:
     """Prediction-powered LC fit: the GLM's loss on the judge's predictions for every
     pair, corrected by how the judge errs where votes exist (as the leaderboard's
     :mod:`arenajudge.leaderboard.ppi` does for ratings):
@@ -207,8 +226,9 @@ def length_controlled_ppi(voted_design: np.ndarray, votes: np.ndarray,
     n, big_n = len(votes), len(unvoted_predicted)
     design = np.vstack([voted_design, unvoted_design])
     positive = np.r_[votes - lam * voted_predicted, lam * n / big_n * unvoted_predicted]
-    negative = np.r_[(1 - votes) - lam * (1 - voted_predicted),
-                     lam * n / big_n * (1 - unvoted_predicted)]
+    negative = np.r_[
+        (1 - votes) - lam * (1 - voted_predicted), lam * n / big_n * (1 - unvoted_predicted)
+    ]
     active = _active(design)
     x = design[:, active]
     ridge = np.full(active.sum(), MODEL_RIDGE)
@@ -216,8 +236,10 @@ def length_controlled_ppi(voted_design: np.ndarray, votes: np.ndarray,
     p = expit(x @ coef)
     total = positive + negative
     gradients = x * (total * p - positive)[:, None]
-    meat = sum(np.cov(part, rowvar=False, bias=True).reshape(len(coef), len(coef)) * len(part)
-               for part in (gradients[:n], gradients[n:]))
+    meat = sum(
+        np.cov(part, rowvar=False, bias=True).reshape(len(coef), len(coef)) * len(part)
+        for part in (gradients[:n], gradients[n:])
+    )
     inverse = np.linalg.inv(x.T @ ((total * p * (1 - p))[:, None] * x) + np.diag(ridge))
     covariance = inverse @ meat @ inverse
     at_equal_length = equal_length(unvoted_design)[:, active]
@@ -225,6 +247,9 @@ def length_controlled_ppi(voted_design: np.ndarray, votes: np.ndarray,
     direction = (predicted * (1 - predicted)) @ at_equal_length / big_n
     beta = np.zeros(3)
     beta[active] = coef
-    return LengthControlled(dict(zip(TERMS, map(float, beta))), predicted,
-                            100 * float(predicted.mean()),
-                            100 * float(np.sqrt(max(direction @ covariance @ direction, 0.0))))
+    return LengthControlled(
+        dict(zip(TERMS, map(float, beta))),
+        predicted,
+        100 * float(predicted.mean()),
+        100 * float(np.sqrt(max(direction @ covariance @ direction, 0.0))),
+    )

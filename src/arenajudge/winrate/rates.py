@@ -21,14 +21,28 @@ from arenajudge.errors import DataError
 from arenajudge.leaderboard.board import battle_outcomes, kept_battles
 from arenajudge.leaderboard.intervals import standard_error_of_mean
 from arenajudge.leaderboard.ppi import ppi_mean
-from arenajudge.winrate.glm import (LengthControlled, fit_difficulty, lc_design,
-                                    length_controlled, length_controlled_ppi)
+from arenajudge.winrate.glm import (
+    LengthControlled,
+    fit_difficulty,
+    lc_design,
+    length_controlled,
+    length_controlled_ppi,
+)
 
 logger = logging.getLogger(__name__)
 
-COLUMNS = ("win_rate", "standard_error", "n_wins", "n_wins_base", "n_draws", "n_total",
-           "discrete_win_rate", "avg_length", "length_controlled_winrate",
-           "lc_standard_error")
+COLUMNS = (
+    "win_rate",
+    "standard_error",
+    "n_wins",
+    "n_wins_base",
+    "n_draws",
+    "n_total",
+    "discrete_win_rate",
+    "avg_length",
+    "length_controlled_winrate",
+    "lc_standard_error",
+)
 """AlpacaEval's leaderboard columns, in its order; the table puts ``model`` first."""
 PPI_COLUMNS = ("n_votes", "ppi_lambda", "votes_only_win_rate", "votes_only_standard_error")
 ESTIMATES = ("votes", "judge", "prediction-powered")
@@ -64,15 +78,25 @@ class BaselinePairs:
     def delta(self) -> np.ndarray:
         return self.model_length - self.baseline_length
 
-    def of(self, name: str) -> "BaselinePairs":
+    def of(self, name: str) -> BaselinePairs:
         rows = self.model == name
-        return BaselinePairs(*(values[rows] for values in (
-            self.model, self.instruction, self.share, self.model_length,
-            self.baseline_length)))
+        return BaselinePairs(
+            *(
+                values[rows]
+                for values in (
+                    self.model,
+                    self.instruction,
+                    self.share,
+                    self.model_length,
+                    self.baseline_length,
+                )
+            )
+        )
 
 
-def baseline_pairs(battles: Battles, baseline: str, outcomes: np.ndarray | None = None
-                   ) -> BaselinePairs:
+def baseline_pairs(
+    battles: Battles, baseline: str, outcomes: np.ndarray | None = None
+) -> BaselinePairs:
     """The pairs of ``battles`` that involve ``baseline``, with the model's share of the
     win from ``outcomes`` (n, 3) in ``LABELS`` order (default: the votes).
 
@@ -87,19 +111,28 @@ def baseline_pairs(battles: Battles, baseline: str, outcomes: np.ndarray | None 
     models = sorted(map(str, set(names_a) | set(names_b)))
     if baseline not in models:
         shown = ", ".join(models[:10]) + (" ..." if len(models) > 10 else "")
-        raise DataError(f"has no battles of the baseline {baseline!r}; models found: "
-                        f"{shown or '(none)'}", file=battles.path)
+        raise DataError(
+            f"has no battles of the baseline {baseline!r}; models found: {shown or '(none)'}",
+            file=battles.path,
+        )
     base_is_a, base_is_b = names_a == baseline, names_b == baseline
     involved = base_is_a | base_is_b
     paired = set(names_b[base_is_a]) | set(names_a[base_is_b])
     unpaired = [name for name in models if name != baseline and name not in paired]
     if unpaired:
-        raise DataError(f"model(s) {', '.join(map(repr, unpaired[:5]))} have no battles "
-                        f"against the baseline {baseline!r}; drop their rows or choose "
-                        "another --baseline", file=battles.path)
+        raise DataError(
+            f"model(s) {', '.join(map(repr, unpaired[:5]))} have no battles "
+            f"against the baseline {baseline!r}; drop their rows or choose "
+            "another --baseline",
+            file=battles.path,
+        )
     if (~involved).any():
-        logger.warning("%s: ignored %d battles without the baseline %s", battles.path,
-                       int((~involved).sum()), baseline)
+        logger.warning(
+            "%s: ignored %d battles without the baseline %s",
+            battles.path,
+            int((~involved).sum()),
+            baseline,
+        )
     rows = keep[involved]
     base_is_a = base_is_a[involved]
     chosen = outcomes[rows]
@@ -108,12 +141,15 @@ def baseline_pairs(battles: Battles, baseline: str, outcomes: np.ndarray | None 
     # the longest answer (gigabytes for a few thousand long answers)
     text_a = np.array([join_turns(battles.response_a[i]) for i in rows], dtype=object)
     text_b = np.array([join_turns(battles.response_b[i]) for i in rows], dtype=object)
-    pairs = pd.DataFrame({
-        "model": np.where(base_is_a, names_b[involved], names_a[involved]).astype(object),
-        "instruction": [join_turns(battles.prompt[i]) for i in rows],
-        "model_text": np.where(base_is_a, text_b, text_a),
-        "baseline_text": np.where(base_is_a, text_a, text_b),
-        "share": np.clip(share, 0.0, 1.0)})
+    pairs = pd.DataFrame(
+        {
+            "model": np.where(base_is_a, names_b[involved], names_a[involved]).astype(object),
+            "instruction": [join_turns(battles.prompt[i]) for i in rows],
+            "model_text": np.where(base_is_a, text_b, text_a),
+            "baseline_text": np.where(base_is_a, text_a, text_b),
+            "share": np.clip(share, 0.0, 1.0),
+        }
+    )
     return _merge_repeats(pairs, battles.path)
 
 
@@ -125,16 +161,19 @@ def _merge_repeats(pairs: pd.DataFrame, path: str | None) -> BaselinePairs:
     merged = pairs.groupby(keys, sort=False, as_index=False)["share"].mean()
     if len(merged) < len(pairs):
         repeats = pairs.groupby("model").size() - merged.groupby("model").size()
-        shown = ", ".join(f"{name} ({count:,})" for name, count in
-                          repeats[repeats > 0].items())
-        logger.warning("%s: merged repeated pairs (same instruction and outputs; their votes "
-                       "averaged): %s", path, shown)
+        shown = ", ".join(f"{name} ({count:,})" for name, count in repeats[repeats > 0].items())
+        logger.warning(
+            "%s: merged repeated pairs (same instruction and outputs; their votes averaged): %s",
+            path,
+            shown,
+        )
     return BaselinePairs(
         model=merged["model"].to_numpy(dtype=object),
         instruction=merged["instruction"].to_numpy(dtype=object),
         share=merged["share"].to_numpy(dtype=float),
         model_length=merged["model_text"].str.len().to_numpy(dtype=float),
-        baseline_length=merged["baseline_text"].str.len().to_numpy(dtype=float))
+        baseline_length=merged["baseline_text"].str.len().to_numpy(dtype=float),
+    )
 
 
 @dataclass(frozen=True)
@@ -172,9 +211,13 @@ class WinRates:
         return frame.to_dict(orient="records")
 
     def summary(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "estimate": self.estimate,
-                "difficulty": self.difficulty_source, "notes": self.notes,
-                "models": self.records()}
+        return {
+            "baseline": self.baseline,
+            "estimate": self.estimate,
+            "difficulty": self.difficulty_source,
+            "notes": self.notes,
+            "models": self.records(),
+        }
 
 
 DIFFICULTY_COLUMNS = ("instruction", "instruction_difficulty")
@@ -193,34 +236,46 @@ def read_difficulty(path: str) -> pd.Series:
     frame = read_table(path)
     absent = [name for name in DIFFICULTY_COLUMNS if name not in frame.columns]
     if absent:
-        raise DataError(f"has no column(s) {', '.join(absent)}; a difficulty file has "
-                        f"{', '.join(DIFFICULTY_COLUMNS)} (one row per instruction text, as "
-                        "`arenajudge winrate --save-difficulty` writes)", file=path)
+        raise DataError(
+            f"has no column(s) {', '.join(absent)}; a difficulty file has "
+            f"{', '.join(DIFFICULTY_COLUMNS)} (one row per instruction text, as "
+            "`arenajudge winrate --save-difficulty` writes)",
+            file=path,
+        )
     values = pd.to_numeric(frame["instruction_difficulty"], errors="coerce").to_numpy(float)
     texts = frame["instruction"].astype(str).to_numpy(dtype=object)
     bad = ~np.isfinite(values)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise DataError(f"row {first + 1} holds "
-                        f"{frame['instruction_difficulty'].iat[first]!r}, not a finite number",
-                        file=path, column="instruction_difficulty")
+        raise DataError(
+            f"row {first + 1} holds "
+            f"{frame['instruction_difficulty'].iat[first]!r}, not a finite number",
+            file=path,
+            column="instruction_difficulty",
+        )
     twice = pd.Series(texts).duplicated()
     if twice.any():
-        raise DataError(f"lists the instruction {texts[int(np.flatnonzero(twice)[0])][:60]!r} "
-                        "twice", file=path, column="instruction")
+        raise DataError(
+            f"lists the instruction {texts[int(np.flatnonzero(twice)[0])][:60]!r} twice",
+            file=path,
+            column="instruction",
+        )
     return pd.Series(values, index=texts, name="instruction_difficulty")
 
 
-def _difficulty_of(pairs: BaselinePairs, difficulty: pd.Series | None,
-                   difficulty_file: str | None) -> tuple[pd.Series, str]:
+def _difficulty_of(
+    pairs: BaselinePairs, difficulty: pd.Series | None, difficulty_file: str | None
+) -> tuple[pd.Series, str]:
     if difficulty is not None:
         known = set(difficulty.index)
         for name in sorted(set(pairs.model)):
             missing = [text for text in pairs.of(name).instruction if text not in known]
             if missing:
-                raise DataError(f"has no difficulty for {len(missing)} instruction(s) of "
-                                f"model {name!r} (first: {missing[0][:60]!r})",
-                                file=difficulty_file)
+                raise DataError(
+                    f"has no difficulty for {len(missing)} instruction(s) of "
+                    f"model {name!r} (first: {missing[0][:60]!r})",
+                    file=difficulty_file,
+                )
         return difficulty, difficulty_file or "given"
     models = len(set(pairs.model))
     if models < MIN_MODELS_FOR_DIFFICULTY:
@@ -236,9 +291,11 @@ def _lookup(difficulty: pd.Series, instruction: np.ndarray) -> np.ndarray | None
 def _undetermined(name: str, lc: LengthControlled) -> str | None:
     if abs(lc.coef["length"]) <= UNDETERMINED_LENGTH_EFFECT:
         return None
-    return (f"the LC win rate of {name} is not determined by its pairs: length alone "
-            f"separates its wins from its losses (length coefficient "
-            f"{lc.coef['length']:.0f}); read its raw win rate")
+    return (
+        f"the LC win rate of {name} is not determined by its pairs: length alone "
+        f"separates its wins from its losses (length coefficient "
+        f"{lc.coef['length']:.0f}); read its raw win rate"
+    )
 
 
 def _counts(name: str, part: BaselinePairs) -> dict[str, Any]:
@@ -246,29 +303,43 @@ def _counts(name: str, part: BaselinePairs) -> dict[str, Any]:
     share = part.share
     wins, losses = int((share > 0.5).sum()), int((share < 0.5).sum())
     draws = len(share) - wins - losses
-    return {"model": name, "win_rate": 100 * float(share.mean()),
-            "standard_error": 100 * standard_error_of_mean(share), "n_wins": wins,
-            "n_wins_base": losses, "n_draws": draws, "n_total": len(share),
-            "discrete_win_rate": 100 * (wins + draws / 2) / len(share),
-            "avg_length": int(part.model_length.mean())}
+    return {
+        "model": name,
+        "win_rate": 100 * float(share.mean()),
+        "standard_error": 100 * standard_error_of_mean(share),
+        "n_wins": wins,
+        "n_wins_base": losses,
+        "n_draws": draws,
+        "n_total": len(share),
+        "discrete_win_rate": 100 * (wins + draws / 2) / len(share),
+        "avg_length": int(part.model_length.mean()),
+    }
 
 
-def _row(name: str, part: BaselinePairs, difficulty: pd.Series, notes: list[str]
-         ) -> dict[str, Any]:
+def _row(name: str, part: BaselinePairs, difficulty: pd.Series, notes: list[str]) -> dict[str, Any]:
     lc = length_controlled(part.share, part.delta, _lookup(difficulty, part.instruction))
     notes += filter(None, [_undetermined(name, lc)])
-    return {**_counts(name, part), "length_controlled_winrate": lc.win_rate,
-            "lc_standard_error": lc.standard_error}
+    return {
+        **_counts(name, part),
+        "length_controlled_winrate": lc.win_rate,
+        "lc_standard_error": lc.standard_error,
+    }
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    return pd.DataFrame(rows).sort_values(["length_controlled_winrate", "model"],
-                                          ascending=[False, True], ignore_index=True)
+    return pd.DataFrame(rows).sort_values(
+        ["length_controlled_winrate", "model"], ascending=[False, True], ignore_index=True
+    )
 
 
-def win_rates(battles: Battles, baseline: str, proba: np.ndarray | None = None, *,
-              difficulty: pd.Series | None = None, difficulty_file: str | None = None
-              ) -> WinRates:
+def win_rates(
+    battles: Battles,
+    baseline: str,
+    proba: np.ndarray | None = None,
+    *,
+    difficulty: pd.Series | None = None,
+    difficulty_file: str | None = None,
+) -> WinRates:
     """Each model's win rate against ``baseline`` from the votes of ``battles``, or from
     a judge's predicted probabilities ``proba`` (n, 3).
 
@@ -280,14 +351,19 @@ def win_rates(battles: Battles, baseline: str, proba: np.ndarray | None = None, 
     notes: list[str] = []
     rows = [_row(name, pairs.of(name), used, notes) for name in sorted(set(pairs.model))]
     estimate = "votes" if proba is None else "judge"
-    return WinRates(_table(rows).assign(estimate=estimate), baseline, estimate, used, source,
-                    notes)
+    return WinRates(_table(rows).assign(estimate=estimate), baseline, estimate, used, source, notes)
 
 
-def ppi_win_rates(unvoted: Battles, unvoted_proba: np.ndarray, voted: Battles,
-                  voted_proba: np.ndarray, baseline: str, *,
-                  difficulty: pd.Series | None = None, difficulty_file: str | None = None
-                  ) -> WinRates:
+def ppi_win_rates(
+    unvoted: Battles,
+    unvoted_proba: np.ndarray,
+    voted: Battles,
+    voted_proba: np.ndarray,
+    baseline: str,
+    *,
+    difficulty: pd.Series | None = None,
+    difficulty_file: str | None = None,
+) -> WinRates:
     """Prediction-powered win rates: a judge's predictions on every pair of
     ``unvoted`` corrected by its errors on the voted pairs of ``voted`` (PPI++, see
     :func:`arenajudge.leaderboard.ppi.ppi_mean`); the intervals stay valid however
@@ -307,27 +383,40 @@ def ppi_win_rates(unvoted: Battles, unvoted_proba: np.ndarray, voted: Battles,
     for name in sorted(set(predicted.model)):
         part, voted_part, judged_part = predicted.of(name), votes.of(name), judged.of(name)
         if len(voted_part.share) < 2:
-            raise DataError(f"has {len(voted_part.share)} voted pair(s) of model {name!r} "
-                            f"against {baseline!r}; prediction-powered win rates need at "
-                            "least 2 per model", file=voted.path)
+            raise DataError(
+                f"has {len(voted_part.share)} voted pair(s) of model {name!r} "
+                f"against {baseline!r}; prediction-powered win rates need at "
+                "least 2 per model",
+                file=voted.path,
+            )
         row = _counts(name, part)
         powered = ppi_mean(voted_part.share, judged_part.share, part.share)
         hard = _lookup(used, voted_part.instruction)
         if hard is not None and np.isnan(hard).any():
-            raise DataError(f"has voted pairs of model {name!r} on instructions that are "
-                            "not among its predicted pairs; vote on pairs of DATA",
-                            file=voted.path)
+            raise DataError(
+                f"has voted pairs of model {name!r} on instructions that are "
+                "not among its predicted pairs; vote on pairs of DATA",
+                file=voted.path,
+            )
         lc = length_controlled_ppi(
-            lc_design(voted_part.delta, hard, part.delta), voted_part.share,
-            judged_part.share, lc_design(part.delta, _lookup(used, part.instruction)),
-            part.share, powered.lam)
+            lc_design(voted_part.delta, hard, part.delta),
+            voted_part.share,
+            judged_part.share,
+            lc_design(part.delta, _lookup(used, part.instruction)),
+            part.share,
+            powered.lam,
+        )
         notes += filter(None, [_undetermined(name, lc)])
-        row.update(win_rate=100 * powered.estimate,
-                   standard_error=100 * powered.standard_error,
-                   length_controlled_winrate=lc.win_rate, lc_standard_error=lc.standard_error,
-                   n_votes=powered.n_voted, ppi_lambda=powered.lam,
-                   votes_only_win_rate=100 * powered.votes_only,
-                   votes_only_standard_error=100 * powered.votes_only_standard_error)
+        row.update(
+            win_rate=100 * powered.estimate,
+            standard_error=100 * powered.standard_error,
+            length_controlled_winrate=lc.win_rate,
+            lc_standard_error=lc.standard_error,
+            n_votes=powered.n_voted,
+            ppi_lambda=powered.lam,
+            votes_only_win_rate=100 * powered.votes_only,
+            votes_only_standard_error=100 * powered.votes_only_standard_error,
+        )
         rows.append(row)
     table = _table(rows).assign(estimate="prediction-powered")
     table = table[["model", *COLUMNS, "estimate", *PPI_COLUMNS]]

@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 
-from arenajudge.models.transformer.config import (KINDS, NetworkConfig, PredictOptions,
-                                                  TrainingConfig, TransformerConfig)
-from arenajudge.models.transformer.model import (CrossModel, LLMModel, SiameseModel,
-                                                 TransformerModel)
+from arenajudge.models.transformer.config import (
+    KINDS,
+    NetworkConfig,
+    PredictOptions,
+    TrainingConfig,
+    TransformerConfig,
+)
+from arenajudge.models.transformer.model import CrossModel, LLMModel, SiameseModel, TransformerModel
 
 
 def is_main_process() -> bool:
@@ -22,6 +26,15 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-__all__ = ["KINDS", "CrossModel", "LLMModel", "NetworkConfig", "PredictOptions",
-           "SiameseModel", "TrainingConfig", "TransformerConfig", "TransformerModel",
-           "is_main_process"]
+__all__ = [
+    "KINDS",
+    "CrossModel",
+    "LLMModel",
+    "NetworkConfig",
+    "PredictOptions",
+    "SiameseModel",
+    "TrainingConfig",
+    "TransformerConfig",
+    "TransformerModel",
+    "is_main_process",
+]

@@ -34,44 +34,57 @@ def require_extra(purpose: str, *, peft: bool = False) -> None:
         raise MissingDependencyError(
             f"{purpose} needs {', '.join(needed)}; {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} not installed. Install them with "
-            "`pip install arenajudge[transformers]`")
+            "`pip install arenajudge[transformers]`"
+        )
 
 
 def is_decoder_lm(model_type: str) -> bool:
     """True for decoder-only LMs (Llama, Gemma-2, Qwen2, Mistral, ...): they have a
     causal-LM head class and no masked-LM one, unlike BERT-style encoders."""
-    from transformers.models.auto.modeling_auto import (MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-                                                        MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
 
-    return (model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-            and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES)
+    return (
+        model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+        and model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    )
 
 
-def hf_model_dir(base: str | None, purpose: str, *, sha256: str | None = None
-                 ) -> tuple[ModelSource, str, bool]:
+def hf_model_dir(
+    base: str | None, purpose: str, *, sha256: str | None = None
+) -> tuple[ModelSource, str, bool]:
     """``--base`` resolved (a directory, hub id or GGUF file, see
     :mod:`arenajudge.model_sources`) and checked to be a Hugging Face model: its source,
     model type and whether it is a decoder LM. Needs transformers (see
     :func:`require_extra`); ``sha256`` pins a GGUF file's bytes."""
     if not base:
-        raise ConfigError(f"{purpose} needs --base MODEL: a local Hugging Face model "
-                          "directory, a hub id (org/name, e.g. google/gemma-2-9b-it) or a "
-                          ".gguf file")
+        raise ConfigError(
+            f"{purpose} needs --base MODEL: a local Hugging Face model "
+            "directory, a hub id (org/name, e.g. google/gemma-2-9b-it) or a "
+            ".gguf file"
+        )
     source = resolve_model(base, "--base", sha256=sha256)
     path = source.path
     try:
         hf_config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"--base {base} is not a Hugging Face model directory (no "
-                          "readable config.json); save one with save_pretrained() or "
-                          "`hf download NAME --local-dir DIR`") from None
+        raise ConfigError(
+            f"--base {base} is not a Hugging Face model directory (no "
+            "readable config.json); save one with save_pretrained() or "
+            "`hf download NAME --local-dir DIR`"
+        ) from None
     if not any(path.glob("*.safetensors")) and not any(path.glob("*.bin")):
-        raise ConfigError(f"--base {base} has no weights (*.safetensors); download the full "
-                          "model into it")
+        raise ConfigError(
+            f"--base {base} has no weights (*.safetensors); download the full model into it"
+        )
     model_type = str(hf_config.get("model_type", "?"))
     if hf_config.get("is_encoder_decoder"):
-        raise ConfigError(f"--base {base} holds an encoder-decoder model ({model_type}); "
-                          "use an encoder (siamese, cross) or a decoder LM (llm)")
+        raise ConfigError(
+            f"--base {base} holds an encoder-decoder model ({model_type}); "
+            "use an encoder (siamese, cross) or a decoder LM (llm)"
+        )
     return source, model_type, is_decoder_lm(model_type)
 
 
@@ -79,12 +92,16 @@ def resolve_base(base: str | None, kind: str, *, sha256: str | None = None) -> M
     """``--base`` resolved and checked to hold a model that fits ``kind``."""
     source, model_type, decoder = hf_model_dir(base, f"--backend {kind}", sha256=sha256)
     if kind == "llm" and not decoder:
-        raise ConfigError(f"--base {base} holds a {model_type} model, not a decoder LM; "
-                          "--backend llm needs a Llama, Gemma-2, Qwen2 or Mistral-family "
-                          "model (use --backend siamese or cross for encoders)")
+        raise ConfigError(
+            f"--base {base} holds a {model_type} model, not a decoder LM; "
+            "--backend llm needs a Llama, Gemma-2, Qwen2 or Mistral-family "
+            "model (use --backend siamese or cross for encoders)"
+        )
     if kind != "llm" and decoder:
-        raise ConfigError(f"--base {base} holds a decoder LM ({model_type}); use --backend "
-                          f"llm for it, or an encoder such as DeBERTa-v3 for --backend {kind}")
+        raise ConfigError(
+            f"--base {base} holds a decoder LM ({model_type}); use --backend "
+            f"llm for it, or an encoder such as DeBERTa-v3 for --backend {kind}"
+        )
     return source
 
 
@@ -113,8 +130,11 @@ def usable_positions(body: Any) -> int | None:
     ``max_position_embeddings`` (514 -> 512)."""
     config = body.config
     limit = getattr(config, "max_position_embeddings", None)
-    if limit is None or not getattr(config, "position_biased_input", True) or is_decoder_lm(
-            str(getattr(config, "model_type", ""))):
+    if (
+        limit is None
+        or not getattr(config, "position_biased_input", True)
+        or is_decoder_lm(str(getattr(config, "model_type", "")))
+    ):
         return None
     padding_idx = getattr(getattr(body, "embeddings", None), "padding_idx", None)
     return limit - (padding_idx + 1 if padding_idx is not None else 0)
@@ -124,5 +144,7 @@ def check_positions(body: Any, max_length: int, base: Path) -> None:
     """ConfigError when ``max_length`` is beyond what the body's positions allow."""
     limit = usable_positions(body)
     if limit is not None and max_length > limit:
-        raise ConfigError(f"--max-length {max_length} exceeds the {limit} positions of "
-                          f"--base {base}; use --max-length {limit}")
+        raise ConfigError(
+            f"--max-length {max_length} exceeds the {limit} positions of "
+            f"--base {base}; use --max-length {limit}"
+        )

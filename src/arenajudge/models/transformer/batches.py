@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import sys
-from contextlib import nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from typing import Any, Callable, ContextManager
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,9 +37,9 @@ def collate(items: list[Item], pad_id: int) -> dict[str, torch.Tensor]:
     segment_ids = torch.zeros((len(items), n_seq, length), dtype=torch.long)
     for row, (_, seqs, _, _) in enumerate(items):
         for col, (ids, segments) in enumerate(seqs):
-            input_ids[row, col, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            segment_ids[row, col, :len(ids)] = torch.tensor(segments, dtype=torch.long)
-            attention_mask[row, col, :len(ids)] = 1
+            input_ids[row, col, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            segment_ids[row, col, : len(ids)] = torch.tensor(segments, dtype=torch.long)
+            attention_mask[row, col, : len(ids)] = 1
     return {
         "index": torch.tensor([item[0] for item in items], dtype=torch.long),
         "input_ids": input_ids,
@@ -59,8 +60,9 @@ def by_length(samples: Samples) -> np.ndarray:
     return np.argsort(-sample_lengths(samples), kind="stable")
 
 
-def token_budget_batches(lengths: np.ndarray, n_sequences: int, max_tokens: int
-                         ) -> list[np.ndarray]:
+def token_budget_batches(
+    lengths: np.ndarray, n_sequences: int, max_tokens: int
+) -> list[np.ndarray]:
     """Positions into ``lengths`` (sorted longest first) cut into batches whose padded
     size, rows x sequences x longest length, stays within ``max_tokens`` (a longer
     row alone is a batch of one)."""
@@ -73,47 +75,63 @@ def token_budget_batches(lengths: np.ndarray, n_sequences: int, max_tokens: int
 
 
 def _items(samples: Samples, order: Any) -> list[Item]:
-    return [(int(i), samples.sequences[i], samples.target[i], float(samples.weight[i]))
-            for i in order]
+    return [
+        (int(i), samples.sequences[i], samples.target[i], float(samples.weight[i])) for i in order
+    ]
 
 
-def make_loader(samples: Samples, order: np.ndarray, batch_size: int, pad_id: int
-                ) -> torch.utils.data.DataLoader:
+def make_loader(
+    samples: Samples, order: np.ndarray, batch_size: int, pad_id: int
+) -> torch.utils.data.DataLoader:
     """A loader over ``samples`` in ``order``, ``batch_size`` samples a batch."""
     # Its own generator: iterating a loader draws a seed from its generator, which would
     # otherwise be the global RNG that dropout draws from, and a resumed run iterates
     # its loaders at other points of the RNG stream than an uninterrupted one.
-    return torch.utils.data.DataLoader(_items(samples, order), batch_size=batch_size,
-                                       shuffle=False, collate_fn=partial(collate, pad_id=pad_id),
-                                       generator=torch.Generator().manual_seed(0))
+    return torch.utils.data.DataLoader(
+        _items(samples, order),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=partial(collate, pad_id=pad_id),
+        generator=torch.Generator().manual_seed(0),
+    )
 
 
-def plan_batches(samples: Samples, rows: np.ndarray | None, batch_size: int,
-                 max_tokens: int | None) -> list[list[int]]:
+def plan_batches(
+    samples: Samples, rows: np.ndarray | None, batch_size: int, max_tokens: int | None
+) -> list[list[int]]:
     """Prediction batches (sample indices) of ``rows`` (default all), longest first:
     ``batch_size`` samples each, or token-budget batches of ``max_tokens``."""
     order = by_length(samples)
     if rows is not None:
         order = order[np.isin(order, rows)]
     if max_tokens is None:
-        cuts = [np.arange(start, min(start + batch_size, len(order)))
-                for start in range(0, len(order), batch_size)]
+        cuts = [
+            np.arange(start, min(start + batch_size, len(order)))
+            for start in range(0, len(order), batch_size)
+        ]
     else:
         n_sequences = len(samples.sequences[0]) if len(samples) else 1
         cuts = token_budget_batches(sample_lengths(samples)[order], n_sequences, max_tokens)
     return [order[cut].tolist() for cut in cuts]
 
 
-def logits_of(net: nn.Module, loader: Any, n: int, autocast: ContextManager | None = None,
-              gather: Callable | None = None, progress: bool = False) -> np.ndarray:
+def logits_of(
+    net: nn.Module,
+    loader: Any,
+    n: int,
+    autocast: AbstractContextManager | None = None,
+    gather: Callable | None = None,
+    progress: bool = False,
+) -> np.ndarray:
     """Logits (n, 3) of every sample in ``loader``, placed by the batches' ``index``."""
     out = np.zeros((n, 3), dtype=np.float32)
     device = next(net.parameters()).device
     was_training = net.training
     net.eval()
     with torch.no_grad():
-        for batch in tqdm(loader, desc="predict", disable=not progress or None,
-                          file=sys.stderr, leave=False):
+        for batch in tqdm(
+            loader, desc="predict", disable=not progress or None, file=sys.stderr, leave=False
+        ):
             with autocast or nullcontext():
                 logits = net(*(batch[key].to(device) for key in NET_INPUTS))
             index = batch["index"].to(logits.device)
@@ -124,9 +142,16 @@ def logits_of(net: nn.Module, loader: Any, n: int, autocast: ContextManager | No
     return out
 
 
-def predict_logits(net: nn.Module, samples: Samples, *, pad_id: int, batch_size: int,
-                   dtype: torch.dtype | None, max_tokens: int | None = None,
-                   rows: np.ndarray | None = None) -> np.ndarray:
+def predict_logits(
+    net: nn.Module,
+    samples: Samples,
+    *,
+    pad_id: int,
+    batch_size: int,
+    dtype: torch.dtype | None,
+    max_tokens: int | None = None,
+    rows: np.ndarray | None = None,
+) -> np.ndarray:
     """Logits (len(samples), 3) of the samples at ``rows`` (default all; the others
     stay 0) on the device the network lives on.
 
@@ -138,10 +163,12 @@ def predict_logits(net: nn.Module, samples: Samples, *, pad_id: int, batch_size:
     batches = plan_batches(samples, rows, batch_size, max_tokens)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
-        batches = batches[int(os.environ.get("RANK", "0"))::world]
-    loader = torch.utils.data.DataLoader(_items(samples, range(len(samples))),
-                                         batch_sampler=batches,
-                                         collate_fn=partial(collate, pad_id=pad_id))
+        batches = batches[int(os.environ.get("RANK", "0")) :: world]
+    loader = torch.utils.data.DataLoader(
+        _items(samples, range(len(samples))),
+        batch_sampler=batches,
+        collate_fn=partial(collate, pad_id=pad_id),
+    )
     autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else None
     logits = logits_of(net, loader, len(samples), autocast, progress=True)
     return _sum_over_processes(logits, device) if world > 1 else logits

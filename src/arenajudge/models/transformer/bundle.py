@@ -23,11 +23,19 @@ from typing import TYPE_CHECKING, Any
 from arenajudge.calibration import Calibration
 from arenajudge.config import check_config
 from arenajudge.errors import ConfigError, MissingDependencyError, ModelLoadError
-from arenajudge.models.manifest import (config_from_manifest, read_manifest, schema_hash,
-                                        write_manifest)
+from arenajudge.models.manifest import (
+    config_from_manifest,
+    read_manifest,
+    schema_hash,
+    write_manifest,
+)
 from arenajudge.models.transformer import packing
-from arenajudge.models.transformer.basemodel import (check_positions, load_tokenizer,
-                                                     require_model_extra, resolve_base)
+from arenajudge.models.transformer.basemodel import (
+    check_positions,
+    load_tokenizer,
+    require_model_extra,
+    resolve_base,
+)
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig
 from arenajudge.outputs import atomic_path
 
@@ -41,12 +49,22 @@ CALIBRATION_FILE = "calibration.json"
 def packing_schema(config: TransformerConfig, tokenizer: Any) -> str:
     """Hash of the input layout: a model only reads inputs packed the way it was trained
     (with a chat template, its task, question and the template's frame too)."""
-    parts = [packing.PROMPT_MARKER, packing.RESPONSE_MARKER, packing.RESPONSE_A_MARKER,
-             packing.RESPONSE_B_MARKER, packing.TURN_SEPARATOR, str(config.max_length),
-             str(config.prompt_share)]
+    parts = [
+        packing.PROMPT_MARKER,
+        packing.RESPONSE_MARKER,
+        packing.RESPONSE_A_MARKER,
+        packing.RESPONSE_B_MARKER,
+        packing.TURN_SEPARATOR,
+        str(config.max_length),
+        str(config.prompt_share),
+    ]
     if config.prompt_format == "chat":
-        parts += ["chat", packing.CHAT_TASK, packing.CHAT_QUESTION,
-                  *(packing.chat_frame(tokenizer) or ("no template",))]
+        parts += [
+            "chat",
+            packing.CHAT_TASK,
+            packing.CHAT_QUESTION,
+            *(packing.chat_frame(tokenizer) or ("no template",)),
+        ]
     return schema_hash(parts)
 
 
@@ -61,21 +79,30 @@ def write_bundle(model: TransformerModel, path: str | Path, force: bool) -> None
         if model.config.merge_lora:
             body = net.body = body.merge_and_unload()
         if not model.config.zero_shot:  # a zero-shot judge is its base, unchanged
-            body.save_pretrained(staged / ("adapter" if hasattr(body, "peft_config")
-                                           else "body"))
+            body.save_pretrained(staged / ("adapter" if hasattr(body, "peft_config") else "body"))
         model.tokenizer_.save_pretrained(staged / "tokenizer")
-        save_file({k: v.detach().contiguous().cpu()
-                   for k, v in net.head.state_dict().items()}, staged / HEAD_FILE)
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in net.head.state_dict().items()},
+            staged / HEAD_FILE,
+        )
         model.calibration_.save(staged / CALIBRATION_FILE)
-        write_manifest(staged, backend=model.backend, config=asdict(model.config),
-                       feature_schema=packing_schema(model.config, model.tokenizer_),
-                       training={**model.training_, "truncation": model.truncation_,
-                                 "history": model.history_},
-                       metrics={"validation": model.validation_})
+        write_manifest(
+            staged,
+            backend=model.backend,
+            config=asdict(model.config),
+            feature_schema=packing_schema(model.config, model.tokenizer_),
+            training={
+                **model.training_,
+                "truncation": model.truncation_,
+                "history": model.history_,
+            },
+            metrics={"validation": model.validation_},
+        )
 
 
-def read_bundle(cls: type[TransformerModel], path: Path, options: PredictOptions
-                ) -> TransformerModel:
+def read_bundle(
+    cls: type[TransformerModel], path: Path, options: PredictOptions
+) -> TransformerModel:
     """The model of class ``cls`` saved at ``path``, with prediction-time ``options``."""
     check_config(options)
     manifest = read_manifest(path, backend=cls.backend, verify=True)
@@ -83,8 +110,7 @@ def read_bundle(cls: type[TransformerModel], path: Path, options: PredictOptions
     if trained.prompt_format == "auto":  # saved before prompt formats: the plain layout
         trained = replace(trained, prompt_format="plain")
     # training-only switches do not apply to prediction
-    config = replace(trained, gradient_checkpointing=False, merge_lora=False,
-                     **options.overrides())
+    config = replace(trained, gradient_checkpointing=False, merge_lora=False, **options.overrides())
     check_config(config)
     try:
         require_model_extra(config)
@@ -93,8 +119,10 @@ def read_bundle(cls: type[TransformerModel], path: Path, options: PredictOptions
     model = cls(config)
     model.tokenizer_ = load_tokenizer(path / "tokenizer", "model")
     if manifest.get("feature_schema") != packing_schema(trained, model.tokenizer_):
-        raise ModelLoadError("was trained with another input layout than this arenajudge "
-                             "packs; retrain the model", file=path)
+        raise ModelLoadError(
+            "was trained with another input layout than this arenajudge packs; retrain the model",
+            file=path,
+        )
     training = manifest.get("training", {})
     model.truncation_ = training.get("truncation", {})
     model.history_ = training.get("history", [])
@@ -115,12 +143,17 @@ def _base_path(model: TransformerModel, path: Path, why: str) -> Path:
     try:
         source = resolve_base(config.base, model.kind, sha256=recorded.get("sha256"))
     except ConfigError as exc:
-        raise ModelLoadError(f"{why} --base {config.base}, which is gone or cannot be "
-                             f"loaded ({exc}); put the base model back there, give its new "
-                             "place with --base MODEL"
-                             + (", or retrain with --merge-lora for a self-contained "
-                                "bundle" if not config.zero_shot else ""),
-                             file=path) from None
+        raise ModelLoadError(
+            f"{why} --base {config.base}, which is gone or cannot be "
+            f"loaded ({exc}); put the base model back there, give its new "
+            "place with --base MODEL"
+            + (
+                ", or retrain with --merge-lora for a self-contained bundle"
+                if not config.zero_shot
+                else ""
+            ),
+            file=path,
+        ) from None
     return source.path
 
 
@@ -134,8 +167,9 @@ def _load_network(model: TransformerModel, path: Path) -> Any:
     config = model.config
     if (path / "adapter").is_dir():
         base = _base_path(model, path, "holds a LoRA adapter over")
-        body = networks.load_adapter(networks.load_body(base, config, model.decoder),
-                                     path / "adapter")
+        body = networks.load_adapter(
+            networks.load_body(base, config, model.decoder), path / "adapter"
+        )
     elif config.zero_shot:
         base = _base_path(model, path, "is a zero-shot judge of")
         body = networks.load_body(base, config, model.decoder)
@@ -143,13 +177,15 @@ def _load_network(model: TransformerModel, path: Path) -> Any:
         base = path / "body"
         body = networks.load_body(base, config, model.decoder)
     else:
-        raise ModelLoadError("has neither body/ nor adapter/; the model directory is "
-                             "incomplete", file=path)
+        raise ModelLoadError(
+            "has neither body/ nor adapter/; the model directory is incomplete", file=path
+        )
     check_positions(body, config.max_length, base)
     net = model._network(body, base, adapters=False, label_rows=False)
     try:
         net.head.load_state_dict(load_file(path / HEAD_FILE))
     except (OSError, RuntimeError) as exc:
-        raise ModelLoadError(f"has an unusable {HEAD_FILE} ({exc}); retrain the model",
-                             file=path) from None
+        raise ModelLoadError(
+            f"has an unusable {HEAD_FILE} ({exc}); retrain the model", file=path
+        ) from None
     return model._placed(net)

@@ -38,8 +38,9 @@ class TrainState:
 def fingerprint(config: Any, data_sha256: str) -> str:
     """What a checkpoint must match to be resumed: the settings and the training data."""
     settings = {k: v for k, v in asdict(config).items() if k not in ("checkpoint_dir", "device")}
-    return hashlib.sha256(json.dumps([settings, data_sha256], sort_keys=True).encode()
-                          ).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([settings, data_sha256], sort_keys=True).encode()).hexdigest()[
+        :16
+    ]
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict]:
@@ -83,11 +84,15 @@ class Checkpoint:
             return None
         saved = json.loads(state_file.read_text(encoding="utf-8"))
         if saved["fingerprint"] != self.fingerprint:
-            raise ConfigError(f"--checkpoint-dir {self.path} holds a run with other settings "
-                              "or data; give another directory, or delete it to start over")
+            raise ConfigError(
+                f"--checkpoint-dir {self.path} holds a run with other settings "
+                "or data; give another directory, or delete it to start over"
+            )
         if saved["world_size"] != self.accelerator.num_processes:
-            raise ConfigError(f"--checkpoint-dir {self.path} was written by "
-                              f"{saved['world_size']} processes; resume with as many")
+            raise ConfigError(
+                f"--checkpoint-dir {self.path} was written by "
+                f"{saved['world_size']} processes; resume with as many"
+            )
         return TrainState(**saved["state"])
 
     def _folder(self, state: TrainState) -> Path:
@@ -113,8 +118,13 @@ class Checkpoint:
         if meta.get("scaler") and self.accelerator.scaler is not None:
             self.accelerator.scaler.load_state_dict(meta["scaler"])
 
-    def save(self, state: TrainState, trainable: dict[str, torch.Tensor],
-             best: dict[str, torch.Tensor], optimizer: torch.optim.Optimizer) -> None:
+    def save(
+        self,
+        state: TrainState,
+        trainable: dict[str, torch.Tensor],
+        best: dict[str, torch.Tensor],
+        optimizer: torch.optim.Optimizer,
+    ) -> None:
         folder = self._folder(state)
         previous = self.load_state() if self.accelerator.is_main_process else None
         if self.accelerator.is_main_process:
@@ -129,14 +139,22 @@ class Checkpoint:
             tensors["rng.cuda"] = torch.cuda.get_rng_state()
         scaler = self.accelerator.scaler
         save_file(tensors, folder / f"optimizer.rank{self.rank}.safetensors")
-        (folder / f"optimizer.rank{self.rank}.json").write_text(json.dumps(
-            {"optimizer": meta, "scaler": scaler.state_dict() if scaler else None}))
+        (folder / f"optimizer.rank{self.rank}.json").write_text(
+            json.dumps({"optimizer": meta, "scaler": scaler.state_dict() if scaler else None})
+        )
         self.accelerator.wait_for_everyone()
         if self.accelerator.is_main_process:
             staged = self.path / f"{STATE_FILE}.tmp"
-            staged.write_text(json.dumps({"fingerprint": self.fingerprint,
-                                          "world_size": self.accelerator.num_processes,
-                                          "state": asdict(state)}, indent=1))
+            staged.write_text(
+                json.dumps(
+                    {
+                        "fingerprint": self.fingerprint,
+                        "world_size": self.accelerator.num_processes,
+                        "state": asdict(state),
+                    },
+                    indent=1,
+                )
+            )
             os.replace(staged, self.path / STATE_FILE)
             if previous is not None and previous.step != state.step:
                 shutil.rmtree(self._folder(previous), ignore_errors=True)

@@ -56,18 +56,21 @@ def check_quantized(load_in: str, device: str) -> None:
         else:
             bnb.int8_vectorwise_quant(zeros)
     except ImportError:
-        raise MissingDependencyError(f"--load-in {load_in} needs bitsandbytes, which is not "
-                          "installed; install it with `pip install arenajudge[llm]`, or use "
-                          "--load-in 16bit") from None
-    except Exception as exc:  # noqa: BLE001 (bitsandbytes raises what its backend raises)
+        raise MissingDependencyError(
+            f"--load-in {load_in} needs bitsandbytes, which is not "
+            "installed; install it with `pip install arenajudge[llm]`, or use "
+            "--load-in 16bit"
+        ) from None
+    except Exception as exc:
         from importlib.metadata import version
 
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ConfigError(f"--load-in {load_in}: the installed bitsandbytes "
-                          f"{version('bitsandbytes')} cannot quantize on {where.type} "
-                          f"({reason[:200]}); install a bitsandbytes with a {where.type} "
-                          "backend (0.50 has CPU and CUDA ones), or use --load-in 16bit"
-                          ) from None
+        raise ConfigError(
+            f"--load-in {load_in}: the installed bitsandbytes "
+            f"{version('bitsandbytes')} cannot quantize on {where.type} "
+            f"({reason[:200]}); install a bitsandbytes with a {where.type} "
+            "backend (0.50 has CPU and CUDA ones), or use --load-in 16bit"
+        ) from None
 
 
 def inference_device(device: str) -> torch.device:
@@ -124,5 +127,9 @@ def quantization(load_in: str, precision: str, device: torch.device) -> Any:
         compute = gpu_half_dtype(precision) or torch.float32
     else:
         compute = torch.bfloat16 if precision == "bf16" else torch.float32
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute,
+    )

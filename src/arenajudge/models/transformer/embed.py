@@ -21,10 +21,15 @@ from tqdm.auto import tqdm
 from arenajudge.config import check_config
 from arenajudge.data.embeddings import EMBEDDING_COLUMNS, FORMAT, FORMAT_VERSION
 from arenajudge.data.schema import Battles, Turns
-from arenajudge.models.transformer.config import TransformerConfig
 from arenajudge.models.transformer.basemodel import hf_model_dir, load_tokenizer, require_extra
-from arenajudge.models.transformer.packing import (encode_turns, keep_latest, pad_token_id,
-                                                   separator_ids, special_tokens)
+from arenajudge.models.transformer.config import TransformerConfig
+from arenajudge.models.transformer.packing import (
+    encode_turns,
+    keep_latest,
+    pad_token_id,
+    separator_ids,
+    special_tokens,
+)
 
 
 def _side_inputs(tokenizer: Any, texts: list[Turns], max_length: int) -> list[list[int]]:
@@ -40,9 +45,15 @@ def _side_inputs(tokenizer: Any, texts: list[Turns], max_length: int) -> list[li
     return inputs
 
 
-def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
-                  batch_size: int = 16, device: str = "auto", load_in: str = "16bit"
-                  ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def embed_battles(
+    battles: Battles,
+    base: str | Path,
+    *,
+    max_length: int = 512,
+    batch_size: int = 16,
+    device: str = "auto",
+    load_in: str = "16bit",
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Embeddings of every battle's prompt, response A and response B.
 
     Returns ``{column: array (n, dim) float32}`` for ``EMBEDDING_COLUMNS`` and the
@@ -55,9 +66,14 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
 
     from arenajudge.models.transformer import batches, devices, networks
 
-    config = TransformerConfig(kind="llm" if decoder else "siamese", base=source.pinned,
-                               max_length=max_length, batch_size=batch_size, device=device,
-                               load_in=load_in)
+    config = TransformerConfig(
+        kind="llm" if decoder else "siamese",
+        base=source.pinned,
+        max_length=max_length,
+        batch_size=batch_size,
+        device=device,
+        load_in=load_in,
+    )
     check_config(config)
     body = networks.load_body(path, config, decoder).eval()
     dev = devices.inference_device(device)
@@ -75,19 +91,29 @@ def embed_battles(battles: Battles, base: str | Path, *, max_length: int = 512,
     todo = [i for i in np.argsort([-len(ids) for ids in inputs], kind="stable") if inputs[i]]
     autocast = torch.autocast(dev.type, dtype=dtype) if dtype is not None else None
     with torch.inference_mode():
-        for start in tqdm(range(0, len(todo), batch_size), desc="embed",
-                                  file=sys.stderr, disable=None):
-            rows = todo[start:start + batch_size]
-            batch = batches.collate([(i, [(inputs[i], [0] * len(inputs[i]))], np.zeros(3), 1.0)
-                                     for i in rows], pad_id)
+        for start in tqdm(
+            range(0, len(todo), batch_size), desc="embed", file=sys.stderr, disable=None
+        ):
+            rows = todo[start : start + batch_size]
+            batch = batches.collate(
+                [(i, [(inputs[i], [0] * len(inputs[i]))], np.zeros(3), 1.0) for i in rows], pad_id
+            )
             ids = batch["input_ids"][:, 0].to(dev)
             mask = batch["attention_mask"][:, 0].to(dev)
             with autocast or nullcontext():
                 hidden = body(input_ids=ids, attention_mask=mask).last_hidden_state
             vectors[rows] = networks.mean_pool(hidden.float(), mask).cpu().numpy()
-    columns = {name: vectors[[where[turns] for turns in side]]
-               for name, side in zip(EMBEDDING_COLUMNS, sides)}
-    metadata = {"format": FORMAT, "version": FORMAT_VERSION, "encoder": source.pinned,
-                "model_type": model_type, "dim": int(vectors.shape[1]),
-                "max_length": max_length, "pooling": "mean"}
+    columns = {
+        name: vectors[[where[turns] for turns in side]]
+        for name, side in zip(EMBEDDING_COLUMNS, sides)
+    }
+    metadata = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "encoder": source.pinned,
+        "model_type": model_type,
+        "dim": int(vectors.shape[1]),
+        "max_length": max_length,
+        "pooling": "mean",
+    }
     return columns, metadata

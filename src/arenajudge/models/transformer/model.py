@@ -18,21 +18,29 @@ from typing import Any, ClassVar
 import numpy as np
 
 from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
+from arenajudge.config import check_config
 from arenajudge.data.folds import holdout_mask, prompt_groups
 from arenajudge.data.schema import LABELS, Battles, swap_proba
-from arenajudge.config import check_config
 from arenajudge.metrics import log_loss
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
 from arenajudge.models.manifest import data_summary
 from arenajudge.models.transformer import bundle, packing
-from arenajudge.models.transformer.basemodel import (check_positions, load_tokenizer,
-                                                     require_model_extra, resolve_base)
+from arenajudge.models.transformer.basemodel import (
+    check_positions,
+    load_tokenizer,
+    require_model_extra,
+    resolve_base,
+)
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig, parse_tta
-from arenajudge.models.transformer.packing import (PackedBattle, Packer, Samples,
-                                                   pad_token_id, softmax)
+from arenajudge.models.transformer.packing import (
+    PackedBattle,
+    Packer,
+    Samples,
+    pad_token_id,
+    softmax,
+)
 
 logger = logging.getLogger(__name__)
-
 
 
 def _train_prior(target: np.ndarray, weight: np.ndarray) -> tuple[float, float, float]:
@@ -100,8 +108,7 @@ class TransformerModel(PreferenceModel):
             return self.config.loss == "kl"
         return bool(((target > 0) & (target < 1)).any())
 
-    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None
-            ) -> "TransformerModel":
+    def fit(self, battles: Battles, *, sample_weight: np.ndarray | None = None) -> TransformerModel:
         """Fine-tune on labelled ``battles`` (hard or soft labels), or with ``zero_shot``
         only calibrate the base's own verdicts on them; returns ``self``."""
         check_config(self.config)
@@ -110,8 +117,9 @@ class TransformerModel(PreferenceModel):
         require_model_extra(self.config)
         source = resolve_base(self.config.base, self.kind)
         self.tokenizer_ = load_tokenizer(source.path, "--base")
-        self.config = replace(self.config, base=source.pinned,
-                              prompt_format=self._resolved_format())
+        self.config = replace(
+            self.config, base=source.pinned, prompt_format=self._resolved_format()
+        )
         packer = self._packer()
         packed, stats = packer.pack(battles)
         logger.info("packing: %s", stats.to_dict())
@@ -132,8 +140,14 @@ class TransformerModel(PreferenceModel):
             return wanted
         return "chat" if self.decoder and packing.chat_frame(self.tokenizer_) else "plain"
 
-    def _fine_tune(self, battles: Battles, weight: np.ndarray, packer: Packer,
-                   packed: list[PackedBattle], base: Path) -> None:
+    def _fine_tune(
+        self,
+        battles: Battles,
+        weight: np.ndarray,
+        packer: Packer,
+        packed: list[PackedBattle],
+        base: Path,
+    ) -> None:
         """Train the network on the battles outside the validation fold; calibrate on it."""
         from accelerate.utils import set_seed
 
@@ -148,39 +162,64 @@ class TransformerModel(PreferenceModel):
         if config.load_in != "16bit":  # the quantized body already sits on its device
             net.head.to(accelerator.device)
 
-        val_mask = holdout_mask(battles, config.val_fraction, config.seed,
-                                without="without a validation fold, keeping the last weights")
+        val_mask = holdout_mask(
+            battles,
+            config.val_fraction,
+            config.seed,
+            without="without a validation fold, keeping the last weights",
+        )
         fit_rows = np.flatnonzero(~val_mask) if val_mask is not None else np.arange(len(battles))
 
         def samples(rows: np.ndarray, both_orders: bool) -> Samples:
-            return Samples.build(packer, [packed[i] for i in rows], battles.target[rows],
-                                 weight[rows], both_orders)
+            return Samples.build(
+                packer, [packed[i] for i in rows], battles.target[rows], weight[rows], both_orders
+            )
 
         val = None if val_mask is None else samples(np.flatnonzero(val_mask), config.symmetric)
         result = trainer.Trainer(
-            net, samples(fit_rows, config.swap_augment), val, config.training, accelerator,
-            pad_id=pad_token_id(self.tokenizer_), soft=self._soft_loss(battles.target),
+            net,
+            samples(fit_rows, config.swap_augment),
+            val,
+            config.training,
+            accelerator,
+            pad_id=pad_token_id(self.tokenizer_),
+            soft=self._soft_loss(battles.target),
             run_id=checkpoints.fingerprint(config, self.training_["sha256"]),
-            device_placement=config.load_in == "16bit").fit()
+            device_placement=config.load_in == "16bit",
+        ).fit()
 
         self.net_ = result.net
         self.history_ = result.state.history
         self.validation_ = {
-            "rows": 0 if val is None else val.n_battles, "best_step": result.state.best_step,
-            "log_loss_raw": result.state.best_log_loss, "temperature": 1.0,
-            "steps": result.total_steps, "resumed_from": result.resumed_from,
-            "stopped_early": result.state.stopped_early}
+            "rows": 0 if val is None else val.n_battles,
+            "best_step": result.state.best_step,
+            "log_loss_raw": result.state.best_log_loss,
+            "temperature": 1.0,
+            "steps": result.total_steps,
+            "resumed_from": result.resumed_from,
+            "stopped_early": result.state.stopped_early,
+        }
         prior = _train_prior(battles.target[fit_rows], weight[fit_rows])
         self.calibration_ = Calibration(train_prior=prior)
         if val is not None:  # the shipped network never trained on the validation fold
             held = battles.take(np.flatnonzero(val_mask))
             self.calibration_, report = fit_calibration(
-                held.scored_target, self._raw_proba(val),
-                prompt_groups(held) % CALIBRATION_FOLDS, prior, held.source)
+                held.scored_target,
+                self._raw_proba(val),
+                prompt_groups(held) % CALIBRATION_FOLDS,
+                prior,
+                held.source,
+            )
             self.validation_.update(report)
 
-    def _fit_zero_shot(self, battles: Battles, weight: np.ndarray, packer: Packer,
-                       packed: list[PackedBattle], base: Path) -> None:
+    def _fit_zero_shot(
+        self,
+        battles: Battles,
+        weight: np.ndarray,
+        packer: Packer,
+        packed: list[PackedBattle],
+        base: Path,
+    ) -> None:
         """The base, untouched, scores every battle with its LM head's logits of the
         label words; only the calibration is fitted, cross-fitted over prompt-grouped
         folds, so its report is out of sample."""
@@ -188,10 +227,13 @@ class TransformerModel(PreferenceModel):
 
         config = self.config
         if config.prompt_format == "plain":
-            logger.warning("--zero-shot with the plain layout (--base %s has no chat "
-                           "template): the base is asked no question, and its scores of A, "
-                           "B and tie after the layout's last token say little; an instruct "
-                           "model with a chat template is a judge", config.base)
+            logger.warning(
+                "--zero-shot with the plain layout (--base %s has no chat "
+                "template): the base is asked no question, and its scores of A, "
+                "B and tie after the layout's last token say little; an instruct "
+                "model with a chat template is a judge",
+                config.base,
+            )
         body = networks.load_body(base, config, self.decoder)
         check_positions(body, config.max_length, base)
         self.net_ = self._placed(self._network(body, base, adapters=False, label_rows=True))
@@ -200,16 +242,32 @@ class TransformerModel(PreferenceModel):
         prior = _train_prior(battles.target, weight)
         self.history_ = []
         self.calibration_, report = fit_calibration(
-            battles.scored_target, raw, prompt_groups(battles) % CALIBRATION_FOLDS, prior,
-            battles.source)
-        self.validation_ = {"rows": len(battles), "best_step": None,
-                            "log_loss_raw": log_loss(battles.scored_target, raw),
-                            "temperature": 1.0, "steps": 0, "resumed_from": None,
-                            "stopped_early": False, "zero_shot": True, **report}
+            battles.scored_target,
+            raw,
+            prompt_groups(battles) % CALIBRATION_FOLDS,
+            prior,
+            battles.source,
+        )
+        self.validation_ = {
+            "rows": len(battles),
+            "best_step": None,
+            "log_loss_raw": log_loss(battles.scored_target, raw),
+            "temperature": 1.0,
+            "steps": 0,
+            "resumed_from": None,
+            "stopped_early": False,
+            "zero_shot": True,
+            **report,
+        }
 
     def _packer(self) -> Packer:
-        return Packer(self.tokenizer_, self.config.max_length, self.config.prompt_share,
-                      pair=self.pair, chat=self.config.prompt_format == "chat")
+        return Packer(
+            self.tokenizer_,
+            self.config.max_length,
+            self.config.prompt_share,
+            pair=self.pair,
+            chat=self.config.prompt_format == "chat",
+        )
 
     def _network(self, body: Any, source: Path, *, adapters: bool, label_rows: bool) -> Any:
         """The body (with new LoRA adapters when ``adapters``) under its pooling and
@@ -221,12 +279,15 @@ class TransformerModel(PreferenceModel):
         if adapters and network.uses_lora:
             body = networks.add_lora(body, network, self.config.gradient_checkpointing)
         if network.head == "tokens":
-            head = networks.token_head(body, networks.label_rows(source, body, self.tokenizer_)
-                                       if label_rows else None)
+            head = networks.token_head(
+                body, networks.label_rows(source, body, self.tokenizer_) if label_rows else None
+            )
         else:
             head = networks.mlp_head(
                 networks.pooled_size(body, 2 if self.pair else 1, self.pooling),
-                network.head_hidden, network.head_dropout)
+                network.head_hidden,
+                network.head_dropout,
+            )
         return networks.PreferenceNet(body, head, self.pooling)
 
     def _placed(self, net: Any) -> Any:
@@ -249,10 +310,14 @@ class TransformerModel(PreferenceModel):
         options = getattr(self, "predict_options_", PredictOptions())
         weight = self.net_.head_weight
         return batches.predict_logits(
-            self.net_, samples, pad_id=pad_token_id(self.tokenizer_),
+            self.net_,
+            samples,
+            pad_id=pad_token_id(self.tokenizer_),
             batch_size=options.batch_size or self.config.batch_size * 2,
-            max_tokens=options.max_tokens_per_batch, rows=rows,
-            dtype=devices.autocast_dtype(self.config.precision, weight.device))
+            max_tokens=options.max_tokens_per_batch,
+            rows=rows,
+            dtype=devices.autocast_dtype(self.config.precision, weight.device),
+        )
 
     def _raw_proba(self, samples: Samples) -> np.ndarray:
         """Uncalibrated per-battle probabilities of ``samples``, shape (n_battles, 3)."""
@@ -285,7 +350,7 @@ class TransformerModel(PreferenceModel):
         proba = softmax(logits[:n])
         if share > 0:
             # least sure first: the lowest top probability, ties broken by row
-            swapped = np.argsort(proba.max(axis=1), kind="stable")[:int(np.ceil(share * n))]
+            swapped = np.argsort(proba.max(axis=1), kind="stable")[: int(np.ceil(share * n))]
             logits = self._logits(samples, n + swapped) + logits
             proba[swapped] = samples.battle_proba(logits)[swapped]
         return self.calibration_.transform(proba, tie_rate, battles.source)
@@ -301,8 +366,7 @@ class TransformerModel(PreferenceModel):
             bundle.write_bundle(self, path, force)
 
     @classmethod
-    def load(cls, path: str | Path, options: PredictOptions | None = None
-             ) -> "TransformerModel":
+    def load(cls, path: str | Path, options: PredictOptions | None = None) -> TransformerModel:
         """Read a MODEL_DIR written by :meth:`save`; ``options`` override how it predicts
         (batching, TTA) and where its parts are (``base``, device, precision of the
         weights). An adapter bundle or a zero-shot judge needs the base model it was

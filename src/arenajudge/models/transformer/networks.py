@@ -31,12 +31,12 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
-def segment_pool(hidden: torch.Tensor, mask: torch.Tensor, segments: torch.Tensor,
-                 n_segments: int = 3) -> torch.Tensor:
+def segment_pool(
+    hidden: torch.Tensor, mask: torch.Tensor, segments: torch.Tensor, n_segments: int = 3
+) -> torch.Tensor:
     """Mean of each segment's tokens, concatenated: (n, L, H) -> (n, n_segments * H);
     zeros for an empty segment."""
-    return torch.cat([mean_pool(hidden, mask * (segments == s)) for s in range(n_segments)],
-                     dim=-1)
+    return torch.cat([mean_pool(hidden, mask * (segments == s)) for s in range(n_segments)], dim=-1)
 
 
 def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -46,8 +46,13 @@ def last_token_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def mlp_head(in_size: int, hidden: int, dropout: float) -> nn.Module:
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(in_size, hidden), nn.GELU(),
-                         nn.Dropout(dropout), nn.Linear(hidden, len(LABELS)))
+    return nn.Sequential(
+        nn.Dropout(dropout),
+        nn.Linear(in_size, hidden),
+        nn.GELU(),
+        nn.Dropout(dropout),
+        nn.Linear(hidden, len(LABELS)),
+    )
 
 
 class PreferenceNet(nn.Module):
@@ -73,13 +78,15 @@ class PreferenceNet(nn.Module):
     def head_weight(self) -> torch.Tensor:
         return next(self.head.parameters())
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                segment_ids: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, segment_ids: torch.Tensor
+    ) -> torch.Tensor:
         """``input_ids``, ``attention_mask``, ``segment_ids``: (B, S, L) -> logits (B, 3)."""
         batch, n_seq, length = input_ids.shape
         mask = attention_mask.reshape(batch * n_seq, length)
-        hidden = self.body(input_ids=input_ids.reshape(batch * n_seq, length),
-                           attention_mask=mask).last_hidden_state  # (B*S, L, H)
+        hidden = self.body(
+            input_ids=input_ids.reshape(batch * n_seq, length), attention_mask=mask
+        ).last_hidden_state  # (B*S, L, H)
         if self.pooling == "segments":
             pooled = segment_pool(hidden, mask, segment_ids.reshape(batch * n_seq, length))
         elif self.pooling == "last":
@@ -94,8 +101,9 @@ def pooled_size(body: nn.Module, n_sequences: int, pooling: str) -> int:
     return n_sequences * hidden_size(body) * (3 if pooling == "segments" else 1)
 
 
-def load_body(source: Path, config: TransformerConfig, decoder: bool,
-              device_index: int | None = None) -> nn.Module:
+def load_body(
+    source: Path, config: TransformerConfig, decoder: bool, device_index: int | None = None
+) -> nn.Module:
     """The base model in ``source`` (a Hugging Face directory), ready to fine-tune.
 
     ``device_index``: the GPU a quantized model is placed on (one per process; default
@@ -103,8 +111,7 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
     """
     from transformers import AutoModel
 
-    kwargs: dict[str, Any] = {"dtype": devices.body_dtype(config.precision, config.device,
-                                                          decoder)}
+    kwargs: dict[str, Any] = {"dtype": devices.body_dtype(config.precision, config.device, decoder)}
     if config.attn_implementation != "auto":
         kwargs["attn_implementation"] = config.attn_implementation
     if config.load_in != "16bit":
@@ -112,8 +119,9 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
         where = devices.quantized_device(config.device)
         if where.type == "cuda" and device_index is not None:
             where = torch.device("cuda", device_index)
-        kwargs["quantization_config"] = devices.quantization(config.load_in, config.precision,
-                                                             where)
+        kwargs["quantization_config"] = devices.quantization(
+            config.load_in, config.precision, where
+        )
         kwargs["device_map"] = {"": str(where)}
     try:
         # a *ForSequenceClassification checkpoint (a reward model) loads as its backbone:
@@ -131,8 +139,9 @@ def load_body(source: Path, config: TransformerConfig, decoder: bool,
     return body
 
 
-def add_lora(body: nn.Module, config: NetworkConfig, gradient_checkpointing: bool = False
-             ) -> nn.Module:
+def add_lora(
+    body: nn.Module, config: NetworkConfig, gradient_checkpointing: bool = False
+) -> nn.Module:
     """Wrap a body with LoRA adapters; only the adapters stay trainable."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -140,17 +149,22 @@ def add_lora(body: nn.Module, config: NetworkConfig, gradient_checkpointing: boo
         # without the kwargs peft turns checkpointing back to reentrant, which breaks
         # DistributedDataParallel ("marked ready twice")
         body = prepare_model_for_kbit_training(
-            body, use_gradient_checkpointing=gradient_checkpointing,
-            gradient_checkpointing_kwargs={"use_reentrant": False})
+            body,
+            use_gradient_checkpointing=gradient_checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
     targets: str | list[str] = config.lora_targets
     if targets != "all-linear":
         targets = [name.strip() for name in targets.split(",") if name.strip()]
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                      lora_dropout=config.lora_dropout, target_modules=targets,
-                      # the pooler is unused (frozen in load_body): no gradient
-                      exclude_modules=(r".*pooler.*" if getattr(body, "pooler", None)
-                                       is not None else None),
-                      task_type="FEATURE_EXTRACTION")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=targets,
+        # the pooler is unused (frozen in load_body): no gradient
+        exclude_modules=(r".*pooler.*" if getattr(body, "pooler", None) is not None else None),
+        task_type="FEATURE_EXTRACTION",
+    )
     try:
         return get_peft_model(body, lora)
     except ValueError as exc:  # peft: "Target modules {...} not found in the base model"
@@ -177,8 +191,10 @@ def label_token_ids(tokenizer: Any) -> list[int]:
     ids = [tokenizer(word, add_special_tokens=False)["input_ids"][:1] for word in LABEL_WORDS]
     firsts = [first[0] for first in ids if first]
     if len(set(firsts)) != len(LABEL_WORDS):
-        raise ConfigError(f"--head tokens: the tokenizer does not start the label words "
-                          f"{', '.join(LABEL_WORDS)} with distinct tokens; use --head mlp")
+        raise ConfigError(
+            f"--head tokens: the tokenizer does not start the label words "
+            f"{', '.join(LABEL_WORDS)} with distinct tokens; use --head mlp"
+        )
     return firsts
 
 
@@ -190,10 +206,12 @@ def _lm_head_weight(source: Path, body: nn.Module) -> torch.Tensor:
         return body.get_input_embeddings().weight.detach()
     for file in sorted(source.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as weights:
-            if "lm_head.weight" in weights.keys():
+            if "lm_head.weight" in weights.keys():  # noqa: SIM118 (a safe_open handle, not a dict)
                 return weights.get_tensor("lm_head.weight")
-    raise ConfigError(f"--head tokens needs --base {source} to be a causal LM with its LM "
-                      "head (lm_head.weight), e.g. saved from *ForCausalLM; use --head mlp")
+    raise ConfigError(
+        f"--head tokens needs --base {source} to be a causal LM with its LM "
+        "head (lm_head.weight), e.g. saved from *ForCausalLM; use --head mlp"
+    )
 
 
 def label_rows(source: Path, body: nn.Module, tokenizer: Any) -> torch.Tensor:

@@ -82,13 +82,15 @@ class TruncationStats:
 
     def to_dict(self) -> dict[str, Any]:
         stats: dict[str, Any] = asdict(self)
-        stats["kept_token_share"] = (self.tokens_kept / self.tokens_total
-                                     if self.tokens_total else 1.0)
+        stats["kept_token_share"] = (
+            self.tokens_kept / self.tokens_total if self.tokens_total else 1.0
+        )
         return stats
 
 
-def keep_latest(turns: list[list[int]], budget: int, separator: list[int],
-                cut_latest_at: str = "head") -> tuple[list[int], int]:
+def keep_latest(
+    turns: list[list[int]], budget: int, separator: list[int], cut_latest_at: str = "head"
+) -> tuple[list[int], int]:
     """Concatenate the latest turns that fit in ``budget`` tokens.
 
     Returns the ids (turns in their order, joined by ``separator``) and the number of
@@ -112,8 +114,9 @@ def keep_latest(turns: list[list[int]], budget: int, separator: list[int],
     return _joined(list(reversed(kept)), separator), len(turns) - len(kept)
 
 
-def keep_earliest(turns: list[list[int]], budget: int, separator: list[int]
-                  ) -> tuple[list[int], int]:
+def keep_earliest(
+    turns: list[list[int]], budget: int, separator: list[int]
+) -> tuple[list[int], int]:
     """Concatenate the first turns that fit in ``budget`` tokens, the first one that
     only partly fits cut to its head; the ids and the number of turns dropped."""
     kept: list[list[int]] = []
@@ -147,8 +150,9 @@ def _share_two(need_a: int, need_b: int, room: int) -> tuple[int, int]:
     return a, b
 
 
-def split_budget(need: tuple[int, int, int], budget: int, prompt_share: float, pair: bool
-                 ) -> tuple[int, int, int]:
+def split_budget(
+    need: tuple[int, int, int], budget: int, prompt_share: float, pair: bool
+) -> tuple[int, int, int]:
     """Token allowances (prompt, a, b) for sides needing ``need`` tokens.
 
     ``pair``: A and B each sit in their own sequence beside the prompt, so each may
@@ -167,10 +171,12 @@ def split_budget(need: tuple[int, int, int], budget: int, prompt_share: float, p
 
 def special_tokens(tokenizer: Any) -> tuple[list[int], list[int]]:
     """The ids that open and close a sequence: CLS/SEP for encoders, else BOS/EOS."""
-    prefix = tokenizer.cls_token_id if tokenizer.cls_token_id is not None \
-        else tokenizer.bos_token_id
-    suffix = tokenizer.sep_token_id if tokenizer.sep_token_id is not None \
-        else tokenizer.eos_token_id
+    prefix = (
+        tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    )
+    suffix = (
+        tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    )
     return ([] if prefix is None else [prefix]), ([] if suffix is None else [suffix])
 
 
@@ -181,9 +187,10 @@ def chat_frame(tokenizer: Any) -> tuple[str, str] | None:
     if not getattr(tokenizer, "chat_template", None):
         return None
     try:
-        text = tokenizer.apply_chat_template([{"role": "user", "content": _CONTENT}],
-                                             tokenize=False, add_generation_prompt=True)
-    except Exception:  # noqa: BLE001 (a template may raise anything: jinja, its own checks)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": _CONTENT}], tokenize=False, add_generation_prompt=True
+        )
+    except Exception:
         return None
     if not isinstance(text, str) or text.count(_CONTENT) != 1:
         return None
@@ -246,8 +253,9 @@ class Packer:
         ConfigError when it has none.
     """
 
-    def __init__(self, tokenizer: Any, max_length: int, prompt_share: float, pair: bool,
-                 chat: bool = False) -> None:
+    def __init__(
+        self, tokenizer: Any, max_length: int, prompt_share: float, pair: bool, chat: bool = False
+    ) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.prompt_share = prompt_share
@@ -256,34 +264,52 @@ class Packer:
         if chat:
             frame = chat_frame(tokenizer)
             if frame is None or pair:
-                raise ConfigError("--prompt-format chat needs a decoder LM whose tokenizer has "
-                                  "a chat template; use --prompt-format plain")
-            self.prefix, self.suffix = encode(tokenizer, [frame[0] + CHAT_TASK,
-                                                          CHAT_QUESTION + frame[1]])
+                raise ConfigError(
+                    "--prompt-format chat needs a decoder LM whose tokenizer has "
+                    "a chat template; use --prompt-format plain"
+                )
+            self.prefix, self.suffix = encode(
+                tokenizer, [frame[0] + CHAT_TASK, CHAT_QUESTION + frame[1]]
+            )
         else:
             self.prefix, self.suffix = special_tokens(tokenizer)
-        (self.prompt_marker, self.response_marker, self.response_a_marker,
-         self.response_b_marker) = encode(tokenizer, [
-             PROMPT_MARKER, RESPONSE_MARKER, RESPONSE_A_MARKER, RESPONSE_B_MARKER])
+        (
+            self.prompt_marker,
+            self.response_marker,
+            self.response_a_marker,
+            self.response_b_marker,
+        ) = encode(
+            tokenizer, [PROMPT_MARKER, RESPONSE_MARKER, RESPONSE_A_MARKER, RESPONSE_B_MARKER]
+        )
         self.separator = separator_ids(tokenizer)
-        overhead = len(self.prefix) + len(self.suffix) + len(self.prompt_marker) + (
-            len(self.response_marker) if pair
-            else len(self.response_a_marker) + len(self.response_b_marker))
+        overhead = (
+            len(self.prefix)
+            + len(self.suffix)
+            + len(self.prompt_marker)
+            + (
+                len(self.response_marker)
+                if pair
+                else len(self.response_a_marker) + len(self.response_b_marker)
+            )
+        )
         self.budget = max_length - overhead
         if self.budget < 3 * MIN_SIDE_TOKENS:
-            raise ConfigError(f"--max-length {max_length} leaves {self.budget} tokens for "
-                              f"the texts after {overhead} marker and special tokens; use "
-                              f"at least {overhead + 3 * MIN_SIDE_TOKENS}")
+            raise ConfigError(
+                f"--max-length {max_length} leaves {self.budget} tokens for "
+                f"the texts after {overhead} marker and special tokens; use "
+                f"at least {overhead + 3 * MIN_SIDE_TOKENS}"
+            )
 
     def pack(self, battles: Battles) -> tuple[list[PackedBattle], TruncationStats]:
         """Packed battles (kept ids per side) and what packing cut."""
-        sides = [encode_turns(self.tokenizer, side)
-                 for side in (battles.prompt, battles.response_a, battles.response_b)]
+        sides = [
+            encode_turns(self.tokenizer, side)
+            for side in (battles.prompt, battles.response_a, battles.response_b)
+        ]
         stats = TruncationStats(rows=len(battles))
         return [self._pack_one(turns, stats) for turns in zip(*sides)], stats
 
-    def _pack_one(self, sides: tuple[list[list[int]], ...], stats: TruncationStats
-                  ) -> PackedBattle:
+    def _pack_one(self, sides: tuple[list[list[int]], ...], stats: TruncationStats) -> PackedBattle:
         need = tuple(joined_length(turns, self.separator) for turns in sides)
         allowance = split_budget(need, self.budget, self.prompt_share, self.pair)
         kept = []
@@ -310,18 +336,32 @@ class Packer:
             a, b = b, a
         head = [(self.prefix, PROMPT), (self.prompt_marker, PROMPT), (battle.prompt, PROMPT)]
         if self.pair:
-            return [head + [(self.response_marker, PROMPT), (side, RESPONSE_A),
-                            (self.suffix, PROMPT)] for side in (a, b)]
-        return [head + [(self.response_a_marker, PROMPT), (a, RESPONSE_A),
-                        (self.response_b_marker, PROMPT), (b, RESPONSE_B), (self.suffix, PROMPT)]]
+            return [
+                head + [(self.response_marker, PROMPT), (side, RESPONSE_A), (self.suffix, PROMPT)]
+                for side in (a, b)
+            ]
+        return [
+            head
+            + [
+                (self.response_a_marker, PROMPT),
+                (a, RESPONSE_A),
+                (self.response_b_marker, PROMPT),
+                (b, RESPONSE_B),
+                (self.suffix, PROMPT),
+            ]
+        ]
 
     def sequences(self, battle: PackedBattle, swapped: bool = False) -> list[Sequence]:
         """The model input of one battle, A and B exchanged when ``swapped``: two
         sequences (pair) or one, each as (token ids, segment ids). Segments: 0 prompt,
         markers and special tokens; 1 the (first) response; 2 the second response."""
-        return [([i for ids, _ in chunks for i in ids],
-                 [segment for ids, segment in chunks for _ in ids])
-                for chunks in self._chunks(battle, swapped)]
+        return [
+            (
+                [i for ids, _ in chunks for i in ids],
+                [segment for ids, segment in chunks for _ in ids],
+            )
+            for chunks in self._chunks(battle, swapped)
+        ]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -352,8 +392,14 @@ class Samples:
     both_orders: bool
 
     @classmethod
-    def build(cls, packer: Packer, packed: list[PackedBattle], target: np.ndarray | None,
-              weight: np.ndarray | None, both_orders: bool) -> "Samples":
+    def build(
+        cls,
+        packer: Packer,
+        packed: list[PackedBattle],
+        target: np.ndarray | None,
+        weight: np.ndarray | None,
+        both_orders: bool,
+    ) -> Samples:
         target = np.zeros((len(packed), 3)) if target is None else np.asarray(target)
         weight = np.ones(len(packed)) if weight is None else np.asarray(weight)
         sequences = [packer.sequences(battle) for battle in packed]
@@ -361,8 +407,7 @@ class Samples:
             sequences += [packer.sequences(battle, swapped=True) for battle in packed]
             target = np.vstack([target, swap_proba(target)])
             weight = np.concatenate([weight, weight])
-        return cls(sequences, target.astype(np.float32), weight.astype(np.float32),
-                   both_orders)
+        return cls(sequences, target.astype(np.float32), weight.astype(np.float32), both_orders)
 
     def __len__(self) -> int:
         return len(self.sequences)

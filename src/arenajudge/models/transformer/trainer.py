@@ -48,12 +48,14 @@ def make_accelerator(config: TrainingConfig) -> Any:
     # cpu=True also where no accelerator is present: only then does accelerate join the
     # processes of `accelerate launch --multi_gpu` / torchrun on a CPU machine (gloo).
     cpu = devices.inference_device(config.device).type == "cpu"
-    return Accelerator(cpu=cpu, mixed_precision=mixed,
-                       gradient_accumulation_steps=config.grad_accum)
+    return Accelerator(
+        cpu=cpu, mixed_precision=mixed, gradient_accumulation_steps=config.grad_accum
+    )
 
 
-def batch_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, soft: bool
-               ) -> torch.Tensor:
+def batch_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, soft: bool
+) -> torch.Tensor:
     """Weighted mean loss: KL(target || p) when ``soft``, else cross-entropy on the
     arg-max label. logits, target: (B, 3); weight: (B,)."""
     log_p = torch.log_softmax(logits.float(), dim=-1)
@@ -108,21 +110,38 @@ class Trainer:
         False leaves a quantized body where it was loaded.
     """
 
-    def __init__(self, net: nn.Module, train: Samples, val: Samples | None,
-                 config: TrainingConfig, accelerator: Any, *, pad_id: int, soft: bool,
-                 run_id: str, device_placement: bool = True) -> None:
+    def __init__(
+        self,
+        net: nn.Module,
+        train: Samples,
+        val: Samples | None,
+        config: TrainingConfig,
+        accelerator: Any,
+        *,
+        pad_id: int,
+        soft: bool,
+        run_id: str,
+        device_placement: bool = True,
+    ) -> None:
         self.train, self.val = train, val
         self.config, self.accelerator = config, accelerator
         self.pad_id, self.soft = pad_id, soft
-        self.checkpoint = (Checkpoint(Path(config.checkpoint_dir), run_id, accelerator)
-                           if config.checkpoint_dir else None)
+        self.checkpoint = (
+            Checkpoint(Path(config.checkpoint_dir), run_id, accelerator)
+            if config.checkpoint_dir
+            else None
+        )
         self.state = (self.checkpoint.load_state() if self.checkpoint else None) or TrainState()
         self.resumed_from = self.state.step or None
         self.trainable = {n for n, p in net.named_parameters() if p.requires_grad}
         self.best: dict[str, torch.Tensor] = (
-            self.checkpoint.restore_weights(net, self.state) if self.resumed_from else {})
-        optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad],
-                                      lr=config.lr or 0.0, weight_decay=config.weight_decay)
+            self.checkpoint.restore_weights(net, self.state) if self.resumed_from else {}
+        )
+        optimizer = torch.optim.AdamW(
+            [p for p in net.parameters() if p.requires_grad],
+            lr=config.lr or 0.0,
+            weight_decay=config.weight_decay,
+        )
         # One prepare call for the model, the optimizer and a loader: only there does
         # accelerate build a DeepSpeed engine or hand FSDP2's sharded parameters to the
         # optimizer. DeepSpeed refuses custom placements, so give one only when needed.
@@ -131,7 +150,8 @@ class Trainer:
             loaders.append(make_loader(val, by_length(val), config.batch_size * 2, pad_id))
         placement = None if device_placement else [False] + [True] * (1 + len(loaders))
         self.net, self.optimizer, *prepared = accelerator.prepare(
-            net, optimizer, *loaders, device_placement=placement)
+            net, optimizer, *loaders, device_placement=placement
+        )
         self.first_loader = prepared[0]
         self.val_loader = prepared[1] if val is not None else None
         if self.resumed_from:
@@ -146,8 +166,13 @@ class Trainer:
         """Train until the last step or early stopping; the network with the best
         validation weights (else the last ones)."""
         self.net.train()
-        with tqdm(total=self.total, initial=self.state.step, desc="train", file=sys.stderr,
-                  disable=None if self.accelerator.is_local_main_process else True) as bar:
+        with tqdm(
+            total=self.total,
+            initial=self.state.step,
+            desc="train",
+            file=sys.stderr,
+            disable=None if self.accelerator.is_local_main_process else True,
+        ) as bar:
             while not self._finished():
                 for batch in self._epoch_loader():
                     steps = self.state.step
@@ -159,8 +184,9 @@ class Trainer:
         if self.best:
             net.load_state_dict(self.best, strict=False)
         self.accelerator.free_memory()
-        return TrainResult(net=net, state=self.state, resumed_from=self.resumed_from,
-                           total_steps=self.total)
+        return TrainResult(
+            net=net, state=self.state, resumed_from=self.resumed_from, total_steps=self.total
+        )
 
     # -------------------------------------------------------------------- the loop
     def _finished(self) -> bool:
@@ -201,38 +227,53 @@ class Trainer:
         if not accelerator.sync_gradients:
             return
         state.step += 1
-        if (state.step == self.total or (config.eval_every and state.step % config.eval_every
-                                         == 0) or (end_of_epoch and not config.eval_every)):
+        if (
+            state.step == self.total
+            or (config.eval_every and state.step % config.eval_every == 0)
+            or (end_of_epoch and not config.eval_every)
+        ):
             self._evaluate()
 
     def _evaluate(self) -> None:
         """Record the training loss and the validation log loss; keep the best weights,
         count evaluations without improvement, checkpoint."""
         state = self.state
-        record: dict[str, Any] = {"step": state.step, "epoch": state.epoch,
-                                  "train_loss": float(np.mean(self.losses))}
+        record: dict[str, Any] = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "train_loss": float(np.mean(self.losses)),
+        }
         self.losses.clear()
         if self.val is not None:
-            logits = logits_of(self.net, self.val_loader, len(self.val),
-                               gather=self.accelerator.gather_for_metrics)
-            val_loss = log_loss(self.val.target[:self.val.n_battles],
-                                self.val.battle_proba(logits))
+            logits = logits_of(
+                self.net, self.val_loader, len(self.val), gather=self.accelerator.gather_for_metrics
+            )
+            val_loss = log_loss(
+                self.val.target[: self.val.n_battles], self.val.battle_proba(logits)
+            )
             record["val_log_loss"] = val_loss
             if state.best_log_loss is None or val_loss < state.best_log_loss:
                 state.best_log_loss, state.best_step, state.bad_evals = val_loss, state.step, 0
                 self.best = self._trainable_state()
             else:
                 state.bad_evals += 1
-                state.stopped_early = bool(self.config.patience
-                                           and state.bad_evals >= self.config.patience)
+                state.stopped_early = bool(
+                    self.config.patience and state.bad_evals >= self.config.patience
+                )
         state.history.append(record)
-        logger.info("step %d/%d: %s", state.step, self.total,
-                    ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)))
+        logger.info(
+            "step %d/%d: %s",
+            state.step,
+            self.total,
+            ", ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float)),
+        )
         if self.checkpoint is not None:
             self.checkpoint.save(state, self._trainable_state(), self.best, self.optimizer)
 
     def _trainable_state(self) -> dict[str, torch.Tensor]:
         """CPU copies of the trainable weights, full even when sharded (FSDP)."""
-        return {k: v.detach().cpu().clone()
-                for k, v in self.accelerator.get_state_dict(self.net).items()
-                if k in self.trainable}
+        return {
+            k: v.detach().cpu().clone()
+            for k, v in self.accelerator.get_state_dict(self.net).items()
+            if k in self.trainable
+        }
