@@ -26,12 +26,13 @@ import numpy as np
 from _common import data_file
 from arenajudge.data import read_battles
 from arenajudge.data.folds import folds
-from arenajudge.evaluate import attach_sources, cross_validate
+from arenajudge.data.sources import attach_sources
+from arenajudge.evaluate import cross_validate
 from arenajudge.leaderboard import fit_leaderboard
 from arenajudge.leaderboard.bradley_terry import ELO_ANCHOR, LOGIT_TO_ELO
-from arenajudge.leaderboard.ties import TieModel
 from arenajudge.metrics import log_loss, prior_log_loss
 from arenajudge.models.gbdt import GBDTModel
+from arenajudge.ties import TieModel
 
 SETS = {"human_dev": "human_dev.csv", "arena_bench": "arena_bench_gpt4_pairs.csv.gz"}
 ARENA_TIE_RATE = 0.227

@@ -27,6 +27,7 @@ from arenajudge.data.soft_labels import read_oof
 from arenajudge.metrics import log_loss
 from arenajudge.models.cascade import CascadeConfig, CascadeModel, cross_fitted_cascade, entropy
 from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.registry import load_model
 
 SHARES = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
 EMBED_SAMPLE = 256
@@ -66,7 +67,9 @@ def curve(
     points = []
     for share in shares:
         config = CascadeConfig(share=share)
-        cascade = CascadeModel(config, first_dir=first_dir, then_dir=then_dir).fit(battles, oof=oof)
+        cascade = CascadeModel(
+            config, first_dir=first_dir, then_dir=then_dir, load_member=load_model
+        ).fit(battles, oof=oof)
         rescored = int(
             (entropy(cascade.first_.predict_proba(unlabelled)) >= cascade.threshold_).sum()
         )

@@ -15,7 +15,8 @@ import time
 
 from _common import data_file
 from arenajudge.data import read_battles
-from arenajudge.evaluate import attach_sources, cross_validate
+from arenajudge.data.sources import attach_sources
+from arenajudge.evaluate import cross_validate
 from arenajudge.models.gbdt import GBDTModel
 
 SETS = {"human_dev": "human_dev.csv", "arena_bench": "arena_bench_gpt4_pairs.csv.gz"}

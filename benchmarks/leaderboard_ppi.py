@@ -37,10 +37,10 @@ from _common import data_file
 from arenajudge.data import read_battles
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
+from arenajudge.data.soft_labels import read_oof
 from arenajudge.leaderboard import fit_leaderboard
 from arenajudge.leaderboard.bradley_terry import LOGIT_TO_ELO
 from arenajudge.leaderboard.ppi import fit_ppi_leaderboard
-from arenajudge.report import read_oof
 
 
 def _score(outcomes: np.ndarray) -> np.ndarray:

@@ -13,8 +13,12 @@ leaderboards (three tie models, bootstrap and style control) and win rates on
 ../shared/data/arena_bench_gpt4_pairs.csv.gz.
 
     python benchmarks/predictions_identical.py --against 1dd8da6 [--only NAME ...]
+        [--save-before FILE | --before FILE]
 
 Prints one JSON object: per output, "identical" or what differs; exit 1 when any differs.
+The revision's side takes as long as this tree's (about 10 minutes on two idle cores):
+--save-before runs only that side and writes its digests to FILE; --before FILE reuses
+them (they name the commit they were made from, which must be --against's).
 """
 
 from __future__ import annotations
@@ -254,6 +258,22 @@ def run_pipeline(src: Path, work: Path, steps: list[str]) -> dict[str, dict[str,
     return digests
 
 
+def _run_revision(commit: str, tmp_path: Path, steps: list[str]) -> dict[str, dict[str, str]]:
+    """The pipeline's digests with the source tree of COMMIT, in a temporary worktree."""
+    tree = tmp_path / "tree"
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", "--quiet", str(tree), commit],
+        check=True,
+    )
+    try:
+        (tmp_path / "before").mkdir()
+        return run_pipeline(tree / "src", tmp_path / "before", steps)
+    finally:
+        subprocess.run(
+            ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -263,42 +283,51 @@ def main() -> None:
         "--only",
         nargs="+",
         choices=[p[0] for p in PIPELINE],
-        help="run only these steps (and the ones they need)",
+        help="run only these steps (and the ones before them)",
+    )
+    parser.add_argument(
+        "--save-before",
+        type=Path,
+        metavar="FILE",
+        help="run only the revision's side and write its digests to FILE",
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        metavar="FILE",
+        help="the revision's digests from an earlier --save-before",
     )
     args = parser.parse_args()
     steps = [p[0] for p in PIPELINE]
     if args.only:
         steps = steps[: max(steps.index(s) for s in args.only) + 1]
     started = time.perf_counter()
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", args.against],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
     with tempfile.TemporaryDirectory(prefix="arenajudge-identical-") as tmp:
         tmp_path = Path(tmp)
-        tree = tmp_path / "tree"
-        subprocess.run(
-            [
-                "git",
-                "-C",
-                str(REPO),
-                "worktree",
-                "add",
-                "--detach",
-                "--quiet",
-                str(tree),
-                args.against,
-            ],
-            check=True,
-        )
-        try:
-            (tmp_path / "before").mkdir()
-            (tmp_path / "after").mkdir()
-            before = run_pipeline(tree / "src", tmp_path / "before", steps)
-            after = run_pipeline(REPO / "src", tmp_path / "after", steps)
-        finally:
-            subprocess.run(
-                ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False
-            )
+        if args.before:
+            saved = json.loads(args.before.read_text())
+            if saved["commit"] != commit:
+                sys.exit(f"error: {args.before}: digests of {saved['commit']}, not {commit}")
+            before = saved["digests"]
+        else:
+            before = _run_revision(commit, tmp_path, steps)
+            if args.save_before:  # the revision's side only: compare later with --before
+                args.save_before.write_text(json.dumps({"commit": commit, "digests": before}))
+                print(json.dumps({"saved": str(args.save_before), "commit": commit}))
+                return
+        (tmp_path / "after").mkdir()
+        after = run_pipeline(REPO / "src", tmp_path / "after", steps)
     result: dict[str, object] = {}
     for name in steps:
-        if "error" in before[name] or "error" in after[name]:
+        if name not in before:
+            result[name] = "not in the saved digests"
+        elif "error" in before[name] or "error" in after[name]:
             result[name] = {"before": before[name], "after": after[name]}
         elif before[name] == after[name]:
             result[name] = "identical"
@@ -307,17 +336,13 @@ def main() -> None:
                 o: "differs" for o in before[name] if before[name][o] != after[name].get(o)
             }
     identical = all(v == "identical" for v in result.values())
-    print(
-        json.dumps(
-            {
-                "against": args.against,
-                "identical": identical,
-                "steps": result,
-                "seconds": round(time.perf_counter() - started, 1),
-            },
-            indent=2,
-        )
-    )
+    summary = {
+        "against": commit,
+        "identical": identical,
+        "steps": result,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(summary, indent=2))
     sys.exit(0 if identical else 1)
 
 

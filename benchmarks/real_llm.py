@@ -65,7 +65,7 @@ from _common import data_file
 from arenajudge.data import read_battles
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
-from arenajudge.evaluate import attach_sources
+from arenajudge.data.sources import attach_sources
 from arenajudge.metrics import class_prior, log_loss, prior_log_loss
 from arenajudge.models.composite import Blend
 from arenajudge.models.ensemble import cross_fitted_blend
@@ -267,7 +267,7 @@ def ensemble_check(spec: dict[str, Any], test: Battles, proba: np.ndarray) -> di
     half = np.load(info["halves"]) == 0
     scored = np.flatnonzero(~half)[: info["check_rows"]]
     gbdt_proba = np.load(info["gbdt_proba"])
-    model = EnsembleModel(member_dirs=[info["gbdt_dir"], spec["model_dir"]])
+    model = EnsembleModel(member_dirs=[info["gbdt_dir"], spec["model_dir"]], load_member=load_model)
     model.fit(test.take(half), oof=[gbdt_proba[half], proba[half]])
     model.save(info["model_dir"], force=True)
     weights = [round(w, 4) for w in model.blend_.weights]

@@ -106,7 +106,7 @@ def main() -> None:
     from arenajudge.data import read_battles
     from arenajudge.models.registry import load_model
     from arenajudge.models.transformer import batches as batching
-    from arenajudge.models.transformer.packing import Samples
+    from arenajudge.models.transformer.samples import Samples
 
     torch.set_num_threads(args.threads)
     battles = read_battles(data_file("human_dev.csv"))

@@ -32,10 +32,12 @@ from arenajudge.data.embeddings import attach_embeddings
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import LABELS, Battles
 from arenajudge.data.soft_labels import read_oof, teacher_targets
-from arenajudge.evaluate import CVResult, attach_sources, oof_frame
+from arenajudge.data.sources import attach_sources
+from arenajudge.evaluate import CVResult, oof_frame
 from arenajudge.metrics import log_loss
 from arenajudge.models.ensemble import cross_fitted_blend
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
 from arenajudge.outputs import write_csv
 from cascade_curve import curve, embed_seconds_per_row
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +54,15 @@ def requires_shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data {path} is absent (it lives in ../shared/data beside the repo)")
     return path
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    """Poll ``condition`` with a short pause between tries until it holds; fail the test
+    once ``timeout`` seconds have passed (a deadline for a hang, not a speed check)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting"
+        time.sleep(0.01)
 
 
 def _text(rng: np.random.Generator, n_words: int, markdown: bool) -> str:

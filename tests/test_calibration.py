@@ -14,9 +14,8 @@ from arenajudge.calibration import (
     MIN_TIES,
     PROBA_FLOOR,
     Calibration,
-    davidson,
     fit_calibration,
-    fit_davidson,
+    smoothed_prior,
 )
 from arenajudge.cli import main
 from arenajudge.data import read_battles
@@ -27,7 +26,10 @@ from arenajudge.evaluate import (
     relative_length_difference,
 )
 from arenajudge.metrics import log_loss, prior_log_loss
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.models.composite import Blend
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
+from arenajudge.ties import CALIBRATION_TIE_MODELS, TieModel, davidson, fit_davidson
 from conftest import synthetic_frame
 
 FAST = GBDTConfig(
@@ -323,3 +325,51 @@ def test_cv_and_evaluate_print_the_length_baseline(workspace, command):
     )
     scores = payload["overall"]
     assert scores["prior_log_loss"] > scores["length_log_loss"] > 0
+
+
+# ------------------------------------------------- one tie model, one class prior
+def test_calibration_and_leaderboards_share_one_davidson_model():
+    """The calibration's Davidson probabilities are the Bradley–Terry Davidson
+    likelihood's at the same A-vs-B log-odds and nu: one model, not two that drift."""
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet([1, 1, 1], size=200)
+    nu = 0.37
+    eta = np.log(proba[:, 0]) - np.log(proba[:, 1])
+    rating_terms = TieModel("davidson").terms(eta, np.log([nu]))
+    np.testing.assert_array_equal(davidson(proba, nu), np.exp(rating_terms.log_proba))
+    assert TieModel("davidson").parameter(np.log([nu])) == pytest.approx(nu)
+
+
+def test_davidson_without_ties_and_with_extreme_odds_is_finite():
+    proba = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [1e-320, 1.0, 0.0]])
+    assert davidson(proba, 0.0)[:, 2].tolist() == [0.0, 0.0, 0.0]
+    out = davidson(proba, 2.0)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out.sum(axis=1), 1)
+    assert out[1, 2] == pytest.approx(2 * 0.5 / (1 + 2 * 0.5))  # nu m / (1 + nu m), m = 0.5
+
+
+def test_a_calibration_loads_every_tie_model_it_can_fit(tmp_path):
+    for tie_model in CALIBRATION_TIE_MODELS:
+        calibration = Calibration(tie_model=tie_model, margins=(0.2, 0.4))
+        calibration.save(tmp_path / "c.json")
+        assert Calibration.load(tmp_path / "c.json") == calibration
+
+
+def test_smoothed_prior_counts_both_orders_add_one():
+    target = np.array([[1.0, 0, 0], [1, 0, 0], [0, 0, 1]])
+    weight = np.array([1.0, 2.0, 1.0])
+    # both orders: A wins 3, B wins 3, ties 2 of weight 8; add one to each class
+    assert smoothed_prior(target, weight) == pytest.approx((4 / 11, 4 / 11, 3 / 11))
+    assert smoothed_prior(target) == pytest.approx((3 / 9, 3 / 9, 3 / 9))
+
+
+def test_every_calibration_takes_the_one_smoothed_prior(battles_csv):
+    """gbdt's calibration and a blend's (ensemble, cascade) hold the same train_prior
+    for the same labels: a prior shift moves both the same way."""
+    battles = read_battles(battles_csv)
+    config = GBDTConfig(n_estimators=5, holdout_share=0.0, embedding_dim=4, n_jobs=1)
+    model = GBDTModel(config).fit(battles)
+    assert model.calibration_.train_prior == smoothed_prior(battles.target)
+    blend = Blend.fit([np.full((len(battles), 3), 1 / 3)], battles.target)
+    assert blend.calibration.train_prior == smoothed_prior(battles.target)

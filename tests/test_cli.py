@@ -209,10 +209,6 @@ def test_user_errors_are_one_line(workspace, args, fragments):
             ["--tie-rate", "predict --help`)"],
         ),
         (["validate", "{ws}"], ["DATA", "is a directory"]),
-        (
-            ["predict", "{ws}/test.csv", "--model", "{ws}/nope", "--out", "{ws}/u.csv"],
-            ["--model", "does not exist"],
-        ),
         (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--seed", "-1"], ["--seed"]),
         (["train", "{ws}/train.csv", "--out", "{ws}/m9", "--backend", "svm"], ["--backend"]),
         # the backend is --backend; --model names a model directory only
@@ -222,6 +218,43 @@ def test_user_errors_are_one_line(workspace, args, fragments):
 )
 def test_usage_errors_are_one_line(workspace, args, fragments):
     assert_one_line_error(run(*[a.format(ws=workspace) for a in args]), *fragments)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["predict", "{ws}/test.csv", "--out", "{ws}/u.csv"],
+        ["evaluate", "{ws}/train.csv"],
+        ["pseudo-label", "{ws}/test.csv", "--out", "{ws}/u.csv"],
+        ["leaderboard", "{ws}/train.csv"],
+        ["report", "{ws}/train.csv", "--out", "{ws}/r"],
+        ["winrate", "{ws}/train.csv", "--baseline", "x"],
+    ],
+)
+def test_a_missing_model_dir_is_the_same_one_line_error_everywhere(workspace, args):
+    """--model is one option: every command leaves the directory to the loader, whose
+    error says what a MODEL_DIR is and how to make one."""
+    result = run(*[a.format(ws=workspace) for a in args], "--model", f"{workspace}/nope")
+    assert_one_line_error(result, f"{workspace}/nope: is not a model directory", "train")
+
+
+def test_every_model_option_is_the_one_definition():
+    """No command defines its own --model: help, type and metavar are the shared ones."""
+    from arenajudge.cli import main
+
+    options = {
+        name: next(p for p in command.params if "--model" in getattr(p, "opts", ()))
+        for name, command in main.commands.items()
+        if any("--model" in getattr(p, "opts", ()) for p in command.params)
+    }
+    assert {"predict", "evaluate", "serve", "leaderboard", "winrate"} <= set(options)
+    shapes = {
+        (o.help, o.metavar, o.type.exists, o.type.file_okay, o.type.dir_okay)
+        for o in options.values()
+    }
+    assert shapes == {
+        ("A model directory written by `arenajudge train`.", "MODEL_DIR", False, False, True)
+    }
 
 
 def test_a_damaged_model_file_is_one_line_before_lightgbm_sees_it(workspace, tmp_path):

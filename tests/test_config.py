@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from typing import ClassVar
 
 import pytest
 import yaml
 from click.testing import CliRunner
 
 from arenajudge.cli import main
-from arenajudge.config import config_from_mapping, field_types, read_config_file, resolve_config
+from arenajudge.config import (
+    config_from_mapping,
+    field_types,
+    option,
+    read_config_file,
+    resolve_config,
+)
 from arenajudge.errors import ConfigError
-from arenajudge.models.gbdt import GBDTConfig
+from arenajudge.models.gbdt_config import GBDTConfig
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig
 from conftest import synthetic_frame
 
@@ -162,6 +169,57 @@ def test_a_flag_of_the_other_backend_is_refused(tmp_path):
     result = _train(tmp_path, "--num-leaves", "5", "--backend", "siamese")
     assert result.exit_code == 2
     assert "--num-leaves apply to --backend gbdt only" in result.stderr
+
+
+@dataclass(frozen=True)
+class _HaloConfig:
+    """The config of a backend the registry does not have: its flags' heading and the
+    error for its flags given to another backend must follow it."""
+
+    cli_title: ClassVar[str] = "Halo model options"
+    halo_radius: int = option(3, "Radius of the halo.", low=1)
+
+
+class _HaloModel:
+    config_class = _HaloConfig
+
+
+@pytest.fixture
+def halo_backend(monkeypatch):
+    """A third trainable backend, ``halo``, in the registry's table."""
+    from arenajudge.cli import options
+    from arenajudge.models import registry
+
+    monkeypatch.setitem(registry._CLASSES, "halo", f"{__name__}:_HaloModel")
+    monkeypatch.setattr(options, "TRAINABLE", (*registry.TRAINABLE, "halo"))
+
+
+def test_settings_groups_and_foreign_flag_errors_follow_the_config_classes(halo_backend):
+    import click
+
+    from arenajudge.cli.options import (
+        GroupedCommand,
+        backend_settings_groups,
+        check_backend_flags,
+        config_options,
+    )
+
+    groups = backend_settings_groups()
+    assert groups["Halo model options (--backend halo)"] is _HaloConfig
+    assert groups["CPU model options (--backend gbdt)"] is GBDTConfig
+
+    @click.command(cls=GroupedCommand)
+    @config_options(groups, exclude=("kind",))
+    def command(settings):
+        click.echo(json.dumps(settings))
+
+    help_text = CliRunner().invoke(command, ["--help"]).output
+    halo_section = help_text.split("Halo model options (--backend halo):")[1]
+    assert "--halo-radius" in halo_section
+    with pytest.raises(ConfigError, match=r"^--halo-radius apply to --backend halo only$"):
+        check_backend_flags("gbdt", {"halo_radius": 2})
+    with pytest.raises(ConfigError, match=r"^--num-leaves apply to --backend gbdt only$"):
+        check_backend_flags("halo", {"num_leaves": 5})
 
 
 def test_config_flags_reach_the_command_as_the_settings_given():

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 from arenajudge.cli import demo_commands, main
 from arenajudge.data import LABELS, read_battles
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
 from conftest import synthetic_frame
 from test_cli import FAST_CONFIG
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from importlib import metadata
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -91,10 +92,38 @@ def test_env_reports_a_broken_torch_instead_of_crashing(monkeypatch):
     assert result.exit_code == 0 and "cannot be imported" in result.stdout
 
 
-def test_env_lists_gpus_with_capability_and_bf16_when_torch_has_them():
+def test_env_lists_each_gpu_with_capability_memory_and_native_bf16(monkeypatch):
+    """A T4 (sm75) emulates bf16 only; an A100 (sm80) computes it in hardware."""
     torch = pytest.importorskip("torch", reason="the transformers extra (torch) is absent")
+    cards = [
+        SimpleNamespace(name="Tesla T4", major=7, minor=5, total_memory=16 * 2**30),
+        SimpleNamespace(name="A100-SXM4-80GB", major=8, minor=0, total_memory=80 * 2**30),
+    ]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: len(cards))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: cards[index])
     gpu = env.gpu_environment()
-    assert gpu["cuda_available"] == torch.cuda.is_available()
-    assert len(gpu["gpus"]) == (torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    for card in gpu["gpus"]:
-        assert {"name", "compute_capability", "memory_gib", "bf16"} <= set(card)
+    assert gpu["cuda_available"] is True
+    assert gpu["gpus"] == [
+        {
+            "index": 0,
+            "name": "Tesla T4",
+            "compute_capability": "7.5",
+            "memory_gib": 16.0,
+            "bf16": False,
+        },
+        {
+            "index": 1,
+            "name": "A100-SXM4-80GB",
+            "compute_capability": "8.0",
+            "memory_gib": 80.0,
+            "bf16": True,
+        },
+    ]
+
+
+def test_env_lists_no_gpu_when_cuda_is_unavailable(monkeypatch):
+    torch = pytest.importorskip("torch", reason="the transformers extra (torch) is absent")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    gpu = env.gpu_environment()
+    assert gpu["cuda_available"] is False and gpu["gpus"] == []

@@ -10,11 +10,13 @@ from click.testing import CliRunner
 
 from arenajudge.cli import main
 from arenajudge.data import read_battles, swap_proba
-from arenajudge.data.embeddings import attach_embeddings, write_embeddings
-from arenajudge.errors import ConfigError, DataError
+from arenajudge.data.embeddings import attach_embeddings
+from arenajudge.errors import ConfigError, DataError, ModelLoadError
 from arenajudge.evaluate import cross_validate
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
 from arenajudge.models.registry import load_model
+from arenajudge.models.transformer.embed import write_embeddings
 from conftest import synthetic_frame
 
 FAST = GBDTConfig(
@@ -97,7 +99,7 @@ def test_model_with_embeddings_is_symmetric_and_round_trips(data, tmp_path):
     with pytest.raises(DataError, match="trained with outside embeddings; pass --embeddings"):
         loaded.predict_proba(replace(battles, embeddings=None))
     (tmp_path / "model" / "embeddings_pca.safetensors").unlink()
-    with pytest.raises(Exception, match="is missing"):
+    with pytest.raises(ModelLoadError, match="is missing"):
         load_model(tmp_path / "model")
 
 

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from arenajudge.calibration import Calibration, prior_shift
+from arenajudge.calibration import Calibration
 from arenajudge.cli import main
 from arenajudge.cli.options import FiniteFloat
 from arenajudge.data import LABELS, read_battles
@@ -28,6 +28,7 @@ from arenajudge.evaluate import (
 )
 from arenajudge.leaderboard import fit_leaderboard, intervals
 from arenajudge.models.manifest import data_summary
+from arenajudge.ties import prior_shift
 from conftest import synthetic_frame
 
 FAST_CONFIG = {

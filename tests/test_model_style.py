@@ -13,7 +13,8 @@ from arenajudge.data import read_battles
 from arenajudge.errors import ModelLoadError
 from arenajudge.features.model_style import MIN_NAMED_BATTLES, STYLE_SIDE_NAMES
 from arenajudge.metrics import log_loss
-from arenajudge.models.gbdt import STYLE_FILE, GBDTConfig, GBDTModel
+from arenajudge.models.gbdt import STYLE_FILE, GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
 from arenajudge.models.registry import load_model
 from conftest import synthetic_frame
 

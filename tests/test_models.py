@@ -20,13 +20,23 @@ from sklearn.metrics import log_loss as sklearn_log_loss
 from arenajudge.calibration import PROBA_FLOOR, Calibration, apply_floor, fit_temperature
 from arenajudge.data import read_battles, swap_proba
 from arenajudge.data.sources import source_weights
-from arenajudge.errors import ModelLoadError, NotFittedError
+from arenajudge.errors import ConfigError, ModelLoadError, NotFittedError, OutputExistsError
 from arenajudge.evaluate import cross_validate
 from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
 from arenajudge.models.cascade import CascadeConfig, CascadeModel
+from arenajudge.models.contract import LoadsWithOptions
 from arenajudge.models.ensemble import EnsembleModel
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
-from arenajudge.models.registry import build_model, load_model
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
+from arenajudge.models.registry import (
+    BACKENDS,
+    COMPOSITES,
+    build_model,
+    load_model,
+    model_class,
+    prefers_gpu,
+)
+from arenajudge.models.transformer import TransformerModel
 from conftest import synthetic_frame
 from tiny import BASE_OF, make_battles, tiny_bases
 from tiny import FAST as TINY
@@ -40,17 +50,16 @@ FAST = GBDTConfig(
     embedding_dim=16,
     n_jobs=1,
 )
-TRANSFORMERS = ("siamese", "cross", "llm")
 NEEDS_TORCH = pytest.mark.skipif(
     importlib.util.find_spec("transformers") is None or importlib.util.find_spec("peft") is None,
     reason="needs the transformers extra",
 )
-COMPOSITES = ("ensemble", "cascade")
 CONTRACT_BACKENDS = [
-    pytest.param(name, marks=NEEDS_TORCH if name in TRANSFORMERS else ())
-    for name in ("gbdt", *TRANSFORMERS, *COMPOSITES)
+    pytest.param(name, marks=NEEDS_TORCH if issubclass(model_class(name), TransformerModel) else ())
+    for name in BACKENDS
 ]
-"""Every backend the contract test runs on; composite backends join with their members."""
+"""Every backend of the registry: a line added there joins the contract test (composites
+with their members, built in ``make``)."""
 
 
 @pytest.fixture(scope="module")
@@ -81,16 +90,23 @@ def make(tmp_path_factory):
                 members / "b"
             )
         if name == "ensemble":
-            return EnsembleModel(member_dirs=[members / "a", members / "b"])
-        return CascadeModel(
-            CascadeConfig(share=0.5), first_dir=members / "a", then_dir=members / "b"
-        )
+            return EnsembleModel(member_dirs=[members / "a", members / "b"], load_member=load_model)
+        if name == "cascade":
+            return CascadeModel(
+                CascadeConfig(share=0.5),
+                first_dir=members / "a",
+                then_dir=members / "b",
+                load_member=load_model,
+            )
+        raise AssertionError(f"a new composite {name!r}: build it from members a and b here")
 
     def factory(name: str, seed: int = 0):
         if name == "gbdt":
             return GBDTModel(replace(FAST, seed=seed))
         if name in COMPOSITES:
             return composite(name)
+        if name not in BASE_OF:  # a new backend runs with its defaults until given fast ones
+            return build_model(name, {"seed": seed})
         if not bases:
             import torch
 
@@ -237,7 +253,7 @@ def test_tie_rate_shifts_ties(fitted, contract_battles):
 def test_save_refuses_to_overwrite(fitted, tmp_path):
     _, model = fitted
     model.save(tmp_path / "m")
-    with pytest.raises(Exception, match="--force"):
+    with pytest.raises(OutputExistsError, match="--force"):
         model.save(tmp_path / "m")
     model.save(tmp_path / "m", force=True)
 
@@ -321,3 +337,39 @@ def test_copied_model_dir_loads(fitted, tmp_path):
     model.save(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     assert load_model(tmp_path / "b").config == model.config
+
+
+def test_composites_load_members_with_the_loader_they_are_handed(make, contract_battles, tmp_path):
+    """Backends never import the registry: a composite loads its members with the loader
+    its builder hands it (load_model does), and says so when it has none."""
+    make("ensemble").fit(contract_battles).save(tmp_path / "ensemble")
+    with pytest.raises(ConfigError, match="load_member"):
+        EnsembleModel.load(tmp_path / "ensemble")
+    seen = []
+    loaded = EnsembleModel.load(
+        tmp_path / "ensemble", load_member=lambda path: seen.append(path) or load_model(path)
+    )
+    assert len(seen) == 2 and len(loaded.members_) == 2
+    assert loaded.member_dirs == seen  # the directories it keeps are the ones it loaded
+
+
+def test_only_backends_that_take_settings_at_load_get_runtime_flags(
+    make, contract_battles, tmp_path
+):
+    """One definition of a backend taking prediction-time settings (LoadsWithOptions):
+    the registry hands them to its ``load`` and refuses them for any other backend."""
+    assert isinstance(TransformerModel, LoadsWithOptions)
+    assert not isinstance(GBDTModel, LoadsWithOptions)
+    make("gbdt").fit(contract_battles).save(tmp_path / "gbdt")
+    with pytest.raises(ConfigError, match=r"^--batch-size apply to transformer models; "):
+        load_model(tmp_path / "gbdt", {"batch_size": 8})
+
+
+def test_a_composite_prefers_a_gpu_when_a_member_does(
+    make, contract_battles, tmp_path, monkeypatch
+):
+    make("cascade").fit(contract_battles).save(tmp_path / "cascade")
+    assert not prefers_gpu(tmp_path / "cascade")
+    monkeypatch.setattr(GBDTModel, "prefers_gpu", True)
+    assert prefers_gpu(tmp_path / "cascade")
+    assert model_class("siamese").prefers_gpu

@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from arenajudge import outputs
+from arenajudge import no_replace, outputs
 from arenajudge.cli import main
 from arenajudge.errors import OutputError, OutputExistsError
 from arenajudge.outputs import MARKER, atomic_path, check_output, written_output
@@ -110,14 +110,14 @@ def test_an_empty_directory_is_replaced_with_force(tmp_path):
 def test_a_failed_replacement_puts_the_old_output_back(tmp_path, monkeypatch):
     out = tmp_path / "out"
     _write_dir(out, "report", "old")
-    real = outputs._move_no_replace
+    real = no_replace.move_no_replace
 
     def fail_for_the_new_one(src, dst):
         if src.name == "out":  # the staged output; moving the old one back still works
             raise OSError(errno.ENOSPC, "No space left on device", str(dst))
         real(src, dst)
 
-    monkeypatch.setattr(outputs, "_move_no_replace", fail_for_the_new_one)
+    monkeypatch.setattr(no_replace, "move_no_replace", fail_for_the_new_one)
     with pytest.raises(OutputError, match="no space left on device.*previous output"):
         _write_dir(out, "report", "new")
     assert (out / "content.txt").read_text(encoding="utf-8") == "old"
@@ -209,7 +209,7 @@ def test_without_force_a_path_that_appeared_is_never_replaced(
     tmp_path, monkeypatch, kind, appears, no_renameat2
 ):
     if no_renameat2:
-        monkeypatch.setattr(outputs, "_RENAMEAT2", None)
+        monkeypatch.setattr(no_replace, "_RENAMEAT2", None)
     out = tmp_path / "out"
     with pytest.raises(OutputExistsError, match="already exists; pass --force"):
         with atomic_path(out, kind=kind, output="report") as staged:
@@ -234,7 +234,7 @@ def test_with_force_a_foreign_directory_that_appeared_is_kept(tmp_path):
 def test_publishing_without_force_still_writes_a_new_output(tmp_path, monkeypatch):
     for fallback in (False, True):
         if fallback:
-            monkeypatch.setattr(outputs, "_RENAMEAT2", None)
+            monkeypatch.setattr(no_replace, "_RENAMEAT2", None)
         _write_dir(tmp_path / f"dir{fallback}", "report")
         outputs.write_text("x", tmp_path / f"file{fallback}.txt")
     assert sorted(p.name for p in tmp_path.iterdir()) == [
@@ -416,12 +416,12 @@ def test_permissions_changed_during_the_run_keep_the_old_output(tmp_path, monkey
 
 
 def test_any_other_error_of_the_system_names_its_file(tmp_path, battles_csv, monkeypatch):
-    import arenajudge.cli.insight_commands as insight
+    import arenajudge.cli.report_commands as report_commands
 
     def disk_full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", "/var/cache/fonts.json")
 
-    monkeypatch.setattr(insight, "read_battles", disk_full)
+    monkeypatch.setattr(report_commands, "read_battles", disk_full)
     result = CliRunner().invoke(main, ["report", str(battles_csv), "--out", str(tmp_path / "r")])
     assert _one_error_line(result) == (
         "error: /var/cache/fonts.json: no space left on device; free some space or write elsewhere"

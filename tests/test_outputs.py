@@ -116,7 +116,8 @@ def test_every_writing_command_checks_its_output_first(tmp_path, command):
 
 def test_predict_accepts_blank_label_columns(tmp_path):
     from arenajudge.data import read_battles
-    from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+    from arenajudge.models.gbdt import GBDTModel
+    from arenajudge.models.gbdt_config import GBDTConfig
 
     synthetic_frame(n=120).to_csv(tmp_path / "train.csv", index=False)
     config = GBDTConfig(

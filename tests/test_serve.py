@@ -2,35 +2,40 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import importlib
 import json
 import logging
+import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import arenajudge
+
 pytest.importorskip("fastapi", reason="the serve extra (fastapi) is not installed")
 pytest.importorskip("uvicorn", reason="the serve extra (uvicorn) is not installed")
 
 from fastapi.testclient import TestClient
 
-from arenajudge import serve
 from arenajudge.data import LABELS, Battles, read_battles
 from arenajudge.errors import DataError, MissingDependencyError
-from arenajudge.http_limits import json_depth
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.manifest import manifest_sha256
 from arenajudge.models.registry import load_model
-from conftest import synthetic_frame
-
-SECRET = "zebra-quokka-7431"  # a text that must never reach the logs
+from arenajudge.serve import app as serve_app
+from arenajudge.serve import run as serve_run
+from arenajudge.serve.app import Settings, battles_from_request, create_app
+from arenajudge.serve.limits import json_depth
+from arenajudge.serve.model_info import HIDDEN_PATH, without_battle_keys
+from arenajudge.serve.schema import JudgeRequest
+from conftest import synthetic_frame, wait_until
+from test_serve_batcher import SECRET, GatedModel, MarkedModel
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +55,8 @@ def model(model_dir) -> PreferenceModel:
 
 @pytest.fixture()
 def client(model_dir, model):
-    settings = serve.Settings(str(model_dir), max_body=20_000, max_batch=5)
-    with TestClient(serve.create_app(settings, model)) as test_client:
+    settings = Settings(str(model_dir), max_body=20_000, max_batch=5)
+    with TestClient(create_app(settings, model)) as test_client:
         yield test_client
 
 
@@ -69,13 +74,6 @@ def _one_turn(*texts: str) -> list[tuple[str, ...]]:
     return [(text,) for text in texts]
 
 
-def _wait_until(condition, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.01)
-
-
 # --------------------------------------------------------------------------- schema
 def test_one_battle_gets_probabilities_verdict_and_model_identity(client, model, model_dir):
     response = client.post("/v1/judge", json={"battles": _battle()})
@@ -85,9 +83,11 @@ def test_one_battle_gets_probabilities_verdict_and_model_identity(client, model,
     assert body["model"] == {
         "name": "tiny_model",
         "backend": "gbdt",
-        "version": "0.1.0",
+        "version": arenajudge.__version__,
         "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
     }
+    # the hash an ensemble or cascade records for its members: one implementation
+    assert body["model"]["manifest_sha256"] == manifest_sha256(model_dir)
     [result] = body["results"]
     proba = np.array([result[label] for label in LABELS])
     expected = model.predict_proba(
@@ -115,7 +115,7 @@ def test_a_list_keeps_its_order_and_swap_and_tie_rate_apply(client, model):
     tied = client.post("/v1/judge", json={"battles": battles, "tie_rate": 0.9}).json()
     assert all(t["winner_tie"] > p["winner_tie"] for t, p in zip(tied["results"], plain["results"]))
     expected = model.predict_proba(
-        serve.battles_from_request(serve.JudgeRequest.model_validate({"battles": battles})),
+        battles_from_request(JudgeRequest.model_validate({"battles": battles})),
         tie_rate=0.9,
     )
     got = [[r[label] for label in LABELS] for r in tied["results"]]
@@ -132,7 +132,7 @@ def test_turn_lists_nulls_and_lone_surrogates_are_accepted(client):
     )
     assert response.status_code == 200
     assert response.json()["results"][0]["id"] == "\ufffdx"
-    request = serve.JudgeRequest.model_validate(json.loads(body))
+    request = JudgeRequest.model_validate(json.loads(body))
     assert request.battles[0].prompt == ("hi", "", "again")
     assert request.battles[0].response_a == ("a", "\ufffd")
     assert request.battles[0].response_b == ()
@@ -190,8 +190,8 @@ def test_model_endpoint_hides_paths_and_interpreter_unless_asked(
 ):
     import platform
 
-    settings = serve.Settings(str(revealing_model_dir))
-    with TestClient(serve.create_app(settings, model)) as client:
+    settings = Settings(str(revealing_model_dir))
+    with TestClient(create_app(settings, model)) as client:
         shown = client.get("/v1/model").json()
     strings = _strings(shown)
     revealing = [
@@ -206,15 +206,15 @@ def test_model_endpoint_hides_paths_and_interpreter_unless_asked(
     assert platform.python_version() not in strings and "python" not in strings
     assert shown["manifest"]["training"]["teacher"]["name"] == "org/minilm@abc123"
     assert shown["manifest"]["training"]["base"]["kind"] == "directory"
-    assert shown["manifest"]["config"]["base"] == serve.HIDDEN_PATH
+    assert shown["manifest"]["config"]["base"] == HIDDEN_PATH
     manifest = json.loads((revealing_model_dir / "manifest.json").read_text())
     assert (
         shown["manifest_sha256"]
         == hashlib.sha256((revealing_model_dir / "manifest.json").read_bytes()).hexdigest()
     )
-    full = serve.Settings(str(revealing_model_dir), show_paths=True)
-    with TestClient(serve.create_app(full, model)) as client:
-        assert client.get("/v1/model").json()["manifest"] == serve.without_battle_keys(manifest)
+    full = Settings(str(revealing_model_dir), show_paths=True)
+    with TestClient(create_app(full, model)) as client:
+        assert client.get("/v1/model").json()["manifest"] == without_battle_keys(manifest)
 
 
 @pytest.mark.parametrize("show_paths", [False, True])
@@ -222,8 +222,8 @@ def test_model_endpoint_never_sends_the_trained_battles_keys(model_dir, model, s
     """8 bytes a trained battle: large, and a client could test whether a battle was in
     the training data; evaluate and report read them from the disk."""
     assert "battle_keys" in json.loads((Path(model_dir) / "manifest.json").read_text())["training"]
-    settings = serve.Settings(str(model_dir), show_paths=show_paths)
-    with TestClient(serve.create_app(settings, model)) as client:
+    settings = Settings(str(model_dir), show_paths=show_paths)
+    with TestClient(create_app(settings, model)) as client:
         shown = client.get("/v1/model").json()["manifest"]
     assert "battle_keys" not in shown["training"] and shown["training"]["rows"] > 0
 
@@ -329,49 +329,16 @@ def test_a_body_without_json_content_type_is_explained(client):
 
 
 # --------------------------------------------------------------------------- readiness
-class _GatedModel(PreferenceModel):
-    """Wraps a model; ``predict_proba`` waits for ``gate`` and can be made to fail."""
-
-    backend = "gated"
-
-    def __init__(self, inner: PreferenceModel) -> None:
-        self.inner = inner
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self.gate.set()
-        self.fail = False
-        self.calls: list[int] = []
-
-    def fit(self, battles, *, sample_weight=None):
-        return self
-
-    def predict_proba(self, battles, tie_rate=None):
-        self.calls.append(len(battles))
-        self.entered.set()
-        self.gate.wait(timeout=10)
-        if self.fail:
-            raise RuntimeError(f"cannot score {battles.prompt[0]}")
-        return self.inner.predict_proba(battles, tie_rate=tie_rate)
-
-    def save(self, path, *, force=False):
-        raise NotImplementedError
-
-    @classmethod
-    def load(cls, path):
-        raise NotImplementedError
-
-
 def test_health_answers_while_a_batch_is_scored(model_dir, model):
-    gated = _GatedModel(model)
+    gated = GatedModel(model)
     gated.gate.clear()
-    app = serve.create_app(serve.Settings(str(model_dir)), gated)
+    app = create_app(Settings(str(model_dir)), gated)
     with TestClient(app) as client, ThreadPoolExecutor(1) as pool:
         pending = pool.submit(client.post, "/v1/judge", json={"battles": _battle()})
         assert gated.entered.wait(timeout=10)
-        started = time.perf_counter()
         assert client.get("/health").json() == {"status": "ok", "model": "tiny_model"}
-        assert time.perf_counter() - started < 1
-        assert not pending.done()
+        # answered while predict_proba still waits at the gate, not once it gave up
+        assert not gated.left.is_set() and not pending.done()
         gated.gate.set()
         assert pending.result(timeout=10).status_code == 200
 
@@ -383,13 +350,13 @@ def test_health_is_503_until_the_model_is_loaded(model_dir, model, monkeypatch):
         assert loaded.wait(timeout=10)
         return model
 
-    monkeypatch.setattr(serve, "load_ready_model", slow_load)
-    with TestClient(serve.create_app(serve.Settings(str(model_dir)))) as client:
+    monkeypatch.setattr(serve_app, "load_ready_model", slow_load)
+    with TestClient(create_app(Settings(str(model_dir)))) as client:
         response = client.get("/health")
         assert (response.status_code, response.json()["status"]) == (503, "loading")
         assert client.post("/v1/judge", json={"battles": _battle()}).status_code == 503
         loaded.set()
-        _wait_until(lambda: client.get("/health").status_code == 200)
+        wait_until(lambda: client.get("/health").status_code == 200)
         assert client.post("/v1/judge", json={"battles": _battle()}).status_code == 200
 
 
@@ -397,17 +364,17 @@ def test_a_failed_load_is_reported_by_health(model_dir, monkeypatch):
     def broken_load(path, runtime=None):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(serve, "load_ready_model", broken_load)
-    with TestClient(serve.create_app(serve.Settings(str(model_dir)))) as client:
-        _wait_until(lambda: client.get("/health").json()["status"] != "loading")
+    monkeypatch.setattr(serve_app, "load_ready_model", broken_load)
+    with TestClient(create_app(Settings(str(model_dir)))) as client:
+        wait_until(lambda: client.get("/health").json()["status"] != "loading")
         assert client.get("/health").json()["status"] == "failed"
 
 
 def test_texts_never_reach_the_log_even_when_scoring_fails(model_dir, model, caplog):
-    gated = _GatedModel(model)
+    gated = GatedModel(model)
     caplog.set_level(logging.DEBUG)
     with TestClient(
-        serve.create_app(serve.Settings(str(model_dir)), gated), raise_server_exceptions=False
+        create_app(Settings(str(model_dir)), gated), raise_server_exceptions=False
     ) as client:
         assert client.post("/v1/judge", json={"battles": _battle(prompt=SECRET)}).status_code == 200
         gated.fail = True
@@ -420,89 +387,12 @@ def test_texts_never_reach_the_log_even_when_scoring_fails(model_dir, model, cap
     assert SECRET not in caplog.text
 
 
-# --------------------------------------------------------------------------- batching
-def test_concurrent_requests_share_one_predict_call(model):
-    counting = _GatedModel(model)
-    requests = [
-        serve.JudgeRequest.model_validate(
-            {"battles": [_battle(i, response_a="w " * i) for i in range(k)]}
-        )
-        for k in (1, 3, 2, 1)
-    ]
-    tie_rates = [None, None, 0.5, None]
-
-    async def scenario() -> list[np.ndarray]:
-        batcher = serve.MicroBatcher(counting, ThreadPoolExecutor(1))
-        runner = asyncio.create_task(batcher.run())
-        try:
-            return await asyncio.gather(
-                *(
-                    batcher.score(serve.battles_from_request(r), t)
-                    for r, t in zip(requests, tie_rates)
-                )
-            )
-        finally:
-            runner.cancel()
-
-    results = asyncio.run(scenario())
-    assert sorted(counting.calls) == [2, 5]  # one call per tie rate, not one per request
-    for request, tie_rate, proba in zip(requests, tie_rates, results):
-        expected = model.predict_proba(serve.battles_from_request(request), tie_rate=tie_rate)
-        np.testing.assert_allclose(proba, expected, rtol=0, atol=1e-12)
-
-
-class _MarkedModel(_GatedModel):
-    """Fails on any battle whose prompt is marked: ``BOOM`` a bug, ``BAD`` bad input."""
-
-    def predict_proba(self, battles, tie_rate=None):
-        self.calls.append(len(battles))
-        prompts = [turn for turns in battles.prompt for turn in turns]
-        if any("BOOM" in prompt for prompt in prompts):
-            raise RuntimeError(f"cannot score {prompts}")
-        if any("BAD" in prompt for prompt in prompts):
-            raise DataError(f"cannot read {prompts}", column="prompt")
-        return self.inner.predict_proba(battles, tie_rate=tie_rate)
-
-
-def test_a_failing_request_fails_alone_in_its_micro_batch(model, caplog):
-    marked = _MarkedModel(model)
-    prompts = ["fine", "BOOM " + SECRET, "also fine", "BAD", "fine again"]
-    requests = [
-        serve.JudgeRequest.model_validate(
-            {"battles": [_battle(i, prompt=prompt, response_a="w " * i), _battle(i + 10)]}
-        )
-        for i, prompt in enumerate(prompts)
-    ]
-    caplog.set_level(logging.DEBUG, logger="arenajudge")
-
-    async def scenario() -> list:
-        batcher = serve.MicroBatcher(marked, ThreadPoolExecutor(1))
-        runner = asyncio.create_task(batcher.run())
-        try:
-            return await asyncio.gather(
-                *(batcher.score(serve.battles_from_request(r), None) for r in requests),
-                return_exceptions=True,
-            )
-        finally:
-            runner.cancel()
-
-    results = asyncio.run(scenario())
-    assert marked.calls == [10, 2, 2, 2, 2, 2]  # the merged call, then one per request
-    assert isinstance(results[1], RuntimeError) and isinstance(results[3], DataError)
-    for i in (0, 2, 4):
-        expected = model.predict_proba(serve.battles_from_request(requests[i]))
-        np.testing.assert_allclose(results[i], expected, rtol=0, atol=1e-12)
-    assert "failed: RuntimeError" in caplog.text and "cannot be scored: DataError" in caplog.text
-    assert "Traceback" in caplog.text and "predict_proba" in caplog.text  # debug level
-    assert SECRET not in caplog.text
-
-
 @pytest.mark.parametrize("level", [logging.INFO, logging.DEBUG])
 def test_failures_answer_422_or_500_and_log_a_traceback_only_at_debug(
     model_dir, model, caplog, level
 ):
     caplog.set_level(level, logger="arenajudge")
-    app = serve.create_app(serve.Settings(str(model_dir)), _MarkedModel(model))
+    app = create_app(Settings(str(model_dir)), MarkedModel(model))
     with TestClient(app, raise_server_exceptions=False) as client:
         bad = client.post("/v1/judge", json={"battles": _battle(prompt="BAD " + SECRET)})
         assert bad.status_code == 422
@@ -533,7 +423,7 @@ def live_url(model_dir, model):
     import uvicorn
 
     config = uvicorn.Config(
-        serve.create_app(serve.Settings(str(model_dir), max_batch=5), model),
+        create_app(Settings(str(model_dir), max_batch=5), model),
         host="127.0.0.1",
         port=0,
         log_level="warning",
@@ -541,7 +431,7 @@ def live_url(model_dir, model):
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    _wait_until(lambda: server.started, timeout=30)
+    wait_until(lambda: server.started, timeout=30)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
@@ -612,7 +502,7 @@ def test_serve_command_passes_show_paths_and_log_level(model_dir, monkeypatch):
 
     calls = []
     monkeypatch.setattr(
-        serve, "serve", lambda settings, **options: calls.append((settings, options))
+        serve_run, "serve", lambda settings, **options: calls.append((settings, options))
     )
     for flags in ([], ["--show-paths", "--log-level", "debug"]):
         result = CliRunner().invoke(main, ["serve", "--model", str(model_dir), *flags])
@@ -640,8 +530,49 @@ def test_serve_command_on_a_busy_port_is_one_error_line(model_dir):
     assert f"127.0.0.1:{port}" in line and "in use" in line and "--port" in line
 
 
-def test_missing_fastapi_names_the_extra(monkeypatch):
+def test_workers_start_from_an_importable_app_factory(model_dir, monkeypatch):
+    """``--workers`` hands uvicorn an import path; it must name the factory's real home."""
+    import uvicorn
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: calls.append((app, options)))
+    monkeypatch.setenv(serve_run.CONFIG_ENV, "")  # restored (unset) after the test
+    settings = Settings(str(model_dir), max_batch=7)
+    serve_run.serve(settings, port=0, workers=2)
+    [(path, options)] = calls
+    assert options["factory"] is True and options["workers"] == 2
+    module, name = path.split(":")
+    app = getattr(importlib.import_module(module), name)()
+    assert app.state.service.settings == settings
+
+
+def test_missing_fastapi_names_the_extra(model_dir, monkeypatch):
+    from click.testing import CliRunner
+
+    from arenajudge.cli import main
+
     monkeypatch.setitem(sys.modules, "fastapi", None)
-    monkeypatch.delitem(sys.modules, "arenajudge.serve")
+    for name in ("arenajudge.serve.app", "arenajudge.serve.run"):
+        monkeypatch.delitem(sys.modules, name)
     with pytest.raises(MissingDependencyError, match=r"arenajudge\[serve\]"):
-        importlib.import_module("arenajudge.serve")
+        importlib.import_module("arenajudge.serve.app")
+    result = CliRunner().invoke(main, ["serve", "--model", str(model_dir)])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and "arenajudge[serve]" in result.output
+
+
+def test_the_package_the_batcher_and_the_cli_import_no_web_framework():
+    """FastAPI, pydantic and uvicorn load only when the service is used: not for
+    ``import arenajudge.serve``, the micro-batcher, the limits or ``arenajudge --help``."""
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "import arenajudge, arenajudge.serve, arenajudge.serve.batcher, arenajudge.serve.limits\n"
+        "from arenajudge.cli import main\n"
+        "for args in (['--help'], ['serve', '--help']):\n"
+        "    assert CliRunner().invoke(main, args).exit_code == 0\n"
+        "print(sorted({'fastapi', 'starlette', 'pydantic', 'uvicorn'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 from arenajudge.cli import main
 from arenajudge.data import LABELS, read_battles
 from arenajudge.data.blocks import battle_blocks
-from arenajudge.data.embeddings import write_embeddings
 from arenajudge.engines import local
 from arenajudge.errors import ArenaJudgeError, DataError
 from arenajudge.evaluate import evaluate_predictions
 from arenajudge.models.gbdt import GBDTModel
 from arenajudge.models.registry import load_model
+from arenajudge.models.transformer.embed import write_embeddings
 from arenajudge.outputs import write_csv
 from conftest import synthetic_frame
 
@@ -245,7 +245,7 @@ def test_cli_evaluate_over_blocks_equals_the_whole_file_metrics(
     battles = read_battles(data)
     proba = load_model(model_dir).predict_proba(battles)
     monkeypatch.setattr(
-        "arenajudge.cli.model_commands.score_blocks",
+        "arenajudge.cli.scoring_commands.score_blocks",
         functools.partial(local.score_blocks, block_rows=BLOCK),
     )
     result = CliRunner().invoke(

@@ -480,9 +480,9 @@ def test_embed_writes_mean_pooled_states_aligned_by_id(bases, tmp_path, base_nam
 def test_read_embeddings_refuses_other_files_and_missing_ids(bases, tmp_path):
     import pandas as pd
 
-    from arenajudge.data.embeddings import read_embeddings, write_embeddings
+    from arenajudge.data.embeddings import read_embeddings
     from arenajudge.errors import DataError
-    from arenajudge.models.transformer.embed import embed_battles
+    from arenajudge.models.transformer.embed import embed_battles, write_embeddings
 
     battles = embedding_battles()
     vectors, metadata = embed_battles(battles.take([0, 1]), bases["bert"], device="cpu")
@@ -1204,3 +1204,25 @@ def test_token_head_scores_the_label_words_and_trains(tmp_path):
     bare = save_base(tmp_path / "bare", "llama")  # a LlamaModel: no LM head saved
     with pytest.raises(ConfigError, match="--head tokens needs --base .* LM head"):
         fit("llm", bare, battles, head="tokens", max_steps=1)
+
+
+def test_zero_shot_trains_nothing_and_calibrates_out_of_sample(tmp_path):
+    from tiny import save_llama_with_head
+
+    causal = save_llama_with_head(tmp_path / "causal", "causal")
+    battles = make_battles(40)
+    model = fit("llm", causal, battles, head="tokens", zero_shot=True)
+    # nothing in the network moved: no optimizer step, no history
+    assert model.history_ == []
+    assert model.validation_["zero_shot"] is True
+    assert model.validation_["steps"] == 0
+    # the calibration was fitted on cross-fitted folds of every training battle
+    assert model.validation_["rows"] == len(battles)
+    proba = model.predict_proba(battles)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-9)
+    # swap symmetry of the untouched base under the symmetric default
+    np.testing.assert_allclose(model.predict_proba(battles.swap()), swap_proba(proba), atol=1e-6)
+    model.save(tmp_path / "model")
+    saved = {p.name for p in (tmp_path / "model").iterdir()}
+    assert not saved & {"model.safetensors", "adapter_model.safetensors"}  # names its base
+    np.testing.assert_array_equal(load_model(tmp_path / "model").predict_proba(battles), proba)

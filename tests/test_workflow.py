@@ -21,10 +21,11 @@ from arenajudge.metrics import log_loss
 from arenajudge.models.cascade import CascadeConfig, CascadeModel, entropy
 from arenajudge.models.composite import Blend
 from arenajudge.models.ensemble import EnsembleModel
-from arenajudge.models.gbdt import GBDTConfig, GBDTModel
+from arenajudge.models.gbdt import GBDTModel
+from arenajudge.models.gbdt_config import GBDTConfig
 from arenajudge.models.manifest import file_sha256, read_manifest
 from arenajudge.models.registry import load_model
-from conftest import synthetic_frame
+from conftest import synthetic_frame, wait_until
 
 FAST = GBDTConfig(
     n_estimators=40,
@@ -116,7 +117,9 @@ def test_an_ensemble_of_two_backends_saves_loads_and_predicts_identically(tmp_pa
     base = save_base(tmp_path / "base", BASE_OF["siamese"])
     build_model("siamese", {**TINY, "base": str(base)}).fit(train).save(tmp_path / "siamese")
     GBDTModel(replace(FAST, holdout_share=0)).fit(train).save(tmp_path / "gbdt")
-    ensemble = EnsembleModel(member_dirs=[tmp_path / "gbdt", tmp_path / "siamese"]).fit(held)
+    ensemble = EnsembleModel(
+        member_dirs=[tmp_path / "gbdt", tmp_path / "siamese"], load_member=load_model
+    ).fit(held)
     ensemble.save(tmp_path / "ensemble")
     loaded = load_model(tmp_path / "ensemble")
     assert [type(m).backend for m in loaded.members_] == ["gbdt", "siamese"]
@@ -209,11 +212,8 @@ def test_ensemble_through_serve_equals_predict(workdir, test_battles):
         )
     ]
     with TestClient(serve.create_app(settings)) as client:
-        client_ready = client.get("/health")
-        for _ in range(200):
-            if client_ready.status_code == 200:
-                break
-            client_ready = client.get("/health")
+        # the model loads in the background: poll /health with a pause, up to a deadline
+        wait_until(lambda: client.get("/health").status_code == 200, timeout=60)
         body = client.post("/v1/judge", json={"battles": rows}).json()
     served = np.array([[result[label] for label in LABELS] for result in body["results"]])
     expected = load_model(workdir["ensemble"]).predict_proba(test_battles.take(range(5)))
@@ -293,6 +293,50 @@ def test_a_teacher_missing_a_row_is_one_line(workdir, tmp_path):
     assert "short.csv" in out.stderr and "row id 1000" in out.stderr
 
 
+# ------------------------------------------------------ one reader of probability files
+def _probability_commands(workdir, path: Path, out: Path) -> dict[str, list]:
+    """Every command that reads a probability file, reading ``path`` as its first."""
+    data, fast, other = workdir["train"], workdir["fast"], workdir["other"]
+    members = ["--data", data, "--out", out]
+    return {
+        "teacher": ["train", data, "--teacher", path, "--out", out, "--n-estimators", "5"],
+        "ensemble": ["ensemble", fast, other, "--oof", path, "--oof", workdir["other_oof"]]
+        + members,
+        "cascade": ["cascade", "--first", fast, "--then", other, "--oof-first", path]
+        + ["--oof-then", workdir["other_oof"], *members],
+        "report": ["report", data, "--oof", path, "--out", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["teacher", "ensemble", "cascade", "report"])
+@pytest.mark.parametrize(
+    "case",
+    ["no_fold", "sum_off", "empty_cell"],
+)
+def test_every_command_reads_a_probability_file_by_the_same_rules(workdir, tmp_path, command, case):
+    """A predictions file without ``fold`` is read everywhere (``report`` refused it);
+    a row 5e-4 from summing to 1 (``report`` accepted it) or an empty cell is refused
+    everywhere, as one line naming the file, the row id and the column."""
+    frame = pd.read_csv(workdir["fast_oof"], dtype={"id": str})
+    row_id = frame["id"][3]
+    if case == "no_fold":
+        frame = frame.drop(columns="fold")
+    elif case == "sum_off":
+        frame.loc[3, "winner_tie"] += 5e-4
+    else:
+        frame["winner_tie"] = frame["winner_tie"].astype(object)
+        frame.loc[3, "winner_tie"] = ""
+    path = tmp_path / f"{case}.csv"
+    frame.to_csv(path, index=False)
+    out = run(*_probability_commands(workdir, path, tmp_path / "out")[command])
+    if case == "no_fold":
+        assert out.exit_code == 0, out.output
+        return
+    column = "winner_tie" if case == "empty_cell" else ",".join(LABELS)
+    assert out.exit_code == 2 and out.stderr.count("\n") == 1, out.output
+    assert out.stderr.startswith(f"error: {path}: row id {row_id}: column {column}: ")
+
+
 # ---------------------------------------------------------------------- pseudo-labels
 def test_pseudo_labels_round_trip_through_train(workdir, test_battles, tmp_path):
     out = run(
@@ -335,7 +379,10 @@ def _cascade(workdir, share: float) -> CascadeModel:
     battles = read_battles(workdir["train"])
     oof = (read_oof(workdir["fast_oof"], battles), read_oof(workdir["other_oof"], battles))
     return CascadeModel(
-        CascadeConfig(share=share), first_dir=workdir["fast"], then_dir=workdir["other"]
+        CascadeConfig(share=share),
+        first_dir=workdir["fast"],
+        then_dir=workdir["other"],
+        load_member=load_model,
     ).fit(battles, oof=oof)
 
 

@@ -6,11 +6,10 @@ backend. Two ways to reach a target share of ties (``--tie-rate``):
 
 - ``prior_shift``: Bayes' rule moves the model's own tie column to the target balance.
   Sound when the model learnt ties, i.e. its training data held enough of them.
-- ``davidson``: Davidson's (1970) tie model. With q = p(A) / (p(A) + p(B)) the
-  model's A-vs-B odds, P(tie) = nu * sqrt(q (1 - q)) / (1 + nu * sqrt(q (1 - q))):
-  ties grow as the two responses draw level, one parameter nu sets how many there
-  are. Used when the training data holds too few ties for the tie column to be more
-  than noise (human preference sets: about 1%), which a 25-fold prior shift blows up.
+- ``davidson``: Davidson's (1970) tie model (:mod:`arenajudge.ties`): ties grow as the
+  two responses draw level, one parameter nu sets how many there are. Used when the
+  training data holds too few ties for the tie column to be more than noise (human
+  preference sets: about 1%), which a 25-fold prior shift blows up.
 
 When the training rows name their sources, each large source also gets a temperature
 and a tie rate of its own, applied to rows of that source (see :class:`Calibration`).
@@ -25,16 +24,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import log_softmax
 
 from arenajudge import safe_json
+from arenajudge.data.schema import LABELS, swap_proba
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.metrics import expected_calibration_error, log_loss, prior_log_loss
+from arenajudge.ties import (
+    CALIBRATION_TIE_MODELS,
+    davidson,
+    decisive_margin,
+    fit_davidson,
+    prior_shift,
+    solve_davidson,
+)
 
 PROBA_FLOOR = 1e-4
 """No output probability is ever below this: one confident mistake costs at most ~9.2."""
-_MIN_T, _MAX_T = 0.05, 20.0
-_MAX_NU = 1e6
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.05, 20.0
+"""The range every fitted temperature (a model's, a blend's) is searched and loaded in."""
 CALIBRATION_FOLDS = 5
 """Cross-fitting folds: the calibration is fitted on the out-of-fold predictions of
 this many models, each trained the way the shipped one is on the other folds."""
@@ -45,7 +52,6 @@ MARGIN_QUANTILES = 101
 MIN_SOURCE_ROWS = 300
 """Out-of-sample rows a source needs before it gets a temperature and a tie rate of its
 own."""
-TIE_MODELS = ("prior_shift", "davidson")
 
 
 def apply_floor(proba: np.ndarray, floor: float = PROBA_FLOOR) -> np.ndarray:
@@ -55,7 +61,25 @@ def apply_floor(proba: np.ndarray, floor: float = PROBA_FLOOR) -> np.ndarray:
     return floor + (1 - proba.shape[1] * floor) * proba
 
 
-def _tempered(log_proba: np.ndarray, temperature: float) -> np.ndarray:
+def smoothed_prior(
+    target: np.ndarray, sample_weight: np.ndarray | None = None
+) -> tuple[float, float, float]:
+    """Class balance, shape (3,), of the battles ``target`` (n, 3) in both A/B orders,
+    add-one smoothed (no class has prior 0): the ``train_prior`` of every calibration.
+
+    Each battle counts twice, once per order, with its ``sample_weight`` (default 1):
+    (counts + 1) / (2 * total weight + 3). Swap-symmetric, so its two decisive classes
+    are equal."""
+    weight = np.ones(len(target)) if sample_weight is None else np.asarray(sample_weight)
+    counts = (
+        np.vstack([target, swap_proba(target)]) * np.concatenate([weight, weight])[:, None]
+    ).sum(axis=0)
+    prior = (counts + 1) / (counts.sum() + len(LABELS))
+    return (float(prior[0]), float(prior[1]), float(prior[2]))
+
+
+def _tempered(log_proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
+    """softmax(log_proba / temperature): one temperature, or one per row (n, 1)."""
     scaled = log_proba / temperature
     scaled -= scaled.max(axis=1, keepdims=True)
     proba = np.exp(scaled)
@@ -73,29 +97,11 @@ def fit_temperature(y: np.ndarray, proba: np.ndarray) -> float:
 
     log_proba = _log(proba)
     result = minimize_scalar(
-        lambda t: log_loss(y, _tempered(log_proba, t)), bounds=(_MIN_T, _MAX_T), method="bounded"
+        lambda t: log_loss(y, _tempered(log_proba, t)),
+        bounds=(MIN_TEMPERATURE, MAX_TEMPERATURE),
+        method="bounded",
     )
     return float(result.x)
-
-
-def prior_shift(
-    proba: np.ndarray, tie_rate: float | np.ndarray, train_prior: tuple[float, float, float]
-) -> np.ndarray:
-    """``proba`` (n, 3) moved by Bayes' rule from the class balance ``train_prior`` to
-    ((1 - r) / 2, (1 - r) / 2, r), rows normalised; ``tie_rate`` r is one rate or one per
-    row, shape (n,), anywhere in (0, 1).
-
-    The shift is done in log space and normalised by log-sum-exp: any r from the smallest
-    positive float to 1 - 1e-16 gives finite rows summing to 1 (a product of tiny
-    factors would underflow to a row of zeros, then NaN)."""
-    rate = np.asarray(tie_rate, dtype=float)[..., None]
-    # log((1 - r) / 2) by log1p: 1 - r loses every digit of a tiny r, log(r) keeps them
-    log_decisive = np.log1p(-rate) - math.log(2)
-    log_target = np.concatenate([log_decisive, log_decisive, np.log(rate)], axis=-1)
-    with np.errstate(divide="ignore"):  # a zero stays a zero: log 0 = -inf, exp -> 0
-        log_proba = np.log(np.asarray(proba, dtype=float))
-    shifted = log_proba + log_target - np.log(np.asarray(train_prior, dtype=float))
-    return np.exp(log_softmax(shifted, axis=1))
 
 
 def check_tie_rate(tie_rate: float | None) -> None:
@@ -103,69 +109,13 @@ def check_tie_rate(tie_rate: float | None) -> None:
         raise ConfigError(f"--tie-rate must be strictly between 0 and 1, got {tie_rate}")
 
 
-# ------------------------------------------------------------------ Davidson's model
-def decisive_margin(proba: np.ndarray) -> np.ndarray:
-    """sqrt(q (1 - q)) with q = p(A) / (p(A) + p(B)), shape (n,): 0.5 for a coin flip,
-    near 0 when one response clearly wins."""
-    q = proba[:, 0] / np.maximum(proba[:, 0] + proba[:, 1], 1e-12)
-    return np.sqrt(q * (1 - q))
-
-
-def davidson(proba: np.ndarray, nu: float) -> np.ndarray:
-    """Davidson probabilities, shape (n, 3): the A-vs-B odds of ``proba`` kept, the tie
-    probability nu * m / (1 + nu * m) with m the :func:`decisive_margin`."""
-    q = proba[:, 0] / np.maximum(proba[:, 0] + proba[:, 1], 1e-12)
-    strength = nu * decisive_margin(proba)
-    tie = strength / (1 + strength)
-    return np.column_stack([(1 - tie) * q, (1 - tie) * (1 - q), tie])
-
-
-def fit_davidson(y: np.ndarray, proba: np.ndarray) -> float:
-    """Maximum-likelihood nu of :func:`davidson` for labels ``y`` ((n,) or (n, 3))
-    given the A-vs-B odds of ``proba`` (its tie column is ignored)."""
-    target = np.eye(3)[np.asarray(y, dtype=int)] if np.ndim(y) == 1 else np.asarray(y, float)
-    margin, ties = decisive_margin(proba), target[:, 2]
-
-    def negative_log_likelihood(log_nu: float) -> float:
-        strength = math.exp(log_nu) * margin
-        return float(-(ties * np.log(strength + 1e-300) - np.log1p(strength)).sum())
-
-    from scipy.optimize import minimize_scalar
-
-    if ties.sum() == 0:
-        return 0.0
-    result = minimize_scalar(
-        negative_log_likelihood, bounds=(-20, math.log(_MAX_NU)), method="bounded"
-    )
-    return float(math.exp(result.x))
-
-
-def solve_davidson(margins: np.ndarray, tie_rate: float) -> float:
-    """The nu at which the mean Davidson tie probability over ``margins`` is ``tie_rate``,
-    for any rate in (0, 1); ``_MAX_NU`` when the margins cannot reach the rate.
-
-    Solved in logs, log(mean tie) = log(nu) + log(mean(m / (1 + nu m))) = log(r): stable
-    from the smallest positive float up, where the difference mean tie - r is all
-    rounding. As nu * mean(m) / (1 + nu max(m)) <= mean tie <= nu * mean(m), the root
-    lies at or above r / mean(m), which brackets it from below whatever r is."""
-    from scipy.optimize import brentq
-
-    margins = np.asarray(margins, dtype=float)
-    log_rate = math.log(tie_rate)
-
-    def excess(log_nu: float) -> float:
-        nu = math.exp(log_nu)
-        return log_nu + math.log(float(np.mean(margins / (1 + nu * margins)))) - log_rate
-
-    low, high = log_rate - math.log(float(margins.mean())), math.log(_MAX_NU)
-    if excess(high) < 0:  # the target is beyond what these margins allow
-        return _MAX_NU
-    if excess(low) >= 0:  # the root is at the bracket's end (equality, up to rounding)
-        return math.exp(low)
-    return float(math.exp(brentq(excess, low, high, xtol=1e-12)))
-
-
 # ----------------------------------------------------------------- the calibration
+def as_prior(values: Any) -> tuple[float, float, float]:
+    """A saved ``train_prior`` as three floats; ValueError unless there are three."""
+    first, second, third = (float(v) for v in values)
+    return first, second, third
+
+
 def _by_source(
     values: tuple[tuple[str, float], ...], n: int, source: np.ndarray | None, default: float
 ) -> np.ndarray:
@@ -186,7 +136,8 @@ class Calibration:
     temperature : float
         Divides the log-probabilities; > 1 softens overconfident predictions.
     train_prior : tuple of 3 floats
-        Class balance of the (swap-augmented) training data, for the prior shift.
+        Class balance of the (swap-augmented) training data, for the prior shift:
+        :func:`smoothed_prior` of the training battles.
     tie_model : str
         How ``tie_rate`` is reached: ``"prior_shift"`` or ``"davidson"`` (see the module).
     margins : tuple of floats
@@ -259,7 +210,7 @@ class Calibration:
             raw = safe_json.loads(path.read_text(encoding="utf-8"))
             calibration = cls(
                 temperature=float(raw["temperature"]),
-                train_prior=tuple(float(v) for v in raw["train_prior"]),
+                train_prior=as_prior(raw["train_prior"]),
                 tie_model=str(raw.get("tie_model", "prior_shift")),
                 margins=tuple(float(v) for v in raw.get("margins", ())),
                 source_temperatures=tuple(
@@ -291,10 +242,12 @@ class Calibration:
                 "is corrupt (a value is NaN or infinite); retrain the model", file=path
             )
         if not (
-            all(_MIN_T <= t <= _MAX_T for t in (calibration.temperature, *source_temperatures))
-            and len(calibration.train_prior) == 3
+            all(
+                MIN_TEMPERATURE <= t <= MAX_TEMPERATURE
+                for t in (calibration.temperature, *source_temperatures)
+            )
             and min(calibration.train_prior) > 0
-            and calibration.tie_model in TIE_MODELS
+            and calibration.tie_model in CALIBRATION_TIE_MODELS
             and (calibration.tie_model != "davidson" or calibration.margins)
             and all(0 < m <= 0.5 for m in calibration.margins)
             and all(0 < r < 1 for r in source_tie_rates)
@@ -378,7 +331,7 @@ def _fit(
 ) -> tuple[Calibration, dict[str, Any]]:
     tempering = Calibration(
         temperature=fit_temperature(target, oof),
-        train_prior=tuple(train_prior),
+        train_prior=train_prior,
         source_temperatures=_source_temperatures(target, oof, source),
     )
     tempered = _tempered(_log(oof), tempering.temperatures(len(oof), source))

@@ -17,11 +17,14 @@ import typing
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from arenajudge.errors import ConfigError
 
-C = TypeVar("C")
+if TYPE_CHECKING:  # typeshed's name for "an instance of a dataclass"; no runtime module
+    from _typeshed import DataclassInstance
+
+C = TypeVar("C", bound="DataclassInstance")
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json", ".toml")
 _TRUE = ("true", "yes", "on")
 _FALSE = ("false", "no", "off")
@@ -87,10 +90,10 @@ def field_help(config_cls: type, name: str, allowed: bool = True) -> str:
     spec = {f.name: f for f in fields(config_cls)}[name]
     if not allowed:
         return spec.metadata.get("help", "")
-    allowed = spec.metadata.get("range") or (
+    values = spec.metadata.get("range") or (
         "|".join(spec.metadata["choices"]) if spec.metadata.get("choices") else None
     )
-    return spec.metadata.get("help", "") + (f"  Allowed: {allowed}." if allowed else "")
+    return spec.metadata.get("help", "") + (f"  Allowed: {values}." if values else "")
 
 
 def _base_type(hint: Any) -> tuple[type, bool]:

@@ -56,6 +56,9 @@ def gpu_environment() -> dict[str, Any] | None:
         import torch
     except Exception as exc:  # a broken install is what a bug report must show
         return {"torch": version, "error": f"{type(exc).__name__}: {exc}"}
+    # the threshold `--precision auto` uses, so `env` and training agree on a card's bf16
+    from arenajudge.models.transformer.devices import BF16_CAPABILITY
+
     gpus = []
     if torch.cuda.is_available():
         for index in range(torch.cuda.device_count()):
@@ -67,8 +70,7 @@ def gpu_environment() -> dict[str, Any] | None:
                     "name": props.name,
                     "compute_capability": f"{major}.{minor}",
                     "memory_gib": round(props.total_memory / 2**30, 1),
-                    # bf16 tensor cores arrived with Ampere (compute capability 8.0)
-                    "bf16": major >= 8,
+                    "bf16": (major, minor) >= BF16_CAPABILITY,
                 }
             )
     return {

@@ -7,7 +7,6 @@ folds), so a user sees prior -> length -> model.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +17,8 @@ import pandas as pd
 from scipy.special import log_softmax
 from tqdm.auto import tqdm
 
-from arenajudge.data.folds import folds
-from arenajudge.data.schema import LABELS, Battles, join_turns
-from arenajudge.errors import DataError
+from arenajudge.data.folds import folds, group_folds, prompt_keys
+from arenajudge.data.schema import LABELS, Battles
 from arenajudge.hashing import battle_keys, decode_keys
 from arenajudge.leaderboard import response_lengths
 from arenajudge.metrics import log_loss, scores
@@ -85,7 +83,7 @@ def length_baseline_oof(
     a single fold, the in-sample fit. ``diff`` passes the battles'
     :func:`relative_length_difference` when their texts are gone (streamed)."""
     diff = relative_length_difference(battles) if diff is None else diff
-    target = battles.target
+    target = check_labelled(battles)
     if len(np.unique(fold_of)) < 2:
         return length_baseline_proba(fit_length_baseline(diff, target), diff)
     oof = np.zeros((len(battles), len(LABELS)))
@@ -107,32 +105,15 @@ def scores_by_source(
     """Scores of each source's rows (empty when the battles have no source)."""
     if battles.source is None:
         return {}
+    target = check_labelled(battles)
     return {
         str(name): _scores(
-            battles.target[battles.source == name],
+            target[battles.source == name],
             proba[battles.source == name],
             length[battles.source == name],
         )
         for name in np.unique(battles.source)
     }
-
-
-def prompt_keys(battles: Battles) -> np.ndarray:
-    """A stable 64-bit key of each battle's prompt text, shape (n,): equal prompts, equal
-    keys, in every process (unlike ``hash``), so streamed blocks group like the file."""
-    return np.array(
-        [
-            int.from_bytes(
-                hashlib.blake2b(
-                    join_turns(p).strip().encode("utf-8", "surrogatepass"), digest_size=8
-                ).digest(),
-                "little",
-                signed=True,
-            )
-            for p in battles.prompt
-        ],
-        dtype=np.int64,
-    )
 
 
 TIE_SHARE_NATS = 0.01
@@ -295,16 +276,13 @@ def evaluate_predictions(
 
     Battles streamed without their texts pass what the baseline needs instead: each
     row's ``length_diff`` (:func:`relative_length_difference`) and prompt ``groups``
-    (:func:`prompt_keys`).
+    (:func:`~arenajudge.data.folds.prompt_keys`).
     """
-    groups = np.unique(prompt_keys(battles) if groups is None else groups, return_inverse=True)[1]
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    # whole prompts to folds at random: StratifiedGroupKFold is slow on 50k prompts
-    fold_of = np.random.default_rng(seed).permutation(n_groups)[groups] % max(
-        1, min(n_folds, n_groups)
-    )
+    # whole prompts dealt to folds at random: StratifiedGroupKFold is slow on 50k prompts
+    fold_of = group_folds(prompt_keys(battles) if groups is None else groups, n_folds, seed)
     length = length_baseline_oof(battles, fold_of, length_diff)
-    return (_scores(battles.target, proba, length), scores_by_source(battles, proba, length))
+    target = check_labelled(battles)
+    return (_scores(target, proba, length), scores_by_source(battles, proba, length))
 
 
 def cross_validate(
@@ -321,7 +299,7 @@ def cross_validate(
     per-source log loss, accuracy, ECE, the class-prior log loss of the same rows and
     the log loss of the length-only baseline fitted on the same folds.
     """
-    check_labelled(battles)
+    target = check_labelled(battles)
     fold_of = folds(battles, n_folds=n_folds, seed=seed)
     oof = np.zeros((len(battles), len(LABELS)))
     length = length_baseline_oof(battles, fold_of)
@@ -330,10 +308,8 @@ def cross_validate(
         held = fold_of == fold
         model = make_model().fit(battles.take(~held))
         oof[held] = model.predict_proba(battles.take(held).without_labels())
-        result.folds.append(
-            {"fold": fold, **_scores(battles.target[held], oof[held], length[held])}
-        )
-    result.overall = _scores(battles.target, oof, length)
+        result.folds.append({"fold": fold, **_scores(target[held], oof[held], length[held])})
+    result.overall = _scores(target, oof, length)
     result.by_source = scores_by_source(battles, oof, length)
     return result
 
@@ -344,26 +320,3 @@ def oof_frame(battles: Battles, result: CVResult) -> pd.DataFrame:
     frame.insert(0, "fold", result.fold)
     frame.insert(0, "id", battles.id)
     return frame
-
-
-def attach_sources(battles: Battles, sources_path: str | Path) -> Battles:
-    """Battles with ``source`` taken from a CSV of ``id,source`` (e.g. human_dev_sources.csv)."""
-    from dataclasses import replace
-
-    path = Path(sources_path)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot be read as a CSV of id,source ({exc})", file=path) from None
-    if not {"id", "source"} <= set(table.columns):
-        raise DataError(f"needs columns id and source; found {', '.join(table.columns)}", file=path)
-    lookup = dict(zip(table["id"], table["source"]))
-    missing = [row_id for row_id in battles.id if row_id not in lookup]
-    if missing:
-        raise DataError(
-            f"has no source for {len(missing)} row(s) of the data, e.g. this one",
-            file=path,
-            row_id=str(missing[0]),
-            column="id",
-        )
-    return replace(battles, source=np.array([lookup[i] for i in battles.id], dtype=object))

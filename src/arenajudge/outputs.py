@@ -6,17 +6,16 @@ and writes through :func:`atomic_path`, which stages the output beside its desti
 and moves it into place only once it is complete. Publishing without ``force`` never
 replaces a path that appeared meanwhile; with ``force`` a directory is replaced only by
 one of the same kind that arenajudge wrote (:data:`MARKER`, or a model's manifest), and
-the old one is removed only once the new one is in place.
+the old one is removed only once the new one is in place (the moves themselves:
+:mod:`arenajudge.no_replace`).
 """
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from arenajudge import __version__
+from arenajudge import __version__, no_replace
 from arenajudge.data.schema import LABELS
 from arenajudge.errors import OutputError, OutputExistsError
 from arenajudge.models.manifest import MANIFEST
@@ -209,81 +208,6 @@ def refuse_overwriting_inputs(
                 )
 
 
-def _libc_renameat2():
-    """glibc's ``renameat2`` (Linux 3.15+, glibc 2.28+), or ``None``."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        function = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):
-        return None
-    function.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    function.restype = ctypes.c_int
-    return function
-
-
-_RENAMEAT2 = _libc_renameat2()
-_AT_FDCWD, _RENAME_NOREPLACE = -100, 1
-
-
-def _move_no_replace(src: Path, dst: Path) -> None:
-    """Rename ``src`` to ``dst``, failing with FileExistsError if ``dst`` exists, even if
-    it appeared a moment ago: a plain rename would silently replace it (a file, or an
-    empty directory)."""
-    if _RENAMEAT2 is not None:
-        if (
-            _RENAMEAT2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE)
-            == 0
-        ):
-            return
-        code = ctypes.get_errno()
-        if code not in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # else: unsupported here
-            raise OSError(code, os.strerror(code), str(dst))
-    if src.is_dir():
-        os.mkdir(dst)  # claims the name (FileExistsError if taken) ...
-        try:
-            os.rename(src, dst)  # ... and a rename replaces only that empty directory
-        except BaseException:
-            os.rmdir(dst)
-            raise
-        return
-    try:
-        os.link(src, dst)  # a link never replaces: FileExistsError if taken
-    except FileExistsError:
-        raise
-    except OSError:  # no hard links on this file system: check, then rename
-        if os.path.lexists(dst):
-            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
-        os.replace(src, dst)
-        return
-    os.unlink(src)
-
-
-def _replace_directory(staged: Path, path: Path, aside: Path) -> None:
-    """Put ``staged`` in place of the directory ``path``: the old one is moved to
-    ``aside`` (in the staging folder, removed with it) and moved back if the new one
-    cannot be put in place."""
-    os.rename(path, aside)
-    try:
-        _move_no_replace(staged, path)
-    except BaseException:
-        try:
-            _move_no_replace(aside, path)
-        except OSError:
-            raise OutputError(
-                f"was not replaced, and its old content could not be moved "
-                f"back: it is kept in {aside}",
-                file=path,
-            ) from None
-        raise
-
-
 def _aside(staging: Path, path: Path) -> Path:
     """Where a replaced directory waits, in the staging folder, until the new one is in
     place (a name that cannot be the staged output's own)."""
@@ -297,13 +221,13 @@ def _publish(staged: Path, path: Path, force: bool, kind: Kind, output: str | No
     for _ in range(2):  # a second round when a path appeared between check and rename
         if not os.path.lexists(path):
             try:
-                _move_no_replace(staged, path)
+                no_replace.move_no_replace(staged, path)
                 return
             except FileExistsError:
                 continue
         _check_replaceable(path, force, kind, output)
         if kind == "directory":
-            _replace_directory(staged, path, _aside(staged.parent, path))
+            no_replace.replace_directory(staged, path, _aside(staged.parent, path))
         else:
             os.replace(staged, path)
         return
@@ -326,12 +250,12 @@ def _write_marker(directory: Path, output: str | None) -> None:
 def _concerns_output(name: str | bytes, path: Path, staging: Path | None) -> bool:
     """Whether the file ``name`` of an OSError is the output ``path``, inside it or its
     staging folder, a folder to be created for it, or its staging folder itself."""
-    name, path = Path(os.fsdecode(name)).absolute(), path.absolute()
+    failed, path = Path(os.fsdecode(name)).absolute(), path.absolute()
     places = [path] + ([staging.absolute()] if staging is not None else [])
     return (
-        any(name == place or place in name.parents for place in places)
-        or name in path.parents
-        or (name.parent == path.parent and name.name.startswith(f".{path.name}."))
+        any(failed == place or place in failed.parents for place in places)
+        or failed in path.parents
+        or (failed.parent == path.parent and failed.name.startswith(f".{path.name}."))
     )
 
 

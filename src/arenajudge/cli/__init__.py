@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -25,7 +25,7 @@ EXIT_USER_ERROR = 2
 class _UserError(click.ClickException):
     exit_code = EXIT_USER_ERROR
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.message}", err=True)
 
 
@@ -49,9 +49,9 @@ class _Terminated(click.ClickException):
 
     def __init__(self, exc: Terminated) -> None:
         super().__init__(exc.line())
-        self.exit_code = exc.exit_code
+        self.signal_exit_code = exc.exit_code
 
-    def show(self, file=None) -> None:
+    def show(self, file: IO[Any] | None = None) -> None:
         click.echo(self.message, err=True)
 
 
@@ -109,6 +109,9 @@ class _Group(click.Group):
         except click.UsageError as exc:
             click.echo(_usage_line(exc), err=True)
             sys.exit(EXIT_USER_ERROR)
+        except _Terminated as exc:  # a ClickException whose exit code depends on the signal
+            exc.show()
+            sys.exit(exc.signal_exit_code)
         except click.ClickException as exc:
             exc.show()
             sys.exit(exc.exit_code)
@@ -123,7 +126,7 @@ class _Group(click.Group):
             sys.exit(exc.exit_code)
         sys.exit(0)
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
@@ -207,9 +210,11 @@ from arenajudge.cli import (  # noqa: E402
     data_commands,  # noqa: F401
     demo_commands,  # noqa: F401
     env_commands,  # noqa: F401
-    insight_commands,  # noqa: F401
-    model_commands,  # noqa: F401
+    leaderboard_commands,  # noqa: F401
+    report_commands,  # noqa: F401
+    scoring_commands,  # noqa: F401
     serve_commands,  # noqa: F401
+    training_commands,  # noqa: F401
     transformer_commands,  # noqa: F401
     winrate_commands,  # noqa: F401
     workflow_commands,  # noqa: F401

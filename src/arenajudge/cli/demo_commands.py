@@ -11,8 +11,7 @@ import click
 import numpy as np
 
 from arenajudge.cli import main
-from arenajudge.cli.model_commands import format_scores
-from arenajudge.cli.options import force_option, seed_option
+from arenajudge.cli.options import force_option, format_scores, seed_option
 from arenajudge.data.folds import folds
 from arenajudge.data.schema import Battles
 from arenajudge.datasets import load_sample

@@ -25,7 +25,9 @@ from click.core import ParameterSource
 from arenajudge.config import field_help, field_types
 from arenajudge.data.readers import parse_columns_option
 from arenajudge.data.tables import FORMATS
-from arenajudge.errors import ArenaJudgeError
+from arenajudge.errors import ArenaJudgeError, ConfigError
+from arenajudge.models.contract import LoadsWithOptions
+from arenajudge.models.registry import BACKENDS, TRAINABLE, model_class
 
 MAX_SEED = 2**31 - 1
 _METAVARS = {
@@ -99,9 +101,9 @@ class FiniteFloat(click.FloatRange):
         def bound(value: float) -> str:
             return repr(float(value)) if exact else f"{value:.3g}"
 
-        if self.min is None and self.max is None:
-            return "finite"
         if self.max is None:  # one-sided ranges read as click writes them: x>=0
+            if self.min is None:
+                return "finite"
             return f"x{'>' if self.min_open else '>='}{bound(self.min)}"
         high = ("<" if self.max_open else "<=") + bound(self.max)
         if self.min is None:
@@ -112,22 +114,28 @@ class FiniteFloat(click.FloatRange):
 data_argument = click.argument(
     "data", metavar="DATA", type=click.Path(dir_okay=False, path_type=str)
 )
-model_dir_option = click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    metavar="MODEL_DIR",
-    type=click.Path(exists=True, file_okay=False, path_type=str),
-    help="A model directory written by `arenajudge train`.",
-)
-optional_model_option = click.option(
-    "--model",
-    "model_dir",
-    default=None,
-    metavar="MODEL_DIR",
-    type=click.Path(file_okay=False, path_type=str),
-    help="A trained model directory (arenajudge train).",
-)
+
+
+def _model_option(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--model MODEL_DIR``, the one definition every command uses.
+
+    Whether the directory exists is left to the model loader, so that every command
+    answers alike: its one-line error says what a MODEL_DIR is and how to make one,
+    where click's check could only say that the path is missing.
+    """
+    return click.option(
+        "--model",
+        "model_dir",
+        required=required,
+        default=None,
+        metavar="MODEL_DIR",
+        type=click.Path(file_okay=False, path_type=str),
+        help="A model directory written by `arenajudge train`.",
+    )
+
+
+model_dir_option = _model_option(required=True)
+optional_model_option = _model_option(required=False)
 
 
 def input_options(command: Callable) -> Callable:
@@ -156,14 +164,32 @@ def read_options(input_format: str | None, columns: str | None) -> dict[str, Any
         raise click.BadParameter(str(exc), param_hint="--columns") from None
 
 
-format_option = click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Output format on stdout.",
-)
+def _format_option(*formats: str) -> Callable:
+    return click.option(
+        "--format",
+        "output_format",
+        type=click.Choice(list(formats)),
+        default="text",
+        show_default=True,
+        help="Output format on stdout.",
+    )
+
+
+def out_file_option(help: str) -> Callable:
+    """The required ``--out OUT`` of a command that writes one file (``out_path``)."""
+    return click.option(
+        "--out",
+        "out_path",
+        required=True,
+        type=click.Path(dir_okay=False),
+        metavar="OUT",
+        help=help,
+    )
+
+
+format_option = _format_option("text", "json")
+table_format_option = _format_option("text", "json", "csv")
+"""``--format`` of the commands that print a table (leaderboard, winrate): CSV too."""
 
 
 def seed_option(what: str) -> Callable:
@@ -232,6 +258,28 @@ def echo_json(payload: Any) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
+def format_scores(title: str, values: dict[str, float]) -> str:
+    """One line of scores: rows, class prior, length baseline, log loss, accuracy, ECE."""
+    return (
+        f"{title:<24} rows {values['rows']:>6}  prior {values['prior_log_loss']:.4f}  "
+        f"length {values['length_log_loss']:.4f}  log loss {values['log_loss']:.4f}  "
+        f"accuracy {values['accuracy']:.3f}  ECE {values['ece']:.3f}"
+    )
+
+
+def print_scores(
+    overall: dict[str, Any],
+    by_source: dict[str, dict[str, Any]],
+    folds: list[dict[str, Any]] | None = None,
+) -> None:
+    """The lines of :func:`format_scores` of each fold, overall, and each source."""
+    for fold in folds or []:
+        click.echo(format_scores(f"fold {fold['fold']}", fold))
+    click.echo(format_scores("overall", overall))
+    for source, values in by_source.items():
+        click.echo(format_scores(f"source {source}", values))
+
+
 def echo_csv(frame: pd.DataFrame) -> None:
     """Print ``frame`` as CSV (no index) on stdout."""
     buffer = io.StringIO()
@@ -258,7 +306,7 @@ def _click_type(config_cls: type, name: str) -> dict[str, Any]:
         }
     if kind is float:
         return {"type": FiniteFloat(), "metavar": "FLOAT"}
-    return {"type": {int: click.INT}.get(kind, click.STRING), "metavar": _METAVARS.get(name)}
+    return {"type": click.INT if kind is int else click.STRING, "metavar": _METAVARS.get(name)}
 
 
 def _settings_option(config_cls: type, name: str, group: str | None) -> Callable:
@@ -316,3 +364,55 @@ def config_options(groups: dict[str, type], exclude: tuple[str, ...] = ()) -> Ca
 def flags_of(names: Any) -> str:
     """``--flag-a, --flag-b`` for config field names."""
     return ", ".join("--" + name.replace("_", "-") for name in names)
+
+
+def _settings_parts(config_class: type) -> list[type]:
+    """The config classes a backend's settings are made of, each with its own
+    ``cli_title`` (TransformerConfig: NetworkConfig, then TrainingConfig)."""
+    return [part for part in reversed(config_class.__mro__) if "cli_title" in vars(part)]
+
+
+def backend_settings_groups() -> dict[str, type]:
+    """``{heading: config class}`` of the flags of every trainable backend, each heading
+    naming the backends its flags apply to, as the backends' config classes say."""
+    users: dict[type, list[str]] = {}
+    for backend in TRAINABLE:
+        for part in _settings_parts(model_class(backend).config_class):
+            users.setdefault(part, []).append(backend)
+    return {
+        f"{vars(part)['cli_title']} (--backend {'|'.join(names)})": part
+        for part, names in users.items()
+    }
+
+
+def check_backend_flags(backend: str, settings: dict[str, Any]) -> None:
+    """ConfigError naming the backends that flags given for ``backend`` apply to, when
+    ``backend``'s config class has no such fields."""
+    owned = {spec.name for spec in fields(model_class(backend).config_class)}
+    foreign = [name for name in settings if name not in owned]
+    if foreign:
+        applies = [
+            other
+            for other in TRAINABLE
+            if other != backend
+            and {spec.name for spec in fields(model_class(other).config_class)} & set(foreign)
+        ]
+        raise ConfigError(f"{flags_of(foreign)} apply to --backend {'|'.join(applies)} only")
+
+
+def _predict_settings_groups() -> dict[str, type]:
+    """``{heading: options class}`` of the prediction-time flags of saved models, from
+    the backends' ``predict_options_class``."""
+    users: dict[type, list[str]] = {}
+    for backend in BACKENDS:
+        cls = model_class(backend)
+        if isinstance(cls, LoadsWithOptions):
+            users.setdefault(cls.predict_options_class, []).append(backend)
+    return {
+        f"{vars(cls)['cli_title']} ({'|'.join(names)} models; default: as trained)": cls
+        for cls, names in users.items()
+    }
+
+
+predict_settings = config_options(_predict_settings_groups())
+"""The prediction-time flags of ``predict``, ``evaluate`` and ``serve``."""

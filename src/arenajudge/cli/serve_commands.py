@@ -7,19 +7,11 @@ from typing import Any
 import click
 
 from arenajudge.cli import main
-from arenajudge.cli.model_commands import predict_settings
-from arenajudge.cli.options import GroupedCommand
+from arenajudge.cli.options import GroupedCommand, model_dir_option, predict_settings
 
 
 @main.command("serve", cls=GroupedCommand)
-@click.option(
-    "--model",
-    "model_dir",
-    required=True,
-    metavar="MODEL_DIR",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Model directory written by `arenajudge train`.",
-)
+@model_dir_option
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -80,9 +72,10 @@ def serve_command(
     POST /v1/judge scores battles, GET /health says whether the model is loaded,
     GET /v1/model shows its manifest; interactive docs at /docs.
     """
+    # Imported here, not at the top: the serve extra (FastAPI) loads only for this command.
     from arenajudge.serve import Settings, serve
 
-    # Unset limits keep the library's defaults, defined once in arenajudge.serve.
+    # Unset limits keep the library's defaults, defined once in arenajudge.serve.app.Settings.
     limits = {
         name: value
         for name, value in (("max_body", max_body), ("max_batch", max_batch))

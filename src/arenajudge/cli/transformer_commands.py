@@ -16,6 +16,7 @@ from arenajudge.cli.options import (
     force_option,
     format_option,
     input_options,
+    out_file_option,
     read_options,
     retired_seed_option,
 )
@@ -34,14 +35,7 @@ from arenajudge.outputs import check_output, refuse_overwriting_inputs
     help="An encoder, or a decoder LM such as Gemma-2: a local Hugging Face model "
     "directory, a hub id (org/name[@revision]) or a .gguf file.",
 )
-@click.option(
-    "--out",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    metavar="OUT",
-    help="Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.",
-)
+@out_file_option("Parquet file to write: id, prompt_emb, response_a_emb, response_b_emb.")
 @click.option(
     "--max-length",
     type=click.IntRange(min=8),
@@ -92,8 +86,7 @@ def embed_command(
 ) -> None:
     """Embed prompts and responses with a Hugging Face model: mean-pooled last hidden states,
     for `arenajudge train --embeddings`."""
-    from arenajudge.data.embeddings import write_embeddings
-    from arenajudge.models.transformer.embed import embed_battles
+    from arenajudge.models.transformer.embed import embed_battles, write_embeddings
 
     refuse_overwriting_inputs([out_path], [data, base])
     check_output(out_path, force, "file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +18,7 @@ from arenajudge.cli.options import (
     optional_model_option,
     read_options,
     retired_seed_option,
+    table_format_option,
 )
 from arenajudge.data.model_outputs import read_baseline_battles
 from arenajudge.data.schema import Battles
@@ -176,14 +178,7 @@ def _write_table(rates: WinRates, out: str, force: bool) -> None:
     type=click.Path(dir_okay=False, path_type=str),
     help="Write the difficulties used to this CSV (to score later models alone).",
 )
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json", "csv"]),
-    default="text",
-    show_default=True,
-    help="Output format on stdout.",
-)
+@table_format_option
 @click.option(
     "--out",
     default=None,
@@ -234,34 +229,11 @@ def winrate_command(
         rates = win_rates(battles, baseline, difficulty=difficulty, difficulty_file=difficulty_file)
     else:
         model = load_model(model_dir)
-        manifest = read_manifest(model_dir)
-        if (
-            manifest.get("backend") == "gbdt"
-            and manifest.get("config", {}).get("fold_groups", "prompt") != "model"
-        ):
-            click.echo(
-                f"note: {model_dir} was calibrated for new prompts, not for models it "
-                "has not seen; for win rates of new models train the judge with "
-                "--fold-groups model",
-                err=True,
-            )
-        if battles.labelled and not votes:
-            click.echo(
-                f"note: the votes in {', '.join(data)} are not used with --model; "
-                "pass voted battles as --votes for prediction-powered win rates",
-                err=True,
-            )
+        _note_judge_limits(model_dir, battles, data, votes)
         in_sample = _trained_on(battles, model) > 0
         proba = model.predict_proba(battles.without_labels())
         if votes:
-            voted = read_baseline_battles((votes,), baseline, **options)
-            seen = _trained_on(voted, model)
-            if seen:
-                raise ConfigError(
-                    f"the judge {model_dir} was trained on {seen:,} of the "
-                    f"{len(voted):,} battles in {votes}; prediction-powered "
-                    "win rates need votes it has not seen"
-                )
+            voted = _unseen_votes(votes, baseline, options, model, model_dir)
             rates = ppi_win_rates(
                 battles,
                 proba,
@@ -286,6 +258,57 @@ def winrate_command(
         echo_csv(rates.table)
     else:
         click.echo(_render(rates, model_dir, in_sample))
+    _write_files(rates, baseline, out, save_difficulty, plot, force)
+
+
+def _note_judge_limits(
+    model_dir: str, battles: Battles, data: tuple[str, ...], votes: str | None
+) -> None:
+    """Say on stderr when the judge was not calibrated for unseen models, or when DATA's
+    votes go unused."""
+    manifest = read_manifest(model_dir)
+    if (
+        manifest.get("backend") == "gbdt"
+        and manifest.get("config", {}).get("fold_groups", "prompt") != "model"
+    ):
+        click.echo(
+            f"note: {model_dir} was calibrated for new prompts, not for models it "
+            "has not seen; for win rates of new models train the judge with "
+            "--fold-groups model",
+            err=True,
+        )
+    if battles.labelled and not votes:
+        click.echo(
+            f"note: the votes in {', '.join(data)} are not used with --model; "
+            "pass voted battles as --votes for prediction-powered win rates",
+            err=True,
+        )
+
+
+def _unseen_votes(
+    votes: str, baseline: str, options: dict[str, Any], model: PreferenceModel, model_dir: str
+) -> Battles:
+    """The voted battles of ``votes``; an error when the judge was trained on any."""
+    voted = read_baseline_battles((votes,), baseline, **options)
+    seen = _trained_on(voted, model)
+    if seen:
+        raise ConfigError(
+            f"the judge {model_dir} was trained on {seen:,} of the "
+            f"{len(voted):,} battles in {votes}; prediction-powered "
+            "win rates need votes it has not seen"
+        )
+    return voted
+
+
+def _write_files(
+    rates: WinRates,
+    baseline: str,
+    out: str | None,
+    save_difficulty: str | None,
+    plot: str | None,
+    force: bool,
+) -> None:
+    """Write the files asked for: the table (--out), the difficulties, the plot."""
     if out:
         _write_table(rates, out, force)
     if save_difficulty:
@@ -293,7 +316,7 @@ def winrate_command(
             rates.difficulty.rename_axis("instruction").reset_index(), save_difficulty, force=force
         )
     if plot:
-        from arenajudge.report.plots import save_plot
+        from arenajudge.report.plots import save_plot  # matplotlib: only to draw
         from arenajudge.report.plots import win_rates as draw_win_rates
 
         with atomic_path(plot, force) as staged:

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from arenajudge.cli import main
-from arenajudge.cli.model_commands import _read, embeddings_option
+from arenajudge.cli.inputs import embeddings_option, read_input
 from arenajudge.cli.options import (
     FiniteFloat,
     echo_json,
@@ -15,6 +15,7 @@ from arenajudge.cli.options import (
     format_option,
     input_options,
     model_dir_option,
+    out_file_option,
     read_options,
     retired_seed_option,
     seed_option,
@@ -60,10 +61,12 @@ out_dir_option = click.option(
 )
 
 
-def _labelled(data: str, input_format: str | None, columns: str | None) -> Battles:
-    battles = _read(data, input_format, columns)
-    check_labelled(battles)
-    return battles
+def _labelled(
+    data: str, input_format: str | None, columns: str | None
+) -> tuple[Battles, np.ndarray]:
+    """The battles of ``data`` and their labels (n, 3); an error when it has none."""
+    battles = read_input(data, input_format, columns)
+    return battles, check_labelled(battles)
 
 
 def _echo_scores(scores: dict, output_format: str, combined: str) -> None:
@@ -145,16 +148,18 @@ def ensemble_command(
             f"got {len(oof_paths)} --oof files for {len(member_dirs)} "
             "members; give one per member, in the same order"
         )
-    battles = _labelled(data, input_format, columns)
+    battles, target = _labelled(data, input_format, columns)
     oof = [read_oof(path, battles) for path in oof_paths]
-    model = EnsembleModel(EnsembleConfig(min_weight=min_weight), member_dirs=member_dirs)
+    model = EnsembleModel(
+        EnsembleConfig(min_weight=min_weight), member_dirs=member_dirs, load_member=load_model
+    )
     model.fit(battles, oof=oof).save(out_dir, force=force)
     fold = folds(battles, n_folds=HONEST_FOLDS, seed=seed)
-    member_scores = {path: log_loss(battles.target, p) for path, p in zip(member_dirs, oof)}
-    blended = cross_fitted_blend(oof, battles.target, fold)
+    member_scores = {path: log_loss(target, p) for path, p in zip(member_dirs, oof)}
+    blended = cross_fitted_blend(oof, target, fold)
     if blend_oof_path:
         write_csv(oof_frame(battles, CVResult(oof=blended, fold=fold)), blend_oof_path, force=force)
-    blend = log_loss(battles.target, blended)
+    blend = log_loss(target, blended)
     _echo_scores(
         {
             "oof_log_loss": member_scores,
@@ -252,20 +257,20 @@ def cascade_command(
     config = CascadeConfig(
         share=0.3 if share is None else share, max_entropy=max_entropy, swap_tta=swap_tta
     )
-    battles = _labelled(data, input_format, columns)
+    battles, target = _labelled(data, input_format, columns)
     first, then = read_oof(oof_first, battles), read_oof(oof_then, battles)
-    model = CascadeModel(config, first_dir=first_dir, then_dir=then_dir)
+    model = CascadeModel(config, first_dir=first_dir, then_dir=then_dir, load_member=load_model)
     model.fit(battles, oof=(first, then)).save(out_dir, force=force)
     fold = folds(battles, n_folds=HONEST_FOLDS, seed=seed)
-    cascade = cross_fitted_cascade(first, then, battles.target, fold, config)
+    cascade = cross_fitted_cascade(first, then, target, fold, config)
     _echo_scores(
         {
             "oof_log_loss": {
-                first_dir: log_loss(battles.target, first),
-                then_dir: log_loss(battles.target, then),
+                first_dir: log_loss(target, first),
+                then_dir: log_loss(target, then),
             },
-            "blend_log_loss": log_loss(battles.target, cascade),
-            "gain": log_loss(battles.target, first) - log_loss(battles.target, cascade),
+            "blend_log_loss": log_loss(target, cascade),
+            "gain": log_loss(target, first) - log_loss(target, cascade),
             "rescored_share": float(np.mean(entropy(first) >= model.threshold_)),
             "threshold": model.threshold_,
         },
@@ -281,14 +286,7 @@ def cascade_command(
 @main.command("pseudo-label")
 @click.argument("data", metavar="UNLABELLED", type=click.Path(exists=True, dir_okay=False))
 @model_dir_option
-@click.option(
-    "--out",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False),
-    metavar="OUT",
-    help="Kaggle-layout CSV with soft labels and a source column.",
-)
+@out_file_option("Kaggle-layout CSV with soft labels and a source column.")
 @click.option(
     "--min-confidence",
     type=FiniteFloat(1 / 3, 1),

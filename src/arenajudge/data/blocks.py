@@ -23,7 +23,8 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
-from arenajudge.data.readers import Problems, parse_frame
+from arenajudge.data.frame_reader import Problems
+from arenajudge.data.readers import parse_frame
 from arenajudge.data.schema import Battles
 from arenajudge.data.tables import (
     check_csv_header,

@@ -1,4 +1,5 @@
-"""EMB.parquet: per-battle embeddings written by ``arenajudge embed``, read by the CPU
+"""EMB.parquet: per-battle embeddings written by ``arenajudge embed``
+(:func:`arenajudge.models.transformer.embed.write_embeddings`), read by the CPU
 model as extra features (``arenajudge train --embeddings EMB.parquet``).
 
 Layout (one row per battle)::
@@ -15,7 +16,6 @@ and under the schema metadata key ``arenajudge`` a JSON object: ``format``
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -25,33 +25,11 @@ import numpy as np
 from arenajudge import safe_json
 from arenajudge.data.schema import Battles, ExternalEmbeddings
 from arenajudge.errors import DataError
-from arenajudge.outputs import atomic_path
 
 EMBEDDING_COLUMNS = ("prompt_emb", "response_a_emb", "response_b_emb")
 METADATA_KEY = b"arenajudge"
 FORMAT = "arenajudge.embeddings"
 FORMAT_VERSION = 1
-
-
-def write_embeddings(
-    ids: np.ndarray,
-    columns: dict[str, np.ndarray],
-    metadata: dict[str, Any],
-    path: str | Path,
-    force: bool = False,
-) -> None:
-    """Write EMB.parquet (layout in the module docstring) atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    arrays = [pa.array([str(i) for i in ids], type=pa.string())]
-    for name in EMBEDDING_COLUMNS:
-        values = np.ascontiguousarray(columns[name], dtype=np.float32)
-        arrays.append(pa.FixedSizeListArray.from_arrays(pa.array(values.ravel()), values.shape[1]))
-    table = pa.Table.from_arrays(arrays, names=["id", *EMBEDDING_COLUMNS])
-    table = table.replace_schema_metadata({METADATA_KEY: json.dumps(metadata).encode()})
-    with atomic_path(path, force) as staged:
-        pq.write_table(table, staged)
 
 
 class EmbeddingsFile:

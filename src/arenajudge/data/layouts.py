@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from arenajudge.data.frame_reader import Problems
 from arenajudge.data.schema import LABELS, Turns
-
-if TYPE_CHECKING:  # readers imports this module
-    from arenajudge.data.readers import Problems
 
 KAGGLE_COLUMNS = ("prompt", "response_a", "response_b")
 ARENA_COLUMNS = ("conversation_a", "conversation_b")

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from arenajudge.data.cells import CellError, SurrogateCounter, is_missing, pair_cell
+from arenajudge.data.frame_reader import Problems
 from arenajudge.data.layouts import ALPACA_OUTPUT_COLUMNS
-from arenajudge.data.readers import Problems, parse_frame
+from arenajudge.data.readers import parse_frame
 from arenajudge.data.schema import Battles, Turns, join_turns
 from arenajudge.data.tables import read_table
 from arenajudge.errors import DataError
@@ -97,23 +98,7 @@ def pair_with_baseline(outputs: pd.DataFrame, baseline: str) -> Battles:
         The baseline has no outputs, a generator answers an instruction twice, there is
         no other generator, or a generator's instructions are not the baseline's.
     """
-    models = sorted(set(outputs["generator"]))
-    if baseline not in models:
-        raise DataError(
-            f"the baseline {baseline!r} has no outputs in "
-            f"{', '.join(sorted(set(outputs['file'])))}; generators found: "
-            f"{', '.join(models[:10])}" + (" ..." if len(models) > 10 else "")
-        )
-    by_model = {}
-    for name, part in outputs.groupby("generator", sort=True):
-        twice = part["instruction"][part["instruction"].duplicated()].tolist()
-        if twice:
-            raise DataError(
-                f"model {name!r} answers {_describe(twice)} instruction(s) more "
-                "than once; keep one output per instruction",
-                file=part["file"].iat[0],
-            )
-        by_model[name] = part
+    by_model = _outputs_by_model(outputs, baseline)
     reference = by_model.pop(baseline)
     if not by_model:
         raise DataError(
@@ -128,22 +113,7 @@ def pair_with_baseline(outputs: pd.DataFrame, baseline: str) -> Battles:
     response_a: list[Turns] = []
     response_b: list[Turns] = []
     for name, part in by_model.items():
-        answered = set(part["instruction"])
-        missing = [text for text in reference["instruction"] if text not in answered]
-        extra = [text for text in part["instruction"] if text not in base_output]
-        if missing or extra:
-            parts = (
-                [f"{_describe(missing)} of the baseline's instructions have no output"]
-                if missing
-                else []
-            ) + (
-                [f"{_describe(extra)} of its instructions are not the baseline's"] if extra else []
-            )
-            raise DataError(
-                f"model {name!r}'s outputs do not match the baseline "
-                f"{baseline!r}'s instructions: " + "; ".join(parts),
-                file=part["file"].iat[0],
-            )
+        _check_same_instructions(name, part, reference, baseline)
         for position, (instruction, output) in enumerate(
             zip(part["instruction"], part["output"]), start=1
         ):
@@ -160,6 +130,52 @@ def pair_with_baseline(outputs: pd.DataFrame, baseline: str) -> Battles:
         model_a=np.array([baseline] * len(ids), dtype=object),
         model_b=np.array(names, dtype=object),
         path=", ".join(sorted(set(outputs["file"]))),
+    )
+
+
+def _outputs_by_model(outputs: pd.DataFrame, baseline: str) -> dict[str, pd.DataFrame]:
+    """Each generator's rows, sorted by name; refuses a baseline without outputs and a
+    generator that answers an instruction twice."""
+    models = sorted(set(outputs["generator"]))
+    if baseline not in models:
+        raise DataError(
+            f"the baseline {baseline!r} has no outputs in "
+            f"{', '.join(sorted(set(outputs['file'])))}; generators found: "
+            f"{', '.join(models[:10])}" + (" ..." if len(models) > 10 else "")
+        )
+    by_model = {}
+    for name, part in outputs.groupby("generator", sort=True):
+        twice = part["instruction"][part["instruction"].duplicated()].tolist()
+        if twice:
+            raise DataError(
+                f"model {name!r} answers {_describe(twice)} instruction(s) more "
+                "than once; keep one output per instruction",
+                file=part["file"].iat[0],
+            )
+        by_model[str(name)] = part
+    return by_model
+
+
+def _check_same_instructions(
+    name: str, part: pd.DataFrame, reference: pd.DataFrame, baseline: str
+) -> None:
+    """Refuses a model whose instructions are not exactly the baseline's: a win rate over
+    different instructions would compare different questions."""
+    answered = set(part["instruction"])
+    base_instructions = set(reference["instruction"])
+    missing = [text for text in reference["instruction"] if text not in answered]
+    extra = [text for text in part["instruction"] if text not in base_instructions]
+    if not missing and not extra:
+        return
+    problems = []
+    if missing:
+        problems.append(f"{_describe(missing)} of the baseline's instructions have no output")
+    if extra:
+        problems.append(f"{_describe(extra)} of its instructions are not the baseline's")
+    raise DataError(
+        f"model {name!r}'s outputs do not match the baseline "
+        f"{baseline!r}'s instructions: " + "; ".join(problems),
+        file=part["file"].iat[0],
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +124,7 @@ class Battles:
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
 
-        def pick(values):
+        def pick(values: Any) -> Any:
             if values is None:
                 return None
             if isinstance(values, np.ndarray):

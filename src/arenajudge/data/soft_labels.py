@@ -1,7 +1,8 @@
 """Soft labels from other models: OOF files as teachers, and pseudo-labelled battles.
 
 An OOF file (``arenajudge cv --oof``) holds ``id, fold`` and the three probabilities
-of every labelled row; :func:`read_oof` aligns one to a set of battles by id.
+of every labelled row; :func:`read_oof`, the one reader of probability files, aligns one
+(or a ``predict`` file) to a set of battles by id.
 :func:`teacher_targets` mixes a teacher's probabilities into hard labels (knowledge
 distillation), :func:`pseudo_label_frame` writes model predictions of unlabelled
 battles in the Kaggle layout, ready to train on.
@@ -20,56 +21,105 @@ from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError, DataError
 
 PSEUDO_SOURCE = "pseudo-label"
-_TOLERANCE = 1e-4
+PROBABILITY_COLUMNS = ("id", *LABELS)
+"""The columns a probability file needs (``cv --oof`` and ``predict`` files have them);
+others, such as ``cv --oof``'s ``fold``, are ignored."""
+ROW_SUM_TOLERANCE = 1e-4
+"""How far a row's three probabilities may sum from 1 (rounding of a written file); such
+rows are renormalised, rows further off are refused."""
 
 
 def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
-    """The probabilities of an OOF/predictions CSV for each of ``battles``, by id:
-    shape (n, 3) in ``LABELS`` order. Extra rows in the file are ignored."""
-    path = Path(path)
-    try:
-        frame = pd.read_csv(path, dtype={"id": str})
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+    """The probabilities of an OOF or predictions CSV for each of ``battles``, joined on
+    ``id``: shape (n, 3) in ``LABELS`` order, each row renormalised to sum to 1.
+
+    The one reader of probability files (``ensemble --oof``, ``cascade --oof-*``,
+    ``train --teacher``, ``report --oof``). The file needs columns ``id`` and the three
+    ``LABELS``; extra columns and extra rows are ignored. Ids are read as written
+    ("NA" is an id, as in the battles). Every row must hold three numbers >= 0 summing
+    to 1 within ``ROW_SUM_TOLERANCE``, and each id appear once.
+
+    Raises
+    ------
+    DataError
+        Naming the file, row id and column: unreadable, a column missing, an id twice,
+        an empty or non-numeric cell, a negative probability, a row not summing to 1,
+        or a battle without a row.
+    """
+    frame = _read_probability_csv(Path(path))
+    values = frame[list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    _check_probabilities(values, frame, Path(path))
+    position = dict(zip(frame["id"], range(len(frame))))
+    absent = [row_id for row_id in battles.id if str(row_id) not in position]
+    if absent:
         raise DataError(
-            f"cannot be read as a CSV of id + {', '.join(LABELS)} ({exc})", file=path
+            f"has no prediction for {len(absent):,} of the {len(battles):,} battles of "
+            f"{battles.path or 'the data'}, e.g. this one; it must cover the same rows "
+            "(was it made from this data file?)",
+            file=path,
+            row_id=str(absent[0]),
+            column="id",
+        )
+    rows = values[np.array([position[str(row_id)] for row_id in battles.id], dtype=int)]
+    return rows / rows.sum(axis=1, keepdims=True)
+
+
+def _read_probability_csv(path: Path) -> pd.DataFrame:
+    """The CSV at ``path`` (ids as strings), refusing one without ``PROBABILITY_COLUMNS`` or
+    with an id twice."""
+    try:
+        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise DataError(
+            f"cannot be read as a CSV of {', '.join(PROBABILITY_COLUMNS)} ({exc})", file=path
         ) from None
-    missing = [c for c in ("id", *LABELS) if c not in frame.columns]
+    missing = [c for c in PROBABILITY_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(
-            f"needs columns id, {', '.join(LABELS)}; missing "
-            f"{', '.join(missing)} (write it with `arenajudge cv --oof`)",
+            f"needs columns {', '.join(PROBABILITY_COLUMNS)}; missing {', '.join(missing)}; "
+            f"found {', '.join(map(str, frame.columns))} (write it with `arenajudge cv "
+            "--oof` or `arenajudge predict`)",
             file=path,
             column=missing[0],
         )
     duplicated = frame["id"][frame["id"].duplicated()]
     if len(duplicated):
-        raise DataError("appears twice", file=path, row_id=str(duplicated.iloc[0]), column="id")
-    values = frame[list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-    bad = (
-        np.isnan(values).any(axis=1)
-        | (values < 0).any(axis=1)
-        | (np.abs(values.sum(axis=1) - 1) > _TOLERANCE)
-    )
-    if bad.any():
         raise DataError(
-            "holds probabilities that are not non-negative and summing to 1",
+            "appears twice; ids must be unique",
             file=path,
-            row_id=str(frame["id"].iloc[int(np.argmax(bad))]),
-            column=",".join(LABELS),
-        )
-    position = dict(zip(frame["id"], range(len(frame))))
-    absent = [row_id for row_id in battles.id if str(row_id) not in position]
-    if absent:
-        raise DataError(
-            f"has no prediction for {len(absent)} row(s) of "
-            f"{battles.path or 'the data'}, e.g. this one; it must cover the "
-            "same rows",
-            file=path,
-            row_id=str(absent[0]),
+            row_id=str(duplicated.iloc[0]),
             column="id",
         )
-    rows = np.array([position[str(row_id)] for row_id in battles.id])
-    return values[rows] / values[rows].sum(axis=1, keepdims=True)
+    return frame
+
+
+def _check_probabilities(values: np.ndarray, frame: pd.DataFrame, path: Path) -> None:
+    """Refuse the first row of ``values`` (n, 3), the numbers of ``frame``'s ``LABELS``
+    columns, that is not a probability row, naming its id and column."""
+    ids = frame["id"]
+    problems = (
+        (~np.isfinite(values), "is empty or not a finite number"),
+        (values < 0, "is negative; probabilities are >= 0"),
+    )
+    for bad, what in problems:
+        if bad.any():
+            row, column = np.argwhere(bad)[0]
+            raise DataError(
+                f"{what} (got {frame[LABELS[column]].iloc[row]!r})",
+                file=path,
+                row_id=str(ids.iloc[row]),
+                column=LABELS[column],
+            )
+    total = values.sum(axis=1)
+    off = np.abs(total - 1) > ROW_SUM_TOLERANCE
+    if off.any():
+        row = int(np.argmax(off))
+        raise DataError(
+            f"sum to {total[row]:.6g}, not 1 (within {ROW_SUM_TOLERANCE:g})",
+            file=path,
+            row_id=str(ids.iloc[row]),
+            column=",".join(LABELS),
+        )
 
 
 def teacher_targets(battles: Battles, teacher: np.ndarray, teacher_weight: float) -> Battles:

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from arenajudge.data.readers import Problems, load_battles
+from arenajudge.data.frame_reader import Problems
+from arenajudge.data.readers import load_battles
 from arenajudge.data.schema import LABELS, Battles, join_turns
 from arenajudge.errors import DataError
 
@@ -82,12 +83,12 @@ def _summarise(battles: Battles, report: ValidationReport, problems: Problems) -
     report.layout = LAYOUT_NAMES.get(battles.layout or "", str(battles.layout))
     report.usable_by = _usable_by(battles)
     report.labelled = battles.labelled
-    if battles.labelled:
+    if battles.target is not None:  # labelled
         target = battles.target
         report.soft_labels = int((target.max(axis=1) < 1).sum())
         counts = np.bincount(battles.label, minlength=len(LABELS))
         report.class_counts = {label: int(c) for label, c in zip(LABELS, counts)}
-    if battles.has_models:
+    if battles.model_a is not None and battles.model_b is not None:  # has_models
         report.models = len((set(battles.model_a) | set(battles.model_b)) - {""})
     if battles.source is not None:
         names, counts = np.unique(battles.source, return_counts=True)

@@ -135,7 +135,7 @@ def score_blocks(
     embeddings_path: str | Path | None = None,
     block_rows: int = DEFAULT_BLOCK_ROWS,
     progress: bool = False,
-    check: Callable[[Battles], None] | None = None,
+    check: Callable[[Battles], object] | None = None,
     workers: int = 1,
     keep_texts: bool = True,
 ) -> Iterator[ScoredBlock]:
@@ -147,9 +147,8 @@ def score_blocks(
         A ``.csv`` (``.csv.gz``), ``.jsonl``, ``.parquet`` or ``.json`` battles file.
     model : PreferenceModel
     read_kwargs : mapping, optional
-        ``format`` and ``columns``, as for :func:`arenajudge.data.read_battles`; the
-        blocks together hold exactly the battles it reads, preference pairs in the same
-        A/B order.
+        ``format`` and ``columns``, as for :func:`arenajudge.data.read_battles`; the blocks
+        together hold exactly the battles it reads, preference pairs in the same A/B order.
     tie_rate : float, optional
         Shift predictions to this tie rate.
     embeddings_path : str or Path, optional
@@ -194,23 +193,42 @@ def score_blocks(
         keep_texts=keep_texts,
     )
     embeddings = EmbeddingsFile(embeddings_path) if embeddings_path else None
-    bar = tqdm(
-        desc="scoring", unit="pair", disable=not progress, dynamic_ncols=True, delay=_BAR_DELAY_S
-    )
-    read = [0]
-
-    def counted(items: Iterator[tuple[int, pd.DataFrame]]) -> Iterator[tuple[int, pd.DataFrame]]:
-        for first_row, frame in items:
-            read[0] = first_row + len(frame)
-            yield first_row, frame
-
-    with bar, row_cache_off(), _Feed(counted(blocks)) as feed:
+    with _ProgressBar(progress) as bar, row_cache_off(), _Feed(bar.counted(blocks)) as feed:
         for first_row, battles, proba in scored_blocks(
             feed, model, recipe, workers=workers, embeddings=embeddings, block_rows=block_rows
         ):
-            bar.set_postfix_str(f"read {read[0]:,}", refresh=False)
-            bar.update(len(battles))
+            bar.scored(len(battles))
             yield ScoredBlock(first_row, battles, proba)
+
+
+class _ProgressBar:
+    """Rows scored on a tqdm bar, with the rows read so far beside them: reading runs
+    ahead of scoring, and the gap shows which of the two is the slow one."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = tqdm(
+            desc="scoring", unit="pair", disable=not enabled, dynamic_ncols=True, delay=_BAR_DELAY_S
+        )
+        self._read = 0
+
+    def counted(
+        self, blocks: Iterator[tuple[int, pd.DataFrame]]
+    ) -> Iterator[tuple[int, pd.DataFrame]]:
+        """``blocks`` unchanged, counting the rows read (in the reader thread)."""
+        for first_row, frame in blocks:
+            self._read = first_row + len(frame)
+            yield first_row, frame
+
+    def scored(self, rows: int) -> None:
+        self._bar.set_postfix_str(f"read {self._read:,}", refresh=False)
+        self._bar.update(rows)
+
+    def __enter__(self) -> _ProgressBar:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self._bar.__exit__(*exc_info)
 
 
 def stream_predict(

@@ -42,8 +42,7 @@ from arenajudge.engines.scoring import predict
 from arenajudge.errors import ArenaJudgeError, ConfigError, DataError, MissingDependencyError
 from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.manifest import check_scores_raw_text, read_manifest
-from arenajudge.models.registry import load_model
-from arenajudge.models.transformer.config import KINDS as TRANSFORMER_KINDS
+from arenajudge.models.registry import load_model, prefers_gpu
 
 try:
     import ray
@@ -224,21 +223,8 @@ def predict_with_ray(
     options = check_read_options(read_kwargs)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    fmt = options.get("format") or detect_format(Path(data_path))
-    if fmt not in STREAM_FORMATS:
-        raise ConfigError(
-            f"the ray engine streams {', '.join(STREAM_FORMATS)} files, not "
-            f"{fmt}; convert {data_path} to JSON lines or use --engine local"
-        )
-    if compression_of(data_path) not in ARROW_COMPRESSIONS:
-        raise ConfigError(
-            f"the ray engine reads files compressed with gzip, bz2 or zstd, not "
-            f"{compression_of(data_path)}; recompress {data_path} or use "
-            "--engine local"
-        )
+    fmt = _stream_format(data_path, options.get("format"))
     local = "://" not in data_path
-    if local and not Path(data_path).is_file():
-        raise DataError("does not exist or is not a file", file=data_path)
     # a key some rows lack is a column of the whole file: of every block too (a remote
     # file is not read twice: its blocks keep their own rows' keys)
     file_columns = jsonl_columns(data_path) if local and fmt == "jsonl" else None
@@ -258,11 +244,31 @@ def predict_with_ray(
             tie_rate,
             batch_size,
             dict(runtime or {}),
-            gpu=manifest.get("backend") in TRANSFORMER_KINDS,
+            gpu=prefers_gpu(model_dir),  # the model says; a composite asks its members
         )
     finally:
         if started:
             ray.shutdown()
+
+
+def _stream_format(data_path: str, fmt: str | None) -> str:
+    """The format of ``data_path`` (``fmt``, else detected), one the ray engine streams
+    from a file it can decompress; ConfigError, or DataError for a missing local file."""
+    fmt = fmt or detect_format(Path(data_path))
+    if fmt not in STREAM_FORMATS:
+        raise ConfigError(
+            f"the ray engine streams {', '.join(STREAM_FORMATS)} files, not "
+            f"{fmt}; convert {data_path} to JSON lines or use --engine local"
+        )
+    if compression_of(data_path) not in ARROW_COMPRESSIONS:
+        raise ConfigError(
+            f"the ray engine reads files compressed with gzip, bz2 or zstd, not "
+            f"{compression_of(data_path)}; recompress {data_path} or use "
+            "--engine local"
+        )
+    if "://" not in data_path and not Path(data_path).is_file():
+        raise DataError("does not exist or is not a file", file=data_path)
+    return fmt
 
 
 def _score(

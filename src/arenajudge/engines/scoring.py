@@ -78,7 +78,7 @@ class BlockRecipe:
     path: str
     columns: Mapping[str, str] | None = None
     tie_rate: float | None = None
-    check: Callable[[Battles], None] | None = None
+    check: Callable[[Battles], object] | None = None
     keep_texts: bool = True
 
     def score(
@@ -135,6 +135,8 @@ def _score_in_worker(
     recipe: BlockRecipe, first_row: int, frame: pd.DataFrame
 ) -> tuple[tuple[Battles, np.ndarray, list[str]], dict[str, float]]:
     times = StageTimes()
+    # _adopt, the pool's initializer, set it before any block reached this worker
+    assert _worker_model is not None
     with collecting(times), row_cache_off():
         scored = recipe.score(_worker_model, first_row, frame)
     return scored, dict(times.seconds)
@@ -169,7 +171,7 @@ def scored_blocks(
     n_workers = resolve_jobs(workers)
     worker_model = model.worker_copy() if n_workers > 1 and embeddings is None else None
     head = list(islice(blocks, 1)) if worker_model is not None else []
-    if not head or len(head[0][1]) < block_rows:
+    if worker_model is None or not head or len(head[0][1]) < block_rows:
         results: Iterator = (
             (first_row, *recipe.score(model, first_row, frame, embeddings))
             for first_row, frame in chain(head, blocks)

@@ -20,10 +20,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import astuple, dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from arenajudge.data.schema import Battles, join_turns
+if TYPE_CHECKING:
+    import scipy.sparse as sp
+
+from arenajudge.data.schema import Battles, Turns, join_turns
 from arenajudge.features.embeddings import hf_encoder, wordllama_encoder
 from arenajudge.features.external import external_names
 from arenajudge.features.model_style import STYLE_SIDE_NAMES
@@ -172,6 +176,46 @@ def _distinct(texts: list[str]) -> tuple[list[str], np.ndarray]:
     return list(index), of_text
 
 
+_SCRIPT = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
+"""The script-share columns of the text statistics."""
+
+
+@dataclass(frozen=True)
+class _Prompt:
+    """What a response's features compare with: its prompt's words, embedding, text
+    statistics and requests, one row per battle."""
+
+    words: sp.csr_matrix
+    emb: np.ndarray
+    stats: np.ndarray
+    requests: list[tuple[int, str] | None]
+
+
+def _side(
+    prompt: _Prompt,
+    turns: list[Turns],
+    texts: list[str],
+    stats: np.ndarray,
+    tokens: np.ndarray,
+    words: sp.csr_matrix,
+    emb: np.ndarray,
+) -> np.ndarray:
+    """The features of one side's responses (n, width), float32."""
+    return np.column_stack(
+        [
+            stats,
+            np.log1p(tokens),
+            [len(t) for t in turns],
+            [sum(not s.strip() for s in t) for t in turns],
+            containment(prompt.words, words),
+            containment(words, prompt.words),
+            (emb * prompt.emb).sum(axis=1),
+            np.abs(stats[:, _SCRIPT] - prompt.stats[:, _SCRIPT]).sum(axis=1),
+            count_miss(prompt.requests, texts),
+        ]
+    ).astype(np.float32)
+
+
 def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     n = len(battles)
     prompts = [join_turns(t) for t in battles.prompt]
@@ -182,30 +226,19 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     embeddings, tokens = _embed(spec, distinct, words)
     embeddings, tokens = embeddings[of_text], tokens[of_text]
     emb_p, emb_a, emb_b = embeddings[:n], embeddings[n : 2 * n], embeddings[2 * n :]
-    tok_a, tok_b = tokens[n : 2 * n], tokens[2 * n :]
     stats = text_stats(distinct, words)[of_text]
     stats_p, stats_a, stats_b = stats[:n], stats[n : 2 * n], stats[2 * n :]
     sets = words.lower_sets
     words_p, words_a, words_b = (sets[of_text[k * n : (k + 1) * n]] for k in range(3))
-    script = slice(len(TEXT_STAT_NAMES) - len(SCRIPT_NAMES), len(TEXT_STAT_NAMES))
     last_prompts, of_prompt = _distinct([t[-1] if t else "" for t in battles.prompt])
     prompt_requests = count_requests(last_prompts)
-    requests = [prompt_requests[i] for i in of_prompt]
+    prompt = _Prompt(words_p, emb_p, stats_p, [prompt_requests[i] for i in of_prompt])
 
-    def side(turns, texts_x, stats_x, tok_x, words_x, emb_x):
-        return np.column_stack(
-            [
-                stats_x,
-                np.log1p(tok_x),
-                [len(t) for t in turns],
-                [sum(not s.strip() for s in t) for t in turns],
-                containment(words_p, words_x),
-                containment(words_x, words_p),
-                (emb_x * emb_p).sum(axis=1),
-                np.abs(stats_x[:, script] - stats_p[:, script]).sum(axis=1),
-                count_miss(requests, texts_x),
-            ]
-        ).astype(np.float32)
+    def side(turns: list[Turns], texts: list[str], k: int) -> np.ndarray:
+        rows = slice(k * n, (k + 1) * n)
+        return _side(
+            prompt, turns, texts, stats[rows], tokens[rows], sets[of_text[rows]], embeddings[rows]
+        )
 
     empty_a, empty_b = (
         stats_a[:, TEXT_STAT_NAMES.index("empty")],
@@ -232,8 +265,8 @@ def _compute(spec: FeatureSpec, battles: Battles) -> PairFeatures:
     ).astype(np.float32)
     return PairFeatures(
         shared=shared,
-        side_a=side(battles.response_a, texts_a, stats_a, tok_a, words_a, emb_a),
-        side_b=side(battles.response_b, texts_b, stats_b, tok_b, words_b, emb_b),
+        side_a=side(battles.response_a, texts_a, 1),
+        side_b=side(battles.response_b, texts_b, 2),
         anti=(emb_a - emb_b).astype(np.float32),
     )
 
@@ -340,7 +373,8 @@ class FeatureBuilder:
                 return fresh
         assert self._widths is not None  # a hit means rows were stored before
         bounds = np.cumsum(self._widths)[:-1]
-        return PairFeatures(*np.split(np.vstack(rows), bounds, axis=1))
+        # every miss was filled above
+        return PairFeatures(*np.split(np.vstack(cast(list[np.ndarray], rows)), bounds, axis=1))
 
 
 _builders: dict[FeatureSpec, FeatureBuilder] = {}

@@ -17,12 +17,14 @@ import logging
 import threading
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
 from arenajudge import safe_json
 from arenajudge.errors import ConfigError, MissingDependencyError
+from arenajudge.features.pooling import ENCODER_FEATURES, head_inputs, pooled_states
 from arenajudge.features.words import Words
 from arenajudge.model_sources import cache_root, resolve_model
 
@@ -228,15 +230,16 @@ class HFEncoder:
     per directory, so CV folds and chunks reuse it. Embeddings are cached on disk under
     ``cache_dir``, keyed by a hash of the encoder's config and weights' bytes and of
     the texts, so re-running CV or training on the same data skips the forward passes.
-    Pooling is :func:`arenajudge.models.transformer.networks.mean_pool`, as for
-    ``arenajudge embed``.
+    Tokens, pooling and normalisation are :mod:`arenajudge.features.pooling`'s, with
+    the settings :data:`~arenajudge.features.pooling.ENCODER_FEATURES`, the
+    implementation ``arenajudge embed`` runs too.
     """
 
     def __init__(
         self,
         path: str | Path,
         *,
-        max_length: int = 256,
+        max_length: int = ENCODER_FEATURES.max_length,
         batch_size: int = 32,
         cache_dir: str | Path | None = None,
         device: str = "auto",
@@ -247,8 +250,9 @@ class HFEncoder:
         self.batch_size = batch_size
         self.cache_dir = Path(cache_dir) if cache_dir else cache_root() / "embeddings"
         self.device = device
-        self._model = None
-        self._tokenizer = None
+        # transformers' AutoModel / AutoTokenizer, loaded on first use (untyped there)
+        self._model: Any = None
+        self._tokenizer: Any = None
         self._lock = threading.Lock()
 
     @cached_property
@@ -293,28 +297,17 @@ class HFEncoder:
         return digest.hexdigest()
 
     def _forward(self, texts: list[str]) -> np.ndarray:
-        import torch
-
-        from arenajudge.models.transformer.networks import mean_pool
-
         self._load()
         assert self._model is not None and self._tokenizer is not None
-        device = next(self._model.parameters()).device
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.batch_size):
-                batch = [t or " " for t in texts[start : start + self.batch_size]]
-                inputs = self._tokenizer(
-                    batch,
-                    padding=True,
-                    truncation=True,
-                    max_length=self.max_length,
-                    return_tensors="pt",
-                ).to(device)
-                hidden = self._model(**inputs).last_hidden_state
-                pooled = mean_pool(hidden.float(), inputs["attention_mask"])
-                chunks.append(torch.nn.functional.normalize(pooled, dim=1).cpu().numpy())
-        return np.concatenate(chunks).astype(np.float32)
+        return pooled_states(
+            self._model,
+            head_inputs(self._tokenizer, texts, self.max_length),
+            normalize=ENCODER_FEATURES.normalize,
+            # a tokenizer without a pad token: padded rows are masked, any id will do
+            pad_id=self._tokenizer.pad_token_id or 0,
+            batch_size=self.batch_size,
+            device=next(self._model.parameters()).device,
+        )
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Embeddings, shape (n, hidden), L2-normalised; zeros for empty texts."""

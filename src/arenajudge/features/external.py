@@ -98,10 +98,11 @@ class ExternalProjection:
         return embeddings
 
     def transform(
-        self, embeddings: ExternalEmbeddings
+        self, embeddings: ExternalEmbeddings | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(shared, side_a, side_b, anti) feature blocks, float32, named by
-        :func:`external_names`."""
+        :func:`external_names`; battles without embeddings (None) are refused by
+        :meth:`check`, naming ``--embeddings``."""
         unit = _unit(self.check(embeddings).vectors.astype(np.float32))
         prompt, side_a, side_b = unit[:, 0], unit[:, 1], unit[:, 2]
         projected = (unit - self.mean) @ self.components.T

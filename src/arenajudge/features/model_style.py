@@ -19,11 +19,16 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from arenajudge.data.schema import Battles, join_turns
+from arenajudge.data.schema import Battles, Turns, join_turns
 from arenajudge.errors import DataError, ModelLoadError
+
+if TYPE_CHECKING:  # scikit-learn and scipy are imported when features are built
+    import scipy.sparse as sp
+    from sklearn.feature_extraction.text import HashingVectorizer
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +44,7 @@ HEAD_CHARS = 2000
 MAX_TEXTS = 5_000
 
 
-def _vectorizer():
+def _vectorizer() -> HashingVectorizer:
     from sklearn.feature_extraction.text import HashingVectorizer
 
     return HashingVectorizer(
@@ -47,11 +52,11 @@ def _vectorizer():
     )
 
 
-def _counts(texts: list[str]):
+def _counts(texts: list[str]) -> sp.csr_matrix:
     return _vectorizer().transform(texts).tocsr()
 
 
-def _tf_idf(counts, idf: np.ndarray):
+def _tf_idf(counts: sp.csr_matrix, idf: np.ndarray) -> sp.csr_matrix:
     """Sublinear term frequency times IDF, rows L2-normalised (scikit-learn's
     ``TfidfTransformer(sublinear_tf=True)``, written out so a saved model needs only
     the IDF array)."""
@@ -84,12 +89,14 @@ def _strengths(battles: Battles) -> dict[str, float]:
     from arenajudge.leaderboard import fit_leaderboard
     from arenajudge.leaderboard.bradley_terry import LOGIT_TO_ELO
 
+    if battles.target is None:
+        raise DataError("has no labels; model-style features learn from votes", file=battles.path)
     ties = "davidson" if (battles.target[:, 2] > 0).any() else "half"
     board = fit_leaderboard(battles, ties=ties, ci="none")
     return dict(zip(board.table.model, board.table.rating / LOGIT_TO_ELO))
 
 
-def _head(turns) -> str:
+def _head(turns: Turns) -> str:
     return join_turns(turns)[:HEAD_CHARS]
 
 
@@ -98,6 +105,8 @@ def _written_by(
 ) -> tuple[list[str], list[str]]:
     """Each distinct (response head, model) of the rated models once, at most
     ``MAX_TEXTS`` of them (a seeded sample): texts and names."""
+    if battles.model_a is None or battles.model_b is None:
+        raise DataError("names no models; model-style features need them", file=battles.path)
     pairs = sorted(
         {
             (_head(turns), str(name))
@@ -176,7 +185,7 @@ class ModelStyle:
             intercept=np.ascontiguousarray(intercept, dtype=np.float32),
         )
 
-    def features(self, counts) -> np.ndarray:
+    def features(self, counts: sp.csr_matrix) -> np.ndarray:
         """(n, 2) float64: expected strength and top probability of texts whose hashed
         word counts are ``counts``."""
         logits = _tf_idf(counts, self.idf) @ self.coef.T + self.intercept

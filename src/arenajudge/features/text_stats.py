@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
@@ -60,6 +63,7 @@ _HEAD_CHARS = 2000
 _ASCII_LETTERS = string.ascii_letters.encode()
 _UPPER = string.ascii_uppercase.encode()
 _DIGITS = string.digits.encode()
+_Item = TypeVar("_Item", str, bytes)
 
 LENGTH_NAMES = (
     "log_chars",
@@ -83,8 +87,9 @@ def _count_bytes(data: bytes, alphabet: bytes) -> int:
     return len(data) - len(data.translate(None, alphabet))
 
 
-def _counts(texts: list[str], count) -> np.ndarray:
-    return np.fromiter((count(t) for t in texts), dtype=np.float32, count=len(texts))
+def _counts(items: Sequence[_Item], count: Callable[[_Item], float]) -> np.ndarray:
+    """``count`` of each of ``items`` (texts or their UTF-8 bytes), shape (n,), float32."""
+    return np.fromiter((count(t) for t in items), dtype=np.float32, count=len(items))
 
 
 def length_stats(texts: list[str], words: Words | None = None) -> np.ndarray:
@@ -131,6 +136,10 @@ def markdown_stats(texts: list[str]) -> np.ndarray:
     return np.column_stack([np.asarray(c, dtype=np.float32) for c in columns])
 
 
+def _script_chars(pattern: re.Pattern[str], text: str) -> int:
+    return 0 if text.isascii() else len(pattern.findall(text))
+
+
 def script_stats(texts: list[str]) -> np.ndarray:
     """Share of each writing system among the first 2,000 characters, shape (n, k)."""
     heads = [t[:_HEAD_CHARS] for t in texts]
@@ -139,10 +148,7 @@ def script_stats(texts: list[str]) -> np.ndarray:
         heads, lambda t: _count_bytes(t.encode("utf-8", "surrogatepass"), _ASCII_LETTERS)
     )
     shares = [latin / sizes]
-    shares += [
-        _counts(heads, lambda t, p=p: 0 if t.isascii() else len(p.findall(t))) / sizes
-        for p in _SCRIPTS.values()
-    ]
+    shares += [_counts(heads, partial(_script_chars, p)) / sizes for p in _SCRIPTS.values()]
     shares.append(
         _counts(heads, lambda t: 0 if t.isascii() else len(t) - len(t.encode("ascii", "ignore")))
         / sizes

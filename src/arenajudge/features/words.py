@@ -10,12 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+if TYPE_CHECKING:
+    import pyarrow as pa
 
-def arrow_strings(texts: list[str]):
+
+def arrow_strings(texts: list[str]) -> pa.LargeStringArray:
     """``texts`` as one Arrow large-string array; lone surrogates (not UTF-8) become "?"."""
     import pyarrow as pa
 

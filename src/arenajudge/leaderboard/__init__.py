@@ -1,8 +1,8 @@
 """Leaderboards of the models in a battles file.
 
 Bradley–Terry ratings on the Elo scale (``bradley_terry``), with sandwich or bootstrap
-intervals (``intervals``), ties as half wins or as ties (``ties``: Davidson,
-Rao–Kupper), style control (``style``), one board per category (``categories``) and
+intervals (``intervals``), ties as half wins or as ties (:mod:`arenajudge.ties`:
+Davidson, Rao–Kupper), style control (``style``), one board per category (``categories``) and
 prediction-powered ratings from a few human votes plus a judge model's predictions on
 many more battles (``ppi``), with the battles worth labelling next.
 """

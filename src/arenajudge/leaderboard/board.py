@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ from arenajudge.leaderboard.bradley_terry import (
     ratings,
 )
 from arenajudge.leaderboard.style import STYLE_FEATURES, style_covariates
-from arenajudge.leaderboard.ties import TIE_MODELS, TieModel
+from arenajudge.ties import RATING_TIE_MODELS, TieModel
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class Leaderboard:
     n_bootstrap : int
         Bootstrap replicates behind bootstrap intervals.
     ties : str
-        The tie model, one of ``TIE_MODELS``; ``tie_parameter`` is its fitted
+        The tie model, one of ``RATING_TIE_MODELS``; ``tie_parameter`` is its fitted
         parameter (Davidson's nu, Rao–Kupper's theta; None for ``half``), and
         ``both_bad_share`` the share of ties voted "both bad", where the file says.
     style_coefficients : dict
@@ -126,10 +127,13 @@ class RatingProblem:
         their outcome vectors as weighted in the objective)."""
         design, row_of = self.comparisons.design, self.comparisons.row_of
         terms = outcome_terms(design, self.tie_model, beta)
-        meat = sum(
-            intervals.gradient_covariance(design, row_of[where], scores, scores)
-            for where, outcomes in samples
-            for scores in [battle_scores(terms, row_of[where], outcomes)]
+        meat = functools.reduce(
+            np.add,
+            [
+                intervals.gradient_covariance(design, row_of[where], scores, scores)
+                for where, outcomes in samples
+                for scores in [battle_scores(terms, row_of[where], outcomes)]
+            ],
         )
         bread = hessian(design, terms, counts, self.penalty)
         return intervals.rating_covariance(
@@ -156,8 +160,8 @@ def battle_outcomes(battles: Battles, proba: np.ndarray | None = None) -> np.nda
 def check_options(ci: str, n_bootstrap: int, ties: str, l2: float) -> None:
     if ci not in intervals.INTERVALS:
         raise ConfigError(f"--ci must be one of {', '.join(intervals.INTERVALS)}, got {ci!r}")
-    if ties not in TIE_MODELS:
-        raise ConfigError(f"--ties must be one of {', '.join(TIE_MODELS)}, got {ties!r}")
+    if ties not in RATING_TIE_MODELS:
+        raise ConfigError(f"--ties must be one of {', '.join(RATING_TIE_MODELS)}, got {ties!r}")
     if n_bootstrap < 0:
         raise ConfigError(f"--bootstrap must be 0 or more, got {n_bootstrap}")
     if ci == "bootstrap" and n_bootstrap < intervals.MIN_BOOTSTRAP:
@@ -214,6 +218,33 @@ def _both_bad_share(battles: Battles, outcomes: np.ndarray) -> float | None:
     return float(outcomes[battles.both_bad, 2].sum() / ties) if ties else None
 
 
+def _fit_with_intervals(
+    problem: RatingProblem, outcomes: np.ndarray, ci: str, n_bootstrap: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The parameters, the ratings' sandwich covariance (m, m) and the 95% interval
+    bounds (m,) of each rating, sandwich or bootstrap (NaN with ``ci="none"``)."""
+    comp = problem.comparisons
+    n, m = len(outcomes), comp.n_models
+    counts = comp.counts(outcomes)
+    # The products here are thin (a few dozen columns): threaded BLAS gains nothing and,
+    # on a busy machine, its spinning threads made style control 3x slower.
+    with threadpool_limits(1, user_api="blas"):
+        beta = problem.fit(counts)
+        covariance = problem.rating_covariance(beta, counts, [(np.arange(n), outcomes)])
+        if ci == "sandwich":
+            low, high = intervals.normal_interval(ratings(beta, m), covariance)
+        else:
+            low, high = intervals.bootstrap_interval(
+                lambda weight: problem.fit(comp.counts(outcomes, weight), beta),
+                n,
+                m,
+                n_bootstrap if ci == "bootstrap" else 0,
+                seed,
+                ratings(beta, m),
+            )
+    return beta, covariance, low, high
+
+
 def fit_leaderboard(
     battles: Battles,
     proba: np.ndarray | None = None,
@@ -246,8 +277,8 @@ def fit_leaderboard(
     style_control : bool, default=False
         Adjust ratings for length and markdown differences (``STYLE_FEATURES``).
     l2 : float, default=1.0
-        Ridge penalty on the log-strengths, in units of log-likelihood; it keeps
-        ratings finite and is negligible next to a few dozen battles per model.
+        Ridge penalty on the log-strengths (log-likelihood units): keeps ratings
+        finite, negligible next to a few dozen battles per model.
 
     Raises
     ------
@@ -265,32 +296,12 @@ def fit_leaderboard(
         )
     covariates = style_covariates(battles.take(keep)) if style_control else None
     comp = comparisons(names_a, names_b, covariates, battles.path)
-    tie_model = TieModel(ties)
-    problem = RatingProblem(
-        comp, tie_model, penalties(comp.n_models, comp.design.shape[1], tie_model.n_extra, l2)
-    )
-    n, m = len(keep), comp.n_models
-    counts = comp.counts(outcomes)
-    # The products here are thin (a few dozen columns): threaded BLAS gains nothing and,
-    # on a busy machine, its spinning threads made style control 3x slower.
-    with threadpool_limits(1, user_api="blas"):
-        beta = problem.fit(counts)
-        covariance = problem.rating_covariance(beta, counts, [(np.arange(n), outcomes)])
-        if ci == "sandwich":
-            low, high = intervals.normal_interval(ratings(beta, m), covariance)
-        else:
-            low, high = intervals.bootstrap_interval(
-                lambda weight: problem.fit(comp.counts(outcomes, weight), beta),
-                n,
-                m,
-                n_bootstrap if ci == "bootstrap" else 0,
-                seed,
-                ratings(beta, m),
-            )
-    d = comp.design.shape[1]
+    tie_model, m, d = TieModel(ties), comp.n_models, comp.design.shape[1]
+    problem = RatingProblem(comp, tie_model, penalties(m, d, tie_model.n_extra, l2))
+    beta, covariance, low, high = _fit_with_intervals(problem, outcomes, ci, n_bootstrap, seed)
     return Leaderboard(
         table=results_table(problem, beta, outcomes, low, high),
-        battles=n,
+        battles=len(keep),
         skipped=skipped,
         self_battles=self_battles,
         interval=ci,

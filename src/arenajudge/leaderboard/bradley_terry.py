@@ -21,7 +21,7 @@ from scipy.sparse.csgraph import connected_components
 
 from arenajudge.data.schema import Battles
 from arenajudge.errors import DataError
-from arenajudge.leaderboard.ties import OutcomeTerms, TieModel
+from arenajudge.ties import OutcomeTerms, TieModel
 
 ELO_SCALE = 400.0
 ELO_BASE = 10.0
@@ -38,14 +38,15 @@ _TOLERANCE = 1e-9
 def model_pairs(battles: Battles) -> tuple[np.ndarray, np.ndarray, np.ndarray, int, int]:
     """Battles between two distinct named models: positions, names of A and of B, and
     the counts left out for a missing name and for a model meeting itself."""
-    if not battles.has_models:
+    model_a, model_b = battles.model_a, battles.model_b
+    if model_a is None or model_b is None:
         raise DataError(
             "has no model_a / model_b columns; a leaderboard needs the names of "
             "the models in each battle",
             file=battles.path,
         )
-    a = np.array([str(m).strip() for m in battles.model_a], dtype=str)
-    b = np.array([str(m).strip() for m in battles.model_b], dtype=str)
+    a = np.array([str(m).strip() for m in model_a], dtype=np.str_)
+    b = np.array([str(m).strip() for m in model_b], dtype=np.str_)
     named = (a != "") & (b != "")
     keep = np.flatnonzero(named & (a != b))
     return keep, a[keep], b[keep], int((~named).sum()), int(named.sum() - len(keep))

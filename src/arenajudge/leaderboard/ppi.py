@@ -46,7 +46,7 @@ from arenajudge.leaderboard.bradley_terry import (
     penalties,
     ratings,
 )
-from arenajudge.leaderboard.ties import TieModel
+from arenajudge.ties import TieModel
 
 
 def _power_tuning(
@@ -213,21 +213,8 @@ def fit_ppi_leaderboard(
     problem = RatingProblem(
         comp, tie_model, penalties(comp.n_models, comp.design.shape[1], tie_model.n_extra, l2)
     )
-    on_v, on_u = np.arange(n), np.arange(n, n + big_n)
-    rows_v, rows_u = comp.row_of[on_v], comp.row_of[on_u]
-    with threadpool_limits(1, user_api="blas"):
-        human_counts = comp.counts(np.r_[votes, np.zeros_like(f_u)])
-        human = problem.fit(human_counts)
-        human_cov = problem.rating_covariance(human, human_counts, [(on_v, votes)])
-        lam = (
-            _power_tuning(problem, human, human_counts, (rows_v, votes, f_v), (rows_u, f_u))
-            if power_tuning
-            else 1.0
-        )
-        rectifier, boost = votes - lam * f_v, lam * n / big_n * f_u
-        counts = comp.counts(np.r_[rectifier, boost])
-        beta = problem.fit(counts, human)
-        covariance = problem.rating_covariance(beta, counts, [(on_v, rectifier), (on_u, boost)])
+    with threadpool_limits(1, user_api="blas"):  # thin products: see board.py
+        human_cov, lam, beta, covariance = _fit_rectified(problem, votes, f_v, f_u, power_tuning)
     low, high = intervals.normal_interval(ratings(beta, comp.n_models), covariance)
     d = comp.design.shape[1]
     return Leaderboard(
@@ -243,6 +230,36 @@ def fit_ppi_leaderboard(
             lam, n, big_n, np.diag(human_cov), np.diag(covariance), votes, f_v
         ),
     )
+
+
+def _fit_rectified(
+    problem: RatingProblem,
+    votes: np.ndarray,
+    f_v: np.ndarray,
+    f_u: np.ndarray,
+    power_tuning: bool,
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """The human-only ratings' covariance, ``lambda`` and the prediction-powered
+    parameters and ratings' covariance, for a design whose first ``len(votes)``
+    battles are the voted ones (outcomes ``votes``, predictions ``f_v``) and the rest
+    the unvoted ones (predictions ``f_u``)."""
+    comp = problem.comparisons
+    n, big_n = len(votes), len(f_u)
+    on_v, on_u = np.arange(n), np.arange(n, n + big_n)
+    rows_v, rows_u = comp.row_of[on_v], comp.row_of[on_u]
+    human_counts = comp.counts(np.r_[votes, np.zeros_like(f_u)])
+    human = problem.fit(human_counts)
+    human_cov = problem.rating_covariance(human, human_counts, [(on_v, votes)])
+    lam = (
+        _power_tuning(problem, human, human_counts, (rows_v, votes, f_v), (rows_u, f_u))
+        if power_tuning
+        else 1.0
+    )
+    rectifier, boost = votes - lam * f_v, lam * n / big_n * f_u
+    counts = comp.counts(np.r_[rectifier, boost])
+    beta = problem.fit(counts, human)
+    covariance = problem.rating_covariance(beta, counts, [(on_v, rectifier), (on_u, boost)])
+    return human_cov, lam, beta, covariance
 
 
 def _gain(

@@ -118,7 +118,7 @@ class Booster:
     def save(self, path: str | Path) -> None:
         Path(path).write_text(self.text, encoding="utf-8")
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[Booster], tuple[str]]:
         # the C handle cannot be pickled; the text rebuilds it (Ray actors, worker processes)
         return Booster, (self.text,)
 
@@ -126,4 +126,4 @@ class Booster:
         handle = getattr(self, "_handle", None)
         if handle is not None and handle.value is not None:
             self._free(handle)
-            self._handle = None
+            handle.value = None  # freed: a second __del__ must not free it again

@@ -23,12 +23,17 @@ from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.models.composite import (
     Blend,
     held_out_probas,
-    load_member,
     load_members,
     member_references,
+    require_member_loader,
     uses_outside_embeddings,
 )
-from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
+from arenajudge.models.contract import (
+    CompositeModel,
+    MemberLoader,
+    check_labelled,
+    check_sample_weight,
+)
 from arenajudge.models.manifest import (
     config_from_manifest,
     data_summary,
@@ -86,6 +91,8 @@ def combine_stages(
     the first stage and ``second`` (the second stage's probabilities of those rows)."""
     out = first.copy()
     if len(rescore):
+        if second is None:
+            raise ValueError("rows to rescore need the second stage's probabilities")
         out[rescore] = blend.transform([first[rescore], second], tie_rate)
     return out
 
@@ -128,7 +135,7 @@ def _fit_gate(
     return threshold, blend
 
 
-class CascadeModel(PreferenceModel):
+class CascadeModel(CompositeModel):
     """``first`` on every row; ``then`` blended in on the rows ``first`` is least sure of.
 
     Attributes
@@ -149,10 +156,12 @@ class CascadeModel(PreferenceModel):
         *,
         first_dir: str | Path | None = None,
         then_dir: str | Path | None = None,
+        load_member: MemberLoader,
         **overrides: object,
     ) -> None:
         super().__init__(config, **overrides)
         self.first_dir, self.then_dir = first_dir, then_dir
+        self.load_member = load_member
 
     def fit(
         self,
@@ -169,9 +178,12 @@ class CascadeModel(PreferenceModel):
         if self.first_dir is None or self.then_dir is None:
             raise ConfigError("a cascade needs a first and a then model directory")
         weight = check_sample_weight(battles, sample_weight)
-        self.first_, self.then_ = load_member(self.first_dir), load_member(self.then_dir)
+        self.first_ = self.load_member(Path(self.first_dir))
+        self.then_ = self.load_member(Path(self.then_dir))
         first, then = held_out_probas([self.first_, self.then_], battles, oof)
-        self.threshold_, self.blend_ = _fit_gate(first, then, battles.target, weight, self.config)
+        target = battles.target
+        assert target is not None  # check_labelled refused battles without labels
+        self.threshold_, self.blend_ = _fit_gate(first, then, target, weight, self.config)
         self.training_ = data_summary(battles)
         return self
 
@@ -206,9 +218,12 @@ class CascadeModel(PreferenceModel):
         """Write MODEL_DIR: cascade.json (threshold, blend) and a manifest naming the
         two stages by relative path with the sha256 of their manifests."""
         self.check_fitted()
-        references = member_references([self.first_dir, self.then_dir], path)
+        if self.first_dir is None or self.then_dir is None:
+            raise ConfigError("a cascade needs a first and a then model directory")
+        stages = [self.first_dir, self.then_dir]
+        references = member_references(stages, path)
         training = dict(self.training_)
-        if uses_outside_embeddings([self.first_dir, self.then_dir]):
+        if uses_outside_embeddings(stages):
             training["embeddings"] = "members trained with --embeddings"
         with atomic_path(path, force, kind="directory", output="model") as staged:
             staged.mkdir()
@@ -225,18 +240,22 @@ class CascadeModel(PreferenceModel):
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> CascadeModel:
-        """Read a cascade and its two stages; a stage that moved or changed is an error."""
+    def load(cls, path: str | Path, *, load_member: MemberLoader | None = None) -> CascadeModel:
+        """Read a cascade and its two stages (each with ``load_member``, which
+        :func:`arenajudge.models.registry.load_model` passes); a stage that moved or
+        changed is an error."""
         path = Path(path)
+        load_member = require_member_loader(load_member, cls.backend)
         manifest = read_manifest(path, backend=cls.backend, verify=True)
         references = manifest.get("members")
         if not isinstance(references, list) or len(references) != 2:
             raise ModelLoadError("must list exactly two members; rebuild the cascade", file=path)
-        first, then = load_members(path, references)
+        (first_dir, then_dir), (first, then) = load_members(path, references, load_member)
         model = cls(
             config_from_manifest(manifest, CascadeConfig, path),
-            first_dir=path / references[0]["path"],
-            then_dir=path / references[1]["path"],
+            first_dir=first_dir,
+            then_dir=then_dir,
+            load_member=load_member,
         )
         model.first_, model.then_ = first, then
         try:

@@ -2,12 +2,15 @@
 probabilities fitted on out-of-fold predictions, and members kept as references to
 their own MODEL_DIRs, pinned by the sha256 of each member's manifest.
 
-Composites are the one place a model loads other models of any backend, so
-:func:`load_member` imports the registry lazily, inside the function: no import cycle.
+Composites are the one place a model loads other models of any backend. They never
+import the registry (which imports them): whoever builds or loads a composite hands it
+a :data:`~arenajudge.models.contract.MemberLoader`
+(:func:`arenajudge.models.registry.load_model`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,11 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from arenajudge.calibration import _MAX_T, _MIN_T, Calibration
-from arenajudge.data.schema import LABELS, Battles, swap_proba
+from arenajudge.calibration import (
+    MAX_TEMPERATURE,
+    MIN_TEMPERATURE,
+    Calibration,
+    as_prior,
+    smoothed_prior,
+)
+from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.metrics import log_loss
-from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.contract import MemberLoader, PreferenceModel
 from arenajudge.models.manifest import MANIFEST, manifest_sha256, read_manifest
 
 _LOG_FLOOR = 1e-12
@@ -33,20 +42,10 @@ def _log(proba: np.ndarray) -> np.ndarray:
 def geometric_blend(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """softmax(sum_k w_k log p_k), shape (n, 3): the weighted blend in log-probability
     space. It commutes with swapping A and B, so symmetric members give a symmetric blend."""
-    mixed = sum(w * _log(p) for w, p in zip(weights, probas))
+    mixed = functools.reduce(np.add, [w * _log(p) for w, p in zip(weights, probas)])
     mixed = mixed - mixed.max(axis=1, keepdims=True)
     proba = np.exp(mixed)
     return proba / proba.sum(axis=1, keepdims=True)
-
-
-def symmetric_prior(
-    target: np.ndarray, sample_weight: np.ndarray | None = None
-) -> tuple[float, float, float]:
-    """Smoothed class balance of ``target`` in both A/B orders, for the tie-rate shift."""
-    weight = np.ones(len(target)) if sample_weight is None else sample_weight
-    counts = ((target + swap_proba(target)) / 2 * weight[:, None]).sum(axis=0)
-    prior = (counts + 1) / (counts.sum() + len(LABELS))
-    return tuple(float(v) for v in prior)
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class Blend:
 
         from scipy.optimize import minimize
 
-        bounds = [(-30, 30)] * len(probas) + [(np.log(_MIN_T), np.log(_MAX_T))]
+        bounds = [(-30, 30)] * len(probas) + [(np.log(MIN_TEMPERATURE), np.log(MAX_TEMPERATURE))]
         start = np.zeros(len(probas) + 1)
         result = minimize(loss, start, method="L-BFGS-B", bounds=bounds)
         shares = np.exp(result.x[:-1] - result.x[:-1].max())
@@ -94,7 +93,7 @@ class Blend:
             weights=tuple(float(w) for w in shares),
             calibration=Calibration(
                 temperature=float(np.exp(result.x[-1])),
-                train_prior=symmetric_prior(target, sample_weight),
+                train_prior=smoothed_prior(target, sample_weight),
             ),
         )
 
@@ -118,7 +117,7 @@ class Blend:
             weights = tuple(float(w) for w in raw["weights"])
             calibration = Calibration(
                 temperature=float(raw["temperature"]),
-                train_prior=tuple(float(v) for v in raw["train_prior"]),
+                train_prior=as_prior(raw["train_prior"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelLoadError(
@@ -151,11 +150,14 @@ def member_references(
     return references
 
 
-def load_members(model_dir: Path, references: Any) -> list[PreferenceModel]:
-    """The members a composite's manifest lists, refusing one that moved or changed."""
+def load_members(
+    model_dir: Path, references: Any, load_member: MemberLoader
+) -> tuple[list[Path], list[PreferenceModel]]:
+    """The directories of the members a composite's manifest lists (``references``) and
+    the members, each read with ``load_member``, refusing one that moved or changed."""
     if not isinstance(references, list) or not references:
         raise ModelLoadError("lists no members; rebuild the model", file=model_dir / MANIFEST)
-    members = []
+    member_dirs, members = [], []
     for reference in references:
         member = model_dir / str(reference.get("path", ""))
         if not (member / MANIFEST).is_file():
@@ -172,20 +174,24 @@ def load_members(model_dir: Path, references: Any) -> list[PreferenceModel]:
                 "the model",
                 file=model_dir,
             )
+        member_dirs.append(member)
         members.append(load_member(member))
-    return members
+    return member_dirs, members
+
+
+def require_member_loader(load_member: MemberLoader | None, backend: str) -> MemberLoader:
+    """``load_member``, or a ConfigError saying how to load a composite with one."""
+    if load_member is None:
+        raise ConfigError(
+            f"a {backend} model loads its members with a loader: use "
+            "arenajudge.models.registry.load_model(path), or pass load_member=load_model"
+        )
+    return load_member
 
 
 def uses_outside_embeddings(member_dirs: Sequence[str | Path]) -> bool:
     """Whether any member was trained with ``--embeddings`` (so needs them to predict)."""
     return any("embeddings" in read_manifest(member).get("training", {}) for member in member_dirs)
-
-
-def load_member(path: str | Path) -> PreferenceModel:
-    """A member model of any backend."""
-    from arenajudge.models.registry import load_model  # lazy: the registry imports us
-
-    return load_model(path)
 
 
 def held_out_probas(

@@ -10,9 +10,10 @@ the class of a saved model from its manifest's ``backend``.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +32,10 @@ class PreferenceModel(ABC):
 
     backend: ClassVar[str]
     config_class: ClassVar[type]
+    prefers_gpu: ClassVar[bool] = False
+    """Whether this backend scores best on a GPU (engines give it one where there is one)."""
+    training_: dict[str, Any]
+    """What a fitted model was trained on (data summary, teacher...), kept in its manifest."""
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         self.config = replace(config or self.default_config(), **overrides)
@@ -84,14 +89,44 @@ class PreferenceModel(ABC):
             )
 
 
-def check_labelled(battles: Battles) -> None:
-    """Raise a clear error when training data has no labels."""
-    if not battles.labelled:
+MemberLoader = Callable[[Path], PreferenceModel]
+"""Loads a member MODEL_DIR of any backend: :func:`arenajudge.models.registry.load_model`,
+handed to a composite by whoever builds or loads it, so that backends never import the
+registry (which imports them)."""
+
+
+@runtime_checkable
+class LoadsWithOptions(Protocol):
+    """A backend whose saved models take prediction-time settings when loaded (batching,
+    device...): ``load(path, options)`` with an instance of ``predict_options_class``.
+    :func:`arenajudge.models.registry.load_model` builds the options from the command
+    line; a backend without them refuses such flags."""
+
+    predict_options_class: type
+
+    def load(self, path: str | Path, options: Any = None) -> PreferenceModel:
+        """Read a model written by ``save``, predicting as ``options`` say."""
+        ...
+
+
+class CompositeModel(PreferenceModel):
+    """A model combining other saved models (its members, kept as MODEL_DIRs)."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | Path, *, load_member: MemberLoader | None = None) -> CompositeModel:
+        """Read a model written by :meth:`save`, its members with ``load_member``."""
+
+
+def check_labelled(battles: Battles) -> np.ndarray:
+    """The battles' ``target`` (n, 3); a clear error when they have no labels."""
+    if battles.target is None:
         raise DataError(
             "has no label columns; training needs winner_model_a, "
             "winner_model_b and winner_tie (or a winner column)",
             file=battles.path,
         )
+    return battles.target
 
 
 def check_sample_weight(battles: Battles, sample_weight: np.ndarray | None) -> np.ndarray:

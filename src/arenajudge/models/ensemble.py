@@ -24,12 +24,17 @@ from arenajudge.metrics import log_loss
 from arenajudge.models.composite import (
     Blend,
     held_out_probas,
-    load_member,
     load_members,
     member_references,
+    require_member_loader,
     uses_outside_embeddings,
 )
-from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
+from arenajudge.models.contract import (
+    CompositeModel,
+    MemberLoader,
+    check_labelled,
+    check_sample_weight,
+)
 from arenajudge.models.manifest import (
     MANIFEST,
     config_from_manifest,
@@ -56,7 +61,7 @@ class EnsembleConfig:
     )
 
 
-class EnsembleModel(PreferenceModel):
+class EnsembleModel(CompositeModel):
     """Members' probabilities blended in log space with weights fitted on held-out rows.
 
     Parameters
@@ -64,6 +69,8 @@ class EnsembleModel(PreferenceModel):
     config : EnsembleConfig, optional
     member_dirs : sequence of paths
         Saved MODEL_DIRs of any backend.
+    load_member : MemberLoader
+        Reads a member MODEL_DIR (:func:`arenajudge.models.registry.load_model`).
 
     Attributes
     ----------
@@ -82,10 +89,12 @@ class EnsembleModel(PreferenceModel):
         config: EnsembleConfig | None = None,
         *,
         member_dirs: Sequence[str | Path] = (),
+        load_member: MemberLoader,
         **overrides: object,
     ) -> None:
         super().__init__(config, **overrides)
         self.member_dirs = [Path(path) for path in member_dirs]
+        self.load_member = load_member
 
     def fit(
         self,
@@ -99,22 +108,24 @@ class EnsembleModel(PreferenceModel):
         predictions, so ``battles`` must then be rows no member trained on."""
         check_config(self.config)
         check_labelled(battles)
+        target = battles.target
+        assert target is not None  # check_labelled refused battles without labels
         weight = check_sample_weight(battles, sample_weight)
-        self.members_ = [load_member(path) for path in self.member_dirs]
+        self.members_ = [self.load_member(path) for path in self.member_dirs]
         probas = held_out_probas(self.members_, battles, oof)
         keep = list(range(len(probas)))
-        blend = Blend.fit(probas, battles.target, weight)
+        blend = Blend.fit(probas, target, weight)
         while len(keep) > 1 and min(blend.weights) < self.config.min_weight:
             keep.pop(int(np.argmin(blend.weights)))
-            blend = Blend.fit([probas[k] for k in keep], battles.target, weight)
+            blend = Blend.fit([probas[k] for k in keep], target, weight)
         full = [0.0] * len(probas)
         for k, share in zip(keep, blend.weights):
             full[k] = share
         self.blend_ = Blend(weights=tuple(full), calibration=blend.calibration)
         self.scores_ = {
             "rows": len(battles),
-            "members": [log_loss(battles.target, p) for p in probas],
-            "blend": self.blend_.score(probas, battles.target),
+            "members": [log_loss(target, p) for p in probas],
+            "blend": self.blend_.score(probas, target),
         }
         self.training_ = data_summary(battles)
         return self
@@ -135,8 +146,9 @@ class EnsembleModel(PreferenceModel):
     def worker_copy(self) -> EnsembleModel | None:
         """This ensemble with every member's worker copy; None when a member scores only
         in this process."""
-        members = [member.worker_copy() for member in self.members_]
-        if any(member is None for member in members):
+        copies = [member.worker_copy() for member in self.members_]
+        members = [member for member in copies if member is not None]
+        if len(members) < len(copies):
             return None
         clone = copy.copy(self)
         clone.members_ = members
@@ -164,15 +176,18 @@ class EnsembleModel(PreferenceModel):
             )
 
     @classmethod
-    def load(cls, path: str | Path) -> EnsembleModel:
-        """Read an ensemble and its members; a member that moved or changed is an error."""
+    def load(cls, path: str | Path, *, load_member: MemberLoader | None = None) -> EnsembleModel:
+        """Read an ensemble and its members (each with ``load_member``, which
+        :func:`arenajudge.models.registry.load_model` passes); a member that moved or
+        changed is an error."""
         path = Path(path)
+        load_member = require_member_loader(load_member, cls.backend)
         manifest = read_manifest(path, backend=cls.backend, verify=True)
-        references = manifest.get("members")
-        members = load_members(path, references)
+        member_dirs, members = load_members(path, manifest.get("members"), load_member)
         model = cls(
             config_from_manifest(manifest, EnsembleConfig, path),
-            member_dirs=[path / ref["path"] for ref in references],
+            member_dirs=member_dirs,
+            load_member=load_member,
         )
         model.members_ = members
         model.blend_ = _read_blend(path, len(model.members_))

@@ -6,6 +6,9 @@ A and B in the input swaps the two outputs exactly. A prompt-grouped holdout pic
 the number of boosting rounds; five prompt-grouped models trained the same way give
 the out-of-fold predictions the calibration is fitted on (cross-fitting); the final
 model is then trained on all rows.
+
+Its settings are :class:`arenajudge.models.gbdt_config.GBDTConfig`; the LightGBM
+training steps live in :mod:`arenajudge.models.gbdt_training`.
 """
 
 from __future__ import annotations
@@ -13,22 +16,26 @@ from __future__ import annotations
 import copy
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
-from arenajudge.config import check_config, option
-from arenajudge.data.folds import FOLD_GROUPS, folds, holdout_mask
+from arenajudge.calibration import (
+    CALIBRATION_FOLDS,
+    Calibration,
+    fit_calibration,
+    smoothed_prior,
+)
+from arenajudge.config import check_config
+from arenajudge.data.folds import folds, holdout_mask
 from arenajudge.data.schema import LABELS, Battles, swap_proba
 from arenajudge.data.sources import source_weights
 from arenajudge.errors import ConfigError, DataError, ModelLoadError
-from arenajudge.features.builder import FeatureSpec, PairFeatures, feature_builder
+from arenajudge.features.builder import PairFeatures, feature_builder
 from arenajudge.features.external import ExternalProjection
 from arenajudge.features.model_style import (
-    STYLE_CHOICES,
     ModelStyle,
     cross_fitted_style,
     style_sides,
@@ -36,6 +43,8 @@ from arenajudge.features.model_style import (
 )
 from arenajudge.models.booster import Booster, BoosterError
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
+from arenajudge.models.gbdt_config import GBDTConfig
+from arenajudge.models.gbdt_training import augmented, best_rounds, train_booster
 from arenajudge.models.manifest import (
     config_from_manifest,
     data_summary,
@@ -55,130 +64,6 @@ CALIBRATION_FILE = "calibration.json"
 FEATURES_FILE = "features.json"
 PROJECTION_FILE = "embeddings_pca.safetensors"
 STYLE_FILE = "model_style.{}.safetensors"
-
-
-@dataclass(frozen=True)
-class GBDTConfig:
-    """Hyper-parameters of :class:`GBDTModel`; YAML/TOML keys and CLI flags map onto these."""
-
-    n_estimators: int = option(
-        2000, "Most boosting rounds; early stopping on the holdout usually stops far sooner.", low=1
-    )
-    learning_rate: float = option(
-        0.05, "LightGBM shrinkage per round.", low=0, high=1, low_open=True
-    )
-    num_leaves: int = option(31, "Leaves per tree.", low=2)
-    min_child_samples: int = option(50, "Fewest (swap-augmented) battles in a leaf.", low=1)
-    feature_fraction: float = option(
-        0.5, "Share of features each tree sees.", low=0, high=1, low_open=True
-    )
-    bagging_fraction: float = option(
-        0.8, "Share of rows each tree sees.", low=0, high=1, low_open=True
-    )
-    lambda_l2: float = option(5.0, "L2 penalty on leaf values.", low=0)
-    max_bin: int = option(255, "Histogram bins per feature; fewer bins train faster.", low=2)
-    early_stopping_rounds: int = option(
-        100, "Rounds without holdout improvement before stopping.", low=1
-    )
-    holdout_share: float = option(
-        0.15,
-        "Share of prompts held out to pick the rounds and fit "
-        "the calibration; 0 turns early stopping and calibration "
-        "off (all n_estimators rounds, temperature 1).",
-        low=0,
-        high=0.5,
-        high_open=True,
-    )
-    embedding_dim: int = option(
-        8, "Leading WordLlama dimensions used (Matryoshka).", low=1, high=256
-    )
-    encoder: str | None = option(
-        None,
-        "A Hugging Face encoder used instead of WordLlama: a "
-        "local directory, a hub id (org/name[@revision]) or a .gguf "
-        "file (needs the transformers extra).",
-    )
-    embedding_components: int = option(
-        8, "PCA directions kept of outside embeddings (--embeddings EMB.parquet), if given.", low=1
-    )
-    model_style: str = option(
-        "auto",
-        "Model-style features (which model a response reads "
-        "as written by, and that model's strength), learnt from the "
-        "model names of the training battles: auto uses them when at "
-        "least 2,000 battles name both models; off never does.",
-        choices=STYLE_CHOICES,
-    )
-    fold_groups: str = option(
-        "prompt",
-        "What the holdout, the calibration's cross-fit folds "
-        "and the model-style classifiers hold out together: prompt "
-        "(calibrated for new prompts), or model (each pair of models: "
-        "calibrated for models it has not seen, as `winrate --model` "
-        "scores them).",
-        choices=FOLD_GROUPS,
-    )
-    source_balance: float = option(
-        0.5,
-        "When the training battles name their source (a "
-        "source column or --sources), each battle weighs "
-        "(battles of its source) ** -source_balance: 0 weighs "
-        "every battle alike, 1 gives every source the same total "
-        "weight.",
-        low=0,
-        high=1,
-    )
-    n_jobs: int = option(
-        0, "Threads for features and LightGBM; 0 means one per core (or OMP_NUM_THREADS).", low=0
-    )
-    seed: int = option(
-        0,
-        "Seed of the holdout split, bagging and the A/B order of chosen/rejected pairs.",
-        low=0,
-        high=2**31 - 1,
-    )
-
-    @property
-    def features(self) -> FeatureSpec:
-        return FeatureSpec(embedding_dim=self.embedding_dim, encoder=self.encoder)
-
-    def lightgbm_params(self) -> dict[str, Any]:
-        return {
-            "objective": "multiclass",
-            "num_class": len(LABELS),
-            "learning_rate": self.learning_rate,
-            "num_leaves": self.num_leaves,
-            "min_data_in_leaf": self.min_child_samples,
-            "feature_fraction": self.feature_fraction,
-            "bagging_fraction": self.bagging_fraction,
-            "bagging_freq": 1,
-            "lambda_l2": self.lambda_l2,
-            "max_bin": self.max_bin,
-            "num_threads": self.n_jobs,
-            "seed": self.seed,
-            "deterministic": True,
-            "force_row_wise": True,
-            "verbosity": -1,
-        }
-
-
-def _expand_targets(
-    features: np.ndarray, target: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One row per (battle, class with probability > 0), weighted by that probability,
-    so LightGBM's multiclass loss equals the soft-label cross-entropy."""
-    rows, classes = np.nonzero(target > 0)
-    return features[rows], classes, weight[rows] * target[rows, classes]
-
-
-def _augmented(
-    pair: PairFeatures, target: np.ndarray, weight: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Both orders of every battle: (features, class, weight)."""
-    X = np.vstack([pair.matrix(), pair.matrix(swapped=True)])
-    return _expand_targets(
-        X, np.vstack([target, swap_proba(target)]), np.concatenate([weight, weight])
-    )
 
 
 def _style_files(path: Path, manifest: dict[str, Any]) -> list[Path]:
@@ -222,32 +107,6 @@ class GBDTModel(PreferenceModel):
     config_class = GBDTConfig
 
     # ----------------------------------------------------------------- training
-    def _train(self, train: tuple, valid: tuple | None, rounds: int):
-        import lightgbm as lgb
-
-        dataset = lgb.Dataset(train[0], label=train[1], weight=train[2], free_raw_data=True)
-        kwargs: dict[str, Any] = {"num_boost_round": rounds}
-        if valid is not None:
-            kwargs["valid_sets"] = [
-                lgb.Dataset(valid[0], label=valid[1], weight=valid[2], reference=dataset)
-            ]
-            kwargs["callbacks"] = [
-                lgb.early_stopping(self.config.early_stopping_rounds, verbose=False)
-            ]
-        return lgb.train(self.config.lightgbm_params(), dataset, **kwargs)
-
-    def _best_rounds(
-        self, pair: PairFeatures, target: np.ndarray, weight: np.ndarray, holdout: np.ndarray
-    ) -> int:
-        """Boosting rounds picked by early stopping on the prompt-grouped ``holdout``."""
-        fit_rows, held_rows = np.flatnonzero(~holdout), np.flatnonzero(holdout)
-        booster = self._train(
-            _augmented(pair.take(fit_rows), target[fit_rows], weight[fit_rows]),
-            _augmented(pair.take(held_rows), target[held_rows], weight[held_rows]),
-            self.config.n_estimators,
-        )
-        return int(booster.best_iteration) or self.config.n_estimators
-
     def _folds(self, battles: Battles) -> np.ndarray:
         """The calibration's cross-fit folds, grouped as ``fold_groups`` says."""
         return folds(
@@ -272,8 +131,9 @@ class GBDTModel(PreferenceModel):
                 "training: calibration cross-fit, fold %d of %d", k + 1, CALIBRATION_FOLDS
             )
             rows, held = np.flatnonzero(fold != k), np.flatnonzero(fold == k)
-            booster = self._train(
-                _augmented(pair.take(rows), target[rows], weight[rows]),
+            booster = train_booster(
+                self.config,
+                augmented(pair.take(rows), target[rows], weight[rows]),
                 None,
                 max(1, round(rounds_per_row * len(rows))),
             )
@@ -301,6 +161,24 @@ class GBDTModel(PreferenceModel):
         if oof_style is not None:
             pair = pair.join_sides(*oof_style)
         target = battles.target
+        assert target is not None  # check_labelled refused unlabelled battles
+        rounds_per_row = self._fit_calibration(battles, pair, weight)
+        rounds = max(1, round(rounds_per_row * len(battles)))
+        progress.info("training: the final model, %d rounds on every battle", rounds)
+        trained = train_booster(self.config, augmented(pair, target, weight), None, rounds)
+        self.booster_ = Booster(trained.model_to_string())
+        self.feature_names_ = self.config.features.names(
+            self._external_components, style=bool(self.style_)
+        )
+        self.training_ = self._training_record(battles, style_record, balanced)
+        return self
+
+    def _fit_calibration(self, battles: Battles, pair: PairFeatures, weight: np.ndarray) -> float:
+        """Set ``calibration_`` and ``validation_`` from the holdout's early stopping and the
+        cross-fit; returns the boosting rounds per training row the final model gets
+        (``n_estimators`` spread over the rows when ``holdout_share`` is 0)."""
+        target, scored = battles.target, battles.scored_target
+        assert target is not None and scored is not None  # check_labelled refused unlabelled
         holdout = holdout_mask(
             battles,
             self.config.holdout_share,
@@ -308,46 +186,44 @@ class GBDTModel(PreferenceModel):
             without=f"{self.config.n_estimators} rounds without a holdout and calibration",
             by=self.config.fold_groups,
         )
-        counts = (
-            np.vstack([target, swap_proba(target)]) * np.concatenate([weight, weight])[:, None]
-        ).sum(axis=0)
-        prior = tuple((counts + 1) / (counts.sum() + len(LABELS)))  # smoothed: no prior 0
+        prior = smoothed_prior(target, weight)
         self.calibration_ = Calibration(train_prior=prior)
         self.validation_: dict[str, Any] = {}
-        rounds_per_row = self.config.n_estimators / len(battles)
-        if holdout is not None:
-            progress.info("training: boosting rounds, by early stopping on the holdout")
-            best = self._best_rounds(pair, target, weight, holdout)
-            # more rows warrant proportionally more rounds
-            rounds_per_row = best / int((~holdout).sum())
-            oof, fold = self._cross_fit(battles, pair, target, weight, rounds_per_row)
-            self.calibration_, self.validation_ = fit_calibration(
-                battles.scored_target, oof, fold, prior, battles.source
-            )
-            self.validation_.update(
-                best_iteration=best, rounds=max(1, round(rounds_per_row * len(battles)))
-            )
-        rounds = max(1, round(rounds_per_row * len(battles)))
-        progress.info("training: the final model, %d rounds on every battle", rounds)
-        trained = self._train(_augmented(pair, target, weight), None, rounds)
-        self.booster_ = Booster(trained.model_to_string())
-        self.feature_names_ = self.config.features.names(
-            self._external_components, style=bool(self.style_)
+        if holdout is None:
+            return self.config.n_estimators / len(battles)
+        progress.info("training: boosting rounds, by early stopping on the holdout")
+        best = best_rounds(self.config, pair, target, weight, holdout)
+        # more rows warrant proportionally more rounds
+        rounds_per_row = best / int((~holdout).sum())
+        oof, fold = self._cross_fit(battles, pair, target, weight, rounds_per_row)
+        self.calibration_, self.validation_ = fit_calibration(
+            scored, oof, fold, prior, battles.source
         )
-        self.training_ = data_summary(battles)
-        self.training_["model_style"] = style_record
+        self.validation_.update(
+            best_iteration=best, rounds=max(1, round(rounds_per_row * len(battles)))
+        )
+        return rounds_per_row
+
+    def _training_record(
+        self,
+        battles: Battles,
+        style_record: dict[str, Any],
+        balanced: tuple[dict[str, float], np.ndarray] | None,
+    ) -> dict[str, Any]:
+        """What the manifest records of the training data: its summary, the model-style
+        features, the source weights and the outside embeddings, when used."""
+        record = data_summary(battles)
+        record["model_style"] = style_record
         if balanced is not None:
-            self.training_["source_weight"] = {
-                name: round(value, 6) for name, value in balanced[0].items()
-            }
-        if self.projection_ is not None:
-            self.training_["embeddings"] = {
+            record["source_weight"] = {name: round(value, 6) for name, value in balanced[0].items()}
+        if self.projection_ is not None and battles.embeddings is not None:
+            record["embeddings"] = {
                 "file": battles.embeddings.path,
                 "encoder": self.projection_.encoder,
                 "dim": self.projection_.dim,
                 "components": self._external_components,
             }
-        return self
+        return record
 
     @property
     def _external_components(self) -> int:
@@ -365,14 +241,16 @@ class GBDTModel(PreferenceModel):
                 # the calibration's folds: each calibration fold then sees model-style
                 # features from a classifier fitted on the rows its booster trains on,
                 # as the shipped model does
-                *sides, styles = cross_fitted_style(battles, self._folds(battles), self.config.seed)
+                side_a, side_b, styles = cross_fitted_style(
+                    battles, self._folds(battles), self.config.seed
+                )
                 self.style_ = tuple(styles)
             except (ConfigError, DataError) as exc:  # e.g. models not all compared
                 why = str(exc)
         if not self.style_:
             logger.info("model-style features not used: %s", why)
             return None, {"used": False, "why": why}
-        return tuple(sides), {
+        return (side_a, side_b), {
             "used": True,
             "models": len(set().union(*(style.models for style in self.style_))),
             "folds": len(self.style_),
@@ -391,7 +269,7 @@ class GBDTModel(PreferenceModel):
         return pair.join_sides(*style_sides(self.style_, battles)) if self.style_ else pair
 
     # --------------------------------------------------------------- prediction
-    def _symmetric(self, booster, pair: PairFeatures) -> np.ndarray:
+    def _symmetric(self, booster: Any, pair: PairFeatures) -> np.ndarray:
         """p(A, B) averaged with the column-swapped p(B, A); ``booster`` is the final
         model's :class:`Booster` or a cross-fitting ``lightgbm.Booster`` (both take
         ``num_threads``)."""

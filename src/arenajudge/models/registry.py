@@ -9,25 +9,30 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from arenajudge.config import config_from_mapping, resolve_config
 from arenajudge.errors import ConfigError, ModelLoadError
-from arenajudge.models.contract import PreferenceModel
+from arenajudge.models.contract import CompositeModel, LoadsWithOptions, PreferenceModel
 from arenajudge.models.manifest import MANIFEST, read_manifest
 
-_CLASSES = {
+_TRAINABLE = {  # fitted from data by `arenajudge train --backend NAME`
     "gbdt": "arenajudge.models.gbdt:GBDTModel",
     "siamese": "arenajudge.models.transformer.model:SiameseModel",
     "cross": "arenajudge.models.transformer.model:CrossModel",
     "llm": "arenajudge.models.transformer.model:LLMModel",
+}
+_COMPOSITES = {  # built from other MODEL_DIRs, which `load_model` loads for them
     "ensemble": "arenajudge.models.ensemble:EnsembleModel",
     "cascade": "arenajudge.models.cascade:CascadeModel",
 }
+_CLASSES = {**_TRAINABLE, **_COMPOSITES}
 BACKENDS = tuple(_CLASSES)
 """Every backend a manifest may name."""
-TRAINABLE = ("gbdt", "siamese", "cross", "llm")
+TRAINABLE = tuple(_TRAINABLE)
 """Backends that ``arenajudge train --backend`` fits from data."""
+COMPOSITES = tuple(_COMPOSITES)
+"""Backends whose models combine other saved models (their members)."""
 
 
 def model_class(backend: str) -> type[PreferenceModel]:
@@ -67,10 +72,34 @@ def load_model(path: str | Path, runtime: Mapping[str, Any] | None = None) -> Pr
             file=Path(path) / MANIFEST,
         )
     cls = model_class(backend)
+    if issubclass(cls, CompositeModel):
+        # the registry hands composites their member loader: backends never import it
+        if runtime:
+            _refuse_runtime(runtime, path, backend)
+        return cls.load(path, load_member=load_model)
     if not runtime:
         return cls.load(path)
-    options_class = getattr(cls, "predict_options_class", None)
-    if options_class is None:
-        flags = ", ".join("--" + name.replace("_", "-") for name in runtime)
-        raise ConfigError(f"{flags} apply to transformer models; {path} holds a {backend} model")
-    return cls.load(path, config_from_mapping(options_class, runtime, source="command line"))
+    if not isinstance(cls, LoadsWithOptions):
+        _refuse_runtime(runtime, path, backend)
+    options = config_from_mapping(cls.predict_options_class, runtime, source="command line")
+    return cls.load(path, options)
+
+
+def _refuse_runtime(runtime: Mapping[str, Any], path: str | Path, backend: str) -> NoReturn:
+    flags = ", ".join("--" + name.replace("_", "-") for name in runtime)
+    raise ConfigError(f"{flags} apply to transformer models; {path} holds a {backend} model")
+
+
+def prefers_gpu(path: str | Path) -> bool:
+    """Whether the model saved at ``path`` scores best on a GPU: its class says so
+    (:attr:`PreferenceModel.prefers_gpu`), or, for a composite, any of its members does."""
+    manifest = read_manifest(path)
+    backend = manifest.get("backend")
+    if backend not in _CLASSES:
+        return False  # load_model names the unknown backend
+    members = manifest.get("members") if backend in _COMPOSITES else None
+    return model_class(backend).prefers_gpu or any(
+        prefers_gpu(Path(path) / str(member.get("path", "")))
+        for member in (members if isinstance(members, list) else [])
+        if isinstance(member, dict)
+    )

@@ -1,6 +1,6 @@
 """The HTML evaluation report: ``index.html`` plus PNG plots, readable offline."""
 
-from arenajudge.report.build import read_oof, write_report
+from arenajudge.report.build import write_report
 from arenajudge.report.sections import Evidence, Section
 
-__all__ = ["Evidence", "Section", "read_oof", "write_report"]
+__all__ = ["Evidence", "Section", "write_report"]

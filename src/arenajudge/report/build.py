@@ -1,4 +1,4 @@
-"""Reading a report's side inputs and writing the report directory."""
+"""Writing the report directory: index.html, the plots and report.json."""
 
 from __future__ import annotations
 
@@ -9,71 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from arenajudge import __version__
-from arenajudge.data.schema import LABELS, Battles
 from arenajudge.errors import DataError
 from arenajudge.evaluate import evaluate_predictions
 from arenajudge.outputs import atomic_path
 from arenajudge.report.html import render_page
 from arenajudge.report.plots import save_plot
 from arenajudge.report.sections import Evidence, Section, all_sections
-
-OOF_COLUMNS = ("id", "fold", *LABELS)
-_ROW_SUM_TOLERANCE = 1e-3
-
-
-def read_oof(path: str | Path, battles: Battles) -> np.ndarray:
-    """Out-of-fold predictions for ``battles``, shape (n, 3), joined on ``id``.
-
-    ``path`` is a CSV with columns ``id, fold, winner_model_a, winner_model_b,
-    winner_tie`` (as ``arenajudge cv --oof`` writes); extra rows are ignored.
-    """
-    try:
-        frame = pd.read_csv(path, dtype={"id": str}, keep_default_na=False)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(
-            f"cannot be read as an out-of-fold predictions CSV ({exc})", file=path
-        ) from None
-    missing = [c for c in OOF_COLUMNS if c not in frame.columns]
-    if missing:
-        raise DataError(
-            f"is missing column(s) {', '.join(missing)}; out-of-fold predictions "
-            f"need {', '.join(OOF_COLUMNS)}",
-            file=path,
-        )
-    duplicated = frame["id"][frame["id"].duplicated()]
-    if len(duplicated):
-        raise DataError(
-            "is a duplicate; ids must be unique",
-            file=path,
-            row_id=str(duplicated.iloc[0]),
-            column="id",
-        )
-    frame = frame.set_index("id")
-    ids = pd.Index(battles.id.astype(str))
-    absent = ids.difference(frame.index)
-    if len(absent):
-        raise DataError(
-            f"has no predictions for {len(absent):,} of the {len(ids):,} battles "
-            f"(e.g. id {absent[0]}); was it made from this data file?",
-            file=path,
-        )
-    proba = frame.loc[ids, list(LABELS)].apply(pd.to_numeric, errors="coerce").to_numpy(float)
-    bad = (
-        ~np.isfinite(proba).all(axis=1)
-        | (proba < 0).any(axis=1)
-        | (np.abs(proba.sum(axis=1) - 1) > _ROW_SUM_TOLERANCE)
-    )
-    if bad.any():
-        raise DataError(
-            "holds probabilities that are not three non-negative numbers summing to 1",
-            file=path,
-            row_id=str(ids[np.argmax(bad)]),
-            column=",".join(LABELS),
-        )
-    return proba
 
 
 def _summary(
@@ -179,7 +122,7 @@ def write_report(
     with atomic_path(out, force, kind="directory", output="report") as staged:
         staged.mkdir()
         for section in sections:
-            if section.has_plot:
+            if section.has_plot and section.draw is not None:  # has_plot: draw is set
                 save_plot(section.draw, section.numbers, staged / section.image)
         page = render_page(
             f"arenajudge report: {Path(str(battles.path)).name}",

@@ -15,6 +15,7 @@ import numpy as np
 
 from arenajudge import metrics
 from arenajudge.data.schema import LABELS, Battles, join_turns, swap_proba
+from arenajudge.errors import ConfigError, DataError
 from arenajudge.evaluate import relative_length_difference
 from arenajudge.leaderboard import response_lengths
 from arenajudge.report import plots
@@ -49,6 +50,22 @@ class Evidence:
     battles: Battles
     proba: np.ndarray | None = None
     swapped_proba: np.ndarray | None = None
+
+    @property
+    def target(self) -> np.ndarray:
+        """``battles.target``, shape (n, 3): a report is of labelled battles."""
+        if self.battles.target is None:
+            raise DataError(
+                "has no labels; a report needs labelled battles", file=self.battles.path
+            )
+        return self.battles.target
+
+    @property
+    def predictions(self) -> np.ndarray:
+        """``proba``, shape (n, 3), for the sections drawn only when there are some."""
+        if self.proba is None:
+            raise ConfigError("this report section needs predictions: pass --model or --oof")
+        return self.proba
 
 
 @dataclass
@@ -91,7 +108,7 @@ def row_log_loss(target: np.ndarray, proba: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- data only
 def class_balance(evidence: Evidence) -> Section:
-    target = evidence.battles.target
+    target = evidence.target
     numbers: dict[str, Any] = {
         "labels": list(LABELS),
         "counts": np.bincount(evidence.battles.label, minlength=3).tolist(),
@@ -137,7 +154,7 @@ def win_rate_by_length(evidence: Evidence) -> Section:
     edges = np.unique(np.quantile(diff, np.linspace(0, 1, LENGTH_BINS + 1)))
     bins = np.clip(np.searchsorted(edges, diff, side="right") - 1, 0, max(len(edges) - 2, 0))
     present = np.unique(bins)
-    score = _a_score(evidence.battles.target)
+    score = _a_score(evidence.target)
     numbers: dict[str, Any] = {
         "x": "relative length difference (len A - len B) / (len A + len B)",
         "bin_median": [float(np.median(diff[bins == k])) for k in present],
@@ -164,7 +181,7 @@ def position_bias(evidence: Evidence) -> Section:
     share = a_wins / decisive if decisive else float("nan")
     half_width = 1.96 * np.sqrt(share * (1 - share) / decisive) if decisive else float("nan")
     numbers: dict[str, Any] = {
-        "label_shares": evidence.battles.target.mean(axis=0).tolist(),
+        "label_shares": evidence.target.mean(axis=0).tolist(),
         "a_share_of_decisive": share,
         "a_share_ci95": [share - half_width, share + half_width],
         "decisive_battles": decisive,
@@ -181,10 +198,10 @@ def position_bias(evidence: Evidence) -> Section:
         numbers["predicted_shares"] = evidence.proba.mean(axis=0).tolist()
     if evidence.swapped_proba is not None:
         swapped_back = swap_proba(evidence.swapped_proba)
-        flips = evidence.proba.argmax(axis=1) != swapped_back.argmax(axis=1)
+        flips = evidence.predictions.argmax(axis=1) != swapped_back.argmax(axis=1)
         numbers["swapped_back_shares"] = swapped_back.mean(axis=0).tolist()
         numbers["flip_rate"] = float(flips.mean())
-        numbers["mean_abs_change"] = float(np.abs(evidence.proba - swapped_back).mean())
+        numbers["mean_abs_change"] = float(np.abs(evidence.predictions - swapped_back).mean())
         table.append(
             {
                 "measure": "predictor flip rate",
@@ -210,7 +227,7 @@ def position_bias(evidence: Evidence) -> Section:
 
 # --------------------------------------------------------------------------- predictions
 def reliability(evidence: Evidence) -> Section:
-    target, proba = evidence.battles.target, evidence.proba
+    target, proba = evidence.target, evidence.predictions
     bins = np.minimum((proba * RELIABILITY_BINS).astype(int), RELIABILITY_BINS - 1)
     curves = {}
     for column, label in enumerate(LABELS):
@@ -235,7 +252,7 @@ def reliability(evidence: Evidence) -> Section:
 
 
 def confusion(evidence: Evidence) -> Section:
-    true, predicted = evidence.battles.label, evidence.proba.argmax(axis=1)
+    true, predicted = evidence.battles.label, evidence.predictions.argmax(axis=1)
     matrix = np.zeros((3, 3), dtype=int)
     np.add.at(matrix, (true, predicted), 1)
     return Section(
@@ -250,15 +267,15 @@ def confusion(evidence: Evidence) -> Section:
 def _log_loss_by(
     key: str, title: str, evidence: Evidence, groups: np.ndarray, order: list[str]
 ) -> Section:
-    target, proba = evidence.battles.target, evidence.proba
-    rows = []
+    target, proba = evidence.target, evidence.predictions
+    rows: list[dict[str, Any]] = []
     for group in order:
         members = groups == group
         if members.any():
             rows.append({"group": group, **metrics.scores(target[members], proba[members])})
     table = [
         {
-            "group": r["group"],
+            "group": str(r["group"]),
             "rows": f"{r['rows']:,}",
             "log loss": f"{r['log_loss']:.4f}",
             "prior log loss": f"{r['prior_log_loss']:.4f}",
@@ -334,8 +351,8 @@ def _clip_text(turns: tuple[str, ...]) -> str:
 
 
 def worst_errors(evidence: Evidence) -> Section:
-    battles, proba = evidence.battles, evidence.proba
-    loss = row_log_loss(battles.target, proba)
+    battles, proba = evidence.battles, evidence.predictions
+    loss = row_log_loss(evidence.target, proba)
     worst = np.argsort(-loss, kind="stable")[:WORST_ERRORS]
     rows = [
         {

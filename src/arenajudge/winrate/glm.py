@@ -42,7 +42,13 @@ _MAX_NEWTON_STEPS = 100
 _TOLERANCE = 1e-10
 
 
-def _objective(design, positive, negative, ridge, beta):
+def _objective(
+    design: np.ndarray,
+    positive: np.ndarray,
+    negative: np.ndarray,
+    ridge: np.ndarray,
+    beta: np.ndarray,
+) -> float:
     eta = design @ beta
     return -(positive @ log_expit(eta) + negative @ log_expit(-eta)) + 0.5 * ridge @ beta**2
 

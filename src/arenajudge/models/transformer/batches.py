@@ -13,14 +13,15 @@ import sys
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from arenajudge.models.transformer.packing import Samples, Sequence
+from arenajudge.models.transformer.packing import Sequence
+from arenajudge.models.transformer.samples import Samples
 
 NET_INPUTS = ("input_ids", "attention_mask", "segment_ids")
 Item = tuple[int, list[Sequence], np.ndarray, float]
@@ -74,10 +75,13 @@ def token_budget_batches(
     return batches
 
 
-def _items(samples: Samples, order: Any) -> list[Item]:
-    return [
+def _items(samples: Samples, order: Any) -> torch.utils.data.Dataset[Item]:
+    """The samples at ``order``, as a list: torch's loaders index any sequence as a
+    map-style dataset, though its annotations name only its ``Dataset`` class."""
+    items = [
         (int(i), samples.sequences[i], samples.target[i], float(samples.weight[i])) for i in order
     ]
+    return cast("torch.utils.data.Dataset[Item]", items)
 
 
 def make_loader(

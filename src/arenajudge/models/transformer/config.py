@@ -12,7 +12,7 @@ flat class a YAML/TOML file, the CLI flags and the manifest map onto by field na
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, ClassVar
 
 from arenajudge.config import option
 from arenajudge.errors import ConfigError
@@ -34,6 +34,9 @@ MIN_MAX_LENGTH = 32
 @dataclass(frozen=True)
 class NetworkConfig:
     """What the network is: its base model, input layout, head and adapters."""
+
+    cli_title: ClassVar[str] = "Transformer network options"
+    """Heading of these flags in ``--help`` (the CLI adds the backends they apply to)."""
 
     kind: str = option(
         "siamese",
@@ -154,6 +157,9 @@ class NetworkConfig:
 class TrainingConfig:
     """How one training run goes: optimiser, schedule, precision, evaluation, checkpoints."""
 
+    cli_title: ClassVar[str] = "Transformer training options"
+    """Heading of these flags in ``--help`` (the CLI adds the backends they apply to)."""
+
     epochs: int = option(1, "Passes over the (swap-augmented) training set.", low=1)
     max_steps: int = option(0, "Stop after this many optimizer steps; 0 = no limit.", low=0)
     batch_size: int = option(8, "Battles per device per forward pass.", low=1)
@@ -273,6 +279,9 @@ def parse_tta(value: str) -> float:
 class PredictOptions:
     """Prediction-time overrides of a saved transformer model; None keeps what it was
     trained with."""
+
+    cli_title: ClassVar[str] = "Transformer prediction options"
+    """Heading of these flags in ``--help`` (the CLI adds the backends they apply to)."""
 
     base: str | None = option(
         None,

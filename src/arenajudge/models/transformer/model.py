@@ -13,15 +13,19 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import numpy as np
 
-from arenajudge.calibration import CALIBRATION_FOLDS, Calibration, fit_calibration
+from arenajudge.calibration import (
+    CALIBRATION_FOLDS,
+    Calibration,
+    fit_calibration,
+    smoothed_prior,
+)
 from arenajudge.config import check_config
-from arenajudge.data.folds import holdout_mask, prompt_groups
-from arenajudge.data.schema import LABELS, Battles, swap_proba
-from arenajudge.metrics import log_loss
+from arenajudge.data.folds import group_folds, holdout_mask, prompt_groups
+from arenajudge.data.schema import LABELS, Battles
 from arenajudge.models.contract import PreferenceModel, check_labelled, check_sample_weight
 from arenajudge.models.manifest import data_summary
 from arenajudge.models.transformer import bundle, packing
@@ -32,21 +36,10 @@ from arenajudge.models.transformer.basemodel import (
     resolve_base,
 )
 from arenajudge.models.transformer.config import PredictOptions, TransformerConfig, parse_tta
-from arenajudge.models.transformer.packing import (
-    PackedBattle,
-    Packer,
-    Samples,
-    pad_token_id,
-    softmax,
-)
+from arenajudge.models.transformer.packing import PackedBattle, Packer, pad_token_id
+from arenajudge.models.transformer.samples import Samples, softmax
 
 logger = logging.getLogger(__name__)
-
-
-def _train_prior(target: np.ndarray, weight: np.ndarray) -> tuple[float, float, float]:
-    """Class balance of the training battles in both orders, add-one smoothed."""
-    counts = ((target + swap_proba(target)) * weight[:, None]).sum(axis=0)
-    return tuple((counts + 1) / (counts.sum() + len(LABELS)))
 
 
 # ----------------------------------------------------------------------- the models
@@ -82,6 +75,7 @@ class TransformerModel(PreferenceModel):
 
     config_class = TransformerConfig
     predict_options_class = PredictOptions
+    prefers_gpu = True
     kind: ClassVar[str]
     pair: ClassVar[bool] = False
     decoder: ClassVar[bool] = False
@@ -151,6 +145,8 @@ class TransformerModel(PreferenceModel):
         """Train the network on the battles outside the validation fold; calibrate on it."""
         from accelerate.utils import set_seed
 
+        target = check_labelled(battles)  # fit checked; this narrows the type
+
         from arenajudge.models.transformer import checkpoints, networks, trainer
 
         config = self.config
@@ -172,7 +168,7 @@ class TransformerModel(PreferenceModel):
 
         def samples(rows: np.ndarray, both_orders: bool) -> Samples:
             return Samples.build(
-                packer, [packed[i] for i in rows], battles.target[rows], weight[rows], both_orders
+                packer, [packed[i] for i in rows], target[rows], weight[rows], both_orders
             )
 
         val = None if val_mask is None else samples(np.flatnonzero(val_mask), config.symmetric)
@@ -183,7 +179,7 @@ class TransformerModel(PreferenceModel):
             config.training,
             accelerator,
             pad_id=pad_token_id(self.tokenizer_),
-            soft=self._soft_loss(battles.target),
+            soft=self._soft_loss(target),
             run_id=checkpoints.fingerprint(config, self.training_["sha256"]),
             device_placement=config.load_in == "16bit",
         ).fit()
@@ -199,18 +195,24 @@ class TransformerModel(PreferenceModel):
             "resumed_from": result.resumed_from,
             "stopped_early": result.state.stopped_early,
         }
-        prior = _train_prior(battles.target[fit_rows], weight[fit_rows])
+        prior = smoothed_prior(target[fit_rows], weight[fit_rows])
         self.calibration_ = Calibration(train_prior=prior)
-        if val is not None:  # the shipped network never trained on the validation fold
-            held = battles.take(np.flatnonzero(val_mask))
-            self.calibration_, report = fit_calibration(
-                held.scored_target,
-                self._raw_proba(val),
-                prompt_groups(held) % CALIBRATION_FOLDS,
-                prior,
-                held.source,
-            )
-            self.validation_.update(report)
+        if val is not None and val_mask is not None:
+            self._calibrate_on(battles.take(np.flatnonzero(val_mask)), val, prior)
+
+    def _calibrate_on(self, held: Battles, val: Samples, prior: tuple[float, float, float]) -> None:
+        """Fit the calibration on the validation fold ``held`` (its samples ``val``),
+        which the shipped network never trained on, cross-fitted over its prompts."""
+        scored = held.scored_target
+        assert scored is not None  # fit checked the labels
+        self.calibration_, report = fit_calibration(
+            scored,
+            self._raw_proba(val),
+            group_folds(prompt_groups(held), CALIBRATION_FOLDS),
+            prior,
+            held.source,
+        )
+        self.validation_.update(report)
 
     def _fit_zero_shot(
         self,
@@ -220,45 +222,20 @@ class TransformerModel(PreferenceModel):
         packed: list[PackedBattle],
         base: Path,
     ) -> None:
-        """The base, untouched, scores every battle with its LM head's logits of the
-        label words; only the calibration is fitted, cross-fitted over prompt-grouped
-        folds, so its report is out of sample."""
-        from arenajudge.models.transformer import networks
+        """Score every battle with the untouched base and fit only the calibration
+        (:mod:`~arenajudge.models.transformer.zero_shot`)."""
+        from arenajudge.models.transformer import networks, zero_shot
 
         config = self.config
-        if config.prompt_format == "plain":
-            logger.warning(
-                "--zero-shot with the plain layout (--base %s has no chat "
-                "template): the base is asked no question, and its scores of A, "
-                "B and tie after the layout's last token say little; an instruct "
-                "model with a chat template is a judge",
-                config.base,
-            )
+        zero_shot.warn_about_layout(config)
         body = networks.load_body(base, config, self.decoder)
         check_positions(body, config.max_length, base)
         self.net_ = self._placed(self._network(body, base, adapters=False, label_rows=True))
-        samples = Samples.build(packer, packed, battles.target, weight, config.symmetric)
+        target = check_labelled(battles)
+        samples = Samples.build(packer, packed, target, weight, config.symmetric)
         raw = self._raw_proba(samples)
-        prior = _train_prior(battles.target, weight)
         self.history_ = []
-        self.calibration_, report = fit_calibration(
-            battles.scored_target,
-            raw,
-            prompt_groups(battles) % CALIBRATION_FOLDS,
-            prior,
-            battles.source,
-        )
-        self.validation_ = {
-            "rows": len(battles),
-            "best_step": None,
-            "log_loss_raw": log_loss(battles.scored_target, raw),
-            "temperature": 1.0,
-            "steps": 0,
-            "resumed_from": None,
-            "stopped_early": False,
-            "zero_shot": True,
-            **report,
-        }
+        self.calibration_, self.validation_ = zero_shot.calibrate_verdicts(battles, weight, raw)
 
     def _packer(self) -> Packer:
         return Packer(
@@ -305,10 +282,11 @@ class TransformerModel(PreferenceModel):
     # --------------------------------------------------------------- prediction
     def _logits(self, samples: Samples, rows: np.ndarray | None = None) -> np.ndarray:
         """Logits (len(samples), 3) of the samples at ``rows`` (default all)."""
-        from arenajudge.models.transformer import batches, devices
+        from arenajudge.models.transformer import batches, devices, networks
 
         options = getattr(self, "predict_options_", PredictOptions())
-        weight = self.net_.head_weight
+        # net_ is always the PreferenceNet that _network built (nn.Module to the trainer)
+        weight = cast("networks.PreferenceNet", self.net_).head_weight
         return batches.predict_logits(
             self.net_,
             samples,

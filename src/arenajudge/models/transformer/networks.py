@@ -21,14 +21,9 @@ from torch import nn
 
 from arenajudge.data.schema import LABELS
 from arenajudge.errors import ConfigError
+from arenajudge.features.pooling import mean_pool
 from arenajudge.models.transformer import devices
 from arenajudge.models.transformer.config import NetworkConfig, TransformerConfig
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``hidden`` (n, L, H) over the tokens where ``mask`` (n, L) is 1 -> (n, H)."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
 def segment_pool(
@@ -154,8 +149,8 @@ def add_lora(
             gradient_checkpointing_kwargs={"use_reentrant": False},
         )
     targets: str | list[str] = config.lora_targets
-    if targets != "all-linear":
-        targets = [name.strip() for name in targets.split(",") if name.strip()]
+    if config.lora_targets != "all-linear":
+        targets = [name.strip() for name in config.lora_targets.split(",") if name.strip()]
     lora = LoraConfig(
         r=config.lora_r,
         lora_alpha=config.lora_alpha,
@@ -179,7 +174,9 @@ def load_adapter(body: nn.Module, adapter_dir: Path) -> nn.Module:
 
 
 def hidden_size(body: nn.Module) -> int:
-    return int(body.config.hidden_size)
+    # a transformers model's config; nn.Module types every attribute as a Tensor or Module
+    config: Any = body.config
+    return int(config.hidden_size)
 
 
 LABEL_WORDS = ("A", "B", "tie")
@@ -203,7 +200,9 @@ def _lm_head_weight(source: Path, body: nn.Module) -> torch.Tensor:
     from safetensors import safe_open
 
     if getattr(body.config, "tie_word_embeddings", False):
-        return body.get_input_embeddings().weight.detach()
+        # a transformers model's method, which nn.Module's attribute types do not know
+        input_embeddings: Any = body.get_input_embeddings
+        return input_embeddings().weight.detach()
     for file in sorted(source.glob("*.safetensors")):
         with safe_open(str(file), framework="pt") as weights:
             if "lm_head.weight" in weights.keys():  # noqa: SIM118 (a safe_open handle, not a dict)

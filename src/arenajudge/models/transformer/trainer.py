@@ -29,7 +29,7 @@ from arenajudge.models.transformer import devices
 from arenajudge.models.transformer.batches import NET_INPUTS, by_length, logits_of, make_loader
 from arenajudge.models.transformer.checkpoints import Checkpoint, TrainState
 from arenajudge.models.transformer.config import TrainingConfig
-from arenajudge.models.transformer.packing import Samples
+from arenajudge.models.transformer.samples import Samples
 
 logger = logging.getLogger(__name__)
 
@@ -132,10 +132,13 @@ class Trainer:
             else None
         )
         self.state = (self.checkpoint.load_state() if self.checkpoint else None) or TrainState()
+        # a step > 0 comes only from a checkpoint: a fresh TrainState starts at 0
         self.resumed_from = self.state.step or None
         self.trainable = {n for n, p in net.named_parameters() if p.requires_grad}
         self.best: dict[str, torch.Tensor] = (
-            self.checkpoint.restore_weights(net, self.state) if self.resumed_from else {}
+            self.checkpoint.restore_weights(net, self.state)
+            if self.resumed_from and self.checkpoint is not None
+            else {}
         )
         optimizer = torch.optim.AdamW(
             [p for p in net.parameters() if p.requires_grad],
@@ -154,7 +157,7 @@ class Trainer:
         )
         self.first_loader = prepared[0]
         self.val_loader = prepared[1] if val is not None else None
-        if self.resumed_from:
+        if self.resumed_from and self.checkpoint is not None:
             self.checkpoint.restore_optimizer(self.optimizer, self.state)
             logger.info("resuming from step %d of %s", self.state.step, config.checkpoint_dir)
         self.n_batches = len(self.first_loader)

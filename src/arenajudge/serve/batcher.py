@@ -1,5 +1,8 @@
 """Micro-batching for the judge service: concurrent requests scored together.
 
+Plain asyncio, no web framework (testable without FastAPI); ``serve.app`` starts one
+:class:`MicroBatcher` per server process once the model is loaded.
+
 Requests wait a few milliseconds in a queue, are scored together by one ``predict``
 call per distinct ``tie_rate`` in a worker thread (so the event loop keeps answering),
 and each gets its own rows back. A merged call that fails is retried one request at a

@@ -1,7 +1,7 @@
 """Guards in front of the judge service: request body limits and a free listening port.
 
-Plain ASGI and sockets, no web framework: ``arenajudge.serve`` wraps its app in
-:class:`BodyLimit` and calls :func:`check_can_listen` before starting uvicorn.
+Plain ASGI and sockets, no web framework: ``serve.app`` wraps its app in
+:class:`BodyLimit` and ``serve.run`` calls :func:`check_can_listen` before starting uvicorn.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def json_depth(body: bytes) -> int:
     return int(np.cumsum(steps).max(initial=0))
 
 
-_BIND_HINTS = {
+# Keyed by OSError.errno, which is None for an error without an errno.
+_BIND_HINTS: dict[int | None, str] = {
     errno.EADDRINUSE: "the port is in use; stop what listens there or pick another --port",
     errno.EACCES: "permission denied (ports below 1024 need privileges); pick another --port",
     errno.EADDRNOTAVAIL: "no interface of this machine has that address; check --host",

@@ -1,11 +1,12 @@
-"""``arenajudge report`` and ``arenajudge leaderboard``."""
+"""``arenajudge leaderboard``: rank the models of a file of battles."""
 
 from __future__ import annotations
 
-import logging
 import math
+from typing import Any
 
 import click
+import numpy as np
 import pandas as pd
 
 from arenajudge.cli import main
@@ -14,134 +15,26 @@ from arenajudge.cli.options import (
     echo_csv,
     echo_json,
     force_option,
-    format_option,
     input_options,
     option_given,
     optional_model_option,
     read_options,
-    retired_seed_option,
     seed_option,
-    tie_rate_option,
+    table_format_option,
 )
 from arenajudge.data import read_battles
 from arenajudge.data.schema import Battles
-from arenajudge.engines.scoring import predict
 from arenajudge.errors import ConfigError
-from arenajudge.evaluate import attach_sources, battle_keys_of, score_caveats, trained_sections
 from arenajudge.leaderboard import COLUMNS, Leaderboard, fit_leaderboard
 from arenajudge.leaderboard.categories import CategoryBoards, category_values, fit_category_boards
 from arenajudge.leaderboard.intervals import INTERVALS
 from arenajudge.leaderboard.ppi import fit_ppi_leaderboard, suggest_battles
-from arenajudge.leaderboard.ties import TIE_MODELS
+from arenajudge.models.contract import PreferenceModel
 from arenajudge.models.registry import load_model
 from arenajudge.outputs import atomic_path, check_output, refuse_overwriting_inputs
-
-logger = logging.getLogger("arenajudge.cli")
-
-
-# --------------------------------------------------------------------------- report
-@main.command("report")
-@data_argument
-@input_options
-@optional_model_option
-@click.option(
-    "--oof",
-    default=None,
-    metavar="OOF.csv",
-    type=click.Path(dir_okay=False, exists=True, path_type=str),
-    help="Out-of-fold predictions (id,fold,winner_model_a,winner_model_b,"
-    "winner_tie) instead of a model.",
-)
-@tie_rate_option
-@click.option(
-    "--sources",
-    default=None,
-    metavar="FILE",
-    type=click.Path(dir_okay=False, exists=True, path_type=str),
-    help="CSV of id,source (else a `source` column in DATA): the report's figures per source.",
-)
-@click.option(
-    "--out",
-    required=True,
-    metavar="OUT",
-    type=click.Path(file_okay=False, path_type=str),
-    help="Directory to write index.html and the plots to.",
-)
-@format_option
-@retired_seed_option
-@force_option
-def report_command(
-    data: str,
-    input_format: str | None,
-    columns: str | None,
-    model_dir: str | None,
-    oof: str | None,
-    tie_rate: float | None,
-    sources: str | None,
-    out: str,
-    output_format: str,
-    force: bool,
-) -> None:
-    """Write an HTML report on DATA: class balance, biases, calibration, errors.
-
-    With --model the predictions come from the model (and the page shows how often its
-    predicted winner flips when A and B are swapped); with --oof from an out-of-fold
-    file; with neither, the report shows the data-only sections. --format json also
-    writes report.json with the numbers behind every plot.
-    """
-    from arenajudge.report import Evidence, read_oof, write_report
-
-    if model_dir and oof:
-        raise ConfigError("give --model or --oof, not both")
-    if tie_rate is not None and not model_dir:
-        raise ConfigError(
-            "--tie-rate shifts a model's predictions: give --model (an --oof "
-            "file's probabilities are reported as they were written)"
-        )
-    refuse_overwriting_inputs([out], [data, model_dir, oof, sources])
-    check_output(out, force, "directory", output="report")
-    battles = read_battles(data, **read_options(input_format, columns))
-    if sources:
-        battles = attach_sources(battles, sources)
-    proba = swapped = None
-    predictor, caveats = "none", []
-    if model_dir:
-        model = load_model(model_dir)
-        proba = predict(model, battles, tie_rate)
-        swapped = predict(model, battles.swap(), tie_rate)
-        predictor = f"model {model_dir}" + (
-            "" if tie_rate is None else f" shifted to --tie-rate {tie_rate:.3g}"
-        )
-        if battles.labelled:
-            caveats = score_caveats(
-                battles.target, battle_keys_of(battles), trained_sections(model), tie_rate, data
-            )
-        for caveat in caveats:
-            logger.warning(caveat)
-    elif oof:
-        proba = read_oof(oof, battles)
-        predictor = f"out-of-fold file {oof}"
-    summary = write_report(
-        Evidence(battles, proba, swapped),
-        out,
-        predictor=predictor,
-        caveats=caveats,
-        force=force,
-        with_json=output_format == "json",
-    )
-    if output_format == "json":
-        echo_json({"report": f"{out}/index.html", **summary})
-        return
-    click.echo(f"wrote {out}/index.html ({len(summary['plots'])} plots)")
-    if "metrics" in summary:
-        scores = summary["metrics"]
-        click.echo(
-            f"log loss {scores['log_loss']:.4f} (prior {scores['prior_log_loss']:.4f}), "
-            f"accuracy {scores['accuracy']:.1%}, ECE {scores['ece']:.4f}"
-        )
+from arenajudge.ties import RATING_TIE_MODELS
 
 
-# --------------------------------------------------------------------------- leaderboard
 def _render(board: Leaderboard, rated_from: str) -> str:
     lines = [
         f"{'rank':>4}  {'model':<40} {'rating':>7}  {'95% CI':>13}  {'battles':>8}  {'win rate':>8}"
@@ -264,14 +157,7 @@ def _echo_boards(
 @data_argument
 @input_options
 @optional_model_option
-@click.option(
-    "--format",
-    "output_format",
-    type=click.Choice(["text", "json", "csv"]),
-    default="text",
-    show_default=True,
-    help="Output format on stdout.",
-)
+@table_format_option
 @click.option(
     "--plot",
     default=None,
@@ -297,7 +183,7 @@ def _echo_boards(
 )
 @click.option(
     "--ties",
-    type=click.Choice(TIE_MODELS),
+    type=click.Choice(RATING_TIE_MODELS),
     default="half",
     show_default=True,
     help="half: a tie is half a win each; davidson / rao-kupper: ties as a third "
@@ -377,48 +263,31 @@ def leaderboard_command(
     # votes alone rank models; a model or the style covariates need the texts
     battles = read_battles(data, **options, needs_texts=model_dir is not None or style_control)
     model = load_model(model_dir) if model_dir else None
-    boards = None
-    if unlabelled:
+    if unlabelled and model is not None:  # _check_leaderboard_options: --unlabelled has --model
         extra = read_battles(unlabelled, **options)
         extra_proba = model.predict_proba(extra)
         board = fit_ppi_leaderboard(
             battles, model.predict_proba(battles), extra, extra_proba, ties=ties
         )
-        rated_from = f"votes on {len(battles):,} battles and predictions of {model_dir}"
+        if n_suggest:  # the CSV replaces the board on stdout; --plot still draws the board
+            echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
+        else:
+            rated_from = f"votes on {len(battles):,} battles and predictions of {model_dir}"
+            _echo_boards(board, None, output_format, rated_from)
     else:
-        proba = model.predict_proba(battles) if model else None
-
-        def fit(part: Battles, part_proba=proba) -> Leaderboard:
-            return fit_leaderboard(
-                part,
-                part_proba,
-                ci=ci,
-                n_bootstrap=n_bootstrap,
-                ties=ties,
-                seed=seed,
-                style_control=style_control,
-            )
-
-        board = fit(battles)
-        if by_column:
-            values = category_values(battles, by_column, input_format)
-            boards = fit_category_boards(
-                battles,
-                values,
-                by_column,
-                min_battles,
-                lambda mask: fit(battles.take(mask), None if proba is None else proba[mask]),
-            )
+        fit_options = {
+            "ci": ci,
+            "n_bootstrap": n_bootstrap,
+            "ties": ties,
+            "seed": seed,
+            "style_control": style_control,
+        }
+        board, boards = _boards(battles, model, by_column, min_battles, input_format, fit_options)
         rated_from = (f"predictions of {model_dir}" if model_dir else "votes") + (
             f" on {board.battles:,} battles"
         )
-    if n_suggest:  # the CSV replaces the board on stdout; --plot still draws the board
-        echo_csv(suggest_battles(board, extra, extra_proba, n_suggest))
-    else:
         _echo_boards(board, boards, output_format, rated_from)
     if plot:
-        from arenajudge.report.plots import leaderboard, save_plot
-
         title = (
             "prediction-powered ratings"
             if unlabelled
@@ -426,9 +295,40 @@ def leaderboard_command(
             if model_dir
             else "ratings from votes"
         )
-        with atomic_path(plot, force) as staged:
-            save_plot(
-                leaderboard,
-                {"rows": board.records(), "title": title, "interval": board.interval},
-                staged,
-            )
+        _plot_board(board, title, plot, force)
+
+
+def _boards(
+    battles: Battles,
+    model: PreferenceModel | None,
+    by_column: str | None,
+    min_battles: int,
+    input_format: str | None,
+    fit_options: dict[str, Any],
+) -> tuple[Leaderboard, CategoryBoards | None]:
+    """The board of ``battles``, rated from their votes or, given a ``model``, from its
+    predictions, and with ``by_column`` one board per category of that column."""
+    proba = model.predict_proba(battles) if model else None
+    board = fit_leaderboard(battles, proba, **fit_options)
+    if not by_column:
+        return board, None
+
+    def fit_part(mask: np.ndarray) -> Leaderboard:
+        return fit_leaderboard(
+            battles.take(mask), None if proba is None else proba[mask], **fit_options
+        )
+
+    values = category_values(battles, by_column, input_format)
+    return board, fit_category_boards(battles, values, by_column, min_battles, fit_part)
+
+
+def _plot_board(board: Leaderboard, title: str, plot: str, force: bool) -> None:
+    """Draw the ratings of ``board`` and their intervals to the PNG ``plot``."""
+    from arenajudge.report.plots import leaderboard, save_plot  # matplotlib: only to draw
+
+    with atomic_path(plot, force) as staged:
+        save_plot(
+            leaderboard,
+            {"rows": board.records(), "title": title, "interval": board.interval},
+            staged,
+        )
