@@ -187,17 +187,17 @@ class _HaloModel:
 @pytest.fixture
 def halo_backend(monkeypatch):
     """A third trainable backend, ``halo``, in the registry's table."""
-    from arenajudge.cli import options
+    from arenajudge.cli import settings
     from arenajudge.models import registry
 
     monkeypatch.setitem(registry._CLASSES, "halo", f"{__name__}:_HaloModel")
-    monkeypatch.setattr(options, "TRAINABLE", (*registry.TRAINABLE, "halo"))
+    monkeypatch.setattr(settings, "TRAINABLE", (*registry.TRAINABLE, "halo"))
 
 
 def test_settings_groups_and_foreign_flag_errors_follow_the_config_classes(halo_backend):
     import click
 
-    from arenajudge.cli.options import (
+    from arenajudge.cli.settings import (
         GroupedCommand,
         backend_settings_groups,
         check_backend_flags,
@@ -225,7 +225,7 @@ def test_settings_groups_and_foreign_flag_errors_follow_the_config_classes(halo_
 def test_config_flags_reach_the_command_as_the_settings_given():
     import click
 
-    from arenajudge.cli.options import GroupedCommand, config_options
+    from arenajudge.cli.settings import GroupedCommand, config_options
 
     @click.command(cls=GroupedCommand)
     @config_options({"Transformer options": TransformerConfig}, exclude=("kind",))

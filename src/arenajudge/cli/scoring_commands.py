@@ -13,7 +13,6 @@ import numpy as np
 from arenajudge.cli import main
 from arenajudge.cli.inputs import embeddings_option, sources_option
 from arenajudge.cli.options import (
-    GroupedCommand,
     data_argument,
     echo_json,
     force_option,
@@ -21,7 +20,6 @@ from arenajudge.cli.options import (
     input_options,
     model_dir_option,
     out_file_option,
-    predict_settings,
     print_scores,
     read_options,
     retired_seed_option,
@@ -29,6 +27,7 @@ from arenajudge.cli.options import (
     tie_rate_option,
     workers_option,
 )
+from arenajudge.cli.settings import GroupedCommand, predict_settings
 from arenajudge.data.folds import prompt_keys
 from arenajudge.data.schema import Battles
 from arenajudge.data.sources import attach_sources

@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from arenajudge.cli import main
-from arenajudge.cli.options import GroupedCommand, model_dir_option, predict_settings
+from arenajudge.cli.options import model_dir_option
+from arenajudge.cli.settings import GroupedCommand, predict_settings
 
 
 @main.command("serve", cls=GroupedCommand)

@@ -15,16 +15,18 @@ from arenajudge.cli import main
 from arenajudge.cli.inputs import embeddings_option, read_input, sources_option
 from arenajudge.cli.options import (
     FiniteFloat,
-    GroupedCommand,
-    backend_settings_groups,
-    check_backend_flags,
-    config_options,
     data_argument,
     echo_json,
     force_option,
     format_option,
     input_options,
     print_scores,
+)
+from arenajudge.cli.settings import (
+    GroupedCommand,
+    backend_settings_groups,
+    check_backend_flags,
+    config_options,
 )
 from arenajudge.data.soft_labels import read_oof, teacher_record, teacher_targets
 from arenajudge.errors import ConfigError

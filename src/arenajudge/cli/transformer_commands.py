@@ -2,7 +2,7 @@
 
 Nothing here imports torch: the library functions called do, once they run. (The
 transformer flags of ``train`` and ``cv`` come from TransformerConfig's fields, see
-:func:`arenajudge.cli.options.config_options`.)
+:func:`arenajudge.cli.settings.config_options`.)
 """
 
 from __future__ import annotations
