@@ -16,7 +16,7 @@ leaderboards (three tie models, bootstrap and style control) and win rates on
         [--save-before FILE | --before FILE]
 
 Prints one JSON object: per output, "identical" or what differs; exit 1 when any differs.
-The revision's side takes as long as this tree's (about 10 minutes on two idle cores):
+The revision's side takes as long as this tree's (about 3.5 minutes on two idle cores):
 --save-before runs only that side and writes its digests to FILE; --before FILE reuses
 them (they name the commit they were made from, which must be --against's).
 """
