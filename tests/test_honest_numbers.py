@@ -429,15 +429,20 @@ def test_a_teacher_student_says_its_score_is_not_nested(workspace, tmp_path):
 def test_a_score_on_a_members_training_rows_is_in_sample(workspace):
     """An ensemble or cascade blended on other battles is still in-sample on the battles
     its members were trained on: every part's recorded battles count."""
-    from types import SimpleNamespace
-
+    from arenajudge.models.cascade import CascadeModel
+    from arenajudge.models.ensemble import EnsembleModel
     from arenajudge.models.registry import load_model
+
+    def fitted(cls, **attributes):  # the fitted state that fit() or load() sets
+        model = object.__new__(cls)
+        vars(model).update(attributes)
+        return model
 
     member = load_model(workspace / "model")  # trained on train.csv
     fresh = read_battles(workspace / "fresh.csv")
-    blend = SimpleNamespace(training_=data_summary(fresh))
-    ensemble = SimpleNamespace(training_=data_summary(fresh), members_=[member, blend])
-    cascade = SimpleNamespace(training_=data_summary(fresh), first_=blend, then_=ensemble)
+    blend = fitted(EnsembleModel, training_=data_summary(fresh), members_=[])
+    ensemble = fitted(EnsembleModel, training_=data_summary(fresh), members_=[member, blend])
+    cascade = fitted(CascadeModel, training_=data_summary(fresh), first_=blend, then_=ensemble)
     train = read_battles(workspace / "train.csv")
     for composite in (ensemble, cascade):
         sections = trained_sections(composite)

@@ -14,7 +14,7 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -83,6 +83,17 @@ def option(
         ),
     }
     return field(default=default, metadata=metadata)
+
+
+def flags_of(names: Iterable[str]) -> str:
+    """``--flag-a, --flag-b``: the CLI flags of config fields ``names`` (``field_name``
+    is ``--field-name``), as errors about given flags name them."""
+    return ", ".join(flag_of(name) for name in names)
+
+
+def flag_of(name: str) -> str:
+    """The CLI flag of the config field ``name``: ``--field-name``."""
+    return "--" + name.replace("_", "-")
 
 
 def field_help(config_cls: type, name: str, allowed: bool = True) -> str:

@@ -22,7 +22,7 @@ from arenajudge.data.schema import LABELS, Battles
 from arenajudge.hashing import battle_keys, decode_keys
 from arenajudge.leaderboard import response_lengths
 from arenajudge.metrics import log_loss, scores
-from arenajudge.models.contract import PreferenceModel, check_labelled
+from arenajudge.models.contract import CompositeModel, PreferenceModel, check_labelled
 
 
 @dataclass
@@ -136,14 +136,8 @@ def trained_sections(model: Any) -> list[Mapping[str, Any]]:
     ensemble's members, a cascade's two stages), recursively: the score of an ensemble
     on its members' training battles is in-sample too."""
     sections = [getattr(model, "training_", None) or {}]
-    parts = [
-        *getattr(model, "members_", ()),
-        getattr(model, "first_", None),
-        getattr(model, "then_", None),
-    ]
-    for part in parts:
-        if part is not None:
-            sections += trained_sections(part)
+    for part in model.parts if isinstance(model, CompositeModel) else []:
+        sections += trained_sections(part)
     return sections
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import click
 
 from arenajudge.cli.options import GIVEN_SOURCES, FiniteFloat
-from arenajudge.config import field_help, field_types
+from arenajudge.config import field_help, field_types, flag_of, flags_of
 from arenajudge.errors import ConfigError
 from arenajudge.models.contract import LoadsWithOptions
 from arenajudge.models.registry import BACKENDS, TRAINABLE, model_class
@@ -77,7 +77,7 @@ def _click_type(config_cls: type, name: str) -> dict[str, Any]:
 
 def _settings_option(config_cls: type, name: str, group: str | None) -> Callable:
     spec = {f.name: f for f in fields(config_cls)}[name]
-    flag = spec.metadata.get("flag") or "--" + name.replace("_", "-")
+    flag = spec.metadata.get("flag") or flag_of(name)
     kwargs = _click_type(config_cls, name)
     if kwargs.pop("is_flag", False):
         flag = f"{flag}/--no-{flag[2:]}"
@@ -125,11 +125,6 @@ def config_options(groups: dict[str, type], exclude: tuple[str, ...] = ()) -> Ca
         return wrapper
 
     return decorate
-
-
-def flags_of(names: Any) -> str:
-    """``--flag-a, --flag-b`` for config field names."""
-    return ", ".join("--" + name.replace("_", "-") for name in names)
 
 
 def _settings_parts(config_class: type) -> list[type]:

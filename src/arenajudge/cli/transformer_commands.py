@@ -22,6 +22,7 @@ from arenajudge.cli.options import (
 )
 from arenajudge.config import field_help
 from arenajudge.data.readers import read_battles
+from arenajudge.features.pooling import EMBED_COMMAND
 from arenajudge.models.transformer.config import DEVICES, LOAD_IN, TransformerConfig
 from arenajudge.outputs import check_output, refuse_overwriting_inputs
 
@@ -39,7 +40,7 @@ from arenajudge.outputs import check_output, refuse_overwriting_inputs
 @click.option(
     "--max-length",
     type=click.IntRange(min=8),
-    default=512,
+    default=EMBED_COMMAND.max_length,
     metavar="N",
     show_default=True,
     help="Tokens per text; longer texts keep their latest turns.",

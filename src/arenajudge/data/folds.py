@@ -123,7 +123,13 @@ def folds(battles: Battles, n_folds: int = 5, seed: int = 0, by: str = "prompt")
     """
     if n_folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {n_folds}")
-    groups = _groups(battles, by)
+    return _stratified_group_folds(battles, _groups(battles, by), n_folds, seed, by)
+
+
+def _stratified_group_folds(
+    battles: Battles, groups: np.ndarray, n_folds: int, seed: int, by: str
+) -> np.ndarray:
+    """:func:`folds` of ``battles`` whose group numbers ``groups`` are already known."""
     n_groups = int(groups.max()) + 1
     if n_groups < n_folds:
         kind = "distinct prompts" if by == "prompt" else "distinct pairs of models"
@@ -159,4 +165,5 @@ def holdout_mask(
         what = "prompts" if by == "prompt" else "pairs of models"
         logger.warning("only %d distinct %s: training %s", n_groups, what, without)
         return None
-    return folds(battles, n_folds=n_folds, seed=seed, by=by) == 0
+    # the groups just counted are the ones the folds keep together: computed once
+    return _stratified_group_folds(battles, groups, n_folds, seed, by) == 0

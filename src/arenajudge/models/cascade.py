@@ -31,6 +31,7 @@ from arenajudge.models.composite import (
 from arenajudge.models.contract import (
     CompositeModel,
     MemberLoader,
+    PreferenceModel,
     check_labelled,
     check_sample_weight,
 )
@@ -238,6 +239,10 @@ class CascadeModel(CompositeModel):
                 training=training,
                 members=references,
             )
+
+    @property
+    def parts(self) -> list[PreferenceModel]:
+        return [self.first_, self.then_] if hasattr(self, "then_") else []
 
     @classmethod
     def load(cls, path: str | Path, *, load_member: MemberLoader | None = None) -> CascadeModel:

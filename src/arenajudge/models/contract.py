@@ -117,6 +117,12 @@ class CompositeModel(PreferenceModel):
     def load(cls, path: str | Path, *, load_member: MemberLoader | None = None) -> CompositeModel:
         """Read a model written by :meth:`save`, its members with ``load_member``."""
 
+    @property
+    @abstractmethod
+    def parts(self) -> list[PreferenceModel]:
+        """The fitted models this one combines: an ensemble's members, a cascade's two
+        stages (empty before it is fitted or loaded)."""
+
 
 def check_labelled(battles: Battles) -> np.ndarray:
     """The battles' ``target`` (n, 3); a clear error when they have no labels."""

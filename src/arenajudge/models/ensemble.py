@@ -32,6 +32,7 @@ from arenajudge.models.composite import (
 from arenajudge.models.contract import (
     CompositeModel,
     MemberLoader,
+    PreferenceModel,
     check_labelled,
     check_sample_weight,
 )
@@ -174,6 +175,10 @@ class EnsembleModel(CompositeModel):
                 metrics={"fit_rows": self.scores_},
                 members=references,
             )
+
+    @property
+    def parts(self) -> list[PreferenceModel]:
+        return list(getattr(self, "members_", []))
 
     @classmethod
     def load(cls, path: str | Path, *, load_member: MemberLoader | None = None) -> EnsembleModel:

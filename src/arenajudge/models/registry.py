@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
-from arenajudge.config import config_from_mapping, resolve_config
+from arenajudge.config import config_from_mapping, flags_of, resolve_config
 from arenajudge.errors import ConfigError, ModelLoadError
 from arenajudge.models.contract import CompositeModel, LoadsWithOptions, PreferenceModel
 from arenajudge.models.manifest import MANIFEST, read_manifest
@@ -86,8 +86,9 @@ def load_model(path: str | Path, runtime: Mapping[str, Any] | None = None) -> Pr
 
 
 def _refuse_runtime(runtime: Mapping[str, Any], path: str | Path, backend: str) -> NoReturn:
-    flags = ", ".join("--" + name.replace("_", "-") for name in runtime)
-    raise ConfigError(f"{flags} apply to transformer models; {path} holds a {backend} model")
+    raise ConfigError(
+        f"{flags_of(runtime)} apply to transformer models; {path} holds a {backend} model"
+    )
 
 
 def prefers_gpu(path: str | Path) -> bool:
